@@ -1,0 +1,1 @@
+//! A stand-in for the Notion API on loopback (being built).

@@ -1,0 +1,10 @@
+//! notion-inbox: pushes JSONL records from inbox files into Notion databases.
+//!
+//! Module map (the flow of a record, left to right):
+//! inbox (read) -> record (validate and map) -> notion (send) -> state (commit).
+//!
+//! - [`config`]: the TOML configuration, parsed and validated into [`config::Config`].
+//! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
+
+pub mod config;
+pub mod emulator;
