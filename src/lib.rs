@@ -4,7 +4,11 @@
 //! inbox (read) -> record (validate and map) -> notion (send) -> state (commit).
 //!
 //! - [`config`]: the TOML configuration, parsed and validated into [`config::Config`].
+//! - [`cli`]: the command line, defined once with clap.
+//! - [`logging`]: log output for people, pipelines and journald.
 //! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
 
+pub mod cli;
 pub mod config;
 pub mod emulator;
+pub mod logging;

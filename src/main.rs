@@ -1,1 +1,49 @@
-fn main() {}
+//! The `notion-inbox` binary: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use notion_inbox::cli::{Cli, Command};
+use notion_inbox::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Emulator(args) => {
+            notion_inbox::logging::init(cli.log_format, "info");
+            notion_inbox::emulator::run_command(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            let config = Config::load(&cli.config)?;
+            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
+            let name = format!("{other:?}");
+            let name = name.split(['(', ' ']).next().unwrap_or("").to_lowercase();
+            eprintln!(
+                "error: `notion-inbox {name}` is not implemented yet in this version (config {} is valid)",
+                config.path.display()
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The command-line interface, defined once with clap so that completions and the man page can be
+//! generated from it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Pushes JSONL records from inbox files into Notion databases, at the rate limit, without loss.
+#[derive(Debug, Parser)]
+#[command(name = "notion-inbox", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "NOTION_INBOX_CONFIG",
+        default_value = crate::config::DEFAULT_CONFIG_PATH,
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    /// How log lines are written: text for people, json for log pipelines; auto drops timestamps and
+    /// colours under journald.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The formats of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal.
+    Auto,
+    /// Text with timestamps.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: deliver every inbox record to Notion until stopped.
+    Run,
+    /// Authorize the integration for a target through Notion's OAuth consent screen.
+    Authorize(TargetArgs),
+    /// List the databases and data sources a target's token can see, with their properties.
+    Databases(TargetArgs),
+    /// Check the configuration, tokens, database access and property mapping.
+    Check(OptionalTargetArgs),
+    /// Show each target's progress, backlog and health.
+    Status(OptionalTargetArgs),
+    /// Append records to a target's inbox safely.
+    Push(TargetArgs),
+    /// Start a Notion API emulator on loopback.
+    Emulator(crate::emulator::EmulatorArgs),
+    /// Run a self-contained demonstration against the emulator.
+    Demo,
+}
+
+/// Arguments of commands that act on one target.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The target's name, as in its [[target]] table.
+    #[arg(long, short)]
+    pub target: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of commands that act on one target or all of them.
+#[derive(Debug, Args)]
+pub struct OptionalTargetArgs {
+    /// Only this target.
+    #[arg(long, short)]
+    pub target: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
