@@ -1,0 +1,175 @@
+//! The dead-letter file: where a record that cannot become a row goes, with the reason.
+//!
+//! One JSON object per line in `<state_dir>/dead-letter/<target>.jsonl`. Each entry is written with one
+//! `write` on an `O_APPEND` descriptor and flushed to disk (`fdatasync`) before the daemon commits past
+//! the record, so a record is never lost between the inbox and this file.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// One dead-lettered record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    /// The original line, without its newline; invalid UTF-8 replaced (see `line_base64`).
+    pub line: String,
+    /// The exact original bytes, base64, when the line is not valid UTF-8 (so `requeue` restores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_base64: Option<String>,
+    /// Byte offset of the line in its inbox file.
+    pub offset: u64,
+    /// The inbox file the line was read from.
+    pub inbox: PathBuf,
+    /// The record's key, when one could be derived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Why the record could not be delivered, and what to do about it.
+    pub reason: String,
+    /// Notion's answer, when Notion refused the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notion_error: Option<NotionErrorInfo>,
+    /// When it was dead-lettered (RFC 3339, UTC).
+    pub time: String,
+}
+
+/// What Notion said when it refused a record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotionErrorInfo {
+    /// HTTP status.
+    pub status: u16,
+    /// Notion's error code, such as `validation_error`.
+    pub code: String,
+    /// Notion's message.
+    pub message: String,
+    /// Notion's request id, for support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl DeadLetter {
+    /// Builds an entry for `bytes` (the line without its newline).
+    pub fn new(bytes: &[u8], offset: u64, inbox: &Path, reason: String) -> DeadLetter {
+        let (line, line_base64) = match std::str::from_utf8(bytes) {
+            Ok(s) => (s.to_owned(), None),
+            Err(_) => (
+                String::from_utf8_lossy(bytes).into_owned(),
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            ),
+        };
+        DeadLetter {
+            line,
+            line_base64,
+            offset,
+            inbox: inbox.to_owned(),
+            key: None,
+            reason,
+            notion_error: None,
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+
+    /// The original bytes of the line.
+    pub fn original_bytes(&self) -> Vec<u8> {
+        self.line_base64
+            .as_deref()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .unwrap_or_else(|| self.line.as_bytes().to_vec())
+    }
+}
+
+/// Appends entries to one target's dead-letter file.
+#[derive(Debug)]
+pub struct DeadLetterFile {
+    /// Where the entries go.
+    path: PathBuf,
+    /// Opened on first use, so a target that never dead-letters creates no file.
+    file: Option<File>,
+}
+
+impl DeadLetterFile {
+    /// A writer for `path`; nothing is created until the first entry.
+    pub fn new(path: PathBuf) -> DeadLetterFile {
+        DeadLetterFile { path, file: None }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one entry durably.
+    pub fn append(&mut self, entry: &DeadLetter) -> std::io::Result<()> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.file = Some(file);
+        }
+        let file = self.file.as_mut().expect("opened above");
+        let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        file.write_all(&line)?;
+        file.sync_data()
+    }
+}
+
+/// Reads every entry of a dead-letter file (a missing file has none). A line that does not parse is
+/// returned as an error naming the file and line.
+pub fn read_all(path: &Path) -> std::io::Result<Vec<DeadLetter>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}:{}: not a dead-letter entry: {e}", path.display(), i + 1),
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_with_exact_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dl/t.jsonl");
+        let mut f = DeadLetterFile::new(path.clone());
+        assert!(!path.exists(), "nothing is created before the first entry");
+        let good = DeadLetter::new(b"{\"a\":", 10, Path::new("/in"), "invalid JSON".into());
+        let bad_utf8 = DeadLetter::new(b"{\"a\":\"\xff\"}", 20, Path::new("/in"), "invalid UTF-8".into());
+        f.append(&good).unwrap();
+        f.append(&bad_utf8).unwrap();
+        let back = read_all(&path).unwrap();
+        assert_eq!(back, vec![good, bad_utf8]);
+        assert_eq!(back[0].original_bytes(), b"{\"a\":");
+        assert_eq!(back[1].original_bytes(), b"{\"a\":\"\xff\"}");
+        assert!(back[1].line_base64.is_some());
+    }
+
+    #[test]
+    fn missing_file_has_no_entries_and_garbage_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_all(&dir.path().join("none.jsonl")).unwrap().is_empty());
+        let path = dir.path().join("x.jsonl");
+        std::fs::write(&path, "garbage\n").unwrap();
+        let err = read_all(&path).unwrap_err().to_string();
+        assert!(err.contains("x.jsonl:1"), "{err}");
+    }
+}

@@ -1,0 +1,92 @@
+//! From a line of the inbox to a record: JSON parsing and the record's key.
+
+use serde_json::{Map, Value};
+
+use crate::inbox::LinePos;
+
+/// The longest record key accepted (it is stored in a rich_text property when deduplicating).
+pub const MAX_KEY_CHARS: usize = 500;
+
+/// Parses one line (without its newline) into a JSON object. A UTF-8 byte order mark and a trailing
+/// `\r` are tolerated. The error is the reason written to the dead-letter file.
+pub fn parse_line(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "the line is not valid UTF-8 (at byte {}); producers must write UTF-8 JSON",
+            e.valid_up_to()
+        )
+    })?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!(
+            "the line is JSON but not an object (it is {}); write one object per line, such as {{\"handle\":\"@x\",\"tweet\":\"…\"}}",
+            kind(&other)
+        )),
+        Err(e) => Err(format!("the line is not valid JSON: {e}")),
+    }
+}
+
+/// The record's key: its `"id"` field when present, else one derived from where the line sits and
+/// what it holds, which is the same after a restart.
+pub fn record_key(record: &Map<String, Value>, pos: &LinePos, bytes: &[u8]) -> Result<String, String> {
+    match record.get("id") {
+        None | Some(Value::Null) => Ok(format!(
+            "{}:{}:{:016x}",
+            pos.key(),
+            pos.offset,
+            crate::inbox::fnv1a64(bytes)
+        )),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err("the \"id\" field is empty; give each record a non-empty id or leave the field out".into())
+        }
+        Some(Value::String(s)) if s.chars().count() > MAX_KEY_CHARS => Err(format!(
+            "the \"id\" field is {} characters long, over the limit of {MAX_KEY_CHARS}",
+            s.chars().count()
+        )),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(format!(
+            "the \"id\" field is {}, not a string; use a string key or leave the field out",
+            kind(other)
+        )),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_or_say_why_not() {
+        let cases: &[(&[u8], Result<&str, &str>)] = &[
+            (b"{\"handle\":\"@a\"}", Ok("@a")),
+            (b"\xEF\xBB\xBF{\"handle\":\"@bom\"}", Ok("@bom")),
+            (b"{\"handle\":\"@crlf\"}\r", Ok("@crlf")),
+            (b"{\"handle\":", Err("not valid JSON")),
+            (b"[1,2]", Err("not an object (it is an array)")),
+            (b"\"str\"", Err("not an object (it is a string)")),
+            (b"{\"handle\":\"\xff\"}", Err("not valid UTF-8 (at byte 11)")),
+        ];
+        for (line, expected) in cases {
+            let got = parse_line(line);
+            match (expected, &got) {
+                (Ok(handle), Ok(map)) => assert_eq!(map["handle"], *handle),
+                (Err(piece), Err(reason)) => assert!(reason.contains(piece), "{reason:?} lacks {piece:?}"),
+                _ => panic!("{:?}: got {got:?}", String::from_utf8_lossy(line)),
+            }
+        }
+    }
+}

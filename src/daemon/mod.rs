@@ -1,0 +1,218 @@
+//! `notion-inbox run`: one process serving every target.
+//!
+//! The supervisor loads the configuration, starts one [`target::TargetRunner`] per target, and turns
+//! signals into intents: SIGTERM/SIGINT stop (in-flight requests get the grace period), SIGHUP reloads
+//! the configuration and restarts only the targets that changed. A bad configuration on reload keeps
+//! the old one running and says why.
+
+pub mod backoff;
+pub mod commit;
+pub mod deadletter;
+pub mod health;
+pub mod line;
+pub mod send;
+pub mod signals;
+pub mod target;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Target};
+use crate::daemon::health::TargetState;
+use crate::daemon::signals::Intent;
+use crate::inbox::watch::InboxWatcher;
+use crate::notion::NotionClient;
+
+/// A target that is running.
+struct Running {
+    /// Its configuration, to tell whether a reload changed it.
+    fingerprint: String,
+    /// Cancelled to stop it.
+    stop: CancellationToken,
+    /// The runner's task.
+    handle: JoinHandle<()>,
+    /// Its shared health and counters.
+    state: Arc<TargetState>,
+}
+
+/// Runs the daemon with the configuration at `config_path` until a stop signal arrives.
+pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    let intents = signals::listen()?;
+    run_with(config_path, intents).await
+}
+
+/// Runs the daemon, taking intents from `intents` (tests inject them).
+pub async fn run_with(config_path: PathBuf, mut intents: mpsc::Receiver<Intent>) -> anyhow::Result<()> {
+    let config = Arc::new(Config::load(&config_path)?);
+    prepare_state_dir(&config.daemon.state_dir)?;
+    let mut client = NotionClient::new(&config.notion)?;
+    let watcher = InboxWatcher::new()?;
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut current = config;
+    apply(&current, &client, &watcher, &mut running).await?;
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(targets = running.len(), config = %config_path.display(), "notion-inbox is running");
+
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut heartbeat = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(30)));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_delivered: u64 = 0;
+    loop {
+        tokio::select! {
+            intent = intents.recv() => match intent {
+                Some(Intent::Reload) => {
+                    notify_systemd(&[sd_notify::NotifyState::Reloading]);
+                    match Config::load(&config_path) {
+                        Ok(new) => {
+                            let new = Arc::new(new);
+                            if format!("{:?}", new.notion) != format!("{:?}", current.notion) {
+                                client = NotionClient::new(&new.notion)?;
+                                for r in running.values() {
+                                    r.stop.cancel();
+                                }
+                                for (_, r) in std::mem::take(&mut running) {
+                                    let _ = r.handle.await;
+                                }
+                            }
+                            current = new;
+                            apply(&current, &client, &watcher, &mut running).await?;
+                            tracing::info!(targets = running.len(), "configuration reloaded");
+                        }
+                        Err(e) => tracing::error!("configuration not reloaded, the old one stays in force: {e}"),
+                    }
+                    notify_systemd(&[sd_notify::NotifyState::Ready]);
+                }
+                Some(Intent::Shutdown) | None => break,
+            },
+            _ = heartbeat.tick() => {
+                if watchdog.is_some() {
+                    notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+                }
+                let delivered: u64 = running.values().map(|r| r.state.counters.delivered.load(std::sync::atomic::Ordering::Relaxed)).sum();
+                let status = status_line(&running);
+                notify_systemd(&[sd_notify::NotifyState::Status(&status)]);
+                if delivered != last_delivered {
+                    tracing::info!(delivered_since_last = delivered - last_delivered, "{status}");
+                    last_delivered = delivered;
+                }
+            }
+        }
+    }
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping: letting in-flight requests finish");
+    for r in running.values() {
+        r.stop.cancel();
+    }
+    for (_, r) in running {
+        let _ = r.handle.await;
+    }
+    tracing::info!("stopped; checkpoints saved");
+    Ok(())
+}
+
+/// Starts, restarts and stops targets so that `running` matches `config`.
+async fn apply(
+    config: &Arc<Config>,
+    client: &NotionClient,
+    watcher: &InboxWatcher,
+    running: &mut BTreeMap<String, Running>,
+) -> anyhow::Result<()> {
+    let wanted: BTreeMap<&str, &Target> = config.targets.iter().map(|t| (t.name.as_str(), t)).collect();
+    let stale: Vec<String> = running
+        .iter()
+        .filter(|(name, r)| wanted.get(name.as_str()).is_none_or(|t| fingerprint(t) != r.fingerprint))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in stale {
+        let r = running.remove(&name).expect("listed above");
+        r.stop.cancel();
+        let _ = r.handle.await;
+        tracing::info!(target_name = %name, "target stopped by reload");
+    }
+    watcher.retain(config.targets.iter().map(|t| t.inbox.as_path()));
+    for target in &config.targets {
+        if running.contains_key(&target.name) {
+            continue;
+        }
+        let wake = Arc::new(Notify::new());
+        if let Err(e) = watcher.watch(&target.inbox, wake.clone()) {
+            tracing::error!(target_name = %target.name, "{e}; the inbox is still checked every {:?}", config.daemon.reconcile_interval);
+        }
+        let state = Arc::new(TargetState::new(target.name.clone()));
+        let stop = CancellationToken::new();
+        let runner = target::TargetRunner {
+            config: config.clone(),
+            target: target.clone(),
+            client: client.clone(),
+            wake,
+            state: state.clone(),
+        };
+        let handle = tokio::spawn(runner.run(stop.clone()));
+        running.insert(
+            target.name.clone(),
+            Running {
+                fingerprint: fingerprint(target),
+                stop,
+                handle,
+                state,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// What identifies a target's configuration. A fixed token is compared by a hash, never by value.
+fn fingerprint(t: &Target) -> String {
+    use secrecy::ExposeSecret;
+    let token = match &t.token {
+        crate::config::TokenSource::Fixed(s) => format!("fixed:{:016x}", crate::inbox::fnv1a64(s.expose_secret().as_bytes())),
+        crate::config::TokenSource::File(p) => format!("file:{}", p.display()),
+    };
+    format!("{:?}|{:?}|{}|{:?}|{:?}|{token}", t.inbox, t.destination, t.max_in_flight, t.dedupe_property, t.properties)
+}
+
+fn status_line(running: &BTreeMap<String, Running>) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut delivered = 0;
+    let mut dead = 0;
+    let mut troubled = Vec::new();
+    for (name, r) in running {
+        delivered += r.state.counters.delivered.load(Relaxed);
+        dead += r.state.counters.dead_lettered.load(Relaxed);
+        match r.state.health() {
+            health::Health::Ok | health::Health::Starting => {}
+            other => troubled.push(format!("{name}: {other:?}")),
+        }
+    }
+    let mut s = format!("{} targets, {delivered} delivered, {dead} dead-lettered", running.len());
+    if !troubled.is_empty() {
+        s.push_str("; ");
+        s.push_str(&troubled.join("; "));
+    }
+    s
+}
+
+fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
+    for sub in ["checkpoints", "dead-letter", "tokens"] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create {}: {e}; create the state directory and make it writable by this user, or set [daemon] state_dir",
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}

@@ -1,0 +1,390 @@
+//! One target's pipeline: inbox → record → Notion → checkpoint.
+//!
+//! The runner owns the tailer, the commit tracker and the checkpoint; senders run as tasks. The
+//! reader never dispatches a record more than `window` records past the PERSISTED checkpoint, so after
+//! a crash the only records that may already be rows are the first `window` records after the
+//! checkpoint: those are checked by key (or counted as possible duplicates) before being sent again.
+//! That bound is what lets a record go out without an fsync in front of it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Target};
+use crate::daemon::backoff::Backoff;
+use crate::daemon::commit::CommitTracker;
+use crate::daemon::deadletter::{DeadLetter, DeadLetterFile};
+use crate::daemon::health::{Counters, Health, TargetState};
+use crate::daemon::line::{parse_line, record_key};
+use crate::daemon::send::{Done, Job, Sender};
+use crate::inbox::{Item, Position, TailOptions, Tailer};
+use crate::notion::{NotionClient, Resolved, TokenHandle};
+use crate::record::Mapper;
+use crate::state::checkpoint::{self, Checkpoint};
+
+/// How often a checkpoint is written at most while records finish (it is also written at once when
+/// the reader would otherwise be held back, and at shutdown).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs one target until `stop` is cancelled; in-flight requests then get `grace` to finish.
+pub struct TargetRunner {
+    /// The whole configuration (the token handle needs the client credentials).
+    pub config: Arc<Config>,
+    /// This target.
+    pub target: Target,
+    /// The process's Notion client.
+    pub client: NotionClient,
+    /// Woken by the file watcher when the inbox's directory changes.
+    pub wake: Arc<Notify>,
+    /// Shared health and counters.
+    pub state: Arc<TargetState>,
+}
+
+impl TargetRunner {
+    /// Runs the target until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let name = self.target.name.clone();
+        let Some(prepared) = self.prepare(&stop).await else {
+            return;
+        };
+        if let Err(message) = self.pump(prepared, &stop).await {
+            self.state.set_health(Health::Stopped(message));
+            stop.cancelled().await;
+        }
+        tracing::debug!(target_name = %name, "target stopped");
+    }
+
+    /// Loads the checkpoint, the token and the schema, retrying what can be retried. Returns `None`
+    /// when stopped before ready.
+    async fn prepare(&self, stop: &CancellationToken) -> Option<Prepared> {
+        let name = &self.target.name;
+        let daemon = &self.config.daemon;
+        let checkpoint_path = self.target.checkpoint_path(daemon);
+        let loaded = match checkpoint::load(&checkpoint_path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.state.set_health(Health::Stopped(format!("target {name}: {e}")));
+                stop.cancelled().await;
+                return None;
+            }
+        };
+        let mut slow = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
+        let mut rng = rand::rng();
+        let (token, resolved, mapper) = loop {
+            match self.connect().await {
+                Ok(ready) => break ready,
+                Err((health, retry)) => {
+                    self.state.set_health(health);
+                    let wait = slow.next_delay(&mut rng).max(retry);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.wake.notified() => {}
+                        () = stop.cancelled() => return None,
+                    }
+                }
+            }
+        };
+        let start = loaded.as_ref().and_then(Checkpoint::position);
+        let restart_window = loaded.as_ref().map_or(0, |c| c.window as usize);
+        let opts = TailOptions {
+            max_line: daemon.max_line_bytes,
+            ..TailOptions::default()
+        };
+        let tailer = loop {
+            match Tailer::new(self.target.inbox.clone(), opts.clone(), start.clone()) {
+                Ok(t) => break t,
+                Err(e) => {
+                    self.state
+                        .set_health(Health::Paused(format!("target {name}: {e}")));
+                    tokio::select! {
+                        () = tokio::time::sleep(daemon.reconcile_interval) => {}
+                        () = self.wake.notified() => {}
+                        () = stop.cancelled() => return None,
+                    }
+                }
+            }
+        };
+        self.state.set_health(Health::Ok);
+        Some(Prepared {
+            token,
+            resolved: Arc::new(resolved),
+            mapper,
+            tailer: Arc::new(Mutex::new(tailer)),
+            start,
+            restart_window,
+        })
+    }
+
+    /// Loads the token, resolves the destination and checks the mapping. On failure, the health to
+    /// show and the least time to wait before trying again.
+    async fn connect(&self) -> Result<(TokenHandle, Resolved, Mapper), (Health, Duration)> {
+        let name = &self.target.name;
+        let token = TokenHandle::load(&self.target, &self.config).map_err(|e| {
+            (
+                Health::NeedsAuthorization(format!(
+                    "target {name}: {e}; run `notion-inbox authorize --target {name}`"
+                )),
+                self.config.daemon.reconcile_interval,
+            )
+        })?;
+        let resolved = match self.client.resolve(&self.target, &token).await {
+            Ok(r) => r,
+            Err(e) if e.is_unauthorized() && token.can_refresh() => {
+                token.refresh(&self.client).await.map_err(|e| {
+                    (
+                        Health::NeedsAuthorization(format!(
+                            "target {name}: {e}; run `notion-inbox authorize --target {name}`"
+                        )),
+                        self.config.daemon.reconcile_interval,
+                    )
+                })?;
+                self.client
+                    .resolve(&self.target, &token)
+                    .await
+                    .map_err(|e| (Health::Paused(format!("target {name}: {e}")), Duration::ZERO))?
+            }
+            Err(e) if e.is_unauthorized() => {
+                return Err((
+                    Health::NeedsAuthorization(format!(
+                        "target {name}: {e}; replace the token, or run `notion-inbox authorize --target {name}`"
+                    )),
+                    self.config.daemon.reconcile_interval,
+                ));
+            }
+            Err(e) => return Err((Health::Paused(format!("target {name}: {e}")), Duration::ZERO)),
+        };
+        let mapper = Mapper::new(&self.target, &resolved).map_err(|e| {
+            (
+                Health::Paused(format!(
+                    "target {name}: the mapping does not fit {}: {e}; fix [target.properties] or the database (checked again periodically)",
+                    resolved.describe()
+                )),
+                Duration::from_secs(30),
+            )
+        })?;
+        Ok((token, resolved, mapper))
+    }
+
+    /// Reads, dispatches and commits until stopped. An error stops the target (its text says why).
+    async fn pump(&self, p: Prepared, stop: &CancellationToken) -> Result<(), String> {
+        let name = self.target.name.clone();
+        let daemon = &self.config.daemon;
+        let window = self.target.max_in_flight;
+        // The persisted window must cover both this run's and the last run's unchecked records.
+        let persisted_window = window.max(p.restart_window) as u32;
+        let checkpoint_path = self.target.checkpoint_path(daemon);
+        let mut dead = DeadLetterFile::new(self.target.dead_letter_path(daemon));
+        let hard_stop = CancellationToken::new();
+        let sender = Arc::new(Sender {
+            client: self.client.clone(),
+            token: p.token.clone(),
+            resolved: p.resolved.clone(),
+            dedupe_property: self.target.dedupe_property.clone(),
+            settle: daemon.dedupe_settle,
+            state: self.state.clone(),
+            hard_stop: hard_stop.clone(),
+        });
+        let mut tracker = CommitTracker::new(p.start.clone());
+        // Records (by sequence number) dispatched so far that lie within the last run's window.
+        let mut unchecked_left = p.restart_window;
+        let mut persisted_count: u64 = 0;
+        let save = |tracker: &CommitTracker| -> Result<u64, String> {
+            let cp = Checkpoint::new(tracker.committed().cloned(), persisted_window);
+            checkpoint::save(&checkpoint_path, &cp)
+                .map_err(|e| format!("target {name}: cannot write its checkpoint: {e}; free space or fix permissions in the state directory, then restart"))?;
+            Ok(tracker.committed_count())
+        };
+        // Before anything is sent, the checkpoint must promise the window this run uses.
+        save(&tracker)?;
+        let mut in_flight: JoinSet<Done> = JoinSet::new();
+        let mut keys: std::collections::HashMap<u64, (u64, Vec<u8>, String)> = Default::default();
+        let mut reconcile = tokio::time::interval(daemon.reconcile_interval);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut dirty_since: Option<Instant> = None;
+        let mut caught_up = false;
+        loop {
+            // Read and dispatch while the window allows.
+            let room = (persisted_count + window as u64).saturating_sub(tracker.next_seq()) as usize;
+            if !caught_up && room > 0 && self.state.health().may_send() {
+                let tailer = p.tailer.clone();
+                let batch = tokio::task::spawn_blocking(move || {
+                    tailer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .next_batch(room, 8 << 20)
+                })
+                .await
+                .map_err(|e| format!("target {name}: the reader crashed: {e}"))?;
+                let items = match batch {
+                    Ok(items) => items,
+                    Err(e) => {
+                        self.state.record_error(format!("target {name}: {e}"));
+                        tracing::error!(target_name = %name, "{e}");
+                        Vec::new()
+                    }
+                };
+                caught_up = items.is_empty();
+                for item in items {
+                    match item {
+                        Item::Event(event) => tracing::info!(target_name = %name, "{event}"),
+                        Item::Oversized { pos, len } => {
+                            let seq = tracker.push(pos.after());
+                            let mut entry = DeadLetter::new(
+                                b"",
+                                pos.offset,
+                                &self.target.inbox,
+                                format!(
+                                    "the line is {len} bytes, over max_line_bytes ({}); its bytes were not kept: split the record, or raise max_line_bytes",
+                                    daemon.max_line_bytes
+                                ),
+                            );
+                            entry.line = String::new();
+                            self.dead_letter(&mut dead, &entry)?;
+                            tracker.finish(seq);
+                            dirty_since.get_or_insert_with(Instant::now);
+                        }
+                        Item::Line { pos, text } => {
+                            let seq = tracker.push(pos.after());
+                            let prepared = parse_line(&text).and_then(|record| {
+                                let key = record_key(&record, &pos, &text)?;
+                                let body = p.mapper.page_body(&record, &key).map_err(|e| e.to_string())?;
+                                Ok((key, body))
+                            });
+                            match prepared {
+                                Ok((key, body)) => {
+                                    let maybe_sent = unchecked_left > 0;
+                                    unchecked_left = unchecked_left.saturating_sub(1);
+                                    keys.insert(seq, (pos.offset, text, key.clone()));
+                                    let job = Job { seq, key, offset: pos.offset, body, maybe_sent };
+                                    in_flight.spawn(sender.clone().deliver(job));
+                                }
+                                Err(reason) => {
+                                    unchecked_left = unchecked_left.saturating_sub(1);
+                                    let entry = DeadLetter::new(&text, pos.offset, &self.target.inbox, reason);
+                                    self.dead_letter(&mut dead, &entry)?;
+                                    tracker.finish(seq);
+                                    dirty_since.get_or_insert_with(Instant::now);
+                                }
+                            }
+                        }
+                    }
+                }
+                if !caught_up {
+                    continue;
+                }
+            }
+            // The reader is held back by the persisted checkpoint: write it now.
+            let held_back = room == 0 && tracker.committed_count() > persisted_count;
+            if held_back || dirty_since.is_some_and(|t| t.elapsed() >= CHECKPOINT_EVERY) {
+                persisted_count = save(&tracker)?;
+                dirty_since = None;
+                caught_up = false;
+                continue;
+            }
+            let flush_in = dirty_since.map(|t| CHECKPOINT_EVERY.saturating_sub(t.elapsed()));
+            tokio::select! {
+                Some(joined) = in_flight.join_next() => {
+                    let done = joined.map_err(|e| format!("target {name}: a sender crashed: {e}"))?;
+                    self.finish(done, &mut tracker, &mut keys, &mut dead)?;
+                    dirty_since.get_or_insert_with(Instant::now);
+                    caught_up = false;
+                }
+                () = self.wake.notified() => caught_up = false,
+                _ = reconcile.tick() => {
+                    caught_up = false;
+                    if matches!(self.state.health(), Health::NeedsAuthorization(_))
+                        && p.token.reload_if_changed().unwrap_or(false)
+                    {
+                        tracing::info!(target_name = %name, "the token file changed; resuming");
+                        self.state.set_health(Health::Ok);
+                    }
+                }
+                () = sleep_opt(flush_in) => {}
+                () = stop.cancelled() => break,
+            }
+        }
+        // Shutdown: no more reading; in-flight requests get the grace period.
+        let deadline = tokio::time::sleep(daemon.shutdown_grace);
+        tokio::pin!(deadline);
+        while !in_flight.is_empty() {
+            tokio::select! {
+                Some(joined) = in_flight.join_next() => {
+                    if let Ok(done) = joined {
+                        self.finish(done, &mut tracker, &mut keys, &mut dead)?;
+                    }
+                }
+                () = &mut deadline => {
+                    tracing::warn!(target_name = %name, in_flight = in_flight.len(),
+                        "shutdown grace period over; unfinished records will be sent again after restart");
+                    hard_stop.cancel();
+                    while let Some(joined) = in_flight.join_next().await {
+                        if let Ok(done) = joined {
+                            self.finish(done, &mut tracker, &mut keys, &mut dead)?;
+                        }
+                    }
+                }
+            }
+        }
+        save(&tracker)?;
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        done: Done,
+        tracker: &mut CommitTracker,
+        keys: &mut std::collections::HashMap<u64, (u64, Vec<u8>, String)>,
+        dead: &mut DeadLetterFile,
+    ) -> Result<(), String> {
+        match done {
+            Done::Delivered { seq } => {
+                keys.remove(&seq);
+                tracker.finish(seq);
+            }
+            Done::Refused { seq, reason, error } => {
+                let (offset, text, key) = keys.remove(&seq).unwrap_or_default();
+                let mut entry = DeadLetter::new(&text, offset, &self.target.inbox, reason);
+                entry.key = Some(key);
+                entry.notion_error = Some(error);
+                self.dead_letter(dead, &entry)?;
+                tracker.finish(seq);
+            }
+            Done::Abandoned { seq } => {
+                keys.remove(&seq);
+            }
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&self, dead: &mut DeadLetterFile, entry: &DeadLetter) -> Result<(), String> {
+        let name = &self.target.name;
+        tracing::warn!(target_name = %name, offset = entry.offset, file = %dead.path().display(), "dead-lettered: {}", entry.reason);
+        Counters::bump(&self.state.counters.dead_lettered);
+        dead.append(entry).map_err(|e| {
+            format!(
+                "target {name}: cannot write the dead-letter file {}: {e}; free space or fix permissions, then restart",
+                dead.path().display()
+            )
+        })
+    }
+}
+
+/// What `prepare` hands to `pump`.
+struct Prepared {
+    token: TokenHandle,
+    resolved: Arc<Resolved>,
+    mapper: Mapper,
+    tailer: Arc<Mutex<Tailer>>,
+    start: Option<Position>,
+    restart_window: usize,
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,365 @@
+//! `notion-inbox run` end to end: the real binary against the emulator. Every test asserts on the
+//! rows the emulator stored (and the dead-letter files), not on logs.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
+use support::*;
+
+/// An emulator fast enough that tests do not wait on the rate limit, unless they test it.
+fn fast() -> EmulatorOptions {
+    EmulatorOptions {
+        rate: RateLimit {
+            requests_per_second: 100.0,
+            burst: 100,
+        },
+        ..EmulatorOptions::default()
+    }
+}
+
+const FAST: &str = "";
+
+fn fast_world(targets: &[&str], dedupe: bool) -> World {
+    let w = World::new(fast());
+    let specs: Vec<TargetSpec> = targets
+        .iter()
+        .map(|n| TargetSpec { dedupe, ..w.target(n) })
+        .collect();
+    w.write_config_fast(&specs);
+    w
+}
+
+trait FastConfig {
+    fn write_config_fast(&self, targets: &[TargetSpec]);
+}
+
+impl FastConfig for World {
+    fn write_config_fast(&self, targets: &[TargetSpec]) {
+        let path = self.write_config(targets, FAST);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("version = \"2025-09-03\"\n", "version = \"2025-09-03\"\nrequests_per_second = 50\nburst = 50\n");
+        std::fs::write(&path, text).unwrap();
+    }
+}
+
+/// Asserts that the rows are exactly `expected` (as a multiset: each exactly once).
+#[track_caller]
+fn assert_rows_once(w: &World, expected: &[String]) {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for h in w.handles() {
+        *counts.entry(h).or_default() += 1;
+    }
+    let want: BTreeMap<String, usize> = expected.iter().map(|h| (h.clone(), 1)).collect();
+    assert_eq!(counts, want, "rows differ from the records appended\nlogs:\n{}", w.logs());
+}
+
+fn handles(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("@{prefix}{i}")).collect()
+}
+
+fn append_all(w: &World, inbox: &std::path::Path, hs: &[String]) {
+    for h in hs {
+        w.append(inbox, &rec(h, &format!("tweet of {h}")));
+    }
+}
+
+#[test]
+fn appended_records_become_rows_with_their_fields() {
+    let mut w = fast_world(&["tweets"], false);
+    let inbox = w.inbox("tweets");
+    w.append(&inbox, &rec("@SomeHandle", "Here is a tweet"));
+    w.start();
+    wait_until("the first row", || w.pages().len() == 1);
+    let page = &w.pages()[0];
+    assert_eq!(page_title(page), "@SomeHandle");
+    assert_eq!(prop_text(page, "tweet"), "Here is a tweet");
+    // A record appended while the daemon runs arrives too.
+    w.append(&inbox, &rec("@Later", "appended while running"));
+    wait_until("the second row", || w.pages().len() == 2);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@SomeHandle".into(), "@Later".into()]);
+}
+
+#[test]
+fn backlog_drains_at_the_configured_rate_without_a_429() {
+    // The emulator enforces Notion's default 3 requests/s with a burst of 3, as does the config.
+    let mut w = World::new(EmulatorOptions::default());
+    let spec = w.target("tweets");
+    w.write_config(&[spec], "");
+    let hs = handles("b", 15);
+    append_all(&w, &w.inbox("tweets"), &hs);
+    w.start();
+    wait_until("15 rows", || w.pages().len() >= 15);
+    let stats = w.emu.stats();
+    assert_eq!(stats.rate_limited_total(), 0, "the daemon provoked 429s: {stats:?}");
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &hs);
+}
+
+#[test]
+fn partial_lines_wait_for_their_newline() {
+    let mut w = fast_world(&["tweets"], false);
+    let inbox = w.inbox("tweets");
+    w.start();
+    append_bytes(&inbox, b"{\"handle\":\"@part\",");
+    w.append(&inbox, &rec("@never-before-part", "x").replace('\n', "")); // still no newline at all
+    std::thread::sleep(std::time::Duration::from_millis(300)); // give it a chance to misbehave
+    assert!(w.pages().is_empty(), "a line without its newline was sent");
+    // Complete the broken first line: it becomes one (bad) line; then a good one.
+    append_bytes(&inbox, b"\n");
+    w.append(&inbox, &rec("@whole", "complete"));
+    wait_until("the whole record", || w.pages().len() == 1);
+    wait_until("the broken line dead-lettered", || w.dead_letters("tweets").len() == 1);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@whole".into()]);
+}
+
+#[test]
+fn malformed_lines_are_dead_lettered_with_the_reason_and_the_daemon_goes_on() {
+    let mut w = fast_world(&["tweets"], false);
+    let inbox = w.inbox("tweets");
+    let bad: Vec<(&[u8], &str)> = vec![
+        (b"{\"handle\":", "not valid JSON"),
+        (b"[\"an\",\"array\"]", "not an object"),
+        (b"{\"handle\":\"\xff\xfe\"}", "not valid UTF-8"),
+        (b"{\"handle\":\"@x\",\"id\":{\"a\":1}}", "\"id\" field is an object"),
+        (b"{\"handle\":\"@x\",\"id\":\"\"}", "\"id\" field is empty"),
+    ];
+    for (line, _) in &bad {
+        append_bytes(&inbox, line);
+        append_bytes(&inbox, b"\n");
+    }
+    append_bytes(&inbox, b"\n\n   \n"); // blank lines are skipped, not dead-lettered
+    w.append(&inbox, &rec("@good", "after the bad ones"));
+    w.start();
+    wait_until("the good row", || w.pages().len() == 1);
+    wait_until("every bad line dead-lettered", || w.dead_letters("tweets").len() == bad.len());
+    let dl = w.dead_letters("tweets");
+    for ((line, reason), entry) in bad.iter().zip(&dl) {
+        let r = entry["reason"].as_str().unwrap();
+        assert!(r.contains(reason), "reason {r:?} lacks {reason:?}");
+        let original = match entry.get("line_base64").and_then(|b| b.as_str()) {
+            Some(b) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(b).unwrap()
+            }
+            None => entry["line"].as_str().unwrap().as_bytes().to_vec(),
+        };
+        assert_eq!(&original, line, "the dead letter keeps the exact line");
+        assert!(entry["offset"].is_u64() && entry["time"].is_string());
+    }
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@good".into()]);
+}
+
+#[test]
+fn oversized_lines_are_dead_lettered_without_being_kept() {
+    let mut w = fast_world(&["tweets"], false);
+    let path = w.path("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("[daemon]\n", "[daemon]\nmax_line_bytes = 4096\n");
+    std::fs::write(&path, text).unwrap();
+    let inbox = w.inbox("tweets");
+    w.append(&inbox, &rec("@big", &"x".repeat(100_000)));
+    w.append(&inbox, &rec("@small", "fits"));
+    w.start();
+    wait_until("the small row", || w.pages().len() == 1);
+    wait_until("the big line dead-lettered", || w.dead_letters("tweets").len() == 1);
+    let dl = &w.dead_letters("tweets")[0];
+    assert!(dl["reason"].as_str().unwrap().contains("over max_line_bytes"), "{dl}");
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@small".into()]);
+}
+
+#[test]
+fn notion_refusals_are_dead_lettered_with_notions_error() {
+    let mut w = fast_world(&["tweets"], false);
+    let inbox = w.inbox("tweets");
+    // Over 100 rich-text items of 2000 characters: Notion would refuse it; the mapper refuses first.
+    w.append(&inbox, &rec("@huge", &"y".repeat(300_000)));
+    w.append(&inbox, &rec("@fine", "ok"));
+    w.start();
+    wait_until("the fine row", || w.pages().len() == 1);
+    wait_until("the huge record dead-lettered", || w.dead_letters("tweets").len() == 1);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@fine".into()]);
+}
+
+#[test]
+fn rotation_truncation_and_replacement_lose_and_repeat_nothing() {
+    let mut w = fast_world(&["tweets"], false);
+    let inbox = w.inbox("tweets");
+    let mut all = Vec::new();
+    w.start();
+    let mut step = |w: &World, name: &str, n: usize, all: &mut Vec<String>| {
+        let hs = handles(name, n);
+        append_all(w, &inbox, &hs);
+        all.extend(hs);
+        let want = all.len();
+        wait_until(&format!("rows after {name}"), || w.pages().len() >= want);
+    };
+    step(&w, "first", 5, &mut all);
+    // Rename rotation, with a writer still appending to the renamed file.
+    std::fs::rename(&inbox, w.path("spool/tweets.jsonl.1")).unwrap();
+    let late = handles("late-in-old", 2);
+    append_all(&w, &w.path("spool/tweets.jsonl.1"), &late);
+    all.extend(late);
+    step(&w, "after-rename", 5, &mut all);
+    // copytruncate.
+    std::fs::copy(&inbox, w.path("spool/tweets.jsonl.2")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&inbox).unwrap().set_len(0).unwrap();
+    step(&w, "after-copytruncate", 5, &mut all);
+    // Delete and re-create.
+    std::fs::remove_file(&inbox).unwrap();
+    step(&w, "after-delete", 5, &mut all);
+    // Atomic replace: write a temporary file and rename it over the inbox.
+    let tmp = w.path("spool/tweets.jsonl.tmp");
+    let hs = handles("replaced", 3);
+    std::fs::write(&tmp, hs.iter().map(|h| rec(h, "r")).collect::<String>()).unwrap();
+    std::fs::rename(&tmp, &inbox).unwrap();
+    all.extend(hs);
+    let want = all.len();
+    wait_until("rows after atomic replace", || w.pages().len() >= want);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &all);
+}
+
+#[test]
+fn a_missing_inbox_is_waited_for() {
+    let mut w = fast_world(&["tweets"], false);
+    w.start();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let inbox = w.inbox("tweets");
+    assert!(!inbox.exists());
+    w.append(&inbox, &rec("@appeared", "the file did not exist at start"));
+    wait_until("the row", || w.pages().len() == 1);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@appeared".into()]);
+}
+
+#[test]
+fn restarts_after_sigterm_and_sigkill_lose_nothing() {
+    let mut w = fast_world(&["tweets"], true);
+    let inbox = w.inbox("tweets");
+    let first = handles("before", 10);
+    append_all(&w, &inbox, &first);
+    w.start();
+    wait_until("some rows", || !w.pages().is_empty());
+    assert_eq!(w.stop(), Some(0), "SIGTERM exits 0\n{}", w.logs());
+    let second = handles("between", 10);
+    append_all(&w, &inbox, &second);
+    w.start();
+    wait_until("some more rows", || w.pages().len() > 10);
+    w.kill();
+    let third = handles("after-kill", 10);
+    append_all(&w, &inbox, &third);
+    w.start();
+    let all: Vec<String> = first.into_iter().chain(second).chain(third).collect();
+    wait_until("every row", || w.pages().len() >= all.len());
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &all);
+}
+
+#[test]
+fn transient_faults_and_rate_limits_are_retried_until_delivered() {
+    let mut w = fast_world(&["tweets"], true);
+    w.emu.set_faults(Faults {
+        seed: Some(42),
+        error_before_write: 0.2,
+        timeout_after_write: 0.1,
+        drop_after_write: 0.1,
+        storm_429: 0.1,
+        storm_529: 0.05,
+        ..Faults::default()
+    });
+    let hs = handles("faulty", 30);
+    append_all(&w, &w.inbox("tweets"), &hs);
+    w.start();
+    wait_until("every row", || {
+        let mut seen: Vec<String> = w.handles();
+        seen.sort();
+        seen.dedup();
+        seen.len() == hs.len()
+    });
+    assert_eq!(w.stop(), Some(0));
+    // With dedupe_property, unknown outcomes are checked by key: exactly once.
+    assert_rows_once(&w, &hs);
+    let stats = w.emu.stats();
+    assert!(stats.faults_injected_total() > 0, "the faults were not exercised: {stats:?}");
+}
+
+#[test]
+fn an_expired_token_is_refreshed_and_a_revoked_one_waits_for_authorization() {
+    // A fixed (internal) token cannot be refreshed: the target waits, keeps its records, and says so.
+    let mut w = fast_world(&["tweets"], false);
+    let inbox = w.inbox("tweets");
+    let token = w.emu.info().token.clone();
+    w.emu.revoke_token(&token);
+    w.append(&inbox, &rec("@waiting", "token revoked"));
+    w.start();
+    wait_until("the log says what to do", || w.logs().contains("needs authorization"));
+    assert!(w.pages().is_empty());
+    assert_eq!(w.stop(), Some(0));
+    assert!(!w.logs().contains(&token), "the token leaked into the log");
+}
+
+#[test]
+fn an_unshared_database_pauses_the_target_until_shared_again() {
+    let mut w = fast_world(&["tweets"], false);
+    let inbox = w.inbox("tweets");
+    w.append(&inbox, &rec("@one", "shared"));
+    w.start();
+    wait_until("the first row", || w.pages().len() == 1);
+    let db = w.emu.info().database_id.clone();
+    w.emu.unshare(&db);
+    w.append(&inbox, &rec("@two", "while unshared"));
+    wait_until("the pause is reported", || w.logs().contains("share the database"));
+    w.emu.share(&db);
+    wait_until("the second row after re-sharing", || w.pages().len() == 2);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@one".into(), "@two".into()]);
+}
+
+#[test]
+fn one_broken_target_does_not_stall_another() {
+    let mut w = World::new(fast());
+    let good = w.target("good");
+    let broken = TargetSpec {
+        token: "ntn_not_a_real_token_000000000000000000000000".into(),
+        ..w.target("broken")
+    };
+    w.write_config_fast(&[good, broken]);
+    w.append(&w.inbox("broken"), &rec("@stuck", "bad token"));
+    let hs = handles("good", 5);
+    append_all(&w, &w.inbox("good"), &hs);
+    w.start();
+    wait_until("the good target's rows", || w.pages().len() == 5);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &hs);
+    assert!(w.logs().contains("target broken needs authorization"), "{}", w.logs());
+}
+
+#[test]
+fn sighup_reloads_the_configuration_and_adds_a_target() {
+    let mut w = World::new(fast());
+    let a = w.target("a");
+    w.write_config_fast(std::slice::from_ref(&a));
+    w.start();
+    w.append(&w.inbox("a"), &rec("@a1", "first target"));
+    wait_until("a's row", || w.pages().len() == 1);
+    // A broken config is refused and the old one stays.
+    std::fs::write(w.path("config.toml"), "this is not toml [").unwrap();
+    w.signal(1);
+    wait_until("the refusal is logged", || w.logs().contains("configuration not reloaded"));
+    let b = w.target("b");
+    w.write_config_fast(&[a, b]);
+    w.signal(1);
+    wait_until("the reload is logged", || w.logs().contains("configuration reloaded"));
+    w.append(&w.inbox("b"), &rec("@b1", "second target"));
+    w.append(&w.inbox("a"), &rec("@a2", "first target again"));
+    wait_until("both rows", || w.pages().len() == 3);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@a1".into(), "@b1".into(), "@a2".into()]);
+}

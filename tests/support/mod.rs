@@ -1,0 +1,259 @@
+//! Shared test harness: an in-process Notion API emulator, a temporary directory with a config, and
+//! the real `notion-inbox` binary running against them.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use notion_inbox::emulator::{Emulator, EmulatorOptions, StoredPage};
+
+/// A generous deadline for anything the tests wait on.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `cond` every 20 ms until it holds or `DEADLINE` passes; panics with `what` on timeout.
+#[track_caller]
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > DEADLINE {
+            panic!("timed out after {DEADLINE:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One test's world.
+pub struct World {
+    /// Holds every file of the test.
+    pub dir: tempfile::TempDir,
+    /// The emulator (its runtime lives in `rt`).
+    pub emu: Emulator,
+    /// The runtime the emulator runs on.
+    pub rt: tokio::runtime::Runtime,
+    /// The running daemon, if started.
+    pub daemon: Option<Child>,
+    /// How many times the daemon was started (names its log files).
+    pub starts: usize,
+}
+
+/// Settings of one target in the generated config.
+#[derive(Clone)]
+pub struct TargetSpec {
+    pub name: String,
+    pub token: String,
+    pub database_id: String,
+    pub dedupe: bool,
+    pub extra: String,
+}
+
+impl World {
+    /// Starts an emulator with `opts` in a runtime of its own.
+    pub fn new(opts: EmulatorOptions) -> World {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let emu = rt.block_on(Emulator::start(opts)).expect("emulator starts");
+        World {
+            dir: tempfile::tempdir().unwrap(),
+            emu,
+            rt,
+            daemon: None,
+            starts: 0,
+        }
+    }
+
+    /// A world with the emulator's defaults.
+    pub fn default_world() -> World {
+        World::new(EmulatorOptions::default())
+    }
+
+    /// The default target: the seeded database, the internal token.
+    pub fn target(&self, name: &str) -> TargetSpec {
+        let info = self.emu.info();
+        TargetSpec {
+            name: name.into(),
+            token: info.token.clone(),
+            database_id: info.database_id.clone(),
+            dedupe: false,
+            extra: String::new(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn inbox(&self, name: &str) -> PathBuf {
+        self.path(&format!("spool/{name}.jsonl"))
+    }
+
+    /// Writes the config for `targets` (mode 600: it holds tokens).
+    pub fn write_config(&self, targets: &[TargetSpec], daemon_extra: &str) -> PathBuf {
+        std::fs::create_dir_all(self.path("spool")).unwrap();
+        let mut text = format!(
+            "[notion]\napi_base = \"{}\"\nversion = \"2025-09-03\"\n\n[daemon]\nstate_dir = \"state\"\nreconcile_interval = \"500ms\"\nshutdown_grace = \"5s\"\ndedupe_settle = \"50ms\"\n{daemon_extra}\n",
+            self.emu.url()
+        );
+        for t in targets {
+            text.push_str(&format!(
+                "[[target]]\nname = \"{}\"\ninbox = \"spool/{}.jsonl\"\ndatabase_id = \"{}\"\ntoken = \"{}\"\n{}{}[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n\n",
+                t.name,
+                t.name,
+                t.database_id,
+                t.token,
+                if t.dedupe { "dedupe_property = \"Inbox ID\"\n" } else { "" },
+                t.extra,
+            ));
+        }
+        let path = self.path("config.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// Starts the daemon on the config; its log goes to `daemon-N.log`.
+    pub fn start(&mut self) {
+        assert!(self.daemon.is_none(), "the daemon is already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.path(&format!("daemon-{}.log", self.starts))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+            .arg("--config")
+            .arg(self.path("config.toml"))
+            .arg("--log-format")
+            .arg("text")
+            .arg("run")
+            .env("RUST_LOG", "notion_inbox=debug,info")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the binary starts");
+        self.daemon = Some(child);
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.daemon.as_ref().expect("running").id() as i32;
+        // SAFETY: kill(2) with a pid we own.
+        unsafe { libc_kill(pid, signal) };
+    }
+
+    /// SIGTERM, then waits for exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(15);
+        self.wait_exit()
+    }
+
+    /// SIGKILL, then reaps.
+    pub fn kill(&mut self) {
+        let mut child = self.daemon.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Waits for the daemon to exit.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.daemon.take().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                panic!("the daemon did not exit within {DEADLINE:?}:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Appends `text` to `path` with one write on an O_APPEND descriptor.
+    pub fn append(&self, path: &Path, text: &str) {
+        append_bytes(path, text.as_bytes());
+    }
+
+    /// The rows the emulator holds, in creation order.
+    pub fn pages(&self) -> Vec<StoredPage> {
+        self.emu.pages()
+    }
+
+    /// The `handle` title of every row, in creation order.
+    pub fn handles(&self) -> Vec<String> {
+        self.pages().iter().map(page_title).collect()
+    }
+
+    /// Every daemon log so far.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|i| std::fs::read_to_string(self.path(&format!("daemon-{i}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---- restart ----\n")
+    }
+
+    /// The dead-letter entries of target `name`.
+    pub fn dead_letters(&self, name: &str) -> Vec<serde_json::Value> {
+        let path = self.path(&format!("state/dead-letter/{name}.jsonl"));
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Appends with one write() on an O_APPEND descriptor, as producers should.
+pub fn append_bytes(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// The plain text of a stored page's title property.
+pub fn page_title(p: &StoredPage) -> String {
+    prop_text(p, "title")
+}
+
+/// The plain text of a stored page's text property, found by id or name.
+pub fn prop_text(p: &StoredPage, id_or_name: &str) -> String {
+    let props = p.properties.as_object().expect("properties is an object");
+    let value = props
+        .iter()
+        .find(|(name, v)| *name == id_or_name || v.get("id").and_then(|i| i.as_str()) == Some(id_or_name))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no property {id_or_name} in {props:?}"));
+    let items = value
+        .get("title")
+        .or_else(|| value.get("rich_text"))
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    items
+        .iter()
+        .map(|i| i["text"]["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A record line for handle `h`.
+pub fn rec(h: &str, tweet: &str) -> String {
+    serde_json::json!({"handle": h, "tweet": tweet}).to_string() + "\n"
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
