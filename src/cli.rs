@@ -53,8 +53,8 @@ pub enum Command {
     Check(OptionalTargetArgs),
     /// Show each target's progress, backlog and health.
     Status(OptionalTargetArgs),
-    /// Append records to a target's inbox safely.
-    Push(TargetArgs),
+    /// Append records to a target's inbox safely (validated, one locked O_APPEND write).
+    Push(crate::commands::push::PushArgs),
     /// Start a Notion API emulator on loopback.
     Emulator(crate::emulator::EmulatorArgs),
     /// Run a self-contained demonstration against the emulator.

@@ -5,10 +5,12 @@
 //!
 //! - [`config`]: the TOML configuration, parsed and validated into [`config::Config`].
 //! - [`cli`]: the command line, defined once with clap.
+//! - [`commands`]: the commands around the daemon (`push`, …).
 //! - [`logging`]: log output for people, pipelines and journald.
 //! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod emulator;
 pub mod logging;

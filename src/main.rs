@@ -34,6 +34,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             notion_inbox::emulator::run_command(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Push(args) => {
+            let config = Config::load(&cli.config)?;
+            let n =
+                notion_inbox::commands::push::run(&config, &args, &mut std::io::stdin().lock())?;
+            eprintln!(
+                "appended {n} record(s) to {}",
+                config.target(&args.target)?.inbox.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         other => {
             let config = Config::load(&cli.config)?;
             notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);

@@ -25,7 +25,10 @@ fn fast_world(targets: &[&str], dedupe: bool) -> World {
     let w = World::new(fast());
     let specs: Vec<TargetSpec> = targets
         .iter()
-        .map(|n| TargetSpec { dedupe, ..w.target(n) })
+        .map(|n| TargetSpec {
+            dedupe,
+            ..w.target(n)
+        })
         .collect();
     w.write_config_fast(&specs);
     w
@@ -38,9 +41,10 @@ trait FastConfig {
 impl FastConfig for World {
     fn write_config_fast(&self, targets: &[TargetSpec]) {
         let path = self.write_config(targets, FAST);
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("version = \"2025-09-03\"\n", "version = \"2025-09-03\"\nrequests_per_second = 50\nburst = 50\n");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "version = \"2025-09-03\"\n",
+            "version = \"2025-09-03\"\nrequests_per_second = 50\nburst = 50\n",
+        );
         std::fs::write(&path, text).unwrap();
     }
 }
@@ -53,7 +57,12 @@ fn assert_rows_once(w: &World, expected: &[String]) {
         *counts.entry(h).or_default() += 1;
     }
     let want: BTreeMap<String, usize> = expected.iter().map(|h| (h.clone(), 1)).collect();
-    assert_eq!(counts, want, "rows differ from the records appended\nlogs:\n{}", w.logs());
+    assert_eq!(
+        counts,
+        want,
+        "rows differ from the records appended\nlogs:\n{}",
+        w.logs()
+    );
 }
 
 fn handles(prefix: &str, n: usize) -> Vec<String> {
@@ -94,7 +103,11 @@ fn backlog_drains_at_the_configured_rate_without_a_429() {
     w.start();
     wait_until("15 rows", || w.pages().len() >= 15);
     let stats = w.emu.stats();
-    assert_eq!(stats.rate_limited_total(), 0, "the daemon provoked 429s: {stats:?}");
+    assert_eq!(
+        stats.rate_limited_total(),
+        0,
+        "the daemon provoked 429s: {stats:?}"
+    );
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &hs);
 }
@@ -112,7 +125,9 @@ fn partial_lines_wait_for_their_newline() {
     append_bytes(&inbox, b"\n");
     w.append(&inbox, &rec("@whole", "complete"));
     wait_until("the whole record", || w.pages().len() == 1);
-    wait_until("the broken line dead-lettered", || w.dead_letters("tweets").len() == 1);
+    wait_until("the broken line dead-lettered", || {
+        w.dead_letters("tweets").len() == 1
+    });
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &["@whole".into()]);
 }
@@ -125,7 +140,10 @@ fn malformed_lines_are_dead_lettered_with_the_reason_and_the_daemon_goes_on() {
         (b"{\"handle\":", "not valid JSON"),
         (b"[\"an\",\"array\"]", "not an object"),
         (b"{\"handle\":\"\xff\xfe\"}", "not valid UTF-8"),
-        (b"{\"handle\":\"@x\",\"id\":{\"a\":1}}", "\"id\" field is an object"),
+        (
+            b"{\"handle\":\"@x\",\"id\":{\"a\":1}}",
+            "\"id\" field is an object",
+        ),
         (b"{\"handle\":\"@x\",\"id\":\"\"}", "\"id\" field is empty"),
     ];
     for (line, _) in &bad {
@@ -136,7 +154,9 @@ fn malformed_lines_are_dead_lettered_with_the_reason_and_the_daemon_goes_on() {
     w.append(&inbox, &rec("@good", "after the bad ones"));
     w.start();
     wait_until("the good row", || w.pages().len() == 1);
-    wait_until("every bad line dead-lettered", || w.dead_letters("tweets").len() == bad.len());
+    wait_until("every bad line dead-lettered", || {
+        w.dead_letters("tweets").len() == bad.len()
+    });
     let dl = w.dead_letters("tweets");
     for ((line, reason), entry) in bad.iter().zip(&dl) {
         let r = entry["reason"].as_str().unwrap();
@@ -159,16 +179,26 @@ fn malformed_lines_are_dead_lettered_with_the_reason_and_the_daemon_goes_on() {
 fn oversized_lines_are_dead_lettered_without_being_kept() {
     let mut w = fast_world(&["tweets"], false);
     let path = w.path("config.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("[daemon]\n", "[daemon]\nmax_line_bytes = 4096\n");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[daemon]\n", "[daemon]\nmax_line_bytes = 4096\n");
     std::fs::write(&path, text).unwrap();
     let inbox = w.inbox("tweets");
     w.append(&inbox, &rec("@big", &"x".repeat(100_000)));
     w.append(&inbox, &rec("@small", "fits"));
     w.start();
     wait_until("the small row", || w.pages().len() == 1);
-    wait_until("the big line dead-lettered", || w.dead_letters("tweets").len() == 1);
+    wait_until("the big line dead-lettered", || {
+        w.dead_letters("tweets").len() == 1
+    });
     let dl = &w.dead_letters("tweets")[0];
-    assert!(dl["reason"].as_str().unwrap().contains("over max_line_bytes"), "{dl}");
+    assert!(
+        dl["reason"]
+            .as_str()
+            .unwrap()
+            .contains("over max_line_bytes"),
+        "{dl}"
+    );
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &["@small".into()]);
 }
@@ -182,7 +212,9 @@ fn notion_refusals_are_dead_lettered_with_notions_error() {
     w.append(&inbox, &rec("@fine", "ok"));
     w.start();
     wait_until("the fine row", || w.pages().len() == 1);
-    wait_until("the huge record dead-lettered", || w.dead_letters("tweets").len() == 1);
+    wait_until("the huge record dead-lettered", || {
+        w.dead_letters("tweets").len() == 1
+    });
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &["@fine".into()]);
 }
@@ -209,7 +241,12 @@ fn rotation_truncation_and_replacement_lose_and_repeat_nothing() {
     step(&w, "after-rename", 5, &mut all);
     // copytruncate.
     std::fs::copy(&inbox, w.path("spool/tweets.jsonl.2")).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&inbox).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&inbox)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     step(&w, "after-copytruncate", 5, &mut all);
     // Delete and re-create.
     std::fs::remove_file(&inbox).unwrap();
@@ -287,7 +324,10 @@ fn transient_faults_and_rate_limits_are_retried_until_delivered() {
     // With dedupe_property, unknown outcomes are checked by key: exactly once.
     assert_rows_once(&w, &hs);
     let stats = w.emu.stats();
-    assert!(stats.faults_injected_total() > 0, "the faults were not exercised: {stats:?}");
+    assert!(
+        stats.faults_injected_total() > 0,
+        "the faults were not exercised: {stats:?}"
+    );
 }
 
 #[test]
@@ -299,7 +339,9 @@ fn an_expired_token_is_refreshed_and_a_revoked_one_waits_for_authorization() {
     w.emu.revoke_token(&token);
     w.append(&inbox, &rec("@waiting", "token revoked"));
     w.start();
-    wait_until("the log says what to do", || w.logs().contains("needs authorization"));
+    wait_until("the log says what to do", || {
+        w.logs().contains("needs authorization")
+    });
     assert!(w.pages().is_empty());
     assert_eq!(w.stop(), Some(0));
     assert!(!w.logs().contains(&token), "the token leaked into the log");
@@ -315,7 +357,9 @@ fn an_unshared_database_pauses_the_target_until_shared_again() {
     let db = w.emu.info().database_id.clone();
     w.emu.unshare(&db);
     w.append(&inbox, &rec("@two", "while unshared"));
-    wait_until("the pause is reported", || w.logs().contains("share the database"));
+    wait_until("the pause is reported", || {
+        w.logs().contains("share the database")
+    });
     w.emu.share(&db);
     wait_until("the second row after re-sharing", || w.pages().len() == 2);
     assert_eq!(w.stop(), Some(0));
@@ -338,7 +382,11 @@ fn one_broken_target_does_not_stall_another() {
     wait_until("the good target's rows", || w.pages().len() == 5);
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &hs);
-    assert!(w.logs().contains("target broken needs authorization"), "{}", w.logs());
+    assert!(
+        w.logs().contains("target broken needs authorization"),
+        "{}",
+        w.logs()
+    );
 }
 
 #[test]
@@ -352,11 +400,15 @@ fn sighup_reloads_the_configuration_and_adds_a_target() {
     // A broken config is refused and the old one stays.
     std::fs::write(w.path("config.toml"), "this is not toml [").unwrap();
     w.signal(1);
-    wait_until("the refusal is logged", || w.logs().contains("configuration not reloaded"));
+    wait_until("the refusal is logged", || {
+        w.logs().contains("configuration not reloaded")
+    });
     let b = w.target("b");
     w.write_config_fast(&[a, b]);
     w.signal(1);
-    wait_until("the reload is logged", || w.logs().contains("configuration reloaded"));
+    wait_until("the reload is logged", || {
+        w.logs().contains("configuration reloaded")
+    });
     w.append(&w.inbox("b"), &rec("@b1", "second target"));
     w.append(&w.inbox("a"), &rec("@a2", "first target again"));
     wait_until("both rows", || w.pages().len() == 3);

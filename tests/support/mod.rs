@@ -168,7 +168,10 @@ impl World {
             }
             if start.elapsed() > DEADLINE {
                 let _ = child.kill();
-                panic!("the daemon did not exit within {DEADLINE:?}:\n{}", self.logs());
+                panic!(
+                    "the daemon did not exit within {DEADLINE:?}:\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -192,7 +195,9 @@ impl World {
     /// Every daemon log so far.
     pub fn logs(&self) -> String {
         (1..=self.starts)
-            .map(|i| std::fs::read_to_string(self.path(&format!("daemon-{i}.log"))).unwrap_or_default())
+            .map(|i| {
+                std::fs::read_to_string(self.path(&format!("daemon-{i}.log"))).unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n---- restart ----\n")
     }
@@ -219,7 +224,11 @@ impl Drop for World {
 
 /// Appends with one write() on an O_APPEND descriptor, as producers should.
 pub fn append_bytes(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(bytes).unwrap();
 }
 
@@ -233,7 +242,9 @@ pub fn prop_text(p: &StoredPage, id_or_name: &str) -> String {
     let props = p.properties.as_object().expect("properties is an object");
     let value = props
         .iter()
-        .find(|(name, v)| *name == id_or_name || v.get("id").and_then(|i| i.as_str()) == Some(id_or_name))
+        .find(|(name, v)| {
+            *name == id_or_name || v.get("id").and_then(|i| i.as_str()) == Some(id_or_name)
+        })
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no property {id_or_name} in {props:?}"));
     let items = value

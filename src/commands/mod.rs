@@ -1,0 +1,3 @@
+//! The commands around the daemon.
+
+pub mod push;

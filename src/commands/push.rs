@@ -1,0 +1,179 @@
+//! `notion-inbox push`: append records to a target's inbox safely.
+//!
+//! Every record is validated first (nothing is appended if one is bad), then the records are
+//! appended with one `write` on an `O_APPEND` descriptor under an exclusive advisory lock (`flock`),
+//! so concurrent producers never interleave. If the inbox ends with a partial line (a producer died
+//! mid-write), a newline is written first, so that the partial line becomes a line of its own (which
+//! the daemon dead-letters) instead of corrupting the first new record.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::config::{Config, Target};
+
+/// What to push.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// The target whose inbox receives the records.
+    #[arg(long, short)]
+    pub target: String,
+    /// The record's handle (with --tweet: push one record instead of reading stdin).
+    #[arg(long)]
+    pub handle: Option<String>,
+    /// The record's tweet.
+    #[arg(long)]
+    pub tweet: Option<String>,
+    /// The record's key (optional; used for deduplication).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+/// Errors of `push`.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// A record on stdin is not acceptable.
+    #[error("stdin line {line}: {reason}; nothing was appended")]
+    BadRecord {
+        /// One-based line number on stdin.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+    /// No record was given.
+    #[error("no record given: pass --handle and --tweet, or JSON lines on stdin")]
+    Nothing,
+    /// The inbox could not be written.
+    #[error(
+        "cannot append to {path}: {source}; check that the directory exists and that you may write to it (producers belong to the notion-inbox group)"
+    )]
+    Write {
+        /// The inbox.
+        path: std::path::PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading stdin failed.
+    #[error("cannot read stdin: {0}")]
+    Stdin(#[source] std::io::Error),
+}
+
+/// Runs `push`; returns how many records were appended.
+pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow::Result<usize> {
+    let target = config.target(&args.target)?;
+    let max = config.daemon.max_line_bytes as usize;
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    if args.handle.is_some() || args.tweet.is_some() || args.id.is_some() {
+        let mut record = Map::new();
+        for (k, v) in [
+            ("handle", &args.handle),
+            ("tweet", &args.tweet),
+            ("id", &args.id),
+        ] {
+            if let Some(v) = v {
+                record.insert(k.to_owned(), Value::String(v.clone()));
+            }
+        }
+        lines.push(
+            validated(Value::Object(record), target, max)
+                .map_err(|reason| PushError::BadRecord { line: 0, reason })?,
+        );
+    } else {
+        for (i, line) in stdin.lines().enumerate() {
+            let line = line.map_err(PushError::Stdin)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value: Value = serde_json::from_str(&line).map_err(|e| PushError::BadRecord {
+                line: i + 1,
+                reason: format!("not valid JSON: {e}"),
+            })?;
+            lines.push(
+                validated(value, target, max).map_err(|reason| PushError::BadRecord {
+                    line: i + 1,
+                    reason,
+                })?,
+            );
+        }
+    }
+    if lines.is_empty() {
+        return Err(PushError::Nothing.into());
+    }
+    append_lines(&target.inbox, &lines)?;
+    Ok(lines.len())
+}
+
+/// Checks one record against the target and returns its compact line, newline included.
+fn validated(value: Value, target: &Target, max: usize) -> Result<Vec<u8>, String> {
+    let Value::Object(record) = value else {
+        return Err(
+            "a record must be a JSON object such as {\"handle\":\"@x\",\"tweet\":\"…\"}".into(),
+        );
+    };
+    match record.get("id") {
+        None | Some(Value::String(_)) | Some(Value::Number(_)) => {}
+        Some(_) => return Err("\"id\" must be a string".into()),
+    }
+    if let Some(Value::String(id)) = record.get("id")
+        && id.trim().is_empty()
+    {
+        return Err("\"id\" is empty".into());
+    }
+    if !target
+        .properties
+        .iter()
+        .any(|(field, _)| record.get(field).is_some_and(|v| !v.is_null()))
+    {
+        let fields: Vec<&str> = target.properties.iter().map(|(f, _)| f.as_str()).collect();
+        return Err(format!(
+            "the record has none of the fields target {} maps ({})",
+            target.name,
+            fields.join(", ")
+        ));
+    }
+    let mut line = serde_json::to_vec(&Value::Object(record)).map_err(|e| e.to_string())?;
+    if line.len() > max {
+        return Err(format!(
+            "the record is {} bytes, over max_line_bytes ({max})",
+            line.len()
+        ));
+    }
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Appends whole lines under an exclusive lock, with one write.
+pub fn append_lines(path: &Path, lines: &[Vec<u8>]) -> Result<(), PushError> {
+    let err = |source| PushError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .map_err(err)?;
+    file.lock().map_err(err)?;
+    let mut buf = Vec::with_capacity(lines.iter().map(Vec::len).sum::<usize>() + 1);
+    let len = file.metadata().map_err(err)?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1)).map_err(err)?;
+        file.read_exact(&mut last).map_err(err)?;
+        if last[0] != b'\n' {
+            buf.push(b'\n');
+        }
+    }
+    for line in lines {
+        buf.extend_from_slice(line);
+    }
+    // O_APPEND: the write lands at the end whatever the seek above did.
+    file.write_all(&buf).map_err(err)?;
+    file.sync_data().map_err(err)?;
+    file.unlock().map_err(err)?;
+    Ok(())
+}
