@@ -5,6 +5,11 @@
 //!
 //! - [`config`]: the TOML configuration, parsed and validated into [`config::Config`].
 //! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
+//! - [`inbox`]: reads complete lines from inbox files (rotation, truncation, partial lines) and
+//!   watches their directories.
+//! - [`state`]: the per-target checkpoint and the commit tracker.
 
 pub mod config;
 pub mod emulator;
+pub mod inbox;
+pub mod state;
