@@ -117,3 +117,72 @@ impl TargetState {
         self.health.borrow().clone()
     }
 }
+
+/// What the daemon publishes about a target in `<state_dir>/status/<target>.json`, for `status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StatusSnapshot {
+    /// The target.
+    pub target: String,
+    /// When this was written (RFC 3339).
+    pub updated: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Health: `state` and, unless ok, `message`.
+    pub health: serde_json::Value,
+    /// Rows created since the daemon started.
+    pub delivered: u64,
+    /// Rows found by key instead of created.
+    pub found_existing: u64,
+    /// Records dead-lettered since the daemon started.
+    pub dead_lettered: u64,
+    /// 429/529 answers since the daemon started.
+    pub rate_limited: u64,
+    /// Unknown outcomes since the daemon started.
+    pub outcome_unknown: u64,
+    /// Records resent without a dedupe check since the daemon started.
+    pub possible_duplicates: u64,
+    /// Creates in flight now.
+    pub in_flight: u64,
+    /// The last delivery (RFC 3339), if any.
+    pub last_delivery: Option<String>,
+    /// The last error, with its time.
+    pub last_error: Option<String>,
+}
+
+impl TargetState {
+    /// A snapshot for the status file.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.counters;
+        let last_ms = c.last_delivery_ms.load(Relaxed);
+        StatusSnapshot {
+            target: self.name.clone(),
+            updated: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            pid: std::process::id(),
+            health: serde_json::to_value(self.health()).unwrap_or_default(),
+            delivered: c.delivered.load(Relaxed),
+            found_existing: c.found_existing.load(Relaxed),
+            dead_lettered: c.dead_lettered.load(Relaxed),
+            rate_limited: c.rate_limited.load(Relaxed),
+            outcome_unknown: c.outcome_unknown.load(Relaxed),
+            possible_duplicates: c.possible_duplicates.load(Relaxed),
+            in_flight: c.in_flight.load(Relaxed),
+            last_delivery: (last_ms > 0)
+                .then(|| chrono::DateTime::from_timestamp_millis(last_ms as i64))
+                .flatten()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    /// Writes the status file (atomically; it is advisory, so without fsync).
+    pub fn write_status(&self, state_dir: &std::path::Path) -> std::io::Result<()> {
+        let dir = state_dir.join("status");
+        std::fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+        serde_json::to_writer_pretty(&mut tmp, &self.snapshot())?;
+        tmp.persist(dir.join(format!("{}.json", self.name)))
+            .map_err(|e| e.error)?;
+        Ok(())
+    }
+}
