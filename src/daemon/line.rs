@@ -32,11 +32,11 @@ pub fn parse_line(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 /// what it holds, which is the same after a restart.
 pub fn record_key(record: &Map<String, Value>, pos: &LinePos, bytes: &[u8]) -> Result<String, String> {
     match record.get("id") {
+        // The content hash keeps a rewritten file whose head and offsets repeat from reusing keys.
         None | Some(Value::Null) => Ok(format!(
-            "{}:{}:{:016x}",
+            "{}-{:016x}",
             pos.key(),
-            pos.offset,
-            crate::inbox::fnv1a64(bytes)
+            crate::inbox::identity::fnv1a64(bytes)
         )),
         Some(Value::String(s)) if s.trim().is_empty() => {
             Err("the \"id\" field is empty; give each record a non-empty id or leave the field out".into())

@@ -6,7 +6,6 @@
 //! the old one running and says why.
 
 pub mod backoff;
-pub mod commit;
 pub mod deadletter;
 pub mod health;
 pub mod line;
@@ -29,10 +28,15 @@ use crate::daemon::signals::Intent;
 use crate::inbox::watch::InboxWatcher;
 use crate::notion::NotionClient;
 
+/// How often the supervisor pings the watchdog, publishes status and logs progress (at most).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// A target that is running.
 struct Running {
     /// Its configuration, to tell whether a reload changed it.
     fingerprint: String,
+    /// Its inbox, to stop watching it.
+    inbox: PathBuf,
     /// Cancelled to stop it.
     stop: CancellationToken,
     /// The runner's task.
@@ -52,7 +56,7 @@ pub async fn run_with(config_path: PathBuf, mut intents: mpsc::Receiver<Intent>)
     let config = Arc::new(Config::load(&config_path)?);
     prepare_state_dir(&config.daemon.state_dir)?;
     let mut client = NotionClient::new(&config.notion)?;
-    let watcher = InboxWatcher::new()?;
+    let watcher = std::sync::Mutex::new(InboxWatcher::new()?);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut current = config;
     apply(&current, &client, &watcher, &mut running).await?;
@@ -60,7 +64,8 @@ pub async fn run_with(config_path: PathBuf, mut intents: mpsc::Receiver<Intent>)
     tracing::info!(targets = running.len(), config = %config_path.display(), "notion-inbox is running");
 
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
-    let mut heartbeat = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(30)));
+    // The heartbeat pings the watchdog, publishes STATUS= and the status files, and logs progress.
+    let mut heartbeat = tokio::time::interval(watchdog.unwrap_or(HEARTBEAT).min(HEARTBEAT));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_delivered: u64 = 0;
     loop {
@@ -96,6 +101,11 @@ pub async fn run_with(config_path: PathBuf, mut intents: mpsc::Receiver<Intent>)
                 }
                 let delivered: u64 = running.values().map(|r| r.state.counters.delivered.load(std::sync::atomic::Ordering::Relaxed)).sum();
                 let status = status_line(&running);
+                for r in running.values() {
+                    if let Err(e) = r.state.write_status(&current.daemon.state_dir) {
+                        tracing::debug!(target_name = %r.state.name, "cannot write the status file: {e}");
+                    }
+                }
                 notify_systemd(&[sd_notify::NotifyState::Status(&status)]);
                 if delivered != last_delivered {
                     tracing::info!(delivered_since_last = delivered - last_delivered, "{status}");
@@ -111,6 +121,7 @@ pub async fn run_with(config_path: PathBuf, mut intents: mpsc::Receiver<Intent>)
     }
     for (_, r) in running {
         let _ = r.handle.await;
+        let _ = r.state.write_status(&current.daemon.state_dir);
     }
     tracing::info!("stopped; checkpoints saved");
     Ok(())
@@ -120,7 +131,7 @@ pub async fn run_with(config_path: PathBuf, mut intents: mpsc::Receiver<Intent>)
 async fn apply(
     config: &Arc<Config>,
     client: &NotionClient,
-    watcher: &InboxWatcher,
+    watcher: &std::sync::Mutex<InboxWatcher>,
     running: &mut BTreeMap<String, Running>,
 ) -> anyhow::Result<()> {
     let wanted: BTreeMap<&str, &Target> = config.targets.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -133,15 +144,17 @@ async fn apply(
         let r = running.remove(&name).expect("listed above");
         r.stop.cancel();
         let _ = r.handle.await;
+        if let Err(e) = lock(watcher).unwatch(&r.inbox) {
+            tracing::debug!(target_name = %name, "unwatch: {e}");
+        }
         tracing::info!(target_name = %name, "target stopped by reload");
     }
-    watcher.retain(config.targets.iter().map(|t| t.inbox.as_path()));
     for target in &config.targets {
         if running.contains_key(&target.name) {
             continue;
         }
         let wake = Arc::new(Notify::new());
-        if let Err(e) = watcher.watch(&target.inbox, wake.clone()) {
+        if let Err(e) = lock(watcher).watch_with(&target.inbox, wake.clone()) {
             tracing::error!(target_name = %target.name, "{e}; the inbox is still checked every {:?}", config.daemon.reconcile_interval);
         }
         let state = Arc::new(TargetState::new(target.name.clone()));
@@ -158,6 +171,7 @@ async fn apply(
             target.name.clone(),
             Running {
                 fingerprint: fingerprint(target),
+                inbox: target.inbox.clone(),
                 stop,
                 handle,
                 state,
@@ -171,7 +185,7 @@ async fn apply(
 fn fingerprint(t: &Target) -> String {
     use secrecy::ExposeSecret;
     let token = match &t.token {
-        crate::config::TokenSource::Fixed(s) => format!("fixed:{:016x}", crate::inbox::fnv1a64(s.expose_secret().as_bytes())),
+        crate::config::TokenSource::Fixed(s) => format!("fixed:{:016x}", crate::inbox::identity::fnv1a64(s.expose_secret().as_bytes())),
         crate::config::TokenSource::File(p) => format!("file:{}", p.display()),
     };
     format!("{:?}|{:?}|{}|{:?}|{:?}|{token}", t.inbox, t.destination, t.max_in_flight, t.dedupe_property, t.properties)
@@ -209,6 +223,10 @@ fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
         })?;
     }
     Ok(())
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {

@@ -12,6 +12,7 @@ use crate::daemon::backoff::Backoff;
 use crate::daemon::deadletter::NotionErrorInfo;
 use crate::daemon::health::{Counters, Health, TargetState};
 use crate::notion::{CreateOutcome, NotionClient, NotionError, Resolved, TokenHandle};
+use crate::state::Ticket;
 
 /// Everything the senders of one target share.
 pub struct Sender {
@@ -34,14 +35,16 @@ pub struct Sender {
 /// A record ready to send.
 #[derive(Debug)]
 pub struct Job {
-    /// Its sequence number in the commit tracker.
-    pub seq: u64,
+    /// Its ticket in the commit tracker.
+    pub ticket: Ticket,
     /// Its key.
     pub key: String,
     /// Its byte offset in the inbox, for messages.
     pub offset: u64,
     /// The `POST /v1/pages` body.
     pub body: Value,
+    /// The original line, for the dead-letter file if Notion refuses the record.
+    pub line: Vec<u8>,
     /// Whether an earlier run may already have created it (it lies within the restart window).
     pub maybe_sent: bool,
 }
@@ -51,13 +54,19 @@ pub struct Job {
 pub enum Done {
     /// A row exists for it: created now, or found by key.
     Delivered {
-        /// The sequence number.
-        seq: u64,
+        /// The ticket.
+        ticket: Ticket,
     },
     /// Notion refused it for good; it goes to the dead-letter file.
     Refused {
-        /// The sequence number.
-        seq: u64,
+        /// The ticket.
+        ticket: Ticket,
+        /// The record's offset in its inbox.
+        offset: u64,
+        /// The record's key.
+        key: String,
+        /// The original line.
+        line: Vec<u8>,
         /// Why, and how to fix it.
         reason: String,
         /// What Notion said.
@@ -65,19 +74,19 @@ pub enum Done {
     },
     /// Stopped by shutdown before an outcome; it will be read and sent again after a restart.
     Abandoned {
-        /// The sequence number.
-        seq: u64,
+        /// The ticket.
+        ticket: Ticket,
     },
 }
 
 impl Sender {
     /// Delivers `job`, retrying for as long as it takes.
     pub async fn deliver(self: Arc<Self>, job: Job) -> Done {
-        let seq = job.seq;
+        let ticket = job.ticket;
         Counters::bump(&self.state.counters.in_flight);
         let done = tokio::select! {
             done = self.attempt_until_done(job) => done,
-            () = self.hard_stop.cancelled() => Done::Abandoned { seq },
+            () = self.hard_stop.cancelled() => Done::Abandoned { ticket },
         };
         self.state
             .counters
@@ -86,7 +95,7 @@ impl Sender {
         done
     }
 
-    async fn attempt_until_done(&self, job: Job) -> Done {
+    async fn attempt_until_done(&self, mut job: Job) -> Done {
         let name = &self.state.name;
         let mut rng = rand::rngs::StdRng::from_os_rng();
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
@@ -109,7 +118,7 @@ impl Sender {
                                     "row already in Notion after an unknown outcome; not creating it again");
                                 Counters::bump(&self.state.counters.found_existing);
                                 self.delivered();
-                                return Done::Delivered { seq: job.seq };
+                                return Done::Delivered { ticket: job.ticket };
                             }
                             Ok(None) => check_first = false,
                             Err(e) => {
@@ -133,7 +142,7 @@ impl Sender {
                 CreateOutcome::Created { page_id } => {
                     tracing::debug!(target_name = %name, offset = job.offset, %page_id, "delivered");
                     self.delivered();
-                    return Done::Delivered { seq: job.seq };
+                    return Done::Delivered { ticket: job.ticket };
                 }
                 CreateOutcome::RetryAfter { wait, error } => {
                     Counters::bump(&self.state.counters.rate_limited);
@@ -173,7 +182,10 @@ impl Sender {
                 CreateOutcome::Invalid { error } => {
                     let info = NotionErrorInfo::from(&error);
                     return Done::Refused {
-                        seq: job.seq,
+                        ticket: job.ticket,
+                        offset: job.offset,
+                        key: std::mem::take(&mut job.key),
+                        line: std::mem::take(&mut job.line),
                         reason: format!(
                             "Notion refused the record: {}; fix the record or the database, then `notion-inbox requeue --target {name}`",
                             info.message

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Target};
 use crate::daemon::backoff::Backoff;
-use crate::daemon::commit::CommitTracker;
 use crate::daemon::deadletter::{DeadLetter, DeadLetterFile};
 use crate::daemon::health::{Counters, Health, TargetState};
 use crate::daemon::line::{parse_line, record_key};
@@ -23,7 +22,8 @@ use crate::daemon::send::{Done, Job, Sender};
 use crate::inbox::{Item, Position, TailOptions, Tailer};
 use crate::notion::{NotionClient, Resolved, TokenHandle};
 use crate::record::Mapper;
-use crate::state::checkpoint::{self, Checkpoint};
+use crate::state::checkpoint::{Checkpoint, CheckpointStore, InFlight};
+use crate::state::Commit;
 
 /// How often a checkpoint is written at most while records finish (it is also written at once when
 /// the reader would otherwise be held back, and at shutdown).
@@ -62,15 +62,18 @@ impl TargetRunner {
     async fn prepare(&self, stop: &CancellationToken) -> Option<Prepared> {
         let name = &self.target.name;
         let daemon = &self.config.daemon;
-        let checkpoint_path = self.target.checkpoint_path(daemon);
-        let loaded = match checkpoint::load(&checkpoint_path) {
-            Ok(c) => c,
+        let loaded = match CheckpointStore::open(&daemon.state_dir).and_then(|store| {
+            let loaded = store.load(name)?;
+            Ok((store, loaded))
+        }) {
+            Ok(ok) => ok,
             Err(e) => {
-                self.state.set_health(Health::Stopped(format!("target {name}: {e}")));
+                self.state.set_health(Health::Stopped(format!("target {name}: {}", error_chain(&e))));
                 stop.cancelled().await;
                 return None;
             }
         };
+        let (store, loaded) = loaded;
         let mut slow = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
         let mut rng = rand::rng();
         let (token, resolved, mapper) = loop {
@@ -90,11 +93,11 @@ impl TargetRunner {
         let start = loaded.as_ref().and_then(Checkpoint::position);
         let restart_window = loaded.as_ref().map_or(0, |c| c.window as usize);
         let opts = TailOptions {
-            max_line: daemon.max_line_bytes,
+            max_line: daemon.max_line_bytes as usize,
             ..TailOptions::default()
         };
         let tailer = loop {
-            match Tailer::new(self.target.inbox.clone(), opts.clone(), start.clone()) {
+            match Tailer::new(self.target.inbox.clone(), opts, start) {
                 Ok(t) => break t,
                 Err(e) => {
                     self.state
@@ -109,6 +112,7 @@ impl TargetRunner {
         };
         self.state.set_health(Health::Ok);
         Some(Prepared {
+            store,
             token,
             resolved: Arc::new(resolved),
             mapper,
@@ -175,7 +179,6 @@ impl TargetRunner {
         let window = self.target.max_in_flight;
         // The persisted window must cover both this run's and the last run's unchecked records.
         let persisted_window = window.max(p.restart_window) as u32;
-        let checkpoint_path = self.target.checkpoint_path(daemon);
         let mut dead = DeadLetterFile::new(self.target.dead_letter_path(daemon));
         let hard_stop = CancellationToken::new();
         let sender = Arc::new(Sender {
@@ -187,27 +190,42 @@ impl TargetRunner {
             state: self.state.clone(),
             hard_stop: hard_stop.clone(),
         });
-        let mut tracker = CommitTracker::new(p.start.clone());
-        // Records (by sequence number) dispatched so far that lie within the last run's window.
+        let mut commit: Commit<Pending> = Commit::new(p.start);
+        // Records still to dispatch that lie within the last run's window.
         let mut unchecked_left = p.restart_window;
-        let mut persisted_count: u64 = 0;
-        let save = |tracker: &CommitTracker| -> Result<u64, String> {
-            let cp = Checkpoint::new(tracker.committed().cloned(), persisted_window);
-            checkpoint::save(&checkpoint_path, &cp)
-                .map_err(|e| format!("target {name}: cannot write its checkpoint: {e}; free space or fix permissions in the state directory, then restart"))?;
-            Ok(tracker.committed_count())
+        // Records registered so far, and how many of them the checkpoint on disk covers.
+        let mut registered: u64 = 0;
+        let mut persisted: u64 = 0;
+        let save = |commit: &Commit<Pending>| -> Result<(), String> {
+            let in_flight = commit
+                .in_flight()
+                .map(|(pos, pending)| InFlight {
+                    key: pending.key.clone(),
+                    file: pos.file,
+                    offset: pos.offset,
+                    end: pos.end,
+                })
+                .collect();
+            let mut cp = Checkpoint::new(commit.committed(), in_flight);
+            cp.window = persisted_window;
+            p.store.save(&name, &cp).map_err(|e| {
+                format!(
+                    "target {name}: {}; free space or fix permissions in the state directory, then restart",
+                    error_chain(&e)
+                )
+            })
         };
         // Before anything is sent, the checkpoint must promise the window this run uses.
-        save(&tracker)?;
+        save(&commit)?;
         let mut in_flight: JoinSet<Done> = JoinSet::new();
-        let mut keys: std::collections::HashMap<u64, (u64, Vec<u8>, String)> = Default::default();
         let mut reconcile = tokio::time::interval(daemon.reconcile_interval);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dirty_since: Option<Instant> = None;
         let mut caught_up = false;
         loop {
-            // Read and dispatch while the window allows.
-            let room = (persisted_count + window as u64).saturating_sub(tracker.next_seq()) as usize;
+            // Read and dispatch while the window allows: never more than `window` records past
+            // the checkpoint on disk.
+            let room = (persisted + window as u64).saturating_sub(registered) as usize;
             if !caught_up && room > 0 && self.state.health().may_send() {
                 let tailer = p.tailer.clone();
                 let batch = tokio::task::spawn_blocking(move || {
@@ -226,49 +244,42 @@ impl TargetRunner {
                         Vec::new()
                     }
                 };
-                caught_up = items.is_empty();
+                caught_up = !items.iter().any(|i| !matches!(i, Item::Event(_)));
                 for item in items {
-                    match item {
-                        Item::Event(event) => tracing::info!(target_name = %name, "{event}"),
-                        Item::Oversized { pos, len } => {
-                            let seq = tracker.push(pos.after());
-                            let mut entry = DeadLetter::new(
-                                b"",
-                                pos.offset,
-                                &self.target.inbox,
-                                format!(
-                                    "the line is {len} bytes, over max_line_bytes ({}); its bytes were not kept: split the record, or raise max_line_bytes",
-                                    daemon.max_line_bytes
-                                ),
-                            );
-                            entry.line = String::new();
-                            self.dead_letter(&mut dead, &entry)?;
-                            tracker.finish(seq);
-                            dirty_since.get_or_insert_with(Instant::now);
+                    let (pos, text, oversized) = match item {
+                        Item::Event(event) => {
+                            tracing::info!(target_name = %name, "{event}");
+                            continue;
                         }
-                        Item::Line { pos, text } => {
-                            let seq = tracker.push(pos.after());
-                            let prepared = parse_line(&text).and_then(|record| {
-                                let key = record_key(&record, &pos, &text)?;
-                                let body = p.mapper.page_body(&record, &key).map_err(|e| e.to_string())?;
-                                Ok((key, body))
-                            });
-                            match prepared {
-                                Ok((key, body)) => {
-                                    let maybe_sent = unchecked_left > 0;
-                                    unchecked_left = unchecked_left.saturating_sub(1);
-                                    keys.insert(seq, (pos.offset, text, key.clone()));
-                                    let job = Job { seq, key, offset: pos.offset, body, maybe_sent };
-                                    in_flight.spawn(sender.clone().deliver(job));
-                                }
-                                Err(reason) => {
-                                    unchecked_left = unchecked_left.saturating_sub(1);
-                                    let entry = DeadLetter::new(&text, pos.offset, &self.target.inbox, reason);
-                                    self.dead_letter(&mut dead, &entry)?;
-                                    tracker.finish(seq);
-                                    dirty_since.get_or_insert_with(Instant::now);
-                                }
-                            }
+                        Item::Oversized { pos, len } => (pos, Vec::new(), Some(len)),
+                        Item::Line { pos, text } => (pos, text, None),
+                    };
+                    registered += 1;
+                    let maybe_sent = unchecked_left > 0;
+                    unchecked_left = unchecked_left.saturating_sub(1);
+                    let prepared = match oversized {
+                        Some(len) => Err(format!(
+                            "the line is {len} bytes, over max_line_bytes ({}); its bytes were not kept: split the record, or raise max_line_bytes",
+                            daemon.max_line_bytes
+                        )),
+                        None => parse_line(&text).and_then(|record| {
+                            let key = record_key(&record, &pos, &text)?;
+                            let body = p.mapper.page_body(&record, &key).map_err(|e| e.to_string())?;
+                            Ok((key, body))
+                        }),
+                    };
+                    match prepared {
+                        Ok((key, body)) => {
+                            let ticket = commit.begin(pos, Pending { key: key.clone() });
+                            let job = Job { ticket, key, offset: pos.offset, body, line: text, maybe_sent };
+                            in_flight.spawn(sender.clone().deliver(job));
+                        }
+                        Err(reason) => {
+                            let entry = DeadLetter::new(&text, pos.offset, &self.target.inbox, reason);
+                            self.dead_letter(&mut dead, &entry)?;
+                            let ticket = commit.begin(pos, Pending { key: String::new() });
+                            commit.finish(ticket);
+                            dirty_since.get_or_insert_with(Instant::now);
                         }
                     }
                 }
@@ -276,10 +287,12 @@ impl TargetRunner {
                     continue;
                 }
             }
-            // The reader is held back by the persisted checkpoint: write it now.
-            let held_back = room == 0 && tracker.committed_count() > persisted_count;
+            // The reader is held back by the checkpoint on disk: write it now.
+            let committed_now = registered - commit.len() as u64;
+            let held_back = room == 0 && committed_now > persisted;
             if held_back || dirty_since.is_some_and(|t| t.elapsed() >= CHECKPOINT_EVERY) {
-                persisted_count = save(&tracker)?;
+                save(&commit)?;
+                persisted = committed_now;
                 dirty_since = None;
                 caught_up = false;
                 continue;
@@ -288,7 +301,7 @@ impl TargetRunner {
             tokio::select! {
                 Some(joined) = in_flight.join_next() => {
                     let done = joined.map_err(|e| format!("target {name}: a sender crashed: {e}"))?;
-                    self.finish(done, &mut tracker, &mut keys, &mut dead)?;
+                    self.finish(done, &mut commit, &mut dead)?;
                     dirty_since.get_or_insert_with(Instant::now);
                     caught_up = false;
                 }
@@ -313,7 +326,7 @@ impl TargetRunner {
             tokio::select! {
                 Some(joined) = in_flight.join_next() => {
                     if let Ok(done) = joined {
-                        self.finish(done, &mut tracker, &mut keys, &mut dead)?;
+                        self.finish(done, &mut commit, &mut dead)?;
                     }
                 }
                 () = &mut deadline => {
@@ -322,39 +335,29 @@ impl TargetRunner {
                     hard_stop.cancel();
                     while let Some(joined) = in_flight.join_next().await {
                         if let Ok(done) = joined {
-                            self.finish(done, &mut tracker, &mut keys, &mut dead)?;
+                            self.finish(done, &mut commit, &mut dead)?;
                         }
                     }
                 }
             }
         }
-        save(&tracker)?;
+        save(&commit)?;
         Ok(())
     }
 
-    fn finish(
-        &self,
-        done: Done,
-        tracker: &mut CommitTracker,
-        keys: &mut std::collections::HashMap<u64, (u64, Vec<u8>, String)>,
-        dead: &mut DeadLetterFile,
-    ) -> Result<(), String> {
+    fn finish(&self, done: Done, commit: &mut Commit<Pending>, dead: &mut DeadLetterFile) -> Result<(), String> {
         match done {
-            Done::Delivered { seq } => {
-                keys.remove(&seq);
-                tracker.finish(seq);
+            Done::Delivered { ticket } => {
+                commit.finish(ticket);
             }
-            Done::Refused { seq, reason, error } => {
-                let (offset, text, key) = keys.remove(&seq).unwrap_or_default();
-                let mut entry = DeadLetter::new(&text, offset, &self.target.inbox, reason);
+            Done::Refused { ticket, offset, key, line, reason, error } => {
+                let mut entry = DeadLetter::new(&line, offset, &self.target.inbox, reason);
                 entry.key = Some(key);
                 entry.notion_error = Some(error);
                 self.dead_letter(dead, &entry)?;
-                tracker.finish(seq);
+                commit.finish(ticket);
             }
-            Done::Abandoned { seq } => {
-                keys.remove(&seq);
-            }
+            Done::Abandoned { .. } => {}
         }
         Ok(())
     }
@@ -372,8 +375,28 @@ impl TargetRunner {
     }
 }
 
+/// What the commit tracker keeps about a record until it is finished.
+#[derive(Debug)]
+struct Pending {
+    /// The record's key (for the checkpoint's in-flight list).
+    key: String,
+}
+
+/// The error and its causes, joined with ": ".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
 /// What `prepare` hands to `pump`.
 struct Prepared {
+    store: CheckpointStore,
     token: TokenHandle,
     resolved: Arc<Resolved>,
     mapper: Mapper,

@@ -38,6 +38,11 @@ pub struct Checkpoint {
     /// Records past the offset that were sent (or were being sent) but not confirmed when this was
     /// written. On restart they may already be in Notion: delivery checks their keys first.
     pub in_flight: Vec<InFlight>,
+    /// How many records past the offset the daemon may have sent while this checkpoint was the
+    /// latest on disk (its delivery window). After a crash, the first `window` records past the
+    /// offset are checked by key (or counted as possible duplicates) before being sent again.
+    #[serde(default)]
+    pub window: u32,
     /// When this was written.
     pub updated: DateTime<Utc>,
 }
@@ -63,6 +68,7 @@ impl Checkpoint {
             file: position.map(|p| p.file),
             offset: position.map_or(0, |p| p.offset),
             in_flight,
+            window: 0,
             updated: Utc::now(),
         }
     }
