@@ -1,3 +1,4 @@
 //! The commands around the daemon.
 
 pub mod push;
+pub mod status;

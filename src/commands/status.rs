@@ -1,0 +1,192 @@
+//! `notion-inbox status`: each target's position, backlog and health, from the state directory and
+//! the inboxes. Read-only, so it is safe while the daemon runs.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Config, Target, TokenSource};
+use crate::daemon::health::StatusSnapshot;
+use crate::inbox::{Item, TailOptions, Tailer};
+use crate::state::checkpoint::CheckpointStore;
+
+/// How many backlog bytes `status` reads to count lines before it estimates the rest.
+const COUNT_LIMIT: u64 = 64 << 20;
+
+/// The status of one target.
+#[derive(Debug, Serialize)]
+pub struct TargetStatus {
+    /// The target.
+    pub target: String,
+    /// The inbox file.
+    pub inbox: String,
+    /// The committed position: file (inode) and offset, if anything was committed.
+    pub committed_offset: Option<u64>,
+    /// Bytes in the inbox after the committed position.
+    pub backlog_bytes: u64,
+    /// Complete lines after the committed position (estimated past 64 MiB).
+    pub backlog_lines: u64,
+    /// Whether `backlog_lines` is an estimate.
+    pub backlog_estimated: bool,
+    /// Seconds to drain the backlog at the configured rate.
+    pub eta_seconds: f64,
+    /// Entries in the dead-letter file.
+    pub dead_letters: usize,
+    /// The token: fixed, file present (and when obtained), or missing.
+    pub token: String,
+    /// What the daemon last published, if it ran.
+    pub daemon: Option<StatusSnapshot>,
+    /// A problem reading this target's state, if any.
+    pub problem: Option<String>,
+}
+
+/// Collects every target's status (or one target's).
+pub fn collect(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<TargetStatus>> {
+    let targets: Vec<&Target> = match only {
+        Some(name) => vec![config.target(name)?],
+        None => config.targets.iter().collect(),
+    };
+    Ok(targets.into_iter().map(|t| one(config, t)).collect())
+}
+
+fn one(config: &Config, target: &Target) -> TargetStatus {
+    let daemon = &config.daemon;
+    let mut problem = None;
+    // Opening the store would create directories; status only reads.
+    let checkpoint = if target.checkpoint_path(daemon).exists() {
+        match CheckpointStore::open(&daemon.state_dir).and_then(|s| s.load(&target.name)) {
+            Ok(c) => c,
+            Err(e) => {
+                problem = Some(e.to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let start = checkpoint.as_ref().and_then(|c| c.position());
+    let (backlog_bytes, backlog_lines, backlog_estimated) = match backlog(target, config, start) {
+        Ok(b) => b,
+        Err(e) => {
+            problem.get_or_insert(e);
+            (0, 0, false)
+        }
+    };
+    let dead_letters = crate::daemon::deadletter::read_all(&target.dead_letter_path(daemon))
+        .map(|d| d.len())
+        .unwrap_or_else(|e| {
+            problem.get_or_insert(e.to_string());
+            0
+        });
+    let token = match &target.token {
+        TokenSource::Fixed(_) => "fixed token in the configuration".to_owned(),
+        TokenSource::File(path) => match std::fs::metadata(path) {
+            Ok(meta) => {
+                let age = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+                    .unwrap_or_default();
+                format!("{} (written {age} ago)", path.display())
+            }
+            Err(_) => format!(
+                "missing: {}; run `notion-inbox authorize --target {}`",
+                path.display(),
+                target.name
+            ),
+        },
+    };
+    let snapshot = std::fs::read(daemon.state_dir.join("status").join(format!("{}.json", target.name)))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<StatusSnapshot>(&b).ok());
+    TargetStatus {
+        target: target.name.clone(),
+        inbox: target.inbox.display().to_string(),
+        committed_offset: start.map(|p| p.offset),
+        backlog_bytes,
+        backlog_lines,
+        backlog_estimated,
+        eta_seconds: backlog_lines as f64 / config.notion.requests_per_second,
+        dead_letters,
+        token,
+        daemon: snapshot,
+        problem,
+    }
+}
+
+/// Bytes and lines after `start`, reading at most [`COUNT_LIMIT`] bytes to count lines.
+fn backlog(
+    target: &Target,
+    config: &Config,
+    start: Option<crate::inbox::Position>,
+) -> Result<(u64, u64, bool), String> {
+    let opts = TailOptions {
+        max_line: config.daemon.max_line_bytes as usize,
+        rotate_grace: Duration::ZERO,
+        ..TailOptions::default()
+    };
+    let mut tailer = Tailer::new(target.inbox.clone(), opts, start).map_err(|e| e.to_string())?;
+    let bytes = tailer.backlog().map_err(|e| e.to_string())?.bytes;
+    let (mut lines, mut counted) = (0u64, 0u64);
+    loop {
+        let items = tailer.next_batch(4096, 8 << 20).map_err(|e| e.to_string())?;
+        let mut any = false;
+        for item in items {
+            if let Item::Line { pos, .. } | Item::Oversized { pos, .. } = item {
+                lines += 1;
+                counted += pos.end - pos.offset;
+                any = true;
+            }
+        }
+        if !any {
+            return Ok((bytes, lines, false));
+        }
+        if counted >= COUNT_LIMIT {
+            let estimate = (lines as f64 * bytes as f64 / counted as f64).round() as u64;
+            return Ok((bytes, estimate.max(lines), true));
+        }
+    }
+}
+
+/// Prints the status as text.
+pub fn print_text(statuses: &[TargetStatus]) {
+    for s in statuses {
+        println!("target {}", s.target);
+        println!("  inbox          {}", s.inbox);
+        match s.committed_offset {
+            Some(o) => println!("  committed      byte {o}"),
+            None => println!("  committed      nothing yet"),
+        }
+        let approx = if s.backlog_estimated { "about " } else { "" };
+        println!(
+            "  backlog        {approx}{} lines, {} bytes (ETA {})",
+            s.backlog_lines,
+            s.backlog_bytes,
+            humantime::format_duration(Duration::from_secs(s.eta_seconds.ceil() as u64))
+        );
+        println!("  dead letters   {}", s.dead_letters);
+        println!("  token          {}", s.token);
+        match &s.daemon {
+            Some(d) => {
+                let state = d.health.get("state").and_then(|v| v.as_str()).unwrap_or("?");
+                println!("  daemon         pid {}, {state} (as of {})", d.pid, d.updated);
+                if let Some(m) = d.health.get("message").and_then(|v| v.as_str()) {
+                    println!("  why            {m}");
+                }
+                println!(
+                    "  since start    {} delivered, {} dead-lettered, {} rate-limited, {} unknown outcomes",
+                    d.delivered, d.dead_lettered, d.rate_limited, d.outcome_unknown
+                );
+                println!("  last delivery  {}", d.last_delivery.as_deref().unwrap_or("none"));
+                if let Some(e) = &d.last_error {
+                    println!("  last error     {e}");
+                }
+            }
+            None => println!("  daemon         no status published (not started yet?)"),
+        }
+        if let Some(p) = &s.problem {
+            println!("  problem        {p}");
+        }
+    }
+}
