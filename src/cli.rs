@@ -55,6 +55,8 @@ pub enum Command {
     Status(OptionalTargetArgs),
     /// Append records to a target's inbox safely (validated, one locked O_APPEND write).
     Push(crate::commands::push::PushArgs),
+    /// Move a target's dead letters back into its inbox, exactly once (after fixing their cause).
+    Requeue(TargetArgs),
     /// Start a Notion API emulator on loopback.
     Emulator(crate::emulator::EmulatorArgs),
     /// Run a self-contained demonstration against the emulator.

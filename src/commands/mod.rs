@@ -1,4 +1,5 @@
 //! The commands around the daemon.
 
 pub mod push;
+pub mod requeue;
 pub mod status;

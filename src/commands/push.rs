@@ -147,6 +147,16 @@ fn validated(value: Value, target: &Target, max: usize) -> Result<Vec<u8>, Strin
 
 /// Appends whole lines under an exclusive lock, with one write.
 pub fn append_lines(path: &Path, lines: &[Vec<u8>]) -> Result<(), PushError> {
+    append_lines_with(path, lines, |_, _| Ok(()))
+}
+
+/// Like [`append_lines`], calling `before_write(file, offset)` under the lock, just before the
+/// write, with the offset where the lines will start (after a newline that closes a partial line).
+pub fn append_lines_with(
+    path: &Path,
+    lines: &[Vec<u8>],
+    before_write: impl FnOnce(&std::fs::File, u64) -> std::io::Result<()>,
+) -> Result<(), PushError> {
     let err = |source| PushError::Write {
         path: path.to_owned(),
         source,
@@ -168,9 +178,11 @@ pub fn append_lines(path: &Path, lines: &[Vec<u8>]) -> Result<(), PushError> {
             buf.push(b'\n');
         }
     }
+    let start = len + buf.len() as u64;
     for line in lines {
         buf.extend_from_slice(line);
     }
+    before_write(&file, start).map_err(err)?;
     // O_APPEND: the write lands at the end whatever the seek above did.
     file.write_all(&buf).map_err(err)?;
     file.sync_data().map_err(err)?;

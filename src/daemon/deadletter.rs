@@ -3,6 +3,10 @@
 //! One JSON object per line in `<state_dir>/dead-letter/<target>.jsonl`. Each entry is written with one
 //! `write` on an `O_APPEND` descriptor and flushed to disk (`fdatasync`) before the daemon commits past
 //! the record, so a record is never lost between the inbox and this file.
+//!
+//! `requeue` takes the file away by renaming it under an exclusive `flock`. So the writer opens the
+//! file for each entry, takes the lock, and checks that the descriptor is still the file at the path
+//! (a rename may have happened between its open and its lock); if not, it opens again.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -83,16 +87,14 @@ impl DeadLetter {
 /// Appends entries to one target's dead-letter file.
 #[derive(Debug)]
 pub struct DeadLetterFile {
-    /// Where the entries go.
+    /// Where the entries go; created on the first entry.
     path: PathBuf,
-    /// Opened on first use, so a target that never dead-letters creates no file.
-    file: Option<File>,
 }
 
 impl DeadLetterFile {
     /// A writer for `path`; nothing is created until the first entry.
     pub fn new(path: PathBuf) -> DeadLetterFile {
-        DeadLetterFile { path, file: None }
+        DeadLetterFile { path }
     }
 
     /// The file's path.
@@ -102,21 +104,31 @@ impl DeadLetterFile {
 
     /// Appends one entry durably.
     pub fn append(&mut self, entry: &DeadLetter) -> std::io::Result<()> {
-        if self.file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            self.file = Some(file);
-        }
-        let file = self.file.as_mut().expect("opened above");
         let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
+        let mut file = open_locked(&self.path)?;
         file.write_all(&line)?;
-        file.sync_data()
+        file.sync_data()?;
+        file.unlock()
+    }
+}
+
+/// Opens `path` for appending (creating it and its directory) under an exclusive lock, making sure
+/// the locked descriptor is the file now at `path`.
+pub fn open_locked(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    loop {
+        let file = OpenOptions::new().create(true).append(true).read(true).open(path)?;
+        file.lock()?;
+        let held = file.metadata()?;
+        match std::fs::metadata(path) {
+            Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => return Ok(file),
+            // Renamed away (or removed) between our open and our lock: open the new file.
+            _ => continue,
+        }
     }
 }
 
