@@ -7,8 +7,13 @@
 //! - [`cli`]: the command line, defined once with clap.
 //! - [`logging`]: log output for people, pipelines and journald.
 //! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
+//! - [`inbox`]: reads complete lines from inbox files (rotation, truncation, partial lines) and
+//!   watches their directories.
+//! - [`state`]: the per-target checkpoint and the commit tracker.
 
 pub mod cli;
 pub mod config;
 pub mod emulator;
+pub mod inbox;
 pub mod logging;
+pub mod state;

@@ -1,0 +1,308 @@
+//! The inbox reader: turns the lines appended to an inbox file into records, once each.
+//!
+//! Three parts:
+//! - [`identity`]: which file is this ([`FileIdentity`]: device + inode + a fingerprint of the head).
+//! - [`reader`]: the [`Tailer`], a synchronous reader that owns the open handle and the read position
+//!   and hands out complete lines in bounded batches, following rotation, truncation, deletion and
+//!   replacement of the file.
+//! - [`watch`]: [`InboxWatcher`], one inotify watcher (via `notify`) on the parent directories of all
+//!   inboxes, which turns file-system events into coalesced wake-ups per target.
+//!
+//! # How the daemon drives it
+//! An event (or the daemon's slow reconcile tick, a few seconds) only means "read from the saved
+//! position to the end of the file": events are never counted. On each wake-up the daemon calls
+//! [`Tailer::next_batch`] (from `spawn_blocking` or a dedicated thread, as it does blocking I/O) with a
+//! budget of items and bytes equal to the room left in its delivery window, until it returns an empty
+//! batch. The tailer holds no queue: the bytes it has not handed out stay in the file, so memory does
+//! not grow with the backlog (a 1 GB inbox costs at most one line plus one chunk of buffer).
+//!
+//! # Records, positions and keys
+//! Every [`Item::Line`] and [`Item::Oversized`] carries a [`LinePos`]: the file's identity and the
+//! line's byte range. [`LinePos::key`] is a stable key for records that have no `"id"` of their own.
+//! The delivery pipeline registers each item in read order with a
+//! [`crate::state::Commit`] and marks it finished when it is in Notion or in the dead-letter file; the
+//! committed [`Position`] (the end of the longest finished prefix) is what goes into the checkpoint
+//! and what [`Tailer::new`] resumes from.
+
+pub mod identity;
+pub mod reader;
+pub mod watch;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use identity::FileIdentity;
+pub use reader::{Backlog, Tailer};
+pub use watch::InboxWatcher;
+
+/// Where delivery has committed: everything in `file` before `offset` is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The file the offset is in.
+    pub file: FileIdentity,
+    /// The first byte not yet committed (always the start of a line).
+    pub offset: u64,
+}
+
+/// Where one line is: which file, and its byte range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LinePos {
+    /// The file the line was read from.
+    pub file: FileIdentity,
+    /// The line's first byte (after any NUL run that preceded it).
+    pub offset: u64,
+    /// The byte after the line's `\n`: committing this line moves the position here.
+    pub end: u64,
+}
+
+impl LinePos {
+    /// A stable key for a record without an `"id"`: `<inode>-<head hash>-<offset>`, all hex but the
+    /// offset. The same line of the same file gets the same key after any restart.
+    pub fn key(&self) -> String {
+        format!("{}-{}", self.file.key_prefix(), self.offset)
+    }
+}
+
+/// One thing read from an inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A complete line. `text` excludes the `\n` and one `\r` before it (CRLF files work), and any
+    /// NUL bytes that preceded the line. It may be invalid UTF-8 or invalid JSON: the record stage
+    /// checks both and dead-letters what fails.
+    Line {
+        /// Where the line is.
+        pos: LinePos,
+        /// The line's bytes.
+        text: Vec<u8>,
+    },
+    /// A line longer than [`TailOptions::max_line`]. It was skipped without being held in memory;
+    /// dead-letter it by position.
+    Oversized {
+        /// Where the line is.
+        pos: LinePos,
+        /// Its length in bytes, without the `\n`.
+        len: u64,
+    },
+    /// Something happened to the file; log it. It needs no action from the pipeline: the positions
+    /// of the items that follow already reflect it.
+    Event(TailEvent),
+}
+
+/// What happened to an inbox file, for the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailEvent {
+    /// The inbox does not exist yet; the tailer waits for it. Reported once.
+    Waiting {
+        /// The inbox path.
+        path: PathBuf,
+    },
+    /// A file appeared at the inbox path (first start, re-creation or rotation) and is read from 0.
+    Opened {
+        /// The inbox path.
+        path: PathBuf,
+        /// Its inode number.
+        ino: u64,
+    },
+    /// Resumed at the checkpoint in the same file.
+    Resumed {
+        /// The file.
+        file: FileIdentity,
+        /// The offset resumed at.
+        offset: u64,
+    },
+    /// The checkpoint's file was rotated away; it was found under another name and is drained
+    /// first, then the inbox path is read from 0.
+    ResumedRotated {
+        /// The file.
+        file: FileIdentity,
+        /// The offset resumed at.
+        offset: u64,
+        /// Where it was found.
+        found: PathBuf,
+    },
+    /// The checkpoint's file no longer exists anywhere in the inbox's directory: whatever it held
+    /// after `offset` was never read and is lost. The inbox path is read from 0.
+    PreviousGone {
+        /// The file the checkpoint named.
+        file: FileIdentity,
+        /// The committed offset in it.
+        offset: u64,
+    },
+    /// The inbox path names a new file. The old one is drained to its end, and read until it has
+    /// been quiet for [`TailOptions::rotate_grace`], before the tailer moves on.
+    RotationSeen {
+        /// Inode of the file being drained.
+        old_ino: u64,
+        /// Inode of the file now at the path.
+        new_ino: u64,
+    },
+    /// The old file is finished; the tailer moves to the file at the path.
+    Rotated {
+        /// Inode of the finished file.
+        old_ino: u64,
+        /// Bytes after its last `\n` that never became a complete line, dropped.
+        dropped_tail: u64,
+    },
+    /// The file got shorter than the read position (truncation or copytruncate): read again from 0.
+    Truncated {
+        /// Its inode number.
+        ino: u64,
+        /// The read position before.
+        at: u64,
+        /// Its length now.
+        len: u64,
+    },
+    /// The file's head changed on the same inode (rewritten in place, or an inode reused after a
+    /// deletion): read again from 0.
+    Rewritten {
+        /// Its inode number.
+        ino: u64,
+    },
+    /// The inbox path was deleted; the open handle is still read in case a writer holds it.
+    Vanished {
+        /// The inbox path.
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for TailEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TailEvent::Waiting { path } => write!(
+                f,
+                "inbox {} does not exist yet; waiting for it to be created",
+                path.display()
+            ),
+            TailEvent::Opened { path, ino } => {
+                write!(
+                    f,
+                    "reading inbox {} (inode {ino}) from the start",
+                    path.display()
+                )
+            }
+            TailEvent::Resumed { file, offset } => {
+                write!(f, "resuming {file} at byte {offset}")
+            }
+            TailEvent::ResumedRotated {
+                file,
+                offset,
+                found,
+            } => write!(
+                f,
+                "the checkpoint's file was rotated to {}; draining it from byte {offset} ({file}), then the inbox from the start",
+                found.display()
+            ),
+            TailEvent::PreviousGone { file, offset } => write!(
+                f,
+                "the checkpoint's file ({file}) is gone from the inbox directory; anything written to it after byte {offset} was never read and is lost; reading the current inbox from the start"
+            ),
+            TailEvent::RotationSeen { old_ino, new_ino } => write!(
+                f,
+                "inbox rotated (inode {old_ino} -> {new_ino}); draining the old file first"
+            ),
+            TailEvent::Rotated {
+                old_ino,
+                dropped_tail: 0,
+            } => write!(f, "finished the rotated file (inode {old_ino})"),
+            TailEvent::Rotated {
+                old_ino,
+                dropped_tail,
+            } => write!(
+                f,
+                "finished the rotated file (inode {old_ino}); its last {dropped_tail} bytes had no newline and were dropped"
+            ),
+            TailEvent::Truncated { ino, at, len } => write!(
+                f,
+                "inbox truncated (inode {ino}: length {len} < position {at}); reading again from the start"
+            ),
+            TailEvent::Rewritten { ino } => write!(
+                f,
+                "inbox rewritten in place (inode {ino}: its first line changed); reading again from the start"
+            ),
+            TailEvent::Vanished { path } => write!(
+                f,
+                "inbox {} was deleted; still reading the open file until a new one appears",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// How the tailer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailOptions {
+    /// The longest line accepted, in bytes without the `\n`; longer lines become
+    /// [`Item::Oversized`]. Default 1 MiB.
+    pub max_line: usize,
+    /// How many bytes one read asks for. Default 64 KiB.
+    pub chunk: usize,
+    /// After a rotation, how long the old file must stay unchanged at its end before the tailer
+    /// stops reading it (a writer may still append to it until it reopens). Default 5 s.
+    pub rotate_grace: Duration,
+}
+
+impl Default for TailOptions {
+    fn default() -> Self {
+        TailOptions {
+            max_line: 1024 * 1024,
+            chunk: 64 * 1024,
+            rotate_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What can go wrong reading an inbox.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// The inbox's directory does not exist.
+    #[error(
+        "the directory of inbox {inbox} ({dir}) does not exist: create it (the inbox file itself may be created later), or fix the inbox path in the configuration"
+    )]
+    DirectoryMissing {
+        /// The missing directory.
+        dir: PathBuf,
+        /// The inbox path.
+        inbox: PathBuf,
+    },
+    /// Something other than a regular file is at the inbox path.
+    #[error("inbox {path} is not a regular file: point the configuration at a file")]
+    NotAFile {
+        /// The inbox path.
+        path: PathBuf,
+    },
+    /// An I/O error on an inbox file.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done ("read", "open", "stat"...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel's inotify limits are exhausted.
+    #[error(
+        "cannot watch {dir}: the inotify limit is reached; raise the sysctls fs.inotify.max_user_watches and fs.inotify.max_user_instances"
+    )]
+    WatchLimit {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: notify::Error,
+    },
+    /// Another error from the file watcher.
+    #[error("cannot watch {dir} for changes")]
+    Watch {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: notify::Error,
+    },
+}

@@ -1,0 +1,686 @@
+//! The [`Tailer`]: reads complete lines from one inbox file, following it through rotation,
+//! truncation, deletion and replacement.
+//!
+//! # Model
+//! The tailer owns at most one open file (the *source*) and a read position in it: the start of
+//! the first line not handed out yet. It keeps no bytes between calls; a partial last line stays in
+//! the file and is read again once its `\n` has arrived (the cost is one `pread` of a partial line).
+//! Each call to [`Tailer::next_batch`] first compares the inbox path with the source:
+//!
+//! - the path names the same inode: if its length is below the position (truncation, copytruncate),
+//!   or its head no longer matches the source's [`FileIdentity`] (rewritten in place), reading starts
+//!   again at 0;
+//! - the path names another inode, or nothing (rotation by rename, atomic replace, deletion): the
+//!   source is *retiring*. It is read to its end, and kept and read on later calls until its length
+//!   has not changed for [`TailOptions::rotate_grace`] (a writer may append to a renamed file until
+//!   it reopens). Then the tailer moves to the file at the path and reads it from 0. While nothing
+//!   is at the path, the old handle is kept;
+//! - no source and no file: wait (a [`TailEvent::Waiting`] once).
+//!
+//! Files are read strictly one after the other, so a single committed [`Position`] describes the
+//! progress, and the order of records is the order of the files.
+//!
+//! # Lines
+//! Reads are `pread`s of [`TailOptions::chunk`] bytes; lines are found with `memchr`. A line is
+//! handed out only with its `\n`. A run of NUL bytes before a line (left by a writer without
+//! `O_APPEND` after copytruncate) is skipped, as are blank lines (only spaces, tabs and a `\r`); the
+//! position still moves past them. One `\r` before the `\n` is stripped. A line longer than
+//! [`TailOptions::max_line`] becomes [`Item::Oversized`]: once the partial line exceeds the limit,
+//! the bytes are dropped as they are scanned, so memory stays at `max_line + chunk`.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use memchr::memchr;
+
+use super::{FileIdentity, InboxError, Item, LinePos, Position, TailEvent, TailOptions};
+
+/// Reads the complete lines of one inbox file. See the module docs.
+#[derive(Debug)]
+pub struct Tailer {
+    /// The inbox path.
+    path: PathBuf,
+    /// Its parent directory (which must exist).
+    dir: PathBuf,
+    /// Limits and timings.
+    opts: TailOptions,
+    /// The file being read, if any.
+    src: Option<Source>,
+    /// Whether [`TailEvent::Waiting`] was reported since the inbox was last seen.
+    waiting_reported: bool,
+    /// Events from [`Tailer::new`], handed out with the first batch.
+    events: Vec<TailEvent>,
+    /// The read buffer, reused while there is a backlog and freed when caught up.
+    buf: Vec<u8>,
+}
+
+/// Unread bytes, for status reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Bytes after the read position in the current file (including a partial last line), plus
+    /// the whole next file when a rotation is in progress.
+    pub bytes: u64,
+    /// Whether an old file is being drained after a rotation.
+    pub rotating: bool,
+}
+
+/// The open file and where we are in it.
+#[derive(Debug)]
+struct Source {
+    /// The open handle (kept open across rotations and deletions until drained).
+    file: File,
+    /// Its device, from `fstat`.
+    dev: u64,
+    /// Its inode, from `fstat`.
+    ino: u64,
+    /// Its identity, once its head is settled.
+    identity: Option<FileIdentity>,
+    /// The start of the first line not handed out yet; while an oversized line is skipped, how far
+    /// it has been scanned.
+    pos: u64,
+    /// The oversized line being skipped, if any.
+    skipping: Option<Skipping>,
+    /// Set when the inbox path no longer names this file.
+    retiring: Option<Retiring>,
+}
+
+/// A line longer than the limit, being scanned for its end without being kept.
+#[derive(Debug, Clone, Copy)]
+struct Skipping {
+    /// Its first byte.
+    start: u64,
+    /// Whether every byte so far was blank (a long blank line is skipped like a short one).
+    blank: bool,
+}
+
+/// Whether a byte may appear in a blank line.
+fn is_blank(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r')
+}
+
+/// The drain of a file that the inbox path no longer names.
+#[derive(Debug)]
+struct Retiring {
+    /// Its length when last checked.
+    last_len: u64,
+    /// When that length was first seen.
+    quiet_since: Instant,
+}
+
+/// Counts what a batch has taken.
+struct Budget {
+    /// Items still allowed.
+    items: usize,
+    /// Line bytes still allowed.
+    bytes: usize,
+}
+
+impl Budget {
+    fn take(&mut self, bytes: usize) {
+        self.items = self.items.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+
+    fn full(&self) -> bool {
+        self.items == 0 || self.bytes == 0
+    }
+}
+
+/// How a read of the source ended.
+enum Read {
+    /// The batch budget is used up.
+    Full,
+    /// The end of the file (a partial line may remain).
+    Eof,
+}
+
+/// What to do after the source's end.
+enum AtEof {
+    /// More bytes arrived: read again.
+    Again,
+    /// Nothing more now.
+    Stay,
+    /// The retired source is done; open the file at the path.
+    Switched,
+}
+
+impl Source {
+    fn open(file: File, pos: u64, identity: Option<FileIdentity>) -> io::Result<Source> {
+        let meta = file.metadata()?;
+        Ok(Source {
+            file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            identity,
+            pos,
+            skipping: None,
+            retiring: None,
+        })
+    }
+
+    /// Starts again from byte 0 (after a truncation or rewrite).
+    fn restart(&mut self) {
+        self.pos = 0;
+        self.identity = None;
+        self.skipping = None;
+    }
+
+    /// The identity, computing it if needed. `None` only if the file shrank under us.
+    fn settle_identity(&mut self) -> io::Result<Option<FileIdentity>> {
+        if self.identity.is_none() {
+            self.identity = FileIdentity::of(&self.file)?;
+        }
+        Ok(self.identity)
+    }
+}
+
+impl Tailer {
+    /// Prepares to read the inbox at `path`, resuming at `start` (the committed position from the
+    /// checkpoint) if given. Fails only if the inbox's directory is missing or unreadable; a missing
+    /// inbox file is waited for.
+    ///
+    /// Resuming: if the file at `path` is the checkpoint's file, reading starts at the offset (at 0,
+    /// with [`TailEvent::Truncated`], if the file is now shorter). Otherwise the inbox's directory is
+    /// searched for it (a rotated `inbox.jsonl.1`); if found, it is drained from the offset first.
+    /// If it is gone, [`TailEvent::PreviousGone`] says so and the current file is read from 0.
+    pub fn new(
+        path: PathBuf,
+        opts: TailOptions,
+        start: Option<Position>,
+    ) -> Result<Tailer, InboxError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tailer = Tailer {
+            path,
+            dir,
+            opts,
+            src: None,
+            waiting_reported: false,
+            events: Vec::new(),
+            buf: Vec::new(),
+        };
+        tailer.check_dir()?;
+        if let Some(start) = start {
+            tailer.resume(start)?;
+        }
+        Ok(tailer)
+    }
+
+    /// The inbox path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads what is complete now: at most `max_items` lines (events do not count) and, past the
+    /// first line, about `max_bytes` bytes of line text. An empty batch means caught up.
+    pub fn next_batch(
+        &mut self,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Item>, InboxError> {
+        let mut out: Vec<Item> = self.events.drain(..).map(Item::Event).collect();
+        let mut budget = Budget {
+            items: max_items.max(1),
+            bytes: max_bytes.max(1),
+        };
+        self.check_path(&mut out)?;
+        while let Some(src) = self.src.as_mut() {
+            let read = read_lines(src, &mut self.buf, &self.opts, &mut out, &mut budget)
+                .map_err(|e| self.io_error("read", e))?;
+            if let Read::Full = read {
+                return Ok(out);
+            }
+            match self
+                .at_eof(&mut out)
+                .map_err(|e| self.io_error("read", e))?
+            {
+                AtEof::Again => {}
+                AtEof::Stay => break,
+                AtEof::Switched => self.check_path(&mut out)?,
+            }
+        }
+        // Caught up: hold no buffer while idle (a daemon may tail a thousand inboxes).
+        self.buf = Vec::new();
+        Ok(out)
+    }
+
+    /// Bytes not read yet, for status reports.
+    pub fn backlog(&self) -> io::Result<Backlog> {
+        let at_path = match fs::metadata(&self.path) {
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let Some(src) = &self.src else {
+            return Ok(Backlog {
+                bytes: at_path.map_or(0, |m| m.len()),
+                rotating: false,
+            });
+        };
+        let mut bytes = src.file.metadata()?.len().saturating_sub(src.pos);
+        if let Some(meta) = at_path
+            && (meta.dev(), meta.ino()) != (src.dev, src.ino)
+        {
+            bytes += meta.len();
+        }
+        Ok(Backlog {
+            bytes,
+            rotating: src.retiring.is_some(),
+        })
+    }
+
+    fn io_error(&self, action: &'static str, source: io::Error) -> InboxError {
+        InboxError::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn check_dir(&self) -> Result<(), InboxError> {
+        match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(self.dir_missing()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.dir_missing()),
+            Err(source) => Err(InboxError::Io {
+                action: "stat",
+                path: self.dir.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn dir_missing(&self) -> InboxError {
+        InboxError::DirectoryMissing {
+            dir: self.dir.clone(),
+            inbox: self.path.clone(),
+        }
+    }
+
+    /// Compares the inbox path with the source and reacts (see the module docs).
+    fn check_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
+        let meta = match fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.check_dir()?;
+                match &mut self.src {
+                    None if !self.waiting_reported => {
+                        self.waiting_reported = true;
+                        out.push(Item::Event(TailEvent::Waiting {
+                            path: self.path.clone(),
+                        }));
+                    }
+                    None => {}
+                    Some(src) if src.retiring.is_none() => {
+                        src.retiring =
+                            Some(Retiring::new(&src.file).map_err(|e| InboxError::Io {
+                                action: "stat",
+                                path: self.path.clone(),
+                                source: e,
+                            })?);
+                        out.push(Item::Event(TailEvent::Vanished {
+                            path: self.path.clone(),
+                        }));
+                    }
+                    Some(_) => {}
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(self.io_error("stat", e)),
+        };
+        if !meta.is_file() {
+            return Err(InboxError::NotAFile {
+                path: self.path.clone(),
+            });
+        }
+        let Some(src) = &mut self.src else {
+            return self.open_path(out);
+        };
+        if (meta.dev(), meta.ino()) == (src.dev, src.ino) {
+            // Renamed away and back, or re-linked: it is the current file again.
+            src.retiring = None;
+            let rewritten = match src.identity {
+                Some(id) => !id.head_matches(&src.file).map_err(|e| InboxError::Io {
+                    action: "read",
+                    path: self.path.clone(),
+                    source: e,
+                })?,
+                None => false,
+            };
+            if meta.len() < src.pos {
+                out.push(Item::Event(TailEvent::Truncated {
+                    ino: src.ino,
+                    at: src.pos,
+                    len: meta.len(),
+                }));
+                src.restart();
+            } else if rewritten {
+                out.push(Item::Event(TailEvent::Rewritten { ino: src.ino }));
+                src.restart();
+            }
+        } else if src.retiring.is_none() {
+            src.retiring = Some(Retiring::new(&src.file).map_err(|e| InboxError::Io {
+                action: "stat",
+                path: self.path.clone(),
+                source: e,
+            })?);
+            out.push(Item::Event(TailEvent::RotationSeen {
+                old_ino: src.ino,
+                new_ino: meta.ino(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Opens the file at the inbox path, at 0.
+    fn open_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            // Gone again between the stat and the open: the next call sees it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io_error("open", e)),
+        };
+        let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
+        out.push(Item::Event(TailEvent::Opened {
+            path: self.path.clone(),
+            ino: src.ino,
+        }));
+        self.waiting_reported = false;
+        self.src = Some(src);
+        Ok(())
+    }
+
+    /// At the end of the source: decides whether a retiring source is finished.
+    fn at_eof(&mut self, out: &mut Vec<Item>) -> io::Result<AtEof> {
+        let Some(src) = self.src.as_mut() else {
+            return Ok(AtEof::Stay);
+        };
+        let Some(retiring) = src.retiring.as_mut() else {
+            return Ok(AtEof::Stay);
+        };
+        let len = src.file.metadata()?.len();
+        let now = Instant::now();
+        if len != retiring.last_len {
+            retiring.last_len = len;
+            retiring.quiet_since = now;
+            return Ok(AtEof::Again);
+        }
+        let quiet = now.duration_since(retiring.quiet_since) >= self.opts.rotate_grace;
+        // With nothing at the path, keep the old handle: a writer may still hold it.
+        if !quiet || !self.path.exists() {
+            return Ok(AtEof::Stay);
+        }
+        let tail_start = src.skipping.map_or(src.pos, |s| s.start);
+        out.push(Item::Event(TailEvent::Rotated {
+            old_ino: src.ino,
+            dropped_tail: len.saturating_sub(tail_start),
+        }));
+        self.src = None;
+        Ok(AtEof::Switched)
+    }
+
+    /// Positions the tailer at a checkpoint (see [`Tailer::new`]).
+    fn resume(&mut self, start: Position) -> Result<(), InboxError> {
+        let id = start.file;
+        match File::open(&self.path) {
+            Ok(file) => {
+                let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
+                let same_ino = meta.ino() == id.ino;
+                if same_ino
+                    && id
+                        .head_matches(&file)
+                        .map_err(|e| self.io_error("read", e))?
+                {
+                    // The device number is not compared: it may change across reboots.
+                    let here = FileIdentity {
+                        dev: meta.dev(),
+                        ..id
+                    };
+                    let src = if meta.len() < start.offset {
+                        self.events.push(TailEvent::Truncated {
+                            ino: meta.ino(),
+                            at: start.offset,
+                            len: meta.len(),
+                        });
+                        Source::open(file, 0, None)
+                    } else {
+                        self.events.push(TailEvent::Resumed {
+                            file: here,
+                            offset: start.offset,
+                        });
+                        Source::open(file, start.offset, Some(here))
+                    };
+                    self.src = Some(src.map_err(|e| self.io_error("stat", e))?);
+                    return Ok(());
+                }
+                if same_ino {
+                    // Same inode, another head: rewritten in place or a reused inode. The old file
+                    // cannot exist elsewhere in this directory.
+                    self.events.push(TailEvent::PreviousGone {
+                        file: id,
+                        offset: start.offset,
+                    });
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_error("open", e)),
+        }
+        let Some((found, file)) = self.find_in_dir(&id).map_err(|e| InboxError::Io {
+            action: "search",
+            path: self.dir.clone(),
+            source: e,
+        })?
+        else {
+            self.events.push(TailEvent::PreviousGone {
+                file: id,
+                offset: start.offset,
+            });
+            return Ok(());
+        };
+        let stat_err = |e| InboxError::Io {
+            action: "stat",
+            path: found.clone(),
+            source: e,
+        };
+        let len = file.metadata().map_err(stat_err)?.len();
+        let mut src = if len < start.offset {
+            self.events.push(TailEvent::Truncated {
+                ino: id.ino,
+                at: start.offset,
+                len,
+            });
+            Source::open(file, 0, None).map_err(stat_err)?
+        } else {
+            self.events.push(TailEvent::ResumedRotated {
+                file: id,
+                offset: start.offset,
+                found: found.clone(),
+            });
+            Source::open(file, start.offset, Some(id)).map_err(stat_err)?
+        };
+        src.retiring = Some(Retiring::new(&src.file).map_err(stat_err)?);
+        self.src = Some(src);
+        Ok(())
+    }
+
+    /// Looks in the inbox's directory for the file with this identity (inode and head).
+    fn find_in_dir(&self, id: &FileIdentity) -> io::Result<Option<(PathBuf, File)>> {
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.ino() != id.ino || entry.path() == self.path {
+                continue;
+            }
+            let path = entry.path();
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if file.metadata()?.ino() == id.ino && id.head_matches(&file)? {
+                return Ok(Some((path, file)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Retiring {
+    fn new(file: &File) -> io::Result<Retiring> {
+        Ok(Retiring {
+            last_len: file.metadata()?.len(),
+            quiet_since: Instant::now(),
+        })
+    }
+}
+
+/// Reads complete lines from the source's position until the end of the file or the budget.
+fn read_lines(
+    src: &mut Source,
+    buf: &mut Vec<u8>,
+    opts: &TailOptions,
+    out: &mut Vec<Item>,
+    budget: &mut Budget,
+) -> io::Result<Read> {
+    // The buffer always holds the file's bytes from `src.pos` on.
+    buf.clear();
+    loop {
+        if budget.full() {
+            return Ok(Read::Full);
+        }
+        let have = buf.len();
+        buf.resize(have + opts.chunk.max(1), 0);
+        let n = read_at(&src.file, &mut buf[have..], src.pos + have as u64)?;
+        buf.truncate(have + n);
+        if n == 0 {
+            return Ok(Read::Eof);
+        }
+        if let Some(skipping) = &mut src.skipping {
+            let Some(i) = memchr(b'\n', buf) else {
+                skipping.blank &= buf.iter().all(is_blank);
+                src.pos += buf.len() as u64;
+                buf.clear();
+                continue;
+            };
+            let Skipping { start, blank } = *skipping;
+            let blank = blank && buf[..i].iter().all(is_blank);
+            let end = src.pos + i as u64 + 1;
+            if !blank {
+                let Some(file) = src.settle_identity()? else {
+                    return Ok(Read::Eof);
+                };
+                let pos = LinePos {
+                    file,
+                    offset: start,
+                    end,
+                };
+                out.push(Item::Oversized {
+                    pos,
+                    len: end - 1 - start,
+                });
+                budget.take(0);
+            }
+            src.skipping = None;
+            buf.drain(..=i);
+            src.pos = end;
+            if budget.full() {
+                return Ok(Read::Full);
+            }
+        }
+        let file = if memchr(b'\n', buf).is_some() {
+            match src.settle_identity()? {
+                Some(file) => Some(file),
+                None => return Ok(Read::Eof),
+            }
+        } else {
+            None
+        };
+        let at = match file {
+            Some(file) => match take_lines(src, file, buf, opts, out, budget) {
+                Ok(at) => at,
+                Err(at) => {
+                    src.pos += at as u64;
+                    return Ok(Read::Full);
+                }
+            },
+            // No line end in the buffer: still skip a leading NUL run.
+            None => buf.iter().position(|&b| b != 0).unwrap_or(buf.len()),
+        };
+        buf.drain(..at);
+        src.pos += at as u64;
+        // What is left is a partial line; past the limit it is skipped as it is scanned.
+        if buf.len() > opts.max_line {
+            src.skipping = Some(Skipping {
+                start: src.pos,
+                blank: buf.iter().all(is_blank),
+            });
+            src.pos += buf.len() as u64;
+            buf.clear();
+        }
+    }
+}
+
+/// Hands out the complete lines in `buf` (which starts at `src.pos`). Returns how many bytes were
+/// consumed: `Ok` when the buffer holds no further line end, `Err` when the budget ran out.
+fn take_lines(
+    src: &Source,
+    file: FileIdentity,
+    buf: &[u8],
+    opts: &TailOptions,
+    out: &mut Vec<Item>,
+    budget: &mut Budget,
+) -> Result<usize, usize> {
+    let mut at = 0;
+    loop {
+        // Skip a NUL run (left by a writer without O_APPEND after a copytruncate).
+        at += buf[at..]
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(buf.len() - at);
+        let Some(i) = memchr(b'\n', &buf[at..]) else {
+            return Ok(at);
+        };
+        let line = &buf[at..at + i];
+        let pos = LinePos {
+            file,
+            offset: src.pos + at as u64,
+            end: src.pos + (at + i + 1) as u64,
+        };
+        at += i + 1;
+        if line.iter().all(is_blank) {
+            continue;
+        }
+        if line.len() > opts.max_line {
+            out.push(Item::Oversized {
+                pos,
+                len: line.len() as u64,
+            });
+            budget.take(0);
+        } else {
+            let text = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+            budget.take(text.len());
+            out.push(Item::Line { pos, text });
+        }
+        if budget.full() {
+            return Err(at);
+        }
+    }
+}
+
+/// One `pread`, retried on `EINTR`.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
