@@ -11,11 +11,16 @@
 //! - [`inbox`]: reads complete lines from inbox files (rotation, truncation, partial lines) and
 //!   watches their directories.
 //! - [`state`]: the per-target checkpoint and the commit tracker.
+//! - [`notion`]: the Notion API client: typed errors, rate limits, tokens, OAuth, schemas.
+//! - [`record`]: a record's conversion into a page body through the target's mapping.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod emulator;
-pub mod logging;
 pub mod inbox;
+pub mod logging;
+pub mod notion;
+pub mod record;
 pub mod state;

@@ -44,6 +44,50 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run => {
+            // The daemon re-reads the config itself (and on SIGHUP); load it here for the log level.
+            let config = Config::load(&cli.config)?;
+            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
+            notion_inbox::daemon::run(cli.config.clone()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let config = Config::load(&cli.config)?;
+            let statuses =
+                notion_inbox::commands::status::collect(&config, args.target.as_deref())?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                notion_inbox::commands::status::print_text(&statuses);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Requeue(args) => {
+            let config = Config::load(&cli.config)?;
+            let done = notion_inbox::commands::requeue::run(&config, &args.target)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"appended": done.appended, "kept": done.kept})
+                );
+            } else {
+                eprintln!(
+                    "moved {} dead letter(s) of target {} back into {}{}",
+                    done.appended,
+                    args.target,
+                    config.target(&args.target)?.inbox.display(),
+                    if done.kept > 0 {
+                        format!(
+                            "; {} kept (lines over max_line_bytes, whose bytes were not kept)",
+                            done.kept
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         other => {
             let config = Config::load(&cli.config)?;
             notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);

@@ -75,7 +75,11 @@ fn pending_batches(dir: &Path, name: &str) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-fn take_dead_letters(target: &Target, config: &Config, dir: &Path) -> std::io::Result<Option<PathBuf>> {
+fn take_dead_letters(
+    target: &Target,
+    config: &Config,
+    dir: &Path,
+) -> std::io::Result<Option<PathBuf>> {
     let path = target.dead_letter_path(&config.daemon);
     if !path.exists() {
         return Ok(None);
@@ -95,8 +99,9 @@ fn take_dead_letters(target: &Target, config: &Config, dir: &Path) -> std::io::R
 fn requeue_batch(target: &Target, config: &Config, batch: &Path) -> anyhow::Result<Requeued> {
     let journal_path = batch.with_extension("journal");
     let entries: Vec<DeadLetter> = deadletter::read_all(batch)?;
-    let (lines, kept): (Vec<&DeadLetter>, Vec<&DeadLetter>) =
-        entries.iter().partition(|e| !(e.line.is_empty() && e.line_base64.is_none()));
+    let (lines, kept): (Vec<&DeadLetter>, Vec<&DeadLetter>) = entries
+        .iter()
+        .partition(|e| !(e.line.is_empty() && e.line_base64.is_none()));
     let payload: Vec<Vec<u8>> = lines
         .iter()
         .map(|e| {
@@ -117,7 +122,11 @@ fn requeue_batch(target: &Target, config: &Config, batch: &Path) -> anyhow::Resu
     if !already && !payload.is_empty() {
         append_lines_with(&target.inbox, &payload, |file, offset| {
             let meta = file.metadata()?;
-            let journal = Journal { dev: meta.dev(), ino: meta.ino(), offset };
+            let journal = Journal {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                offset,
+            };
             let tmp = journal_path.with_extension("journal.tmp");
             std::fs::write(&tmp, serde_json::to_vec(&journal)?)?;
             std::fs::File::open(&tmp)?.sync_all()?;
@@ -133,7 +142,10 @@ fn requeue_batch(target: &Target, config: &Config, batch: &Path) -> anyhow::Resu
     }
     std::fs::remove_file(batch)?;
     let _ = std::fs::remove_file(&journal_path);
-    Ok(Requeued { appended: payload.len(), kept: kept.len() })
+    Ok(Requeued {
+        appended: payload.len(),
+        kept: kept.len(),
+    })
 }
 
 /// Whether the inbox file named in `journal` holds `bytes` at its offset.
@@ -159,7 +171,9 @@ fn appended_at(inbox: &Path, journal: &Journal, bytes: &[u8]) -> std::io::Result
 }
 
 fn sibling_with_inode(inbox: &Path, journal: &Journal) -> std::io::Result<Option<std::fs::File>> {
-    let Some(dir) = inbox.parent() else { return Ok(None) };
+    let Some(dir) = inbox.parent() else {
+        return Ok(None);
+    };
     for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
         if let Ok(m) = entry.metadata()
             && (m.dev(), m.ino()) == (journal.dev, journal.ino)

@@ -86,7 +86,9 @@ fn one(config: &Config, target: &Target) -> TargetStatus {
                     .modified()
                     .ok()
                     .and_then(|m| m.elapsed().ok())
-                    .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+                    .map(|d| {
+                        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+                    })
                     .unwrap_or_default();
                 format!("{} (written {age} ago)", path.display())
             }
@@ -97,9 +99,14 @@ fn one(config: &Config, target: &Target) -> TargetStatus {
             ),
         },
     };
-    let snapshot = std::fs::read(daemon.state_dir.join("status").join(format!("{}.json", target.name)))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<StatusSnapshot>(&b).ok());
+    let snapshot = std::fs::read(
+        daemon
+            .state_dir
+            .join("status")
+            .join(format!("{}.json", target.name)),
+    )
+    .ok()
+    .and_then(|b| serde_json::from_slice::<StatusSnapshot>(&b).ok());
     TargetStatus {
         target: target.name.clone(),
         inbox: target.inbox.display().to_string(),
@@ -130,7 +137,9 @@ fn backlog(
     let bytes = tailer.backlog().map_err(|e| e.to_string())?.bytes;
     let (mut lines, mut counted) = (0u64, 0u64);
     loop {
-        let items = tailer.next_batch(4096, 8 << 20).map_err(|e| e.to_string())?;
+        let items = tailer
+            .next_batch(4096, 8 << 20)
+            .map_err(|e| e.to_string())?;
         let mut any = false;
         for item in items {
             if let Item::Line { pos, .. } | Item::Oversized { pos, .. } = item {
@@ -169,8 +178,15 @@ pub fn print_text(statuses: &[TargetStatus]) {
         println!("  token          {}", s.token);
         match &s.daemon {
             Some(d) => {
-                let state = d.health.get("state").and_then(|v| v.as_str()).unwrap_or("?");
-                println!("  daemon         pid {}, {state} (as of {})", d.pid, d.updated);
+                let state = d
+                    .health
+                    .get("state")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?");
+                println!(
+                    "  daemon         pid {}, {state} (as of {})",
+                    d.pid, d.updated
+                );
                 if let Some(m) = d.health.get("message").and_then(|v| v.as_str()) {
                     println!("  why            {m}");
                 }
@@ -178,7 +194,10 @@ pub fn print_text(statuses: &[TargetStatus]) {
                     "  since start    {} delivered, {} dead-lettered, {} rate-limited, {} unknown outcomes",
                     d.delivered, d.dead_lettered, d.rate_limited, d.outcome_unknown
                 );
-                println!("  last delivery  {}", d.last_delivery.as_deref().unwrap_or("none"));
+                println!(
+                    "  last delivery  {}",
+                    d.last_delivery.as_deref().unwrap_or("none")
+                );
                 if let Some(e) = &d.last_error {
                     println!("  last error     {e}");
                 }

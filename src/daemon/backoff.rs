@@ -75,7 +75,11 @@ mod tests {
         for _ in 0..100 {
             b.next_delay(&mut rng);
         }
-        assert_eq!(b.ceiling(), Duration::from_secs(1), "no overflow after many attempts");
+        assert_eq!(
+            b.ceiling(),
+            Duration::from_secs(1),
+            "no overflow after many attempts"
+        );
         b.reset();
         assert_eq!(b.ceiling(), Duration::from_millis(100));
     }
@@ -84,9 +88,14 @@ mod tests {
     fn draws_are_spread_not_constant() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let draws: Vec<Duration> = (0..20)
-            .map(|_| Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay(&mut rng))
+            .map(|_| {
+                Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay(&mut rng)
+            })
             .collect();
         let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
-        assert!(distinct.len() > 15, "full jitter draws uniformly: {draws:?}");
+        assert!(
+            distinct.len() > 15,
+            "full jitter draws uniformly: {draws:?}"
+        );
     }
 }

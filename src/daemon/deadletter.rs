@@ -53,6 +53,25 @@ pub struct NotionErrorInfo {
     pub request_id: Option<String>,
 }
 
+impl From<&crate::notion::NotionError> for NotionErrorInfo {
+    fn from(e: &crate::notion::NotionError) -> NotionErrorInfo {
+        match e.api() {
+            Some(api) => NotionErrorInfo {
+                status: api.status,
+                code: api.code.as_str().to_owned(),
+                message: api.message.clone(),
+                request_id: api.request_id.clone(),
+            },
+            None => NotionErrorInfo {
+                status: 0,
+                code: "no_answer".to_owned(),
+                message: e.to_string(),
+                request_id: None,
+            },
+        }
+    }
+}
+
 impl DeadLetter {
     /// Builds an entry for `bytes` (the line without its newline).
     pub fn new(bytes: &[u8], offset: u64, inbox: &Path, reason: String) -> DeadLetter {
@@ -121,7 +140,11 @@ pub fn open_locked(path: &Path) -> std::io::Result<File> {
         std::fs::create_dir_all(dir)?;
     }
     loop {
-        let file = OpenOptions::new().create(true).append(true).read(true).open(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
         file.lock()?;
         let held = file.metadata()?;
         match std::fs::metadata(path) {
@@ -165,7 +188,12 @@ mod tests {
         let mut f = DeadLetterFile::new(path.clone());
         assert!(!path.exists(), "nothing is created before the first entry");
         let good = DeadLetter::new(b"{\"a\":", 10, Path::new("/in"), "invalid JSON".into());
-        let bad_utf8 = DeadLetter::new(b"{\"a\":\"\xff\"}", 20, Path::new("/in"), "invalid UTF-8".into());
+        let bad_utf8 = DeadLetter::new(
+            b"{\"a\":\"\xff\"}",
+            20,
+            Path::new("/in"),
+            "invalid UTF-8".into(),
+        );
         f.append(&good).unwrap();
         f.append(&bad_utf8).unwrap();
         let back = read_all(&path).unwrap();

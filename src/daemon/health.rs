@@ -171,7 +171,11 @@ impl TargetState {
                 .then(|| chrono::DateTime::from_timestamp_millis(last_ms as i64))
                 .flatten()
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 

@@ -30,7 +30,11 @@ pub fn parse_line(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 
 /// The record's key: its `"id"` field when present, else one derived from where the line sits and
 /// what it holds, which is the same after a restart.
-pub fn record_key(record: &Map<String, Value>, pos: &LinePos, bytes: &[u8]) -> Result<String, String> {
+pub fn record_key(
+    record: &Map<String, Value>,
+    pos: &LinePos,
+    bytes: &[u8],
+) -> Result<String, String> {
     match record.get("id") {
         // The content hash keeps a rewritten file whose head and offsets repeat from reusing keys.
         None | Some(Value::Null) => Ok(format!(
@@ -38,9 +42,10 @@ pub fn record_key(record: &Map<String, Value>, pos: &LinePos, bytes: &[u8]) -> R
             pos.key(),
             crate::inbox::identity::fnv1a64(bytes)
         )),
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            Err("the \"id\" field is empty; give each record a non-empty id or leave the field out".into())
-        }
+        Some(Value::String(s)) if s.trim().is_empty() => Err(
+            "the \"id\" field is empty; give each record a non-empty id or leave the field out"
+                .into(),
+        ),
         Some(Value::String(s)) if s.chars().count() > MAX_KEY_CHARS => Err(format!(
             "the \"id\" field is {} characters long, over the limit of {MAX_KEY_CHARS}",
             s.chars().count()
@@ -78,13 +83,18 @@ mod tests {
             (b"{\"handle\":", Err("not valid JSON")),
             (b"[1,2]", Err("not an object (it is an array)")),
             (b"\"str\"", Err("not an object (it is a string)")),
-            (b"{\"handle\":\"\xff\"}", Err("not valid UTF-8 (at byte 11)")),
+            (
+                b"{\"handle\":\"\xff\"}",
+                Err("not valid UTF-8 (at byte 11)"),
+            ),
         ];
         for (line, expected) in cases {
             let got = parse_line(line);
             match (expected, &got) {
                 (Ok(handle), Ok(map)) => assert_eq!(map["handle"], *handle),
-                (Err(piece), Err(reason)) => assert!(reason.contains(piece), "{reason:?} lacks {piece:?}"),
+                (Err(piece), Err(reason)) => {
+                    assert!(reason.contains(piece), "{reason:?} lacks {piece:?}")
+                }
                 _ => panic!("{:?}: got {got:?}", String::from_utf8_lossy(line)),
             }
         }

@@ -52,7 +52,10 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon, taking intents from `intents` (tests inject them).
-pub async fn run_with(config_path: PathBuf, mut intents: mpsc::Receiver<Intent>) -> anyhow::Result<()> {
+pub async fn run_with(
+    config_path: PathBuf,
+    mut intents: mpsc::Receiver<Intent>,
+) -> anyhow::Result<()> {
     let config = Arc::new(Config::load(&config_path)?);
     prepare_state_dir(&config.daemon.state_dir)?;
     let mut client = NotionClient::new(&config.notion)?;
@@ -134,10 +137,18 @@ async fn apply(
     watcher: &std::sync::Mutex<InboxWatcher>,
     running: &mut BTreeMap<String, Running>,
 ) -> anyhow::Result<()> {
-    let wanted: BTreeMap<&str, &Target> = config.targets.iter().map(|t| (t.name.as_str(), t)).collect();
+    let wanted: BTreeMap<&str, &Target> = config
+        .targets
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
     let stale: Vec<String> = running
         .iter()
-        .filter(|(name, r)| wanted.get(name.as_str()).is_none_or(|t| fingerprint(t) != r.fingerprint))
+        .filter(|(name, r)| {
+            wanted
+                .get(name.as_str())
+                .is_none_or(|t| fingerprint(t) != r.fingerprint)
+        })
         .map(|(name, _)| name.clone())
         .collect();
     for name in stale {
@@ -185,10 +196,16 @@ async fn apply(
 fn fingerprint(t: &Target) -> String {
     use secrecy::ExposeSecret;
     let token = match &t.token {
-        crate::config::TokenSource::Fixed(s) => format!("fixed:{:016x}", crate::inbox::identity::fnv1a64(s.expose_secret().as_bytes())),
+        crate::config::TokenSource::Fixed(s) => format!(
+            "fixed:{:016x}",
+            crate::inbox::identity::fnv1a64(s.expose_secret().as_bytes())
+        ),
         crate::config::TokenSource::File(p) => format!("file:{}", p.display()),
     };
-    format!("{:?}|{:?}|{}|{:?}|{:?}|{token}", t.inbox, t.destination, t.max_in_flight, t.dedupe_property, t.properties)
+    format!(
+        "{:?}|{:?}|{}|{:?}|{:?}|{token}",
+        t.inbox, t.destination, t.max_in_flight, t.dedupe_property, t.properties
+    )
 }
 
 fn status_line(running: &BTreeMap<String, Running>) -> String {
@@ -204,7 +221,10 @@ fn status_line(running: &BTreeMap<String, Running>) -> String {
             other => troubled.push(format!("{name}: {other:?}")),
         }
     }
-    let mut s = format!("{} targets, {delivered} delivered, {dead} dead-lettered", running.len());
+    let mut s = format!(
+        "{} targets, {delivered} delivered, {dead} dead-lettered",
+        running.len()
+    );
     if !troubled.is_empty() {
         s.push_str("; ");
         s.push_str(&troubled.join("; "));

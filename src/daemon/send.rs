@@ -153,7 +153,8 @@ impl Sender {
                     Counters::bump(&self.state.counters.outcome_unknown);
                     let wait = backoff.next_delay(&mut rng);
                     tracing::warn!(target_name = %name, offset = job.offset, "outcome unknown ({error}); checking and resending in {wait:?}");
-                    self.state.record_error(format!("offset {}: {error}", job.offset));
+                    self.state
+                        .record_error(format!("offset {}: {error}", job.offset));
                     check_first = true;
                     tokio::time::sleep(wait).await;
                 }

@@ -25,7 +25,9 @@ pub fn listen() -> std::io::Result<mpsc::Receiver<Intent>> {
             let intent = match signal {
                 SIGHUP => Intent::Reload,
                 _ if stopping => {
-                    tracing::warn!("second stop signal: exiting now; the checkpoints on disk are safe");
+                    tracing::warn!(
+                        "second stop signal: exiting now; the checkpoints on disk are safe"
+                    );
                     std::process::exit(130);
                 }
                 _ => {

@@ -22,8 +22,8 @@ use crate::daemon::send::{Done, Job, Sender};
 use crate::inbox::{Item, Position, TailOptions, Tailer};
 use crate::notion::{NotionClient, Resolved, TokenHandle};
 use crate::record::Mapper;
-use crate::state::checkpoint::{Checkpoint, CheckpointStore, InFlight};
 use crate::state::Commit;
+use crate::state::checkpoint::{Checkpoint, CheckpointStore, InFlight};
 
 /// How often a checkpoint is written at most while records finish (it is also written at once when
 /// the reader would otherwise be held back, and at shutdown).
@@ -68,14 +68,17 @@ impl TargetRunner {
         }) {
             Ok(ok) => ok,
             Err(e) => {
-                self.state.set_health(Health::Stopped(format!("target {name}: {}", error_chain(&e))));
+                self.state.set_health(Health::Stopped(format!(
+                    "target {name}: {}",
+                    error_chain(&e)
+                )));
                 stop.cancelled().await;
                 return None;
             }
         };
         let (store, loaded) = loaded;
         let mut slow = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
-        let mut rng = rand::rng();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
         let (token, resolved, mapper) = loop {
             match self.connect().await {
                 Ok(ready) => break ready,
@@ -148,7 +151,12 @@ impl TargetRunner {
                 self.client
                     .resolve(&self.target, &token)
                     .await
-                    .map_err(|e| (Health::Paused(format!("target {name}: {e}")), Duration::ZERO))?
+                    .map_err(|e| {
+                        (
+                            Health::Paused(format!("target {name}: {e}")),
+                            Duration::ZERO,
+                        )
+                    })?
             }
             Err(e) if e.is_unauthorized() => {
                 return Err((
@@ -158,7 +166,12 @@ impl TargetRunner {
                     self.config.daemon.reconcile_interval,
                 ));
             }
-            Err(e) => return Err((Health::Paused(format!("target {name}: {e}")), Duration::ZERO)),
+            Err(e) => {
+                return Err((
+                    Health::Paused(format!("target {name}: {e}")),
+                    Duration::ZERO,
+                ));
+            }
         };
         let mapper = Mapper::new(&self.target, &resolved).map_err(|e| {
             (
@@ -264,18 +277,29 @@ impl TargetRunner {
                         )),
                         None => parse_line(&text).and_then(|record| {
                             let key = record_key(&record, &pos, &text)?;
-                            let body = p.mapper.page_body(&record, &key).map_err(|e| e.to_string())?;
+                            let body = p
+                                .mapper
+                                .page_body(&record, &key)
+                                .map_err(|e| e.to_string())?;
                             Ok((key, body))
                         }),
                     };
                     match prepared {
                         Ok((key, body)) => {
                             let ticket = commit.begin(pos, Pending { key: key.clone() });
-                            let job = Job { ticket, key, offset: pos.offset, body, line: text, maybe_sent };
+                            let job = Job {
+                                ticket,
+                                key,
+                                offset: pos.offset,
+                                body,
+                                line: text,
+                                maybe_sent,
+                            };
                             in_flight.spawn(sender.clone().deliver(job));
                         }
                         Err(reason) => {
-                            let entry = DeadLetter::new(&text, pos.offset, &self.target.inbox, reason);
+                            let entry =
+                                DeadLetter::new(&text, pos.offset, &self.target.inbox, reason);
                             self.dead_letter(&mut dead, &entry)?;
                             let ticket = commit.begin(pos, Pending { key: String::new() });
                             commit.finish(ticket);
@@ -345,12 +369,24 @@ impl TargetRunner {
         Ok(())
     }
 
-    fn finish(&self, done: Done, commit: &mut Commit<Pending>, dead: &mut DeadLetterFile) -> Result<(), String> {
+    fn finish(
+        &self,
+        done: Done,
+        commit: &mut Commit<Pending>,
+        dead: &mut DeadLetterFile,
+    ) -> Result<(), String> {
         match done {
             Done::Delivered { ticket } => {
                 commit.finish(ticket);
             }
-            Done::Refused { ticket, offset, key, line, reason, error } => {
+            Done::Refused {
+                ticket,
+                offset,
+                key,
+                line,
+                reason,
+                error,
+            } => {
                 let mut entry = DeadLetter::new(&line, offset, &self.target.inbox, reason);
                 entry.key = Some(key);
                 entry.notion_error = Some(error);

@@ -81,10 +81,24 @@ struct Source {
     /// The start of the first line not handed out yet; while an oversized line is skipped, how far
     /// it has been scanned.
     pos: u64,
-    /// The start of an oversized line being skipped.
-    oversized_from: Option<u64>,
+    /// The oversized line being skipped, if any.
+    skipping: Option<Skipping>,
     /// Set when the inbox path no longer names this file.
     retiring: Option<Retiring>,
+}
+
+/// A line longer than the limit, being scanned for its end without being kept.
+#[derive(Debug, Clone, Copy)]
+struct Skipping {
+    /// Its first byte.
+    start: u64,
+    /// Whether every byte so far was blank (a long blank line is skipped like a short one).
+    blank: bool,
+}
+
+/// Whether a byte may appear in a blank line.
+fn is_blank(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r')
 }
 
 /// The drain of a file that the inbox path no longer names.
@@ -142,7 +156,7 @@ impl Source {
             ino: meta.ino(),
             identity,
             pos,
-            oversized_from: None,
+            skipping: None,
             retiring: None,
         })
     }
@@ -151,7 +165,7 @@ impl Source {
     fn restart(&mut self) {
         self.pos = 0;
         self.identity = None;
-        self.oversized_from = None;
+        self.skipping = None;
     }
 
     /// The identity, computing it if needed. `None` only if the file shrank under us.
@@ -401,7 +415,7 @@ impl Tailer {
         if !quiet || !self.path.exists() {
             return Ok(AtEof::Stay);
         }
-        let tail_start = src.oversized_from.unwrap_or(src.pos);
+        let tail_start = src.skipping.map_or(src.pos, |s| s.start);
         out.push(Item::Event(TailEvent::Rotated {
             old_ino: src.ino,
             dropped_tail: len.saturating_sub(tail_start),
@@ -549,26 +563,32 @@ fn read_lines(
         if n == 0 {
             return Ok(Read::Eof);
         }
-        if let Some(start) = src.oversized_from {
+        if let Some(skipping) = &mut src.skipping {
             let Some(i) = memchr(b'\n', buf) else {
+                skipping.blank &= buf.iter().all(is_blank);
                 src.pos += buf.len() as u64;
                 buf.clear();
                 continue;
             };
-            let Some(file) = src.settle_identity()? else {
-                return Ok(Read::Eof);
-            };
+            let Skipping { start, blank } = *skipping;
+            let blank = blank && buf[..i].iter().all(is_blank);
             let end = src.pos + i as u64 + 1;
-            out.push(Item::Oversized {
-                pos: LinePos {
+            if !blank {
+                let Some(file) = src.settle_identity()? else {
+                    return Ok(Read::Eof);
+                };
+                let pos = LinePos {
                     file,
                     offset: start,
                     end,
-                },
-                len: end - 1 - start,
-            });
-            budget.take(0);
-            src.oversized_from = None;
+                };
+                out.push(Item::Oversized {
+                    pos,
+                    len: end - 1 - start,
+                });
+                budget.take(0);
+            }
+            src.skipping = None;
             buf.drain(..=i);
             src.pos = end;
             if budget.full() {
@@ -598,7 +618,10 @@ fn read_lines(
         src.pos += at as u64;
         // What is left is a partial line; past the limit it is skipped as it is scanned.
         if buf.len() > opts.max_line {
-            src.oversized_from = Some(src.pos);
+            src.skipping = Some(Skipping {
+                start: src.pos,
+                blank: buf.iter().all(is_blank),
+            });
             src.pos += buf.len() as u64;
             buf.clear();
         }
@@ -632,7 +655,7 @@ fn take_lines(
             end: src.pos + (at + i + 1) as u64,
         };
         at += i + 1;
-        if line.iter().all(|&b| matches!(b, b' ' | b'\t' | b'\r')) {
+        if line.iter().all(is_blank) {
             continue;
         }
         if line.len() > opts.max_line {

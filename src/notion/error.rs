@@ -1,0 +1,391 @@
+//! What can go wrong talking to Notion, and what a caller should do about it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Notion's error codes (notion-api.md §8), plus the OAuth ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: the body is not JSON.
+    InvalidJson,
+    /// 400: the URL is not a Notion API URL.
+    InvalidRequestUrl,
+    /// 400: the request is not supported.
+    InvalidRequest,
+    /// 400: the body does not fit the schema (the usual per-record error).
+    ValidationError,
+    /// 400: no `Notion-Version` header.
+    MissingVersion,
+    /// 401: the token is not valid.
+    Unauthorized,
+    /// 403: the integration lacks a capability.
+    RestrictedResource,
+    /// 404: deleted, or not shared with the integration.
+    ObjectNotFound,
+    /// 409: a conflicting transaction; the page may exist.
+    ConflictError,
+    /// 429: over the rate limit.
+    RateLimited,
+    /// 500: Notion failed.
+    InternalServerError,
+    /// 502: a proxy in front of Notion failed.
+    BadGateway,
+    /// 503: Notion is unavailable (or a request ran over 60 s).
+    ServiceUnavailable,
+    /// 503: Notion's database is unavailable.
+    DatabaseConnectionUnavailable,
+    /// 504: a proxy timed out.
+    GatewayTimeout,
+    /// 529: Notion is overloaded.
+    ServiceOverload,
+    /// OAuth: the code or refresh token is not valid (used, expired or revoked).
+    InvalidGrant,
+    /// OAuth: the client id or secret is wrong.
+    InvalidClient,
+    /// Any other code, kept as Notion sent it.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// Parses Notion's code string.
+    pub fn parse(code: &str) -> ErrorCode {
+        match code {
+            "invalid_json" => Self::InvalidJson,
+            "invalid_request_url" => Self::InvalidRequestUrl,
+            "invalid_request" => Self::InvalidRequest,
+            "validation_error" => Self::ValidationError,
+            "missing_version" => Self::MissingVersion,
+            "unauthorized" => Self::Unauthorized,
+            "restricted_resource" => Self::RestrictedResource,
+            "object_not_found" => Self::ObjectNotFound,
+            "conflict_error" => Self::ConflictError,
+            "rate_limited" => Self::RateLimited,
+            "internal_server_error" => Self::InternalServerError,
+            "bad_gateway" => Self::BadGateway,
+            "service_unavailable" => Self::ServiceUnavailable,
+            "database_connection_unavailable" => Self::DatabaseConnectionUnavailable,
+            "gateway_timeout" => Self::GatewayTimeout,
+            "service_overload" => Self::ServiceOverload,
+            "invalid_grant" => Self::InvalidGrant,
+            "invalid_client" => Self::InvalidClient,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The code as Notion spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidRequestUrl => "invalid_request_url",
+            Self::InvalidRequest => "invalid_request",
+            Self::ValidationError => "validation_error",
+            Self::MissingVersion => "missing_version",
+            Self::Unauthorized => "unauthorized",
+            Self::RestrictedResource => "restricted_resource",
+            Self::ObjectNotFound => "object_not_found",
+            Self::ConflictError => "conflict_error",
+            Self::RateLimited => "rate_limited",
+            Self::InternalServerError => "internal_server_error",
+            Self::BadGateway => "bad_gateway",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::DatabaseConnectionUnavailable => "database_connection_unavailable",
+            Self::GatewayTimeout => "gateway_timeout",
+            Self::ServiceOverload => "service_overload",
+            Self::InvalidGrant => "invalid_grant",
+            Self::InvalidClient => "invalid_client",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// The code Notion uses for a status when the body carries none (a 502 from a proxy, say).
+    pub fn for_status(status: u16) -> ErrorCode {
+        match status {
+            400 => Self::InvalidRequest,
+            401 => Self::Unauthorized,
+            403 => Self::RestrictedResource,
+            404 => Self::ObjectNotFound,
+            409 => Self::ConflictError,
+            429 => Self::RateLimited,
+            500 => Self::InternalServerError,
+            502 => Self::BadGateway,
+            503 => Self::ServiceUnavailable,
+            504 => Self::GatewayTimeout,
+            529 => Self::ServiceOverload,
+            other => Self::Other(format!("http_{other}")),
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error answer from Notion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Notion's error code.
+    pub code: ErrorCode,
+    /// Notion's message (never holds a secret: Notion does not echo tokens).
+    pub message: String,
+    /// Notion's request id, from the body or the `x-notion-request-id` header.
+    pub request_id: Option<String>,
+    /// `Retry-After`, when the answer carried one.
+    pub retry_after: Option<Duration>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Notion answered {} {}: {}",
+            self.status, self.code, self.message
+        )?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Any failure of a Notion request.
+#[derive(Debug, thiserror::Error)]
+pub enum NotionError {
+    /// Notion (or a proxy in front of it) answered with an error status.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The request could not be completed. `sent` tells whether the body may have reached Notion.
+    #[error("{what} ({detail})")]
+    Transport {
+        /// What failed, for people: "cannot connect to http://…", "no answer within 65s".
+        what: String,
+        /// The underlying error's text (no secrets: URLs only).
+        detail: String,
+        /// Whether Notion may have received the request (a timeout or reset after sending).
+        sent: bool,
+    },
+    /// Notion answered 2xx with a body this program does not understand.
+    #[error("unexpected answer from Notion for {endpoint}: {detail}")]
+    Decode {
+        /// The endpoint, e.g. `POST /v1/pages`.
+        endpoint: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A token could not be used or refreshed (its file is missing or unreadable, say).
+    #[error("{0}")]
+    Token(String),
+}
+
+impl NotionError {
+    /// The API error, if Notion answered.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if Notion answered.
+    pub fn status(&self) -> Option<u16> {
+        self.api().map(|e| e.status)
+    }
+
+    /// Whether the token was refused (401).
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(401)
+    }
+
+    /// Whether a refresh token was refused: the user must authorize again.
+    pub fn is_invalid_grant(&self) -> bool {
+        self.api().is_some_and(|e| {
+            e.code == ErrorCode::InvalidGrant || e.code == ErrorCode::InvalidClient
+        })
+    }
+
+    /// Whether trying the same request again later may succeed (reads only: for a page create, see
+    /// [`CreateOutcome`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api(e) => matches!(e.status, 409 | 429 | 500 | 502 | 503 | 504 | 529),
+            Self::Transport { .. } => true,
+            Self::Decode { .. } | Self::Token(_) => false,
+        }
+    }
+}
+
+/// What happened to a page create, classified for the caller (notion-api.md §8). The client never
+/// retries a create itself: only the caller knows whether it can check for the row first.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    /// The row exists.
+    Created {
+        /// Its page id.
+        page_id: String,
+    },
+    /// Notion refused before writing (429, 529): send again after `wait`.
+    RetryAfter {
+        /// How long Notion asked to wait.
+        wait: Duration,
+        /// What Notion said.
+        error: NotionError,
+    },
+    /// The row may or may not exist (500, 502, 503, 504, 409, a timeout or a reset after sending).
+    Unknown {
+        /// What happened.
+        error: NotionError,
+    },
+    /// The token was refused (401).
+    Unauthorized {
+        /// What Notion said.
+        error: NotionError,
+    },
+    /// The integration lacks a capability (403).
+    Forbidden {
+        /// What Notion said.
+        error: NotionError,
+    },
+    /// The destination is gone or no longer shared (404).
+    NotFound {
+        /// What Notion said.
+        error: NotionError,
+    },
+    /// Notion refused this record (400): it will never be accepted as it is.
+    Invalid {
+        /// What Notion said.
+        error: NotionError,
+    },
+}
+
+impl CreateOutcome {
+    /// Classifies the result of one create request.
+    pub fn classify(result: Result<String, NotionError>) -> CreateOutcome {
+        let error = match result {
+            Ok(page_id) => return CreateOutcome::Created { page_id },
+            Err(e) => e,
+        };
+        match &error {
+            NotionError::Api(api) => match api.status {
+                429 | 529 => CreateOutcome::RetryAfter {
+                    wait: api.retry_after.unwrap_or(Duration::from_secs(1)),
+                    error,
+                },
+                401 => CreateOutcome::Unauthorized { error },
+                403 => CreateOutcome::Forbidden { error },
+                404 => CreateOutcome::NotFound { error },
+                400 | 413 | 422 => CreateOutcome::Invalid { error },
+                _ => CreateOutcome::Unknown { error },
+            },
+            NotionError::Transport { sent: false, .. } => CreateOutcome::RetryAfter {
+                wait: Duration::from_secs(1),
+                error,
+            },
+            NotionError::Transport { sent: true, .. } | NotionError::Decode { .. } => {
+                CreateOutcome::Unknown { error }
+            }
+            NotionError::Token(_) => CreateOutcome::Unauthorized { error },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str, retry_after: Option<u64>) -> NotionError {
+        NotionError::Api(ApiError {
+            status,
+            code: ErrorCode::parse(code),
+            message: "m".into(),
+            request_id: Some("r".into()),
+            retry_after: retry_after.map(Duration::from_secs),
+        })
+    }
+
+    #[test]
+    fn every_outcome_of_a_create_is_classified_as_notion_api_md_says() {
+        use CreateOutcome as O;
+        type Check = fn(&O) -> bool;
+        let cases: Vec<(NotionError, Check)> = vec![
+            (api(400, "validation_error", None), |o| {
+                matches!(o, O::Invalid { .. })
+            }),
+            (api(401, "unauthorized", None), |o| {
+                matches!(o, O::Unauthorized { .. })
+            }),
+            (api(403, "restricted_resource", None), |o| {
+                matches!(o, O::Forbidden { .. })
+            }),
+            (api(404, "object_not_found", None), |o| {
+                matches!(o, O::NotFound { .. })
+            }),
+            (api(409, "conflict_error", None), |o| {
+                matches!(o, O::Unknown { .. })
+            }),
+            (
+                api(429, "rate_limited", Some(7)),
+                |o| matches!(o, O::RetryAfter { wait, .. } if *wait == Duration::from_secs(7)),
+            ),
+            (api(529, "service_overload", None), |o| {
+                matches!(o, O::RetryAfter { .. })
+            }),
+            (api(500, "internal_server_error", None), |o| {
+                matches!(o, O::Unknown { .. })
+            }),
+            (api(502, "bad_gateway", None), |o| {
+                matches!(o, O::Unknown { .. })
+            }),
+            (api(503, "service_unavailable", None), |o| {
+                matches!(o, O::Unknown { .. })
+            }),
+            (api(504, "gateway_timeout", None), |o| {
+                matches!(o, O::Unknown { .. })
+            }),
+            (
+                NotionError::Transport {
+                    what: "x".into(),
+                    detail: "y".into(),
+                    sent: true,
+                },
+                |o| matches!(o, O::Unknown { .. }),
+            ),
+            (
+                NotionError::Transport {
+                    what: "x".into(),
+                    detail: "y".into(),
+                    sent: false,
+                },
+                |o| matches!(o, O::RetryAfter { .. }),
+            ),
+        ];
+        for (error, expected) in cases {
+            let text = error.to_string();
+            let outcome = CreateOutcome::classify(Err(error));
+            assert!(expected(&outcome), "{text} classified as {outcome:?}");
+        }
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for code in [
+            "invalid_json",
+            "validation_error",
+            "missing_version",
+            "unauthorized",
+            "restricted_resource",
+            "object_not_found",
+            "conflict_error",
+            "rate_limited",
+            "internal_server_error",
+            "service_unavailable",
+            "service_overload",
+            "invalid_grant",
+            "something_new",
+        ] {
+            assert_eq!(ErrorCode::parse(code).as_str(), code);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Client-side rate limiting: a token bucket per token and one per workspace, and the pauses that a
+//! 429 or 529 imposes, so that no request is sent into a known wait.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+
+/// The limiters of one process, shared by every target.
+pub struct Limiters {
+    /// Per token (keyed by a hash of the token, never the token itself).
+    per_token: DefaultKeyedRateLimiter<u64>,
+    /// Per workspace, when configured.
+    per_workspace: Option<DefaultKeyedRateLimiter<u64>>,
+    /// Keys (token or workspace) that Notion told to wait, and until when.
+    paused: Mutex<HashMap<u64, Instant>>,
+}
+
+impl std::fmt::Debug for Limiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiters").finish_non_exhaustive()
+    }
+}
+
+/// A token bucket that refills `per_second` and holds `burst`.
+fn quota(per_second: f64, burst: u32) -> Quota {
+    let period = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
+    Quota::with_period(period)
+        .expect("a positive period")
+        .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"))
+}
+
+impl Limiters {
+    /// Limiters for `per_second`/`burst` per token and, optionally, `workspace_per_second` per
+    /// workspace (with the same burst).
+    pub fn new(per_second: f64, burst: u32, workspace_per_second: Option<f64>) -> Limiters {
+        Limiters {
+            per_token: RateLimiter::keyed(quota(per_second, burst)),
+            per_workspace: workspace_per_second.map(|r| RateLimiter::keyed(quota(r, burst))),
+            paused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until a request for this token (and workspace) may be sent.
+    pub async fn acquire(&self, token_key: u64, workspace_key: Option<u64>) {
+        loop {
+            self.wait_pauses(token_key, workspace_key).await;
+            self.per_token.until_key_ready(&token_key).await;
+            if let (Some(limiter), Some(ws)) = (&self.per_workspace, workspace_key) {
+                limiter.until_key_ready(&ws).await;
+            }
+            // A 429 may have arrived for this key while we waited for a cell: honour it.
+            if self.pause_left(token_key, workspace_key).is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Records Notion's `Retry-After` for this token and workspace.
+    pub fn pause(&self, token_key: u64, workspace_key: Option<u64>, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut paused = self.paused.lock().expect("not poisoned");
+        for key in std::iter::once(token_key).chain(workspace_key) {
+            let entry = paused.entry(key).or_insert(until);
+            if *entry < until {
+                *entry = until;
+            }
+        }
+    }
+
+    /// How long the pause of either key still lasts.
+    fn pause_left(&self, token_key: u64, workspace_key: Option<u64>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut paused = self.paused.lock().expect("not poisoned");
+        paused.retain(|_, until| *until > now);
+        std::iter::once(token_key)
+            .chain(workspace_key)
+            .filter_map(|k| paused.get(&k).copied())
+            .max()
+    }
+
+    async fn wait_pauses(&self, token_key: u64, workspace_key: Option<u64>) {
+        while let Some(until) = self.pause_left(token_key, workspace_key) {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_delays_the_next_request_of_that_key_only() {
+        let l = Limiters::new(1000.0, 10, None);
+        let start = Instant::now();
+        l.pause(1, None, Duration::from_secs(5));
+        l.acquire(2, None).await;
+        assert!(start.elapsed() < Duration::from_secs(1));
+        l.acquire(1, None).await;
+        assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_workspace_pause_holds_every_token_of_it() {
+        let l = Limiters::new(1000.0, 10, Some(1000.0));
+        let start = Instant::now();
+        l.pause(1, Some(9), Duration::from_secs(3));
+        l.acquire(2, Some(9)).await;
+        assert!(start.elapsed() >= Duration::from_secs(3));
+    }
+}

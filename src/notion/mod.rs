@@ -1,0 +1,396 @@
+//! The Notion API client: one reqwest client per process, rate limited per token and workspace,
+//! with typed errors classified for the caller. It never retries a page create by itself.
+
+pub mod error;
+pub mod limit;
+pub mod oauth;
+pub mod schema;
+pub mod token;
+
+use std::error::Error as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+pub use error::{ApiError, CreateOutcome, ErrorCode, NotionError};
+pub use schema::{Property, PropertyKind, ResolveError, Resolved};
+pub use token::{TokenFile, TokenHandle};
+
+use crate::config::{CREDENTIAL_CLIENT_SECRET, NotionConfig, NotionVersion, SecretSource};
+use limit::Limiters;
+
+/// Connecting may take this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole request may take this long: a little over Notion's 60 s server-side cap.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
+
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!(
+    "notion-inbox/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/notion-inbox/notion-inbox)"
+);
+
+/// The process's Notion client; cheap to clone.
+#[derive(Clone)]
+pub struct NotionClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    version: NotionVersion,
+    limits: Limiters,
+    client_id: Option<String>,
+    client_secret: Option<SecretSource>,
+}
+
+impl std::fmt::Debug for NotionClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotionClient")
+            .field("base", &self.inner.base.as_str())
+            .field("version", &self.inner.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NotionClient {
+    /// Builds the client from the `[notion]` section.
+    pub fn new(config: &NotionConfig) -> Result<NotionClient, NotionError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| NotionError::Transport {
+                what: "cannot set up the HTTP client".into(),
+                detail: e.to_string(),
+                sent: false,
+            })?;
+        Ok(NotionClient {
+            inner: Arc::new(Inner {
+                http,
+                base: config.api_base.clone(),
+                version: config.version,
+                limits: Limiters::new(
+                    config.requests_per_second,
+                    config.burst,
+                    config.workspace_requests_per_second,
+                ),
+                client_id: config.client_id.clone(),
+                client_secret: config.client_secret.clone(),
+            }),
+        })
+    }
+
+    /// The `Notion-Version` this client speaks.
+    pub fn version(&self) -> NotionVersion {
+        self.inner.version
+    }
+
+    /// The API base URL.
+    pub fn base(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// The OAuth client id and secret (the secret from the config or systemd's credentials).
+    fn oauth_credentials(&self) -> Result<(&str, SecretString), NotionError> {
+        let id = self.inner.client_id.as_deref().ok_or_else(|| {
+            NotionError::Token(
+                "no OAuth client_id is configured; set client_id in [notion] of the config".into(),
+            )
+        })?;
+        let secret = match &self.inner.client_secret {
+            Some(source) => source
+                .load()
+                .map_err(|e| NotionError::Token(e.to_string()))?,
+            None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) => SecretSource::File(Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET))
+                    .load()
+                    .map_err(|e| NotionError::Token(e.to_string()))?,
+                None => {
+                    return Err(NotionError::Token(
+                        "no OAuth client secret is configured; set client_secret_file in [notion] of the config".into(),
+                    ));
+                }
+            },
+        };
+        Ok((id, secret))
+    }
+
+    /// Sends one authenticated API request through the limiters and returns the JSON body.
+    pub async fn request(
+        &self,
+        token: &TokenHandle,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, NotionError> {
+        let (token_key, workspace_key) = (token.key(), token.workspace_key());
+        self.inner.limits.acquire(token_key, workspace_key).await;
+        let url = self.url(path);
+        let mut req = self
+            .inner
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(token.secret().expose_secret())
+            .header("Notion-Version", self.inner.version.as_str());
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let endpoint = format!("{method} {path}");
+        let result = self.finish(req, &endpoint).await;
+        if let Err(NotionError::Api(e)) = &result
+            && let (429 | 529, Some(wait)) = (e.status, e.retry_after)
+        {
+            self.inner.limits.pause(token_key, workspace_key, wait);
+        }
+        result
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.inner.base.join(path).expect("API paths are valid")
+    }
+
+    /// Sends and reads the answer, mapping every failure to a [`NotionError`].
+    async fn finish(
+        &self,
+        req: reqwest::RequestBuilder,
+        endpoint: &str,
+    ) -> Result<Value, NotionError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport(&self.inner.base, e))?;
+        let status = resp.status().as_u16();
+        let request_id = resp
+            .headers()
+            .get("x-notion-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| transport(&self.inner.base, e))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| NotionError::Decode {
+                endpoint: endpoint.to_owned(),
+                detail: format!("the body is not JSON: {e}"),
+            });
+        }
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let mut error = if endpoint.contains("/oauth/") {
+            oauth::parse_oauth_error(status, &body, request_id.clone())
+        } else {
+            ApiError {
+                status,
+                code: body
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| ErrorCode::for_status(status), ErrorCode::parse),
+                message: body
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| {
+                        let text = String::from_utf8_lossy(&bytes);
+                        let text = text.trim();
+                        if text.is_empty() {
+                            "no error body".to_owned()
+                        } else {
+                            text.chars().take(200).collect()
+                        }
+                    }),
+                request_id: body
+                    .get("request_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or(request_id),
+                retry_after: None,
+            }
+        };
+        error.retry_after = retry_after;
+        Err(NotionError::Api(error))
+    }
+
+    /// A POST with HTTP Basic auth (the OAuth endpoints).
+    async fn basic_post(
+        &self,
+        path: &str,
+        client_id: &str,
+        secret: SecretString,
+        body: &Value,
+    ) -> Result<Value, NotionError> {
+        let req = self
+            .inner
+            .http
+            .post(self.url(path))
+            .basic_auth(client_id, Some(secret.expose_secret()))
+            .header("Notion-Version", self.inner.version.as_str())
+            .json(body);
+        self.finish(req, &format!("POST {path}")).await
+    }
+
+    /// Creates a page with `body` (a full `POST /v1/pages` body) and classifies the outcome.
+    pub async fn create_page(&self, token: &TokenHandle, body: &Value) -> CreateOutcome {
+        let result = self
+            .request(token, reqwest::Method::POST, "/v1/pages", Some(body))
+            .await
+            .and_then(|v| match v.get("id").and_then(Value::as_str) {
+                Some(id) => Ok(id.to_owned()),
+                None => Err(NotionError::Decode {
+                    endpoint: "POST /v1/pages".into(),
+                    detail: "the answer has no page id".into(),
+                }),
+            });
+        CreateOutcome::classify(result)
+    }
+
+    /// Looks for a row whose rich_text `property` equals `key`; its page id if found.
+    pub async fn find_by_key(
+        &self,
+        token: &TokenHandle,
+        resolved: &Resolved,
+        property: &str,
+        key: &str,
+    ) -> Result<Option<String>, NotionError> {
+        let prop = resolved
+            .property(property)
+            .map_or(property, |p| p.id.as_str());
+        let body = json!({
+            "filter": {"property": prop, "rich_text": {"equals": key}},
+            "page_size": 1,
+        });
+        let answer = self
+            .request(
+                token,
+                reqwest::Method::POST,
+                &resolved.query_path(),
+                Some(&body),
+            )
+            .await?;
+        Ok(answer
+            .get("results")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(|p| p.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+
+    /// `GET /v1/users/me`: the bot user of the token.
+    pub async fn users_me(&self, token: &TokenHandle) -> Result<Value, NotionError> {
+        self.request(token, reqwest::Method::GET, "/v1/users/me", None)
+            .await
+    }
+
+    /// Every result of a search for `object` ("page", "database" or "data_source"), following
+    /// the pagination to the end.
+    pub async fn search_all(
+        &self,
+        token: &TokenHandle,
+        object: &str,
+    ) -> Result<Vec<Value>, NotionError> {
+        let mut results = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut body = json!({
+                "filter": {"property": "object", "value": object},
+                "page_size": 100,
+            });
+            if let Some(c) = &cursor {
+                body["start_cursor"] = json!(c);
+            }
+            let page = self
+                .request(token, reqwest::Method::POST, "/v1/search", Some(&body))
+                .await?;
+            if let Some(items) = page.get("results").and_then(Value::as_array) {
+                results.extend(items.iter().cloned());
+            }
+            match (
+                page.get("has_more").and_then(Value::as_bool),
+                page.get("next_cursor").and_then(Value::as_str),
+            ) {
+                (Some(true), Some(next)) => cursor = Some(next.to_owned()),
+                _ => return Ok(results),
+            }
+        }
+    }
+}
+
+/// Parses `Retry-After`: integer seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Maps a reqwest failure: before the request was sent (connect) or possibly after.
+fn transport(base: &Url, e: reqwest::Error) -> NotionError {
+    let mut detail = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    if e.is_connect() {
+        NotionError::Transport {
+            what: format!("cannot connect to {base}"),
+            detail,
+            sent: false,
+        }
+    } else if e.is_timeout() {
+        NotionError::Transport {
+            what: format!(
+                "no answer from {base} within {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+            detail,
+            sent: true,
+        }
+    } else {
+        NotionError::Transport {
+            what: format!("the connection to {base} failed"),
+            detail,
+            sent: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

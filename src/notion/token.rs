@@ -1,0 +1,375 @@
+//! Access tokens: a fixed one from the config, or a token file written by `authorize` and rewritten
+//! on refresh. Secrets live in `SecretString`s, so no `Debug` or log line can show them.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Target, TokenSource, check_private_file};
+use crate::inbox::identity::fnv1a64;
+use crate::notion::error::NotionError;
+use crate::notion::oauth::TokenResponse;
+
+/// The token file of a target, as `authorize` writes it (TOML, mode 600).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TokenFile {
+    /// The access token.
+    #[serde(serialize_with = "expose")]
+    pub access_token: SecretString,
+    /// The refresh token, if Notion issued one.
+    #[serde(default, serialize_with = "expose_opt")]
+    pub refresh_token: Option<SecretString>,
+    /// Always "bearer".
+    #[serde(default)]
+    pub token_type: String,
+    /// The bot user of this authorization.
+    #[serde(default)]
+    pub bot_id: String,
+    /// The workspace the user authorized.
+    #[serde(default)]
+    pub workspace_id: String,
+    /// Its name, if Notion gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_name: Option<String>,
+    /// Who authorized: the user's name or email, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// When the code was exchanged.
+    pub obtained_at: DateTime<Utc>,
+    /// When the token was last refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<DateTime<Utc>>,
+    /// The rest of Notion's token response (secrets removed), kept as Notion sent it, as JSON.
+    #[serde(default)]
+    pub response: String,
+}
+
+fn expose<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.expose_secret())
+}
+
+fn expose_opt<S: serde::Serializer>(s: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(s.expose_secret()),
+        None => ser.serialize_none(),
+    }
+}
+
+impl std::fmt::Debug for TokenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenFile")
+            .field("access_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("workspace_id", &self.workspace_id)
+            .field("workspace_name", &self.workspace_name)
+            .field("obtained_at", &self.obtained_at)
+            .field("refreshed_at", &self.refreshed_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenFile {
+    /// Builds the file content from a token response obtained now.
+    pub fn from_response(response: &TokenResponse, previous: Option<&TokenFile>) -> TokenFile {
+        let now = Utc::now();
+        TokenFile {
+            access_token: response.access_token.clone(),
+            refresh_token: response.refresh_token.clone(),
+            token_type: response.token_type.clone(),
+            bot_id: response.bot_id.clone(),
+            workspace_id: response.workspace_id.clone(),
+            workspace_name: response.workspace_name.clone(),
+            owner: response.owner_name(),
+            obtained_at: previous.map_or(now, |p| p.obtained_at),
+            refreshed_at: previous.map(|_| now),
+            response: response.rest.to_string(),
+        }
+    }
+
+    /// Reads and parses a token file, refusing one that others may read.
+    pub fn read(path: &Path) -> Result<TokenFile, NotionError> {
+        check_private_file(path).map_err(|e| NotionError::Token(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            NotionError::Token(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            NotionError::Token(format!(
+                "the token file {} is not valid ({}); run `notion-inbox authorize` again to rewrite it",
+                path.display(),
+                e.message()
+            ))
+        })
+    }
+
+    /// Writes the file atomically (temp file, fsync, rename, directory fsync), mode 600, creating
+    /// directories as needed.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let text = toml::to_string(self).map_err(std::io::Error::other)?;
+        write_private_atomically(path, text.as_bytes())
+    }
+}
+
+/// Writes `bytes` to `path` atomically with mode 600.
+pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Where a handle's token comes from, and its current value.
+enum Source {
+    Fixed,
+    File {
+        path: PathBuf,
+        /// (inode, mtime ns, size) of the file when last read.
+        seen: Mutex<(u64, i128, u64)>,
+    },
+}
+
+struct Inner {
+    source: Source,
+    current: Mutex<Current>,
+    /// Serializes refreshes in this process (a file lock serializes them across processes).
+    refresh: tokio::sync::Mutex<()>,
+    /// Whether the OAuth client credentials are configured (refresh needs them).
+    can_refresh_client: bool,
+}
+
+#[derive(Clone)]
+struct Current {
+    token: SecretString,
+    refresh_token: Option<SecretString>,
+    workspace_id: Option<String>,
+    /// Bumped on every change, so concurrent refreshers can tell someone else refreshed.
+    generation: u64,
+    file: Option<TokenFile>,
+}
+
+/// A target's token, shared by its senders; cheap to clone.
+#[derive(Clone)]
+pub struct TokenHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TokenHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHandle([redacted])")
+    }
+}
+
+fn file_stamp(path: &Path) -> std::io::Result<(u64, i128, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((
+        m.ino(),
+        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        m.size(),
+    ))
+}
+
+impl TokenHandle {
+    /// A handle on a fixed token (tests, internal integrations).
+    pub fn fixed(token: SecretString) -> TokenHandle {
+        TokenHandle {
+            inner: Arc::new(Inner {
+                source: Source::Fixed,
+                current: Mutex::new(Current {
+                    token,
+                    refresh_token: None,
+                    workspace_id: None,
+                    generation: 0,
+                    file: None,
+                }),
+                refresh: tokio::sync::Mutex::new(()),
+                can_refresh_client: false,
+            }),
+        }
+    }
+
+    /// Loads the target's token from the config or its token file.
+    pub fn load(target: &Target, config: &Config) -> Result<TokenHandle, NotionError> {
+        let can_refresh_client = config.notion.client_id.is_some()
+            && (config.notion.client_secret.is_some()
+                || std::env::var_os("CREDENTIALS_DIRECTORY").is_some());
+        match &target.token {
+            TokenSource::Fixed(token) => Ok(TokenHandle::fixed(token.clone())),
+            TokenSource::File(path) => {
+                if !path.exists() {
+                    return Err(NotionError::Token(format!(
+                        "target {}: no token file at {}",
+                        target.name,
+                        path.display()
+                    )));
+                }
+                let stamp = file_stamp(path).map_err(|e| {
+                    NotionError::Token(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let file = TokenFile::read(path)?;
+                Ok(TokenHandle {
+                    inner: Arc::new(Inner {
+                        source: Source::File {
+                            path: path.clone(),
+                            seen: Mutex::new(stamp),
+                        },
+                        current: Mutex::new(Current::from_file(file, 0)),
+                        refresh: tokio::sync::Mutex::new(()),
+                        can_refresh_client,
+                    }),
+                })
+            }
+        }
+    }
+
+    /// The current access token.
+    pub fn secret(&self) -> SecretString {
+        self.current().token
+    }
+
+    /// A stable, non-secret key for this token (for rate limiting).
+    pub fn key(&self) -> u64 {
+        fnv1a64(self.current().token.expose_secret().as_bytes())
+    }
+
+    /// The workspace key, when the workspace is known (OAuth tokens).
+    pub fn workspace_key(&self) -> Option<u64> {
+        self.current()
+            .workspace_id
+            .filter(|w| !w.is_empty())
+            .map(|w| fnv1a64(w.as_bytes()))
+    }
+
+    /// The token file's content, for OAuth tokens.
+    pub fn file(&self) -> Option<TokenFile> {
+        self.current().file
+    }
+
+    /// The token file's path, for OAuth tokens.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.inner.source {
+            Source::File { path, .. } => Some(path),
+            Source::Fixed => None,
+        }
+    }
+
+    /// Whether [`TokenHandle::refresh`] can work: a refresh token and the OAuth client credentials.
+    pub fn can_refresh(&self) -> bool {
+        self.inner.can_refresh_client && self.current().refresh_token.is_some()
+    }
+
+    fn current(&self) -> Current {
+        self.inner.current.lock().expect("not poisoned").clone()
+    }
+
+    /// Re-reads the token file if it changed on disk (say, `authorize` rewrote it). True if the
+    /// access token is now a different one.
+    pub fn reload_if_changed(&self) -> Result<bool, NotionError> {
+        let Source::File { path, seen } = &self.inner.source else {
+            return Ok(false);
+        };
+        let stamp = file_stamp(path)
+            .map_err(|e| NotionError::Token(format!("cannot read {}: {e}", path.display())))?;
+        if *seen.lock().expect("not poisoned") == stamp {
+            return Ok(false);
+        }
+        let file = TokenFile::read(path)?;
+        *seen.lock().expect("not poisoned") = stamp;
+        Ok(self.adopt(file))
+    }
+
+    /// Takes `file` as the current token; true if the access token changed.
+    fn adopt(&self, file: TokenFile) -> bool {
+        let mut cur = self.inner.current.lock().expect("not poisoned");
+        if cur.token.expose_secret() == file.access_token.expose_secret() {
+            cur.file = Some(file);
+            return false;
+        }
+        let generation = cur.generation + 1;
+        *cur = Current::from_file(file, generation);
+        true
+    }
+
+    /// Refreshes the token: once per process at a time (callers that waited find it done), under
+    /// an exclusive lock on `<token file>.lock` across processes, re-reading the file first in case
+    /// another process refreshed it; the rotated pair is written to disk before it is used.
+    pub async fn refresh(&self, client: &super::NotionClient) -> Result<(), NotionError> {
+        let Source::File { path, seen } = &self.inner.source else {
+            return Err(NotionError::Token(
+                "a fixed token cannot be refreshed; replace it in the configuration".into(),
+            ));
+        };
+        let before = self.current().generation;
+        let _guard = self.inner.refresh.lock().await;
+        if self.current().generation != before {
+            return Ok(());
+        }
+        let lock_path = path.with_extension("lock");
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)?;
+            f.lock()?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| NotionError::Token(e.to_string()))?
+        .map_err(|e| NotionError::Token(format!("cannot lock {}.lock: {e}", path.display())))?;
+        // Another process may have refreshed while we waited for the lock.
+        let on_disk = TokenFile::read(path)?;
+        if self.adopt(on_disk.clone()) {
+            return Ok(());
+        }
+        let Some(refresh_token) = on_disk.refresh_token.clone() else {
+            return Err(NotionError::Token(format!(
+                "the token in {} has no refresh token; run `notion-inbox authorize` again",
+                path.display()
+            )));
+        };
+        let response = client.refresh_token(&refresh_token).await?;
+        let file = TokenFile::from_response(&response, Some(&on_disk));
+        file.write(path).map_err(|e| {
+            NotionError::Token(format!(
+                "refreshed the token but cannot save it to {}: {e}; the old one is now void, run `notion-inbox authorize` again once the file can be written",
+                path.display()
+            ))
+        })?;
+        if let Ok(stamp) = file_stamp(path) {
+            *seen.lock().expect("not poisoned") = stamp;
+        }
+        self.adopt(file);
+        drop(lock);
+        tracing::info!(token_file = %path.display(), "refreshed the access token and saved the rotated pair");
+        Ok(())
+    }
+}
+
+impl Current {
+    fn from_file(file: TokenFile, generation: u64) -> Current {
+        Current {
+            token: file.access_token.clone(),
+            refresh_token: file.refresh_token.clone(),
+            workspace_id: Some(file.workspace_id.clone()),
+            generation,
+            file: Some(file),
+        }
+    }
+}

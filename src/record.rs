@@ -1,0 +1,455 @@
+//! From a record (one JSON object of the inbox) to the body of a Notion page create, through the
+//! target's `[target.properties]` mapping and the destination's schema.
+//!
+//! Conversions (a value that does not convert is a per-record error with the reason):
+//! - title, rich_text: a string (numbers and booleans are written as text), split into items of at
+//!   most 2000 UTF-16 code units, never inside a character, at most 100 items;
+//! - url (≤ 2000), email and phone_number (≤ 200): a string; an empty string clears the property;
+//! - number: a JSON number or a string holding one; checkbox: a boolean;
+//! - date: an ISO 8601 date or date-time string, or `{"start": …, "end": …}`;
+//! - select: an option name; multi_select: an array of names (or one name);
+//! - a missing or null field is left out; a record with none of the mapped fields is refused.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::Target;
+use crate::notion::{Property, PropertyKind, Resolved};
+
+/// Notion's limit on one rich-text item's `text.content`, counted here in UTF-16 code units (which
+/// never undercounts, whatever Notion counts).
+pub const TEXT_ITEM_MAX: usize = 2000;
+/// Notion's limit on the items of one rich-text array.
+pub const TEXT_ITEMS_MAX: usize = 100;
+/// Notion's limit on a URL.
+pub const URL_MAX: usize = 2000;
+/// Notion's limit on an email address or phone number.
+pub const SHORT_MAX: usize = 200;
+/// Notion's limit on the options of one multi_select value.
+pub const MULTI_MAX: usize = 100;
+
+/// Maps records of one target onto its destination.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    /// The page's parent.
+    parent: Value,
+    /// (record field, property) in the order of the config.
+    fields: Vec<(String, Property)>,
+    /// The rich_text property receiving each record's key, if deduplicating.
+    dedupe: Option<Property>,
+}
+
+impl Mapper {
+    /// Checks the mapping against the schema: every property exists and has a type notion-inbox
+    /// can write, and the dedupe property is rich_text.
+    pub fn new(target: &Target, resolved: &Resolved) -> Result<Mapper, String> {
+        let listing = || {
+            resolved
+                .properties
+                .iter()
+                .map(|p| format!("\"{}\" ({})", p.name, p.kind.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut fields = Vec::new();
+        for (field, prop) in &target.properties {
+            let Some(p) = resolved.property(prop) else {
+                return Err(format!(
+                    "field \"{field}\" maps to property \"{prop}\", which {} does not have (it has {})",
+                    resolved.describe(),
+                    listing()
+                ));
+            };
+            if let PropertyKind::Other(ty) = &p.kind {
+                return Err(format!(
+                    "field \"{field}\" maps to property \"{}\" of type {ty}, which notion-inbox cannot write; map it to a title, rich_text, url, email, phone_number, number, checkbox, date, select or multi_select property",
+                    p.name
+                ));
+            }
+            fields.push((field.clone(), p.clone()));
+        }
+        let dedupe = match &target.dedupe_property {
+            None => None,
+            Some(name) => match resolved.property(name) {
+                Some(p) if p.kind == PropertyKind::RichText => Some(p.clone()),
+                Some(p) => {
+                    return Err(format!(
+                        "dedupe_property \"{name}\" is of type {}, but it must be a rich_text (Text) property; change its type in Notion or pick another",
+                        p.kind.as_str()
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "dedupe_property \"{name}\" is not a property of {}; add a Text property named \"{name}\" to it (it has {})",
+                        resolved.describe(),
+                        listing()
+                    ));
+                }
+            },
+        };
+        if let Some(d) = &dedupe
+            && let Some((field, _)) = fields.iter().find(|(_, p)| p.id == d.id)
+        {
+            return Err(format!(
+                "dedupe_property \"{}\" is also the target of field \"{field}\"; it must be a property of its own",
+                d.name
+            ));
+        }
+        Ok(Mapper {
+            parent: resolved.parent(),
+            fields,
+            dedupe,
+        })
+    }
+
+    /// Whether the mapper writes each record's key into a dedupe property.
+    pub fn dedupes(&self) -> bool {
+        self.dedupe.is_some()
+    }
+
+    /// The body of `POST /v1/pages` for `record`, whose key is `key`.
+    pub fn page_body(&self, record: &Map<String, Value>, key: &str) -> Result<Value, String> {
+        let mut properties = Map::new();
+        let mut mapped = 0;
+        for (field, prop) in &self.fields {
+            let Some(value) = record.get(field).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            mapped += 1;
+            let converted = convert(value, prop).map_err(|e| {
+                format!(
+                    "field \"{field}\" (property \"{}\", {}): {e}",
+                    prop.name,
+                    prop.kind.as_str()
+                )
+            })?;
+            properties.insert(prop.id.clone(), converted);
+        }
+        if mapped == 0 {
+            let names: Vec<&str> = self.fields.iter().map(|(f, _)| f.as_str()).collect();
+            return Err(format!(
+                "the record has none of the mapped fields ({})",
+                names.join(", ")
+            ));
+        }
+        if let Some(d) = &self.dedupe {
+            properties.insert(d.id.clone(), json!({"rich_text": text_items(key)?}));
+        }
+        Ok(json!({"parent": self.parent, "properties": properties}))
+    }
+}
+
+/// Converts one JSON value to a property value of `prop`'s type.
+fn convert(value: &Value, prop: &Property) -> Result<Value, String> {
+    match &prop.kind {
+        PropertyKind::Title => Ok(json!({"title": text_items(&as_text(value)?)?})),
+        PropertyKind::RichText => Ok(json!({"rich_text": text_items(&as_text(value)?)?})),
+        PropertyKind::Url => short(value, "url", URL_MAX),
+        PropertyKind::Email => short(value, "email", SHORT_MAX),
+        PropertyKind::PhoneNumber => short(value, "phone_number", SHORT_MAX),
+        PropertyKind::Number => {
+            let n = match value {
+                Value::Number(n) => n.clone(),
+                Value::String(s) => s
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .and_then(serde_json::Number::from_f64)
+                    .ok_or_else(|| format!("\"{s}\" is not a number"))?,
+                other => return Err(format!("expected a number, got {}", kind_of(other))),
+            };
+            Ok(json!({"number": n}))
+        }
+        PropertyKind::Checkbox => match value {
+            Value::Bool(b) => Ok(json!({"checkbox": b})),
+            other => Err(format!("expected true or false, got {}", kind_of(other))),
+        },
+        PropertyKind::Date => {
+            let (start, end) = match value {
+                Value::String(s) => (s.clone(), None),
+                Value::Object(o) => (
+                    o.get("start")
+                        .and_then(Value::as_str)
+                        .ok_or("a date object needs a \"start\" string")?
+                        .to_owned(),
+                    o.get("end").and_then(Value::as_str).map(str::to_owned),
+                ),
+                other => return Err(format!("expected a date string, got {}", kind_of(other))),
+            };
+            for d in std::iter::once(&start).chain(end.as_ref()) {
+                check_date(d)?;
+            }
+            Ok(match end {
+                Some(end) => json!({"date": {"start": start, "end": end}}),
+                None => json!({"date": {"start": start}}),
+            })
+        }
+        PropertyKind::Select => Ok(json!({"select": {"name": option_name(value)?}})),
+        PropertyKind::MultiSelect => {
+            let names: Vec<String> = match value {
+                Value::Array(items) => items.iter().map(option_name).collect::<Result<_, _>>()?,
+                single => vec![option_name(single)?],
+            };
+            if names.len() > MULTI_MAX {
+                return Err(format!(
+                    "{} options, over Notion's limit of {MULTI_MAX}",
+                    names.len()
+                ));
+            }
+            let items: Vec<Value> = names.into_iter().map(|n| json!({"name": n})).collect();
+            Ok(json!({"multi_select": items}))
+        }
+        PropertyKind::Other(ty) => Err(format!("notion-inbox cannot write a {ty} property")),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Text of a string, number or boolean.
+fn as_text(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(format!("expected text, got {}", kind_of(other))),
+    }
+}
+
+fn short(value: &Value, ty: &str, max: usize) -> Result<Value, String> {
+    let Value::String(s) = value else {
+        return Err(format!("expected a string, got {}", kind_of(value)));
+    };
+    if s.is_empty() {
+        return Ok(json!({ ty: null }));
+    }
+    let len = s.encode_utf16().count();
+    if len > max {
+        return Err(format!("{len} characters, over Notion's limit of {max}"));
+    }
+    Ok(json!({ ty: s }))
+}
+
+fn option_name(value: &Value) -> Result<String, String> {
+    let Value::String(s) = value else {
+        return Err(format!("expected an option name, got {}", kind_of(value)));
+    };
+    if s.trim().is_empty() {
+        return Err("an option name is empty".into());
+    }
+    if s.contains(',') {
+        return Err(format!(
+            "option \"{s}\" contains a comma, which Notion refuses"
+        ));
+    }
+    if s.encode_utf16().count() > 100 {
+        return Err("an option name is over 100 characters".into());
+    }
+    Ok(s.clone())
+}
+
+fn check_date(s: &str) -> Result<(), String> {
+    let ok = chrono::DateTime::parse_from_rfc3339(s).is_ok()
+        || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{s}\" is not an ISO 8601 date such as 2026-01-31 or 2026-01-31T12:00:00Z"
+        ))
+    }
+}
+
+/// Splits `text` into rich-text items of at most [`TEXT_ITEM_MAX`] UTF-16 code units each, never
+/// inside a character; refuses text that needs more than [`TEXT_ITEMS_MAX`] items.
+pub fn text_items(text: &str) -> Result<Vec<Value>, String> {
+    let pieces = split_text(text, TEXT_ITEM_MAX);
+    if pieces.len() > TEXT_ITEMS_MAX {
+        return Err(format!(
+            "the text is {} characters (UTF-16 code units), over what Notion holds in one property ({} items of {})",
+            text.encode_utf16().count(),
+            TEXT_ITEMS_MAX,
+            TEXT_ITEM_MAX
+        ));
+    }
+    Ok(pieces
+        .into_iter()
+        .map(|p| json!({"type": "text", "text": {"content": p}}))
+        .collect())
+}
+
+/// Splits `text` into pieces of at most `max` UTF-16 code units, at character boundaries. Empty
+/// text gives no pieces.
+pub fn split_text(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut units = 0;
+    for (i, c) in text.char_indices() {
+        let w = c.len_utf16();
+        if units + w > max {
+            out.push(&text[start..i]);
+            start = i;
+            units = 0;
+        }
+        units += w;
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NotionVersion;
+
+    fn prop(name: &str, id: &str, kind: &str) -> Property {
+        Property {
+            name: name.into(),
+            id: id.into(),
+            kind: PropertyKind::parse(kind),
+            options: vec![],
+        }
+    }
+
+    fn resolved() -> Resolved {
+        Resolved {
+            version: NotionVersion::V2025_09_03,
+            database_id: Some("db".into()),
+            data_source_id: Some("ds".into()),
+            title: "Twitter".into(),
+            properties: vec![
+                prop("handle", "title", "title"),
+                prop("tweet", "tw", "rich_text"),
+                prop("Inbox ID", "ib", "rich_text"),
+                prop("Score", "sc", "number"),
+                prop("When", "wh", "date"),
+                prop("Tags", "tg", "multi_select"),
+                prop("Done", "dn", "checkbox"),
+                prop("Link", "ln", "url"),
+                prop("Who", "pp", "people"),
+            ],
+        }
+    }
+
+    fn target(map: &[(&str, &str)], dedupe: Option<&str>) -> Target {
+        let text = format!(
+            "[[target]]\nname = \"t\"\ninbox = \"i.jsonl\"\ndatabase_id = \"0123456789abcdef0123456789abcdef\"\ntoken = \"x\"\n{}[target.properties]\n{}",
+            dedupe
+                .map(|d| format!("dedupe_property = \"{d}\"\n"))
+                .unwrap_or_default(),
+            map.iter()
+                .map(|(f, p)| format!("\"{f}\" = \"{p}\"\n"))
+                .collect::<String>()
+        );
+        crate::config::Config::from_toml(std::path::Path::new("/x/c.toml"), &text)
+            .unwrap()
+            .targets
+            .remove(0)
+    }
+
+    fn record(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_tweet_becomes_a_page_keyed_by_property_id() {
+        let m = Mapper::new(
+            &target(&[("handle", "title"), ("tweet", "tweet")], Some("Inbox ID")),
+            &resolved(),
+        )
+        .unwrap();
+        let body = m
+            .page_body(&record(json!({"handle":"@a","tweet":"hi","extra":1})), "k1")
+            .unwrap();
+        assert_eq!(
+            body,
+            json!({"parent":{"type":"data_source_id","data_source_id":"ds"},"properties":{
+                "title":{"title":[{"type":"text","text":{"content":"@a"}}]},
+                "tw":{"rich_text":[{"type":"text","text":{"content":"hi"}}]},
+                "ib":{"rich_text":[{"type":"text","text":{"content":"k1"}}]}}})
+        );
+    }
+
+    #[test]
+    fn typed_fields_convert_or_say_why_not() {
+        let m = Mapper::new(
+            &target(
+                &[
+                    ("handle", "title"),
+                    ("s", "Score"),
+                    ("w", "When"),
+                    ("t", "Tags"),
+                    ("d", "Done"),
+                    ("l", "Link"),
+                ],
+                None,
+            ),
+            &resolved(),
+        )
+        .unwrap();
+        let ok = m
+            .page_body(
+                &record(
+                    json!({"handle":"@a","s":"4.5","w":"2026-01-31","t":["x","y"],"d":true,"l":""}),
+                ),
+                "k",
+            )
+            .unwrap();
+        assert_eq!(ok["properties"]["sc"], json!({"number": 4.5}));
+        assert_eq!(
+            ok["properties"]["tg"],
+            json!({"multi_select":[{"name":"x"},{"name":"y"}]})
+        );
+        assert_eq!(ok["properties"]["ln"], json!({"url": null}));
+        for (rec, needle) in [
+            (json!({"s": "many"}), "\"many\" is not a number"),
+            (json!({"w": "yesterday"}), "not an ISO 8601 date"),
+            (json!({"d": "yes"}), "expected true or false"),
+            (json!({"t": ["a,b"]}), "comma"),
+            (json!({"handle": {"x": 1}}), "expected text, got an object"),
+            (json!({"other": 1}), "none of the mapped fields"),
+        ] {
+            let e = m.page_body(&record(rec.clone()), "k").unwrap_err();
+            assert!(e.contains(needle), "{rec}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_mapping_that_does_not_fit_the_schema_is_refused() {
+        let e = Mapper::new(&target(&[("handle", "Nope")], None), &resolved()).unwrap_err();
+        assert!(
+            e.contains("\"Nope\"") && e.contains("\"tweet\" (rich_text)"),
+            "{e}"
+        );
+        let e = Mapper::new(&target(&[("handle", "Who")], None), &resolved()).unwrap_err();
+        assert!(e.contains("people"), "{e}");
+        let e =
+            Mapper::new(&target(&[("handle", "title")], Some("Score")), &resolved()).unwrap_err();
+        assert!(e.contains("must be a rich_text"), "{e}");
+    }
+
+    #[test]
+    fn long_text_is_split_at_2000_utf16_units_and_capped_at_100_items() {
+        let text = "é".repeat(1999) + "😀" + "abc";
+        let pieces = split_text(&text, 2000);
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[0].encode_utf16().count(), 1999);
+        assert_eq!(pieces.concat(), text);
+        assert!(text_items(&"x".repeat(200_000)).is_ok());
+        let e = text_items(&"x".repeat(200_001)).unwrap_err();
+        assert!(e.contains("200001"), "{e}");
+        assert!(split_text("", 2000).is_empty());
+    }
+}

@@ -1,0 +1,430 @@
+//! The tailer, scenario by scenario.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::time::Duration;
+
+use notion_inbox::inbox::{InboxError, Item, LinePos, Position, TailEvent, TailOptions, Tailer};
+
+use super::{Fixture, append, drain, drain_with, events, quick, replace, texts};
+
+/// The position after the last record in `items`.
+fn last_position(items: &[Item]) -> Position {
+    let pos: &LinePos = items
+        .iter()
+        .rev()
+        .find_map(|item| match item {
+            Item::Line { pos, .. } | Item::Oversized { pos, .. } => Some(pos),
+            Item::Event(_) => None,
+        })
+        .expect("a record");
+    Position {
+        file: pos.file,
+        offset: pos.end,
+    }
+}
+
+#[test]
+fn appends_are_read_once_with_their_positions() {
+    let fx = Fixture::new();
+    append(&fx.path, b"{\"a\":1}\n{\"b\":2}\n");
+    let mut t = fx.tailer();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["{\"a\":1}", "{\"b\":2}"]);
+    let Item::Line { pos, .. } = &items[2] else {
+        panic!("{items:?}")
+    };
+    assert_eq!((pos.offset, pos.end), (8, 16));
+    assert!(drain(&mut t).is_empty());
+    append(&fx.path, b"{\"c\":3}\n");
+    assert_eq!(texts(&drain(&mut t)), ["{\"c\":3}"]);
+    assert_eq!(t.backlog().unwrap().bytes, 0);
+}
+
+#[test]
+fn many_appends_in_small_batches_keep_order() {
+    let fx = Fixture::new();
+    let mut t = fx.tailer();
+    let mut want = Vec::new();
+    for round in 0..20 {
+        let mut chunk = String::new();
+        for i in 0..500 {
+            let line = format!("{{\"n\":{}}}", round * 500 + i);
+            chunk.push_str(&line);
+            chunk.push('\n');
+            want.push(line);
+        }
+        append(&fx.path, chunk.as_bytes());
+    }
+    assert!(t.backlog().unwrap().bytes > 0);
+    let items = drain_with(&mut t, 7, 1 << 20);
+    assert_eq!(texts(&items), want);
+}
+
+#[test]
+fn byte_budget_limits_a_batch() {
+    let fx = Fixture::new();
+    append(&fx.path, b"aaaa\nbbbb\ncccc\n");
+    let mut t = fx.tailer();
+    let first = t.next_batch(100, 8).unwrap();
+    assert_eq!(texts(&first), ["aaaa", "bbbb"]);
+    assert_eq!(texts(&drain(&mut t)), ["cccc"]);
+}
+
+#[test]
+fn a_partial_line_waits_for_its_newline() {
+    let fx = Fixture::new();
+    append(&fx.path, b"{\"a\":");
+    let mut t = fx.tailer();
+    assert!(texts(&drain(&mut t)).is_empty());
+    append(&fx.path, b"1}");
+    assert!(texts(&drain(&mut t)).is_empty());
+    append(&fx.path, b"\n{\"b\"");
+    assert_eq!(texts(&drain(&mut t)), ["{\"a\":1}"]);
+    append(&fx.path, b":2}\n");
+    assert_eq!(texts(&drain(&mut t)), ["{\"b\":2}"]);
+}
+
+#[test]
+fn rename_rotation_drains_the_old_file_while_its_writer_appends() {
+    let fx = Fixture::new();
+    let mut writer = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&fx.path)
+        .unwrap();
+    writer.write_all(b"a\nb\n").unwrap();
+    // A long grace: the old file stays the source as long as the writer may use it.
+    let opts = TailOptions {
+        rotate_grace: Duration::from_secs(3600),
+        ..TailOptions::default()
+    };
+    let mut t = Tailer::new(fx.path.clone(), opts, None).unwrap();
+    let first = drain(&mut t);
+    assert_eq!(texts(&first), ["a", "b"]);
+
+    fs::rename(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
+    writer.write_all(b"c\n").unwrap();
+    append(&fx.path, b"new-1\n");
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["c"]);
+    assert!(matches!(
+        events(&items)[..],
+        [TailEvent::RotationSeen { .. }]
+    ));
+    assert!(t.backlog().unwrap().rotating);
+
+    // The writer has not reopened yet: its lines still arrive.
+    writer.write_all(b"d\n").unwrap();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["d"]);
+    let committed = last_position(&items);
+
+    // A restart with no grace: the rotated file is found by identity, drained, then the new one.
+    drop(t);
+    let mut t = Tailer::new(fx.path.clone(), quick(), Some(committed)).unwrap();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["new-1"]);
+    assert!(matches!(
+        &events(&items)[..],
+        [
+            TailEvent::ResumedRotated { found, .. },
+            TailEvent::Rotated { dropped_tail: 0, .. },
+            TailEvent::Opened { .. },
+        ] if found.ends_with("inbox.jsonl.1")
+    ));
+}
+
+#[test]
+fn rename_rotation_moves_on_once_the_old_file_is_drained() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\n");
+    let mut t = fx.tailer();
+    assert_eq!(texts(&drain(&mut t)), ["a"]);
+    append(&fx.path, b"b\npartial");
+    fs::rename(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
+    append(&fx.path, b"c\n");
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["b", "c"]);
+    assert!(events(&items).contains(&TailEvent::Rotated {
+        old_ino: fs::metadata(fx.at("inbox.jsonl.1")).unwrap().ino(),
+        dropped_tail: 7,
+    }));
+}
+
+use std::os::unix::fs::MetadataExt;
+
+#[test]
+fn copytruncate_starts_again_at_zero() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\nb\n");
+    let mut t = fx.tailer();
+    assert_eq!(texts(&drain(&mut t)), ["a", "b"]);
+    fs::copy(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&fx.path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&fx.path, b"c\n");
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["c"]);
+    assert!(matches!(
+        events(&items)[..],
+        [TailEvent::Truncated { at: 4, len: 2, .. }]
+    ));
+}
+
+#[test]
+fn a_rewrite_longer_than_the_position_is_seen_by_its_head() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\nb\n");
+    let mut t = fx.tailer();
+    assert_eq!(texts(&drain(&mut t)), ["a", "b"]);
+    // Truncate and rewrite before the tailer looks again: the length is past the old position.
+    let mut f = OpenOptions::new().write(true).open(&fx.path).unwrap();
+    f.set_len(0).unwrap();
+    f.write_all(b"x\ny\nz\n").unwrap();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["x", "y", "z"]);
+    assert!(matches!(events(&items)[..], [TailEvent::Rewritten { .. }]));
+}
+
+#[test]
+fn nul_runs_after_copytruncate_are_skipped() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\n");
+    let mut t = Tailer::new(
+        fx.path.clone(),
+        TailOptions {
+            max_line: 100,
+            chunk: 64,
+            ..quick()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(texts(&drain(&mut t)), ["a"]);
+    // A writer without O_APPEND keeps writing at its old offset after a truncation elsewhere.
+    let mut bytes = vec![0u8; 5000];
+    bytes.extend_from_slice(b"b\n\0\0c\n");
+    append(&fx.path, &bytes);
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["b", "c"]);
+    let Item::Line { pos, .. } = &items[0] else {
+        panic!("{items:?}")
+    };
+    assert_eq!(pos.offset, 2 + 5000);
+}
+
+#[test]
+fn blank_lines_are_skipped_and_crlf_is_stripped() {
+    let fx = Fixture::new();
+    append(&fx.path, b"\n\n  \t\n\r\na\r\nb\n \r\n");
+    let mut t = fx.tailer();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["a", "b"]);
+    // Item 0 is the Opened event.
+    let Item::Line { pos, .. } = &items[2] else {
+        panic!("{items:?}")
+    };
+    assert_eq!((pos.offset, pos.end), (11, 13));
+    assert_eq!(t.backlog().unwrap().bytes, 0);
+}
+
+#[test]
+fn delete_and_recreate() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\n");
+    let mut t = fx.tailer();
+    assert_eq!(texts(&drain(&mut t)), ["a"]);
+    fs::remove_file(&fx.path).unwrap();
+    let items = drain(&mut t);
+    assert!(matches!(events(&items)[..], [TailEvent::Vanished { .. }]));
+    append(&fx.path, b"b\n");
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["b"]);
+    assert!(matches!(
+        events(&items)[..],
+        [TailEvent::Rotated { .. }, TailEvent::Opened { .. }]
+    ));
+}
+
+#[test]
+fn atomic_replace_drains_the_old_tail_then_reads_the_new_file() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\n");
+    let mut t = fx.tailer();
+    assert_eq!(texts(&drain(&mut t)), ["a"]);
+    append(&fx.path, b"a2\n");
+    replace(&fx.path, b"b\n");
+    assert_eq!(texts(&drain(&mut t)), ["a2", "b"]);
+}
+
+#[test]
+fn a_missing_inbox_is_waited_for() {
+    let fx = Fixture::new();
+    let mut t = fx.tailer();
+    let items = drain(&mut t);
+    assert!(matches!(events(&items)[..], [TailEvent::Waiting { .. }]));
+    // Said once.
+    assert!(drain(&mut t).is_empty());
+    append(&fx.path, b"a\n");
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["a"]);
+    assert!(matches!(events(&items)[..], [TailEvent::Opened { .. }]));
+}
+
+#[test]
+fn a_missing_directory_is_a_clear_error() {
+    let fx = Fixture::new();
+    let path = fx.at("nope/inbox.jsonl");
+    let err = Tailer::new(path, quick(), None).unwrap_err();
+    assert!(matches!(err, InboxError::DirectoryMissing { .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("/nope") && text.contains("create it"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_oversized_line_is_skipped_and_the_next_line_is_fine() {
+    let fx = Fixture::new();
+    let mut t = fx.tailer();
+    // 5 MiB without a newline yet: nothing to hand out, and no error.
+    let big = vec![b'x'; 5 << 20];
+    append(&fx.path, &big[..3 << 20]);
+    assert!(drain(&mut t).iter().all(|i| matches!(i, Item::Event(_))));
+    append(&fx.path, &big[3 << 20..]);
+    append(&fx.path, b"\n{\"ok\":1}\n");
+    let items = drain(&mut t);
+    let records: Vec<_> = items
+        .iter()
+        .filter(|i| !matches!(i, Item::Event(_)))
+        .collect();
+    assert!(
+        matches!(records[0], Item::Oversized { pos, len } if *len == 5 << 20 && pos.offset == 0 && pos.end == (5 << 20) + 1)
+    );
+    assert_eq!(texts(&items), ["{\"ok\":1}"]);
+}
+
+#[test]
+fn an_oversized_line_found_whole_in_the_buffer() {
+    let fx = Fixture::new();
+    append(&fx.path, b"short\n0123456789abc\nok\n");
+    let opts = TailOptions {
+        max_line: 10,
+        ..quick()
+    };
+    let mut t = Tailer::new(fx.path.clone(), opts, None).unwrap();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["short", "ok"]);
+    assert!(
+        items
+            .iter()
+            .any(|i| matches!(i, Item::Oversized { len: 13, pos } if pos.offset == 6))
+    );
+}
+
+#[test]
+fn resume_in_the_same_file() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\nb\nc\n");
+    let mut t = fx.tailer();
+    let items = t.next_batch(2, 1 << 20).unwrap();
+    assert_eq!(texts(&items), ["a", "b"]);
+    let committed = last_position(&items);
+    drop(t);
+    let mut t = Tailer::new(fx.path.clone(), quick(), Some(committed)).unwrap();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["c"]);
+    assert!(matches!(
+        events(&items)[..],
+        [TailEvent::Resumed { offset: 4, .. }]
+    ));
+}
+
+#[test]
+fn resume_after_truncation_starts_at_zero() {
+    let fx = Fixture::new();
+    append(&fx.path, b"aaaa\nbbbb\n");
+    let committed = last_position(&drain(&mut fx.tailer()));
+    OpenOptions::new()
+        .write(true)
+        .open(&fx.path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&fx.path, b"aaaa\n");
+    let mut t = Tailer::new(fx.path.clone(), quick(), Some(committed)).unwrap();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["aaaa"]);
+    assert!(matches!(
+        events(&items)[..],
+        [TailEvent::Truncated { at: 10, len: 5, .. }]
+    ));
+}
+
+#[test]
+fn resume_with_the_old_file_gone_says_so_and_reads_the_new_one() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\n");
+    let committed = last_position(&drain(&mut fx.tailer()));
+    fs::remove_file(&fx.path).unwrap();
+    // Keep a file alive so the new inbox cannot reuse the inode by chance.
+    append(&fx.at("other"), b"x\n");
+    append(&fx.path, b"b\n");
+    let mut t = Tailer::new(fx.path.clone(), quick(), Some(committed)).unwrap();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["b"]);
+    assert!(matches!(
+        events(&items)[..],
+        [
+            TailEvent::PreviousGone { offset: 2, .. },
+            TailEvent::Opened { .. }
+        ]
+    ));
+}
+
+#[test]
+fn a_reused_inode_with_another_head_is_a_new_file() {
+    let fx = Fixture::new();
+    append(&fx.path, b"new\n");
+    let current = last_position(&drain(&mut fx.tailer()));
+    // The checkpoint names this inode, but a file whose head was different: a reused inode.
+    let mut old = current.file;
+    old.head_hash ^= 1;
+    let start = Position {
+        file: old,
+        offset: 3,
+    };
+    let mut t = Tailer::new(fx.path.clone(), quick(), Some(start)).unwrap();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["new"]);
+    assert!(matches!(events(&items)[0], TailEvent::PreviousGone { .. }));
+}
+
+#[test]
+fn keys_are_stable_across_restarts() {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\nb\n");
+    let first: Vec<String> = drain(&mut fx.tailer())
+        .iter()
+        .filter_map(|i| match i {
+            Item::Line { pos, .. } => Some(pos.key()),
+            _ => None,
+        })
+        .collect();
+    append(&fx.path, &vec![b'z'; 1000]);
+    let again: Vec<String> = drain(&mut fx.tailer())
+        .iter()
+        .filter_map(|i| match i {
+            Item::Line { pos, .. } => Some(pos.key()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first, again);
+    assert_eq!(first.len(), 2);
+}

@@ -1,0 +1,108 @@
+//! The directory watcher wakes the right target, and only it.
+
+use std::fs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use notion_inbox::inbox::{InboxError, InboxWatcher};
+use tokio::sync::Notify;
+
+use super::{Fixture, append, replace};
+
+/// Waits for a wake-up, with a generous deadline.
+async fn woken(wake: &Arc<Notify>) {
+    tokio::time::timeout(Duration::from_secs(20), wake.notified())
+        .await
+        .expect("no wake-up within 20 s");
+}
+
+/// Whether a wake-up is pending right now (consuming it).
+fn pending(wake: &Arc<Notify>) -> bool {
+    wake.notified().now_or_never().is_some()
+}
+
+#[tokio::test]
+async fn a_change_wakes_its_target_and_only_it() {
+    let fx = Fixture::new();
+    append(&fx.path, b"");
+    let mut watcher = InboxWatcher::new().unwrap();
+    let inbox = watcher.watch(&fx.path).unwrap();
+    let sentinel = watcher.watch(&fx.at("sentinel.jsonl")).unwrap();
+
+    // Unrelated files, and opening the inbox for reading (as the tailer does), wake nobody. The
+    // sentinel's own wake-up comes after theirs (one watcher thread delivers events in order).
+    append(&fx.at("unrelated.txt"), b"x\n");
+    let _reader = fs::File::open(&fx.path).unwrap();
+    append(&fx.at("sentinel.jsonl"), b"s\n");
+    woken(&sentinel).await;
+    assert!(
+        !pending(&inbox),
+        "an open or an unrelated file woke the inbox"
+    );
+
+    append(&fx.path, b"{\"a\":1}\n");
+    woken(&inbox).await;
+}
+
+/// Sets up an inbox before the watch starts (so the setup causes no events), then checks that
+/// `change` wakes it.
+async fn wakes_on(change: impl FnOnce(&Fixture)) {
+    let fx = Fixture::new();
+    append(&fx.path, b"a\n");
+    let mut watcher = InboxWatcher::new().unwrap();
+    let inbox = watcher.watch(&fx.path).unwrap();
+    change(&fx);
+    woken(&inbox).await;
+}
+
+#[tokio::test]
+async fn rotation_replace_deletion_and_creation_wake_the_target() {
+    wakes_on(|fx| append(&fx.path, b"b\n")).await;
+    wakes_on(|fx| fs::rename(&fx.path, fx.at("inbox.jsonl.1")).unwrap()).await;
+    wakes_on(|fx| replace(&fx.path, b"b\n")).await;
+    wakes_on(|fx| fs::remove_file(&fx.path).unwrap()).await;
+    wakes_on(|fx| {
+        let other = fx.at("elsewhere");
+        fs::write(&other, b"c\n").unwrap();
+        fs::rename(&other, &fx.path).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn creation_of_a_missing_inbox_wakes_the_target() {
+    let fx = Fixture::new();
+    let mut watcher = InboxWatcher::new().unwrap();
+    let inbox = watcher.watch(&fx.path).unwrap();
+    append(&fx.path, b"a\n");
+    woken(&inbox).await;
+}
+
+#[tokio::test]
+async fn several_directories_share_one_watcher() {
+    let one = Fixture::new();
+    let two = Fixture::new();
+    let mut watcher = InboxWatcher::new().unwrap();
+    let a = watcher.watch(&one.path).unwrap();
+    let b = watcher.watch(&two.path).unwrap();
+    append(&two.path, b"x\n");
+    woken(&b).await;
+    append(&one.path, b"x\n");
+    woken(&a).await;
+    watcher.unwatch(&one.path).unwrap();
+    // Later events of the first append may have left a permit; after unwatch none can come.
+    pending(&a);
+    append(&one.path, b"y\n");
+    append(&two.path, b"y\n");
+    woken(&b).await;
+    assert!(!pending(&a));
+}
+
+#[test]
+fn a_missing_directory_is_a_clear_error() {
+    let fx = Fixture::new();
+    let mut watcher = InboxWatcher::new().unwrap();
+    let err = watcher.watch(&fx.at("missing/inbox.jsonl")).unwrap_err();
+    assert!(matches!(err, InboxError::DirectoryMissing { .. }), "{err}");
+}
