@@ -46,7 +46,7 @@ pub enum Command {
     /// Run the daemon: deliver every inbox record to Notion until stopped.
     Run,
     /// Authorize the integration for a target through Notion's OAuth consent screen.
-    Authorize(TargetArgs),
+    Authorize(crate::commands::authorize::AuthorizeArgs),
     /// List the databases and data sources a target's token can see, with their properties.
     Databases(TargetArgs),
     /// Check the configuration, tokens, database access and property mapping.

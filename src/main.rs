@@ -51,6 +51,54 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             notion_inbox::daemon::run(cli.config.clone()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Authorize(args) => {
+            let config = Config::load(&cli.config)?;
+            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
+            let done = notion_inbox::commands::authorize::run(
+                &config,
+                &args,
+                &mut std::io::BufReader::new(std::io::stdin()),
+            )
+            .await?;
+            eprintln!(
+                "Authorized: workspace {}{}; token saved to {}",
+                done.workspace,
+                done.owner.map(|o| format!(", by {o}")).unwrap_or_default(),
+                done.token_file.display()
+            );
+            eprintln!(
+                "Next: `notion-inbox databases --target {}` to see what it can write to, then `notion-inbox check`",
+                args.target
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Databases(args) => {
+            let config = Config::load(&cli.config)?;
+            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
+            let dbs = notion_inbox::commands::databases::collect(&config, &args.target).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&dbs)?);
+            } else {
+                notion_inbox::commands::databases::print_text(&args.target, &dbs);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            let config = Config::load(&cli.config)?;
+            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
+            let findings =
+                notion_inbox::commands::check::run(&config, args.target.as_deref()).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                notion_inbox::commands::check::print_text(&findings);
+            }
+            Ok(if findings.iter().all(|f| f.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Status(args) => {
             let config = Config::load(&cli.config)?;
             let statuses =

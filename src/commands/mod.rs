@@ -1,5 +1,8 @@
 //! The commands around the daemon.
 
+pub mod authorize;
+pub mod check;
+pub mod databases;
 pub mod push;
 pub mod requeue;
 pub mod status;
