@@ -51,6 +51,8 @@ pub struct Counters {
     pub in_flight: AtomicU64,
     /// Unix time in milliseconds of the last delivery, 0 if none.
     pub last_delivery_ms: AtomicU64,
+    /// Bytes of the inbox not read yet (updated on the reconcile tick).
+    pub backlog_bytes: AtomicU64,
 }
 
 impl Counters {

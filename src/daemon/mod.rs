@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod deadletter;
 pub mod health;
 pub mod line;
+pub mod metrics;
 pub mod send;
 pub mod signals;
 pub mod target;
@@ -63,6 +64,11 @@ pub async fn run_with(
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut current = config;
     apply(&current, &client, &watcher, &mut running).await?;
+    let metric_targets = metrics::Targets::default();
+    metric_targets.set(running.values().map(|r| r.state.clone()));
+    if let Some(addr) = current.daemon.metrics_listen {
+        metrics::serve(addr, metric_targets.clone()).await?;
+    }
     notify_systemd(&[sd_notify::NotifyState::Ready]);
     tracing::info!(targets = running.len(), config = %config_path.display(), "notion-inbox is running");
 
@@ -90,6 +96,7 @@ pub async fn run_with(
                             }
                             current = new;
                             apply(&current, &client, &watcher, &mut running).await?;
+                            metric_targets.set(running.values().map(|r| r.state.clone()));
                             tracing::info!(targets = running.len(), "configuration reloaded");
                         }
                         Err(e) => tracing::error!("configuration not reloaded, the old one stays in force: {e}"),

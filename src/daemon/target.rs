@@ -332,6 +332,9 @@ impl TargetRunner {
                 () = self.wake.notified() => caught_up = false,
                 _ = reconcile.tick() => {
                     caught_up = false;
+                    if let Ok(b) = p.tailer.lock().unwrap_or_else(|e| e.into_inner()).backlog() {
+                        self.state.counters.backlog_bytes.store(b.bytes, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if matches!(self.state.health(), Health::NeedsAuthorization(_))
                         && p.token.reload_if_changed().unwrap_or(false)
                     {
