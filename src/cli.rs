@@ -61,6 +61,27 @@ pub enum Command {
     Emulator(crate::emulator::EmulatorArgs),
     /// Run a self-contained demonstration against the emulator.
     Demo,
+    /// Print a shell completion script (for packagers; `dist/completions` holds them).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page in roff (for packagers; `dist/man` holds it).
+    #[command(hide = true)]
+    Manpage,
+}
+
+/// Writes the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "notion-inbox", out);
+}
+
+/// Writes the man page.
+pub fn manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd).render(out)
 }
 
 /// Arguments of commands that act on one target.

@@ -44,6 +44,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            notion_inbox::cli::completions(shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => {
+            notion_inbox::cli::manpage(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run => {
             // The daemon re-reads the config itself (and on SIGHUP); load it here for the log level.
             let config = Config::load(&cli.config)?;

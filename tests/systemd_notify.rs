@@ -18,7 +18,10 @@ fn wait_for(sock: &UnixDatagram, wanted: &str, seen: &mut Vec<String>) {
     let start = Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        if seen.iter().any(|m| m.lines().any(|l| l.starts_with(wanted))) {
+        if seen
+            .iter()
+            .any(|m| m.lines().any(|l| l.starts_with(wanted)))
+        {
             return;
         }
         assert!(
@@ -53,7 +56,8 @@ fn ready_status_watchdog_reloading_and_stopping_arrive_when_they_should() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
         .arg("--config")
@@ -78,7 +82,10 @@ fn ready_status_watchdog_reloading_and_stopping_arrive_when_they_should() {
         .find(|l| l.starts_with("STATUS="))
         .unwrap()
         .to_owned();
-    assert!(status.contains("tweets"), "STATUS names no target: {status}");
+    assert!(
+        status.contains("tweets"),
+        "STATUS names no target: {status}"
+    );
 
     // SIGHUP: RELOADING=1, then READY=1 again.
     seen.clear();
@@ -102,5 +109,8 @@ fn ready_status_watchdog_reloading_and_stopping_arrive_when_they_should() {
     };
     let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
     assert_eq!(code, Some(0), "exit status; log:\n{log}");
-    assert!(!log.contains("ntn_test"), "the token leaked into the log:\n{log}");
+    assert!(
+        !log.contains("ntn_test"),
+        "the token leaked into the log:\n{log}"
+    );
 }

@@ -1,0 +1,127 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_notion_inbox_global_optspecs
+    string join \n config= log-format= h/help V/version
+end
+
+function __fish_notion_inbox_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_notion_inbox_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_notion_inbox_using_subcommand
+    set -l cmd (__fish_notion_inbox_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -s V -l version -d 'Print version'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "run" -d 'Run the daemon: deliver every inbox record to Notion until stopped'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "authorize" -d 'Authorize the integration for a target through Notion\'s OAuth consent screen'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "databases" -d 'List the databases and data sources a target\'s token can see, with their properties'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "check" -d 'Check the configuration, tokens, database access and property mapping'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "status" -d 'Show each target\'s progress, backlog and health'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "push" -d 'Append records to a target\'s inbox safely (validated, one locked O_APPEND write)'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "requeue" -d 'Move a target\'s dead letters back into its inbox, exactly once (after fixing their cause)'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "emulator" -d 'Start a Notion API emulator on loopback'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "demo" -d 'Run a self-contained demonstration against the emulator'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "completions" -d 'Print a shell completion script (for packagers; `dist/completions` holds them)'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "manpage" -d 'Print the man page in roff (for packagers; `dist/man` holds it)'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand run" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand run" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l timeout -d 'How long to wait for the redirect' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l no-browser -d 'Do not try to open a browser; just print the URL'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l paste -d 'Read the redirected URL from stdin instead of listening for it'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -s t -l target -d 'Only this target' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -s t -l target -d 'Only this target' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -s t -l target -d 'The target whose inbox receives the records' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l handle -d 'The record\'s handle (with --tweet: push one record instead of reading stdin)' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l tweet -d 'The record\'s tweet' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l id -d 'The record\'s key (optional; used for deduplication)' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand completions" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand completions" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand manpage" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand manpage" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "run" -d 'Run the daemon: deliver every inbox record to Notion until stopped'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "authorize" -d 'Authorize the integration for a target through Notion\'s OAuth consent screen'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "databases" -d 'List the databases and data sources a target\'s token can see, with their properties'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "check" -d 'Check the configuration, tokens, database access and property mapping'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "status" -d 'Show each target\'s progress, backlog and health'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "push" -d 'Append records to a target\'s inbox safely (validated, one locked O_APPEND write)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "requeue" -d 'Move a target\'s dead letters back into its inbox, exactly once (after fixing their cause)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "emulator" -d 'Start a Notion API emulator on loopback'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "demo" -d 'Run a self-contained demonstration against the emulator'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "completions" -d 'Print a shell completion script (for packagers; `dist/completions` holds them)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "manpage" -d 'Print the man page in roff (for packagers; `dist/man` holds it)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
