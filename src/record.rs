@@ -452,4 +452,26 @@ mod tests {
         assert!(e.contains("200001"), "{e}");
         assert!(split_text("", 2000).is_empty());
     }
+
+    proptest::proptest! {
+        /// Joined pieces equal the input, no piece is over the limit, none is empty, and each ends
+        /// on a character boundary (slicing would have panicked otherwise).
+        #[test]
+        fn splitting_keeps_the_text_and_respects_the_limit(
+            text in "(\\PC|[\u{1F600}-\u{1F64F}]|e\u{301}){0,300}",
+            max in 2usize..40,
+        ) {
+            let pieces = split_text(&text, max);
+            proptest::prop_assert_eq!(pieces.concat(), text.clone());
+            for p in &pieces {
+                proptest::prop_assert!(!p.is_empty());
+                proptest::prop_assert!(p.encode_utf16().count() <= max);
+            }
+            // Greedy: every piece but the last is full enough that the next character would not fit.
+            for w in pieces.windows(2) {
+                let next = w[1].chars().next().unwrap().len_utf16();
+                proptest::prop_assert!(w[0].encode_utf16().count() + next > max);
+            }
+        }
+    }
 }
