@@ -40,7 +40,9 @@ fn chaos_no_loss_no_duplicate_with_dedupe_and_bounded_duplicates_without() {
     let seed = env_or("CHAOS_SEED", 1);
     let n_records = env_or("CHAOS_RECORDS", 1000) as usize;
     let min_kills = env_or("CHAOS_KILLS", 10) as usize;
-    eprintln!("chaos: seed {seed}, {n_records} records, at least {min_kills} kills (rerun with CHAOS_SEED={seed})");
+    eprintln!(
+        "chaos: seed {seed}, {n_records} records, at least {min_kills} kills (rerun with CHAOS_SEED={seed})"
+    );
     let result = std::panic::catch_unwind(|| run(seed, n_records, min_kills));
     if let Err(e) = result {
         eprintln!("chaos FAILED with CHAOS_SEED={seed}");
@@ -102,7 +104,10 @@ fn run(seed: u64, n_records: usize, min_kills: usize) {
             let mut text = String::new();
             for _ in 0..batch {
                 let h = format!("@{target}{written}");
-                let t = format!("tweet {written} of {target}: {}", "é😀".repeat(rng.random_range(0..5)));
+                let t = format!(
+                    "tweet {written} of {target}: {}",
+                    "é😀".repeat(rng.random_range(0..5))
+                );
                 text.push_str(&rec(&h, &t));
                 plan.records.entry(target).or_default().push((h, t));
                 written += 1;
@@ -188,7 +193,10 @@ fn run(seed: u64, n_records: usize, min_kills: usize) {
         .iter()
         .map(|(h, t)| (h.clone(), (t.clone(), 1)))
         .collect();
-    assert_eq!(rows, expected, "target a (dedupe) is not exactly once (seed {seed})");
+    assert_eq!(
+        rows, expected,
+        "target a (dedupe) is not exactly once (seed {seed})"
+    );
 
     // Target b: at least once, duplicates bounded by the warnings.
     let rows = rows_of(&w, "@b");

@@ -45,11 +45,29 @@ pub struct Authorized {
     pub token_file: std::path::PathBuf,
 }
 
-/// Runs the flow for `args.target`, reading a pasted redirect from `stdin` when needed.
+/// Runs the flow for `args.target`, reading a pasted redirect from `stdin` when needed: prints the
+/// URL on stdout and opens a browser unless `--no-browser`.
 pub async fn run(
     config: &Config,
     args: &AuthorizeArgs,
     stdin: &mut (dyn BufRead + Send),
+) -> anyhow::Result<Authorized> {
+    let no_browser = args.no_browser;
+    run_with(config, args, stdin, &mut |url| {
+        println!("{url}");
+        if !no_browser {
+            open_browser(url.as_str());
+        }
+    })
+    .await
+}
+
+/// Runs the flow, handing the authorize URL to `on_url` (the demo and tests act as the browser).
+pub async fn run_with(
+    config: &Config,
+    args: &AuthorizeArgs,
+    stdin: &mut (dyn BufRead + Send),
+    on_url: &mut (dyn FnMut(&Url) + Send),
 ) -> anyhow::Result<Authorized> {
     let target = config.target(&args.target)?;
     let token_file = token_file_of(target)?;
@@ -76,10 +94,7 @@ pub async fn run(
     eprintln!(
         "Open this URL in a browser, pick the database to share with notion-inbox, and choose Allow:"
     );
-    println!("{url}");
-    if !args.no_browser {
-        open_browser(url.as_str());
-    }
+    on_url(&url);
     let flow = Flow {
         client,
         state,
