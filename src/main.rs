@@ -44,6 +44,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo => {
+            notion_inbox::logging::init(cli.log_format, "warn");
+            notion_inbox::commands::demo::run(None).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             notion_inbox::cli::completions(shell, &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -143,17 +148,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
-        }
-        other => {
-            let config = Config::load(&cli.config)?;
-            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
-            let name = format!("{other:?}");
-            let name = name.split(['(', ' ']).next().unwrap_or("").to_lowercase();
-            eprintln!(
-                "error: `notion-inbox {name}` is not implemented yet in this version (config {} is valid)",
-                config.path.display()
-            );
-            Ok(ExitCode::from(2))
         }
     }
 }

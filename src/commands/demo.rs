@@ -16,18 +16,35 @@ use crate::emulator::{Emulator, EmulatorOptions, StoredPage};
 
 /// The sample records the demo appends.
 const SAMPLES: &[(&str, &str)] = &[
-    ("@rustlang", "Rust 1.95 is out: faster builds, and more const everywhere."),
+    (
+        "@rustlang",
+        "Rust 1.95 is out: faster builds, and more const everywhere.",
+    ),
     ("@NotionHQ", "Databases now hold several data sources."),
-    ("@tokio_rs", "An async runtime for reliable network applications."),
+    (
+        "@tokio_rs",
+        "An async runtime for reliable network applications.",
+    ),
     ("@ferris", "Click click. 🦀"),
-    ("@systemd", "Type=notify, WatchdogSec=, LoadCredential=: use them."),
-    ("@vectordotdev", "At-least-once is a promise; effectively-once is a proof."),
+    (
+        "@systemd",
+        "Type=notify, WatchdogSec=, LoadCredential=: use them.",
+    ),
+    (
+        "@vectordotdev",
+        "At-least-once is a promise; effectively-once is a proof.",
+    ),
     ("@SomeHandle", "Here is a tweet"),
-    ("@unicode", "Émojis 😀, accents é and CJK 漢字 survive the trip."),
+    (
+        "@unicode",
+        "Émojis 😀, accents é and CJK 漢字 survive the trip.",
+    ),
 ];
 
 /// Runs the demo until Ctrl-C (or until `stop` fires, for tests). Returns the rows it saw.
-pub async fn run(mut stop: Option<tokio::sync::oneshot::Receiver<()>>) -> anyhow::Result<Vec<StoredPage>> {
+pub async fn run(
+    mut stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<Vec<StoredPage>> {
     let dir = tempfile::Builder::new()
         .prefix("notion-inbox-demo-")
         .tempdir()
@@ -43,7 +60,10 @@ pub async fn run(mut stop: Option<tokio::sync::oneshot::Receiver<()>>) -> anyhow
     .context("cannot start the emulator")?;
     let info = emu.info().clone();
     println!("notion-inbox demo");
-    println!("  Notion API emulator   {}  (workspace \"{}\")", info.url, info.workspace_name);
+    println!(
+        "  Notion API emulator   {}  (workspace \"{}\")",
+        info.url, info.workspace_name
+    );
     println!("  working directory     {}", root.display());
 
     // The config, as a user would write it.
@@ -87,11 +107,16 @@ pub async fn run(mut stop: Option<tokio::sync::oneshot::Receiver<()>>) -> anyhow
     );
 
     // Records, then the daemon.
-    println!("\n2. Appending {} records to {} ...", SAMPLES.len(), inbox.display());
+    println!(
+        "\n2. Appending {} records to {} ...",
+        SAMPLES.len(),
+        inbox.display()
+    );
     let lines: Vec<Vec<u8>> = SAMPLES
         .iter()
         .map(|(h, t)| {
-            let mut l = serde_json::to_vec(&serde_json::json!({"handle": h, "tweet": t})).expect("json");
+            let mut l =
+                serde_json::to_vec(&serde_json::json!({"handle": h, "tweet": t})).expect("json");
             l.push(b'\n');
             l
         })
@@ -105,7 +130,11 @@ pub async fn run(mut stop: Option<tokio::sync::oneshot::Receiver<()>>) -> anyhow
     while emu.pages().len() < SAMPLES.len() {
         let n = emu.pages().len();
         if n != shown {
-            println!("   delivered {n}/{} ({:.1} s)", SAMPLES.len(), start.elapsed().as_secs_f64());
+            println!(
+                "   delivered {n}/{} ({:.1} s)",
+                SAMPLES.len(),
+                start.elapsed().as_secs_f64()
+            );
             shown = n;
         }
         if daemon.is_finished() {
@@ -119,10 +148,11 @@ pub async fn run(mut stop: Option<tokio::sync::oneshot::Receiver<()>>) -> anyhow
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "   delivered {}/{} in {:.1} s\n",
+        "   delivered {}/{} in {:.1} s; Notion answered 429 (rate limited) {} time(s)\n",
         emu.pages().len(),
         SAMPLES.len(),
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        emu.stats().rate_limited_total()
     );
     print_table(&emu.pages());
 
@@ -134,7 +164,10 @@ pub async fn run(mut stop: Option<tokio::sync::oneshot::Receiver<()>>) -> anyhow
             .unwrap_or_else(|_| "notion-inbox".into()),
         config_path.display()
     );
-    println!("   or: echo '{{\"handle\":\"@you\",\"tweet\":\"hi\"}}' >> {}", inbox.display());
+    println!(
+        "   or: echo '{{\"handle\":\"@you\",\"tweet\":\"hi\"}}' >> {}",
+        inbox.display()
+    );
     println!("\n   Ctrl-C ends the demo and removes {}.", root.display());
     let mut seen = emu.pages().len();
     loop {
@@ -156,7 +189,10 @@ pub async fn run(mut stop: Option<tokio::sync::oneshot::Receiver<()>>) -> anyhow
     let pages = emu.pages();
     emu.shutdown().await;
     dir.close()?;
-    println!("Done: {} rows delivered; the temporary directory is removed.", pages.len());
+    println!(
+        "Done: {} rows delivered; the temporary directory is removed.",
+        pages.len()
+    );
     Ok(pages)
 }
 
@@ -184,14 +220,19 @@ pub fn text_of(p: &StoredPage, name: &str) -> String {
 
 fn print_table(pages: &[StoredPage]) {
     println!("   {:<16} | {:<60} | Inbox ID", "handle", "tweet");
-    println!("   {}-+-{}-+-{}", "-".repeat(16), "-".repeat(60), "-".repeat(20));
+    println!(
+        "   {}-+-{}-+-{}",
+        "-".repeat(16),
+        "-".repeat(60),
+        "-".repeat(20)
+    );
     for p in pages {
         let tweet: String = text_of(p, "tweet").chars().take(60).collect();
         println!(
             "   {:<16} | {:<60} | {}",
             text_of(p, "handle"),
             tweet,
-            text_of(p, "Inbox ID").chars().take(20).collect::<String>()
+            text_of(p, "Inbox ID")
         );
     }
 }

@@ -3,6 +3,7 @@
 pub mod authorize;
 pub mod check;
 pub mod databases;
+pub mod demo;
 pub mod push;
 pub mod requeue;
 pub mod status;

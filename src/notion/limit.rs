@@ -25,8 +25,16 @@ impl std::fmt::Debug for Limiters {
     }
 }
 
-/// A token bucket that refills `per_second` and holds `burst`.
+/// The client's bucket for a server bucket of `per_second` and `burst`. It keeps one request of the
+/// burst in reserve (or, with a burst of 1, runs 3% slow): requests reach Notion after a variable
+/// delay, so two sent exactly one period apart may arrive closer than that, and a bucket the same
+/// size as the server's would turn that jitter into 429s. The reserve costs nothing in steady state.
 fn quota(per_second: f64, burst: u32) -> Quota {
+    let (per_second, burst) = if burst >= 2 {
+        (per_second, burst - 1)
+    } else {
+        (per_second * 0.97, 1)
+    };
     let period = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
     Quota::with_period(period)
         .expect("a positive period")

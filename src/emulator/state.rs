@@ -1,0 +1,372 @@
+//! The emulated workspace: databases, data sources and their schemas, pages, tokens and grants,
+//! OAuth codes. Everything a request touches lives here, behind one mutex.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::StoredPage;
+
+/// A property of a data source's schema.
+#[derive(Debug, Clone)]
+pub struct PropDef {
+    /// Name (unique within the schema).
+    pub name: String,
+    /// Id (stable, short, URL-encoded like Notion's).
+    pub id: String,
+    /// Type.
+    pub ty: &'static str,
+    /// Select and multi_select options: (id, name, color).
+    pub options: Vec<(String, String, String)>,
+}
+
+/// A database: a container of data sources.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// Id (dashed).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Its data sources' ids.
+    pub data_sources: Vec<String>,
+    /// Unshared through the inspection API: invisible to every token.
+    pub unshared: bool,
+}
+
+/// A data source: a schema and rows.
+#[derive(Debug, Clone)]
+pub struct Ds {
+    /// Id (dashed).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Its database.
+    pub database_id: String,
+    /// Schema, in display order.
+    pub props: Vec<PropDef>,
+}
+
+/// How a token came to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKind {
+    /// An internal integration token.
+    Internal,
+    /// Issued by the OAuth flow at this time.
+    OAuth(Instant),
+}
+
+/// What a token may see and whether it still works.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// Internal or OAuth.
+    pub kind: TokenKind,
+    /// Databases granted.
+    pub grants: BTreeSet<String>,
+    /// Plain pages granted.
+    pub page_grants: BTreeSet<String>,
+    /// Revoked (401 from now on).
+    pub revoked: bool,
+    /// Expired by the inspection API (401, but its refresh token works).
+    pub expired: bool,
+    /// Unix seconds of issue (introspect's `iat`).
+    pub iat: i64,
+}
+
+/// A refresh token.
+#[derive(Debug, Clone)]
+pub struct RefreshInfo {
+    /// Databases granted.
+    pub grants: BTreeSet<String>,
+    /// Used already (rotation: a second use is refused).
+    pub used: bool,
+}
+
+/// An authorization code.
+#[derive(Debug, Clone)]
+pub struct CodeInfo {
+    /// The redirect URI of the authorize request.
+    pub redirect_uri: String,
+    /// Databases the user picked.
+    pub grants: BTreeSet<String>,
+    /// Used already.
+    pub used: bool,
+    /// When issued (codes live 10 minutes).
+    pub issued: Instant,
+}
+
+/// A created row, with when queries may see it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What tests see.
+    pub page: StoredPage,
+    /// Queries see it from this instant on.
+    pub visible_at: Instant,
+    /// Created time, RFC 3339.
+    pub created: String,
+}
+
+/// The workspace.
+#[derive(Debug)]
+pub struct Workspace {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The integration's bot user id.
+    pub bot_id: String,
+    /// The OAuth client.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+    /// Registered redirect URIs (exact match).
+    pub redirect_uris: Vec<String>,
+    /// Databases.
+    pub dbs: Vec<Db>,
+    /// Data sources.
+    pub dss: Vec<Ds>,
+    /// Plain pages: (id, title).
+    pub plain_pages: Vec<(String, String)>,
+    /// Rows, in creation order.
+    pub rows: Vec<Row>,
+    /// Access tokens.
+    pub tokens: HashMap<String, TokenInfo>,
+    /// Refresh tokens.
+    pub refresh: HashMap<String, RefreshInfo>,
+    /// Authorization codes.
+    pub codes: HashMap<String, CodeInfo>,
+    /// Ids handed out so far (ids are derived from the seed and this counter).
+    pub counter: u64,
+    /// The seed of ids and secrets.
+    pub seed: u64,
+    /// Created time of the seeded objects.
+    pub epoch: String,
+}
+
+/// A deterministic, UUID-shaped id from a seed and a counter.
+pub fn make_id(seed: u64, n: u64) -> String {
+    let a = crate::inbox::identity::fnv1a64(format!("{seed}/{n}/a").as_bytes());
+    let b = crate::inbox::identity::fnv1a64(format!("{seed}/{n}/b").as_bytes());
+    let hex = format!("{a:016x}{b:016x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// Now, as Notion formats times (millisecond precision, `Z`).
+pub fn now_rfc3339() -> String {
+    let now: DateTime<Utc> = SystemTime::now().into();
+    now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn prop(name: &str, id: &str, ty: &'static str) -> PropDef {
+    PropDef {
+        name: name.into(),
+        id: id.into(),
+        ty,
+        options: Vec::new(),
+    }
+}
+
+fn options(names: &[(&str, &str)]) -> Vec<(String, String, String)> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, (n, c))| (format!("opt{i}"), n.to_string(), c.to_string()))
+        .collect()
+}
+
+impl Workspace {
+    /// The seeded workspace "Acme".
+    pub fn seeded(seed: u64, redirect_uris: Vec<String>) -> Workspace {
+        let mut ws = Workspace {
+            id: make_id(seed, 1),
+            name: "Acme".into(),
+            bot_id: make_id(seed, 2),
+            client_id: make_id(seed, 3),
+            client_secret: format!("secret_{}", make_id(seed, 4).replace('-', "")),
+            redirect_uris,
+            dbs: Vec::new(),
+            dss: Vec::new(),
+            plain_pages: Vec::new(),
+            rows: Vec::new(),
+            tokens: HashMap::new(),
+            refresh: HashMap::new(),
+            codes: HashMap::new(),
+            counter: 100,
+            seed,
+            epoch: "2026-01-05T09:00:00.000Z".into(),
+        };
+        let twitter = make_id(seed, 10);
+        let twitter_ds = make_id(seed, 11);
+        let mut kind = prop("Kind", "%3CkNd", "select");
+        kind.options = options(&[("reply", "blue"), ("quote", "green"), ("post", "default")]);
+        let mut tags = prop("Tags", "tG%7Cs", "multi_select");
+        tags.options = options(&[("rust", "orange"), ("notion", "gray")]);
+        ws.dbs.push(Db {
+            id: twitter.clone(),
+            title: "Twitter".into(),
+            data_sources: vec![twitter_ds.clone()],
+            unshared: false,
+        });
+        ws.dss.push(Ds {
+            id: twitter_ds,
+            name: "Twitter".into(),
+            database_id: twitter,
+            props: vec![
+                prop("handle", "title", "title"),
+                prop("tweet", "tw%3Dt", "rich_text"),
+                prop("Inbox ID", "iN%40d", "rich_text"),
+                prop("Link", "l%3Bnk", "url"),
+                prop("When", "wH%5Dn", "date"),
+                prop("Score", "sC%3Fr", "number"),
+                kind,
+                tags,
+                prop("Done", "d%25ne", "checkbox"),
+                prop("Email", "eM%60l", "email"),
+                prop("Phone", "pH%7Bn", "phone_number"),
+            ],
+        });
+        let projects = make_id(seed, 12);
+        let (tasks, bugs) = (make_id(seed, 13), make_id(seed, 14));
+        ws.dbs.push(Db {
+            id: projects.clone(),
+            title: "Projects".into(),
+            data_sources: vec![tasks.clone(), bugs.clone()],
+            unshared: false,
+        });
+        for (id, name) in [(tasks, "Tasks"), (bugs, "Bugs")] {
+            ws.dss.push(Ds {
+                id,
+                name: name.into(),
+                database_id: projects.clone(),
+                props: vec![
+                    prop("Name", "title", "title"),
+                    prop("Notes", "n%3Ats", "rich_text"),
+                ],
+            });
+        }
+        let hidden = make_id(seed, 15);
+        let hidden_ds = make_id(seed, 16);
+        ws.dbs.push(Db {
+            id: hidden.clone(),
+            title: "Hidden".into(),
+            data_sources: vec![hidden_ds.clone()],
+            unshared: false,
+        });
+        ws.dss.push(Ds {
+            id: hidden_ds,
+            name: "Hidden".into(),
+            database_id: hidden,
+            props: vec![prop("Name", "title", "title")],
+        });
+        ws.plain_pages
+            .push((make_id(seed, 17), "Inbox notes".into()));
+        ws
+    }
+
+    /// A fresh id.
+    pub fn next_id(&mut self) -> String {
+        self.counter += 1;
+        make_id(self.seed, self.counter)
+    }
+
+    /// A fresh secret-looking string with `prefix`.
+    pub fn next_secret(&mut self, prefix: &str) -> String {
+        let a = self.next_id().replace('-', "");
+        let b = self.next_id().replace('-', "");
+        format!("{prefix}{a}{}", &b[..11])
+    }
+
+    /// The grants of the internal token: everything but "Hidden".
+    pub fn default_grants(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        (
+            self.dbs
+                .iter()
+                .filter(|d| d.title != "Hidden")
+                .map(|d| d.id.clone())
+                .collect(),
+            self.plain_pages.iter().map(|(id, _)| id.clone()).collect(),
+        )
+    }
+
+    /// Mints an internal token.
+    pub fn mint_internal(&mut self) -> String {
+        let token = self.next_secret("ntn_");
+        let (grants, page_grants) = self.default_grants();
+        self.tokens.insert(
+            token.clone(),
+            TokenInfo {
+                kind: TokenKind::Internal,
+                grants,
+                page_grants,
+                revoked: false,
+                expired: false,
+                iat: Utc::now().timestamp(),
+            },
+        );
+        token
+    }
+
+    /// A database by id (dashed or not), if `token` may see it.
+    pub fn db(&self, token: &TokenInfo, id: &str) -> Option<&Db> {
+        let id = normalize(id)?;
+        self.dbs
+            .iter()
+            .find(|d| d.id == id && !d.unshared && token.grants.contains(&d.id))
+    }
+
+    /// A data source by id, if `token` may see it.
+    pub fn ds(&self, token: &TokenInfo, id: &str) -> Option<&Ds> {
+        let id = normalize(id)?;
+        let ds = self.dss.iter().find(|d| d.id == id)?;
+        self.db(token, &ds.database_id)?;
+        Some(ds)
+    }
+
+    /// Rows of a data source that queries may see now.
+    pub fn visible_rows(&self, ds_id: &str) -> impl Iterator<Item = &Row> {
+        let now = Instant::now();
+        let ds_id = ds_id.to_owned();
+        self.rows
+            .iter()
+            .filter(move |r| r.page.data_source_id == ds_id && r.visible_at <= now)
+    }
+
+    /// Codes older than 10 minutes are forgotten.
+    pub fn expire_codes(&mut self) {
+        self.codes
+            .retain(|_, c| c.issued.elapsed() < Duration::from_secs(600));
+    }
+}
+
+/// An id with or without dashes, in the dashed form; `None` if it is not an id.
+pub fn normalize(id: &str) -> Option<String> {
+    crate::config::normalize_notion_id(id)
+}
+
+/// A rich-text array of one plain text item, as Notion returns it.
+pub fn rich_text(text: &str) -> Value {
+    if text.is_empty() {
+        return json!([]);
+    }
+    json!([text_item(text, None)])
+}
+
+/// One rich-text item, as Notion returns it.
+pub fn text_item(content: &str, link: Option<&Value>) -> Value {
+    json!({
+        "type": "text",
+        "text": {"content": content, "link": link.cloned().unwrap_or(Value::Null)},
+        "annotations": {"bold": false, "italic": false, "strikethrough": false,
+            "underline": false, "code": false, "color": "default"},
+        "plain_text": content,
+        "href": link.and_then(|l| l.get("url")).cloned().unwrap_or(Value::Null),
+    })
+}
