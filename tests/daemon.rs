@@ -15,6 +15,7 @@ fn fast() -> EmulatorOptions {
             requests_per_second: 100.0,
             burst: 100,
         },
+        workspace_rate: None,
         ..EmulatorOptions::default()
     }
 }
@@ -225,7 +226,7 @@ fn rotation_truncation_and_replacement_lose_and_repeat_nothing() {
     let inbox = w.inbox("tweets");
     let mut all = Vec::new();
     w.start();
-    let mut step = |w: &World, name: &str, n: usize, all: &mut Vec<String>| {
+    let step = |w: &World, name: &str, n: usize, all: &mut Vec<String>| {
         let hs = handles(name, n);
         append_all(w, &inbox, &hs);
         all.extend(hs);

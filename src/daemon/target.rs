@@ -83,7 +83,16 @@ impl TargetRunner {
             match self.connect().await {
                 Ok(ready) => break ready,
                 Err((health, retry)) => {
+                    let needs_auth = matches!(health, Health::NeedsAuthorization(_));
                     self.state.set_health(health);
+                    if needs_auth {
+                        // Asking Notion again would only spend the budget: wait until the token
+                        // changes (`authorize` rewrites the file; a fixed token changes by reload).
+                        if !self.wait_for_new_token(stop).await {
+                            return None;
+                        }
+                        continue;
+                    }
                     let wait = slow.next_delay(&mut rng).max(retry);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
@@ -125,6 +134,32 @@ impl TargetRunner {
         })
     }
 
+    /// Waits until the target's token file is written anew (false if stopped first). A fixed token
+    /// only changes with the configuration, which restarts the target, so this waits for the stop.
+    async fn wait_for_new_token(&self, stop: &CancellationToken) -> bool {
+        let crate::config::TokenSource::File(path) = &self.target.token else {
+            stop.cancelled().await;
+            return false;
+        };
+        let stamp = |p: &std::path::Path| {
+            std::fs::metadata(p).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.ino(), m.mtime(), m.mtime_nsec(), m.size())
+            })
+        };
+        let before = stamp(path);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.config.daemon.reconcile_interval) => {}
+                () = stop.cancelled() => return false,
+            }
+            if stamp(path) != before {
+                tracing::info!(target_name = %self.target.name, token_file = %path.display(), "the token file changed; trying it");
+                return true;
+            }
+        }
+    }
+
     /// Loads the token, resolves the destination and checks the mapping. On failure, the health to
     /// show and the least time to wait before trying again.
     async fn connect(&self) -> Result<(TokenHandle, Resolved, Mapper), (Health, Duration)> {
@@ -132,7 +167,7 @@ impl TargetRunner {
         let token = TokenHandle::load(&self.target, &self.config).map_err(|e| {
             (
                 Health::NeedsAuthorization(format!(
-                    "target {name}: {e}; run `notion-inbox authorize --target {name}`"
+                    "target {name} needs authorization: {e}; run `notion-inbox authorize --target {name}`"
                 )),
                 self.config.daemon.reconcile_interval,
             )
@@ -143,7 +178,7 @@ impl TargetRunner {
                 token.refresh(&self.client).await.map_err(|e| {
                     (
                         Health::NeedsAuthorization(format!(
-                            "target {name}: {e}; run `notion-inbox authorize --target {name}`"
+                            "target {name} needs authorization: {e}; run `notion-inbox authorize --target {name}`"
                         )),
                         self.config.daemon.reconcile_interval,
                     )
@@ -161,7 +196,7 @@ impl TargetRunner {
             Err(e) if e.is_unauthorized() => {
                 return Err((
                     Health::NeedsAuthorization(format!(
-                        "target {name}: {e}; replace the token, or run `notion-inbox authorize --target {name}`"
+                        "target {name} needs authorization: Notion refused its token ({e}); replace the token (then reload), or run `notion-inbox authorize --target {name}`"
                     )),
                     self.config.daemon.reconcile_interval,
                 ));
