@@ -19,6 +19,11 @@ pub fn init(format: LogFormat, default_filter: &str) {
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Auto if under_journal => builder.without_time().with_ansi(false).try_init(),
-        LogFormat::Auto | LogFormat::Text => builder.try_init(),
+        // Colours only on a terminal (and never when NO_COLOR is set): a log file or pipe gets plain text.
+        LogFormat::Auto | LogFormat::Text => {
+            use std::io::IsTerminal;
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(ansi).try_init()
+        }
     };
 }

@@ -27,6 +27,10 @@ pub struct DeadLetter {
     pub offset: u64,
     /// The inbox file the line was read from.
     pub inbox: PathBuf,
+    /// Where the line sat (inbox file identity and offset). A line is dead-lettered once: a restart
+    /// that reads it again finds its entry and does not write another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
     /// The record's key, when one could be derived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -87,6 +91,7 @@ impl DeadLetter {
             line_base64,
             offset,
             inbox: inbox.to_owned(),
+            position: None,
             key: None,
             reason,
             notion_error: None,
@@ -94,7 +99,13 @@ impl DeadLetter {
         }
     }
 
-    /// The original bytes of the line.
+    /// The same entry, naming the line's position.
+    pub fn at(mut self, position: String) -> DeadLetter {
+        self.position = Some(position);
+        self
+    }
+
+    /// The exact original bytes of the line.
     pub fn original_bytes(&self) -> Vec<u8> {
         self.line_base64
             .as_deref()
@@ -108,12 +119,14 @@ impl DeadLetter {
 pub struct DeadLetterFile {
     /// Where the entries go; created on the first entry.
     path: PathBuf,
+    /// Positions already in the file (loaded on the first append).
+    seen: Option<std::collections::HashSet<String>>,
 }
 
 impl DeadLetterFile {
     /// A writer for `path`; nothing is created until the first entry.
     pub fn new(path: PathBuf) -> DeadLetterFile {
-        DeadLetterFile { path }
+        DeadLetterFile { path, seen: None }
     }
 
     /// The file's path.
@@ -121,14 +134,32 @@ impl DeadLetterFile {
         &self.path
     }
 
-    /// Appends one entry durably.
-    pub fn append(&mut self, entry: &DeadLetter) -> std::io::Result<()> {
+    /// Appends one entry durably, unless an entry for the same line position is already there (a
+    /// restart re-reads lines past the checkpoint). Returns whether it wrote.
+    pub fn append(&mut self, entry: &DeadLetter) -> std::io::Result<bool> {
+        if self.seen.is_none() {
+            let seen = read_all(&self.path)?
+                .into_iter()
+                .filter_map(|e| e.position)
+                .collect();
+            self.seen = Some(seen);
+        }
+        let seen = self.seen.as_mut().expect("loaded above");
+        if let Some(pos) = &entry.position
+            && seen.contains(pos)
+        {
+            return Ok(false);
+        }
         let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut file = open_locked(&self.path)?;
         file.write_all(&line)?;
         file.sync_data()?;
-        file.unlock()
+        file.unlock()?;
+        if let Some(pos) = &entry.position {
+            seen.insert(pos.clone());
+        }
+        Ok(true)
     }
 }
 

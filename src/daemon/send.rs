@@ -41,6 +41,8 @@ pub struct Job {
     pub key: String,
     /// Its byte offset in the inbox, for messages.
     pub offset: u64,
+    /// Where its line sits (file identity and offset): names its dead-letter entry.
+    pub line_pos: String,
     /// The `POST /v1/pages` body.
     pub body: Value,
     /// The original line, for the dead-letter file if Notion refuses the record.
@@ -63,6 +65,8 @@ pub enum Done {
         ticket: Ticket,
         /// The record's offset in its inbox.
         offset: u64,
+        /// Where its line sits.
+        line_pos: String,
         /// The record's key.
         key: String,
         /// The original line.
@@ -185,6 +189,7 @@ impl Sender {
                     return Done::Refused {
                         ticket: job.ticket,
                         offset: job.offset,
+                        line_pos: std::mem::take(&mut job.line_pos),
                         key: std::mem::take(&mut job.key),
                         line: std::mem::take(&mut job.line),
                         reason: format!(

@@ -326,6 +326,7 @@ impl TargetRunner {
                                 ticket,
                                 key,
                                 offset: pos.offset,
+                                line_pos: pos.key(),
                                 body,
                                 line: text,
                                 maybe_sent,
@@ -334,7 +335,8 @@ impl TargetRunner {
                         }
                         Err(reason) => {
                             let entry =
-                                DeadLetter::new(&text, pos.offset, &self.target.inbox, reason);
+                                DeadLetter::new(&text, pos.offset, &self.target.inbox, reason)
+                                    .at(pos.key());
                             self.dead_letter(&mut dead, &entry)?;
                             let ticket = commit.begin(pos, Pending { key: String::new() });
                             commit.finish(ticket);
@@ -420,12 +422,14 @@ impl TargetRunner {
             Done::Refused {
                 ticket,
                 offset,
+                line_pos,
                 key,
                 line,
                 reason,
                 error,
             } => {
-                let mut entry = DeadLetter::new(&line, offset, &self.target.inbox, reason);
+                let mut entry =
+                    DeadLetter::new(&line, offset, &self.target.inbox, reason).at(line_pos);
                 entry.key = Some(key);
                 entry.notion_error = Some(error);
                 self.dead_letter(dead, &entry)?;
@@ -438,14 +442,19 @@ impl TargetRunner {
 
     fn dead_letter(&self, dead: &mut DeadLetterFile, entry: &DeadLetter) -> Result<(), String> {
         let name = &self.target.name;
-        tracing::warn!(target_name = %name, offset = entry.offset, file = %dead.path().display(), "dead-lettered: {}", entry.reason);
-        Counters::bump(&self.state.counters.dead_lettered);
-        dead.append(entry).map_err(|e| {
+        let written = dead.append(entry).map_err(|e| {
             format!(
                 "target {name}: cannot write the dead-letter file {}: {e}; free space or fix permissions, then restart",
                 dead.path().display()
             )
-        })
+        })?;
+        if written {
+            tracing::warn!(target_name = %name, offset = entry.offset, file = %dead.path().display(), "dead-lettered: {}", entry.reason);
+            Counters::bump(&self.state.counters.dead_lettered);
+        } else {
+            tracing::debug!(target_name = %name, offset = entry.offset, "already in the dead-letter file (read again after a restart)");
+        }
+        Ok(())
     }
 }
 
