@@ -82,12 +82,14 @@ fn run(seed: u64, n_records: usize, min_kills: usize) {
         ..w.target("b")
     };
     let config = w.write_config(&[a, b], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "version = \"2025-09-03\"\n",
-        "version = \"2025-09-03\"\nrequests_per_second = 150\nburst = 40\n",
-    )
-    // Queries lag 100 ms behind writes: the check by key must wait longer than that.
-    .replace("dedupe_settle = \"50ms\"", "dedupe_settle = \"400ms\"");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "version = \"2025-09-03\"\n",
+            "version = \"2025-09-03\"\nrequests_per_second = 150\nburst = 40\n",
+        )
+        // Queries lag 100 ms behind writes: the check by key must wait longer than that.
+        .replace("dedupe_settle = \"50ms\"", "dedupe_settle = \"400ms\"");
     std::fs::write(&config, text).unwrap();
     let (inbox_a, inbox_b) = (w.inbox("a"), w.inbox("b"));
 
@@ -239,7 +241,11 @@ fn run(seed: u64, n_records: usize, min_kills: usize) {
 fn diff(want: &[(String, String)], rows: &BTreeMap<String, (String, usize)>, once: bool) -> String {
     let mut out = Vec::new();
     let wanted: BTreeMap<&String, &String> = want.iter().map(|(h, t)| (h, t)).collect();
-    let missing: Vec<&String> = wanted.keys().filter(|h| !rows.contains_key(**h)).copied().collect();
+    let missing: Vec<&String> = wanted
+        .keys()
+        .filter(|h| !rows.contains_key(**h))
+        .copied()
+        .collect();
     let changed: Vec<&String> = wanted
         .iter()
         .filter(|(h, t)| rows.get(**h).is_some_and(|(got, _)| got != **t))
@@ -251,13 +257,25 @@ fn diff(want: &[(String, String)], rows: &BTreeMap<String, (String, usize)>, onc
         .filter(|(_, (_, n))| once && *n > 1)
         .map(|(h, (_, n))| (h, *n))
         .collect();
-    for (what, list) in [("missing", &missing), ("changed", &changed), ("unexpected", &extra)] {
+    for (what, list) in [
+        ("missing", &missing),
+        ("changed", &changed),
+        ("unexpected", &extra),
+    ] {
         if !list.is_empty() {
-            out.push(format!("{} {what}: {:?}", list.len(), &list[..list.len().min(10)]));
+            out.push(format!(
+                "{} {what}: {:?}",
+                list.len(),
+                &list[..list.len().min(10)]
+            ));
         }
     }
     if !dup.is_empty() {
-        out.push(format!("{} duplicated: {:?}", dup.len(), &dup[..dup.len().min(10)]));
+        out.push(format!(
+            "{} duplicated: {:?}",
+            dup.len(),
+            &dup[..dup.len().min(10)]
+        ));
     }
     out.join("; ")
 }

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -126,6 +126,11 @@ fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     url.to_string()
 }
 
+/// A 302 redirect, as OAuth servers send after consent.
+fn found(location: &str) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, location.to_owned())]).into_response()
+}
+
 async fn decide(State(shared): S, body: Bytes) -> Response {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let get = |k: &str| {
@@ -139,11 +144,10 @@ async fn decide(State(shared): S, body: Bytes) -> Response {
         return r;
     }
     if get("decision") != "allow" {
-        return Redirect::to(&with_query(
+        return found(&with_query(
             &redirect_uri,
             &[("error", "access_denied"), ("state", &state)],
-        ))
-        .into_response();
+        ));
     }
     let mut ws = shared.lock_ws();
     let grants: BTreeSet<String> = form
@@ -166,11 +170,10 @@ async fn decide(State(shared): S, body: Bytes) -> Response {
             issued: Instant::now(),
         },
     );
-    Redirect::to(&with_query(
+    found(&with_query(
         &redirect_uri,
         &[("code", &code), ("state", &state)],
     ))
-    .into_response()
 }
 
 /// An OAuth error, RFC 6749 style (notion-inbox's client also reads Notion's style).
