@@ -93,6 +93,21 @@ text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l json -d 'Print JSON instead of text'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l listen -d 'Where to listen (loopback; port 0 picks a free one)' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l seed -d 'Seed of the workspace\'s ids and secrets, and of the faults' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l rps -d 'Requests per second per token' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l burst -d 'Burst per token' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l workspace-rps -d 'Requests per second per workspace (0: no workspace limit)' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l latency -d 'Latency of every request' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l latency-jitter -d 'Random extra latency, uniform up to this' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l error-before-write -d 'Probability of a 5xx before a page is stored' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l timeout-after-write -d 'Probability of a 504 after a page is stored' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l drop-after-write -d 'Probability of a dropped connection after a page is stored' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l storm-429 -d 'Probability of a 429 on any request' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l storm-529 -d 'Probability of a 529 on any request' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l query-lag -d 'How long new pages stay invisible to queries' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l redirect-uri -d 'A registered OAuth redirect URI (repeatable; default http://localhost:8765/callback)' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l access-token-ttl -d 'OAuth access tokens stop working after this long' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
