@@ -166,15 +166,18 @@ fn run(seed: u64, n_records: usize, min_kills: usize) {
         && w.dead_letters("a").len() >= bad_a.len()
         && w.dead_letters("b").len() >= bad_b.len())
     {
-        assert!(
-            Instant::now() < deadline,
-            "not every record arrived (seed {seed}): a {}/{}, b {}/{}\nlogs:\n{}",
-            distinct(&w, "@a"),
-            want_a.len(),
-            distinct(&w, "@b"),
-            want_b.len(),
-            tail(&w.logs())
-        );
+        if Instant::now() >= deadline {
+            let dump = keep_evidence(&w, seed);
+            panic!(
+                "not every record arrived (seed {seed}): a {}/{}, b {}/{}; logs, state and inboxes in {}\nlast log lines:\n{}",
+                distinct(&w, "@a"),
+                want_a.len(),
+                distinct(&w, "@b"),
+                want_b.len(),
+                dump.display(),
+                tail(&w.logs())
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     // Let anything still in flight land before judging duplicates.
@@ -305,6 +308,18 @@ fn rows_of(w: &World, prefix: &str) -> BTreeMap<String, (String, usize)> {
         e.1 += 1;
     }
     out
+}
+
+/// Copies the test's directory (logs, state, inboxes) to `target/chaos-seed-N` for a post-mortem.
+fn keep_evidence(w: &World, seed: u64) -> std::path::PathBuf {
+    let dest = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-seed-{seed}"));
+    let _ = std::fs::remove_dir_all(&dest);
+    let _ = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(w.dir.path())
+        .arg(&dest)
+        .status();
+    dest
 }
 
 fn tail(logs: &str) -> String {

@@ -254,7 +254,7 @@ impl TargetRunner {
                     end: pos.end,
                 })
                 .collect();
-            let mut cp = Checkpoint::new(commit.committed(), in_flight);
+            let mut cp = Checkpoint::new(commit.resume_position(), in_flight);
             cp.window = persisted_window;
             p.store.save(&name, &cp).map_err(|e| {
                 format!(
@@ -265,6 +265,7 @@ impl TargetRunner {
         };
         // Before anything is sent, the checkpoint must promise the window this run uses.
         save(&commit)?;
+        let mut disk_names_file = p.start.is_some();
         let mut in_flight: JoinSet<Done> = JoinSet::new();
         let mut reconcile = tokio::time::interval(daemon.reconcile_interval);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -322,6 +323,13 @@ impl TargetRunner {
                     match prepared {
                         Ok((key, body)) => {
                             let ticket = commit.begin(pos, Pending { key: key.clone() });
+                            if !disk_names_file {
+                                // The checkpoint on disk must name the file being read before a
+                                // record of it is sent: a rotation followed by a crash must not
+                                // make the restart skip the rest of this file.
+                                save(&commit)?;
+                                disk_names_file = true;
+                            }
                             let job = Job {
                                 ticket,
                                 key,

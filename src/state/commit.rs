@@ -92,6 +92,18 @@ impl<T> Commit<T> {
         self.committed
     }
 
+    /// Where a restart must resume: the committed position, or, before anything was committed, the
+    /// start of the first registered record (so the checkpoint names the file being read even
+    /// then, and a rotation before the first commit cannot make a restart skip that file).
+    pub fn resume_position(&self) -> Option<Position> {
+        self.committed.or_else(|| {
+            self.entries.front().map(|e| Position {
+                file: e.pos.file,
+                offset: e.pos.offset,
+            })
+        })
+    }
+
     /// The registered records not finished yet, in order: the in-flight list of a checkpoint.
     pub fn in_flight(&self) -> impl Iterator<Item = (&LinePos, &T)> {
         self.entries
@@ -130,6 +142,30 @@ mod tests {
             offset,
             end,
         }
+    }
+
+    #[test]
+    fn before_the_first_commit_the_resume_position_names_the_file() {
+        let mut c: Commit<&str> = Commit::new(None);
+        assert_eq!(c.resume_position(), None);
+        let a = c.begin(at(0, 10), "a");
+        c.begin(at(10, 20), "b");
+        assert_eq!(c.committed(), None);
+        assert_eq!(
+            c.resume_position(),
+            Some(Position {
+                file: FILE,
+                offset: 0
+            })
+        );
+        c.finish(a);
+        assert_eq!(
+            c.resume_position(),
+            Some(Position {
+                file: FILE,
+                offset: 10
+            })
+        );
     }
 
     #[test]
