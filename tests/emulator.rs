@@ -616,11 +616,7 @@ fn code_for(t: &T, redirect: &str, decision: &str) -> (u16, String) {
             .append_pair("owner", "user")
             .append_pair("redirect_uri", redirect)
             .append_pair("state", "st8");
-        let page = http
-            .get(url)
-            .send()
-            .await
-            .unwrap();
+        let page = http.get(url).send().await.unwrap();
         let status = page.status().as_u16();
         let html = page.text().await.unwrap();
         if status != 200 {

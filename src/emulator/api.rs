@@ -60,14 +60,9 @@ pub(crate) fn error(shared: &Shared, status: u16, code: &str, message: &str) -> 
     r
 }
 
-/// A success answer, with a request id.
-pub(crate) fn ok(shared: &Shared, mut body: Value) -> Response {
+/// A success answer, with its request id in the `x-notion-request-id` header.
+pub(crate) fn ok(shared: &Shared, body: Value) -> Response {
     let id = shared.request_id();
-    if let Some(o) = body.as_object_mut()
-        && o.get("object").and_then(Value::as_str) == Some("list")
-    {
-        o.insert("request_id".into(), json!(id));
-    }
     let mut r = axum::Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&id) {
         r.headers_mut().insert("x-notion-request-id", v);

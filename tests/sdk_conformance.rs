@@ -1,0 +1,168 @@
+//! Fidelity of the emulator, judged by a real third-party client: the official `@notionhq/client`
+//! (pinned in tests/sdk/package-lock.json, installed here with `npm ci`) exchanges an OAuth code,
+//! searches, retrieves the database and data source, creates a page with every property type,
+//! queries it back, and checks errors; then `tsc --strict` type-checks every response the emulator
+//! gave against the SDK's own TypeScript response types.
+//!
+//! Needs Node.js and npm (the CI machines have both); the first run downloads the two packages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use notion_inbox::emulator::{Emulator, EmulatorOptions, RateLimit};
+
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
+}
+
+/// Runs a command in tests/sdk, panicking with its output (and `hint`) if it fails.
+fn run(cmd: &mut Command, hint: &str) -> String {
+    let out = cmd
+        .current_dir(sdk_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}; {hint}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed: {text}\n{hint}");
+    text
+}
+
+/// `npm ci` unless node_modules matches package-lock.json already.
+fn install() {
+    let dir = sdk_dir();
+    let installed = dir.join("node_modules/.package-lock.json");
+    let fresh = match (
+        std::fs::metadata(&installed),
+        std::fs::metadata(dir.join("package-lock.json")),
+    ) {
+        (Ok(i), Ok(l)) => i.modified().unwrap() >= l.modified().unwrap(),
+        _ => false,
+    };
+    if !fresh {
+        run(
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]),
+            "the SDK conformance test needs Node.js, npm and the npm registry (it installs the pinned @notionhq/client and typescript into tests/sdk/node_modules)",
+        );
+    }
+}
+
+/// Plays the user on the consent page and returns the authorization code.
+async fn code(emu: &Emulator, redirect: &str) -> String {
+    let info = emu.info();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", &info.client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("state", "sdk")
+        .append_pair("database", &info.database_id)
+        .append_pair("decision", "allow")
+        .finish();
+    let r = http
+        .post(format!("{}/v1/oauth/authorize", info.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code in the redirect")
+}
+
+#[test]
+fn the_official_sdk_works_against_the_emulator_and_its_types_accept_every_response() {
+    install();
+    run(
+        Command::new("node").args(["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"]),
+        "compiling conformance.ts",
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let redirect = "http://localhost:9/callback";
+    let emu = rt
+        .block_on(Emulator::start(EmulatorOptions {
+            rate: RateLimit {
+                requests_per_second: 100.0,
+                burst: 100,
+            },
+            workspace_rate: None,
+            redirect_uris: vec![redirect.to_owned()],
+            ..EmulatorOptions::default()
+        }))
+        .unwrap();
+    let code = rt.block_on(code(&emu, redirect));
+    let info = emu.info().clone();
+    let out = sdk_dir().join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let log = run(
+        Command::new("node")
+            .arg("build/conformance.js")
+            .env("EMU_URL", &info.url)
+            .env("OUT_DIR", &out)
+            .env("CLIENT_ID", &info.client_id)
+            .env("CLIENT_SECRET", &info.client_secret)
+            .env("DATA_SOURCE_ID", &info.data_source_id)
+            .env("DATABASE_ID", &info.database_id)
+            .env("HIDDEN_DATABASE_ID", &info.hidden_database_id)
+            .env("REDIRECT_URI", redirect)
+            .env("CODE", &code),
+        "the SDK refused an emulator response (above)",
+    );
+    assert!(log.contains("responses recorded"), "{log}");
+
+    // What the SDK wrote arrived, field by field.
+    let pages = emu.pages();
+    assert_eq!(pages.len(), 1, "one page created through the SDK");
+    let p = &pages[0].properties;
+    assert_eq!(p["handle"]["title"][0]["plain_text"], "@sdk");
+    assert_eq!(p["Inbox ID"]["rich_text"][0]["plain_text"], "sdk-1");
+    assert_eq!(p["Score"]["number"], 4.5);
+    assert_eq!(p["Tags"]["multi_select"][1]["name"], "sdk");
+    assert_eq!(p["When"]["date"]["start"], "2026-01-31T12:00:00Z");
+
+    // tsc: every recorded response against the SDK's response types.
+    let check = out.join("check.ts");
+    let text = std::fs::read_to_string(&check).unwrap();
+    for ty in [
+        "OauthTokenResponse",
+        "DataSourceObjectResponse",
+        "DatabaseObjectResponse",
+        "PageObjectResponse",
+        "QueryDataSourceResponse",
+        "SearchResponse",
+    ] {
+        assert!(
+            text.contains(&format!(": {ty} =")),
+            "check.ts does not check {ty}"
+        );
+    }
+    run(
+        Command::new("node")
+            .args([
+                "node_modules/typescript/bin/tsc",
+                "--noEmit",
+                "--strict",
+                "--target",
+                "ES2022",
+                "--moduleResolution",
+                "node",
+                "--types",
+                "node",
+            ])
+            .arg(&check),
+        "an emulator response does not fit the SDK's types (tsc's messages above name the file, line and field)",
+    );
+}
