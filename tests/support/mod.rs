@@ -38,6 +38,8 @@ pub struct World {
     pub daemon: Option<Child>,
     /// How many times the daemon was started (names its log files).
     pub starts: usize,
+    /// `RUST_LOG` of the daemon.
+    pub log_filter: String,
 }
 
 /// Settings of one target in the generated config.
@@ -65,6 +67,7 @@ impl World {
             rt,
             daemon: None,
             starts: 0,
+            log_filter: "notion_inbox=debug,info".into(),
         }
     }
 
@@ -128,7 +131,7 @@ impl World {
             .arg("--log-format")
             .arg("text")
             .arg("run")
-            .env("RUST_LOG", "notion_inbox=debug,info")
+            .env("RUST_LOG", &self.log_filter)
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
