@@ -57,13 +57,17 @@ fn emulator(rps: f64, burst: u32, latency_ms: u64) -> World {
     w
 }
 
-/// Writes the config with the client's rate and extra target settings.
+/// Writes the config with the client's rate and extra target settings. The daemon settings are the
+/// production defaults (the tests' config polls faster; a benchmark must not).
 fn config(w: &World, targets: &[TargetSpec], rps: f64, burst: u32) {
     let path = w.write_config(targets, "");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "version = \"2025-09-03\"\n",
-        &format!("version = \"2025-09-03\"\nrequests_per_second = {rps}\nburst = {burst}\n"),
-    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "version = \"2025-09-03\"\n",
+            &format!("version = \"2025-09-03\"\nrequests_per_second = {rps}\nburst = {burst}\n"),
+        )
+        .replace("reconcile_interval = \"500ms\"\n", "");
     std::fs::write(&path, text).unwrap();
 }
 
@@ -76,8 +80,14 @@ fn fill(path: &std::path::Path, from: usize, n: usize, tag: &str) {
             .unwrap(),
     );
     for i in from..from + n {
-        f.write_all(rec(&format!("@{tag}{i}"), "benchmark record of typical size, a tweet").as_bytes())
-            .unwrap();
+        f.write_all(
+            rec(
+                &format!("@{tag}{i}"),
+                "benchmark record of typical size, a tweet",
+            )
+            .as_bytes(),
+        )
+        .unwrap();
     }
 }
 
@@ -97,12 +107,23 @@ fn rate() {
     println!("\n### 1. Rate utilization (configured and emulated limit: 3 requests/s, burst 3)\n");
     println!("| latency | max_in_flight | rows | rows/s (steady) | utilization | 429s |");
     println!("|---:|---:|---:|---:|---:|---:|");
-    let n = if quick() { 20 } else { 45 };
-    for latency in [50u64, 300, 1000] {
-        for (label, extra) in [("1", "max_in_flight = 1\n"), ("default (9)", "")] {
+    let n = if quick() { 20 } else { 60 };
+    let latencies: Vec<u64> = std::env::var("BENCH_LATENCIES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![50, 300, 1000]);
+    for latency in latencies {
+        let mut cases = vec![
+            ("1".to_string(), "max_in_flight = 1\n".to_string()),
+            ("default (18)".to_string(), String::new()),
+        ];
+        if let Ok(more) = std::env::var("BENCH_MAX_IN_FLIGHT") {
+            cases.push((more.clone(), format!("max_in_flight = {more}\n")));
+        }
+        for (label, extra) in cases {
             let mut w = emulator(3.0, 3, latency);
             let t = TargetSpec {
-                extra: extra.into(),
+                extra: extra.clone(),
                 ..w.target("t")
             };
             config(&w, &[t], 3.0, 3);
@@ -209,7 +230,10 @@ fn idle() {
 
 /// Makes an inbox of about `bytes` bytes quickly.
 fn big_inbox(path: &std::path::Path, bytes: u64) -> usize {
-    let line = rec("@bulk", "benchmark record of typical size, a tweet of about this length");
+    let line = rec(
+        "@bulk",
+        "benchmark record of typical size, a tweet of about this length",
+    );
     let per_chunk = 10_000;
     let chunk: String = line.repeat(per_chunk);
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -237,13 +261,23 @@ fn memory() {
         w.start();
         wait_rows(&w, 1, Duration::from_secs(30));
         std::thread::sleep(Duration::from_secs(3));
-        println!("| 1 target, idle | {:.1} MiB |", status_kib(pid(&w), "VmHWM") as f64 / 1024.0);
+        println!(
+            "| 1 target, idle | {:.1} MiB |",
+            status_kib(pid(&w), "VmHWM") as f64 / 1024.0
+        );
         w.stop();
     }
     let gb = if quick() { 100 << 20 } else { 1 << 30 };
-    for (label, bytes) in [("10 MB", 10u64 << 20), (if quick() { "100 MB" } else { "1 GB" }, gb)] {
+    for (label, bytes) in [
+        ("10 MB", 10u64 << 20),
+        (if quick() { "100 MB" } else { "1 GB" }, gb),
+    ] {
+        // 500 rows/s (far above Notion's 3) to move through the file; 32 creates in flight.
         let mut w = emulator(500.0, 100, 5);
-        let t = w.target("t");
+        let t = TargetSpec {
+            extra: "max_in_flight = 32\n".into(),
+            ..w.target("t")
+        };
         config(&w, &[t], 500.0, 100);
         std::fs::create_dir_all(w.path("spool")).unwrap();
         big_inbox(&w.inbox("t"), bytes);
@@ -267,7 +301,10 @@ fn memory() {
         w.start();
         wait_rows(&w, n, Duration::from_secs(120));
         std::thread::sleep(Duration::from_secs(3));
-        println!("| {n} targets, idle | {:.1} MiB |", status_kib(pid(&w), "VmHWM") as f64 / 1024.0);
+        println!(
+            "| {n} targets, idle | {:.1} MiB |",
+            status_kib(pid(&w), "VmHWM") as f64 / 1024.0
+        );
         w.stop();
     }
 }
@@ -276,11 +313,16 @@ fn memory() {
 fn restart() {
     use notion_inbox::inbox::{FileIdentity, Position};
     use notion_inbox::state::checkpoint::{Checkpoint, CheckpointStore};
-    println!("\n### 5. Restart with the checkpoint at the end of the inbox (start → first create)\n");
+    println!(
+        "\n### 5. Restart with the checkpoint at the end of the inbox (start → first create)\n"
+    );
     println!("| inbox size | start → first create (median of 5) |");
     println!("|---:|---:|");
     let gb = if quick() { 100 << 20 } else { 1 << 30 };
-    for (label, bytes) in [("1 MB", 1u64 << 20), (if quick() { "100 MB" } else { "1 GB" }, gb)] {
+    for (label, bytes) in [
+        ("1 MB", 1u64 << 20),
+        (if quick() { "100 MB" } else { "1 GB" }, gb),
+    ] {
         let mut times = Vec::new();
         let mut w = emulator(1000.0, 1000, 0);
         let t = w.target("t");
@@ -292,7 +334,13 @@ fn restart() {
             let len = file.metadata().unwrap().len();
             let identity = FileIdentity::of(&file).unwrap().unwrap();
             let store = CheckpointStore::open(&w.path("state")).unwrap();
-            let mut cp = Checkpoint::new(Some(Position { file: identity, offset: len }), vec![]);
+            let mut cp = Checkpoint::new(
+                Some(Position {
+                    file: identity,
+                    offset: len,
+                }),
+                vec![],
+            );
             cp.window = 0;
             store.save("t", &cp).unwrap();
             w.append(&w.inbox("t"), &rec(&format!("@after{round}"), "x"));
@@ -313,7 +361,9 @@ fn restart() {
 fn scale() {
     let n = if quick() { 200 } else { 1000 };
     let per = if quick() { 10 } else { 30 };
-    println!("\n### 6. Scale: {n} targets, own token each, 3 requests/s per token ({per} records each)\n");
+    println!(
+        "\n### 6. Scale: {n} targets, own token each, 3 requests/s per token ({per} records each)\n"
+    );
     let mut w = emulator(3.0, 3, 20);
     let targets = many_targets(&w, n, true);
     config(&w, &targets, 3.0, 3);
@@ -332,10 +382,15 @@ fn scale() {
     let (a, b) = (times.len() / 10, times.len() * 9 / 10);
     let mut sorted = times.clone();
     sorted.sort();
-    let span = sorted[b].duration_since(sorted[a]).unwrap_or_default().as_secs_f64();
+    let span = sorted[b]
+        .duration_since(sorted[a])
+        .unwrap_or_default()
+        .as_secs_f64();
     let rate = (b - a) as f64 / span.max(1e-9);
     let sum = 3.0 * n as f64;
-    println!("| rows | wall time | aggregate rows/s (steady) | sum of limits | ratio | daemon CPU per row | 429s |");
+    println!(
+        "| rows | wall time | aggregate rows/s (steady) | sum of limits | ratio | daemon CPU per row | 429s |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {}{} | {elapsed:.1} s | {rate:.0} | {sum:.0} | {:.3} | {:.0} µs | {} |",

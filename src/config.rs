@@ -828,11 +828,14 @@ impl Cx<'_> {
                         "max_in_flight must be between 1 and 1000, not {}",
                         m.get_ref()
                     ),
-                    "remove it to use the default, which reaches the rate limit at 3 s latency",
+                    "remove it to use the default, which reaches the rate limit at 1 s latency",
                 ));
             }
-            // Little's law: in flight = rate × latency. Enough to keep the limit busy at 3 s latency.
-            None => ((notion.requests_per_second * 3.0).ceil() as usize).max(4),
+            // Little's law gives rate × latency requests in flight, but the window also holds the
+            // records queued at the rate limiter and finished ones not yet checkpointed. Measured
+            // (BENCHMARKS.md, 1): 3 × rate left the limiter idle now and then at 1 s latency (0.97
+            // of the rate); 6 × rate keeps it busy.
+            None => ((notion.requests_per_second * 6.0).ceil() as usize).clamp(8, 1000),
         };
         let dedupe_property = match raw.dedupe_property {
             Some(p) if p.get_ref().trim().is_empty() => {

@@ -45,7 +45,7 @@ fn minimal_config_gets_documented_defaults() {
         TokenSource::File(p) => assert_eq!(p, Path::new("/var/lib/ni/tokens/tweets.toml")),
         TokenSource::Fixed(_) => panic!("expected a token file"),
     }
-    assert_eq!(t.max_in_flight, 9);
+    assert_eq!(t.max_in_flight, 18);
     assert_eq!(
         t.properties,
         vec![

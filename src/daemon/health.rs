@@ -73,6 +73,8 @@ pub struct TargetState {
     pub counters: Counters,
     /// The last error met, with the time, for `status`.
     pub last_error: Mutex<Option<String>>,
+    /// The last status file written (without its time) and when, to skip identical rewrites.
+    last_written: Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl TargetState {
@@ -83,6 +85,7 @@ impl TargetState {
             health: watch::channel(Health::Starting).0,
             counters: Counters::default(),
             last_error: Mutex::new(None),
+            last_written: Mutex::new(None),
         }
     }
 
@@ -183,12 +186,27 @@ impl TargetState {
 
     /// Writes the status file (atomically; it is advisory, so without fsync).
     pub fn write_status(&self, state_dir: &std::path::Path) -> std::io::Result<()> {
+        // An idle daemon should cost nothing: an unchanged status is rewritten once a minute only
+        // (so that `updated` still shows the daemon is alive).
+        let snapshot = self.snapshot();
+        let content = serde_json::to_string(&StatusSnapshot {
+            updated: String::new(),
+            ..snapshot.clone()
+        })?;
+        let mut last = self.last_written.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((prev, at)) = last.as_ref()
+            && *prev == content
+            && at.elapsed() < std::time::Duration::from_secs(60)
+        {
+            return Ok(());
+        }
         let dir = state_dir.join("status");
         std::fs::create_dir_all(&dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-        serde_json::to_writer_pretty(&mut tmp, &self.snapshot())?;
+        serde_json::to_writer_pretty(&mut tmp, &snapshot)?;
         tmp.persist(dir.join(format!("{}.json", self.name)))
             .map_err(|e| e.error)?;
+        *last = Some((content, std::time::Instant::now()));
         Ok(())
     }
 }

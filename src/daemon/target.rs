@@ -27,7 +27,7 @@ use crate::state::checkpoint::{Checkpoint, CheckpointStore, InFlight};
 
 /// How often a checkpoint is written at most while records finish (it is also written at once when
 /// the reader would otherwise be held back, and at shutdown).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs one target until `stop` is cancelled; in-flight requests then get `grace` to finish.
 pub struct TargetRunner {

@@ -373,6 +373,19 @@ impl Emulator {
         self.shared.lock_ws().mint_internal()
     }
 
+    /// Every secret the emulator handed out so far (access and refresh tokens, authorization codes,
+    /// the client secret): tests scan logs for them.
+    pub fn secrets(&self) -> Vec<String> {
+        let ws = self.shared.lock_ws();
+        ws.tokens
+            .keys()
+            .chain(ws.refresh.keys())
+            .chain(ws.codes.keys())
+            .cloned()
+            .chain(std::iter::once(ws.client_secret.clone()))
+            .collect()
+    }
+
     /// Registers another OAuth redirect URI.
     pub fn register_redirect_uri(&self, uri: &str) {
         self.shared.lock_ws().redirect_uris.push(uri.to_owned());

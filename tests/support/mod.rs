@@ -148,10 +148,25 @@ impl World {
         unsafe { libc_kill(pid, signal) };
     }
 
-    /// SIGTERM, then waits for exit; returns the exit status code.
+    /// SIGTERM, then waits for exit; returns the exit status code. Also scans every log so far
+    /// for the emulator's secrets (tokens, codes, the client secret): none may appear.
     pub fn stop(&mut self) -> Option<i32> {
         self.signal(15);
-        self.wait_exit()
+        let code = self.wait_exit();
+        self.assert_no_secrets();
+        code
+    }
+
+    /// Panics if a log of the daemon contains a token, code or the client secret.
+    pub fn assert_no_secrets(&self) {
+        let logs = self.logs();
+        for secret in self.emu.secrets() {
+            assert!(
+                !logs.contains(&secret),
+                "a secret ({}…) reached the daemon's log",
+                &secret[..secret.len().min(6)]
+            );
+        }
     }
 
     /// SIGKILL, then reaps.

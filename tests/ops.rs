@@ -1,0 +1,283 @@
+//! Operations: `status` (also while the daemon runs), `requeue` after fixing the cause, the metrics
+//! endpoint after a run, the log formats, and the demo end to end.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use notion_inbox::emulator::{EmulatorOptions, RateLimit};
+use support::*;
+
+fn fast_world() -> World {
+    World::new(EmulatorOptions {
+        rate: RateLimit {
+            requests_per_second: 200.0,
+            burst: 200,
+        },
+        workspace_rate: None,
+        ..EmulatorOptions::default()
+    })
+}
+
+fn cli(w: &World, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+        .arg("--config")
+        .arg(w.path("config.toml"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
+    let mut w = fast_world();
+    let port = free_port();
+    // The mapping also maps `kind` to the select property "Kind": a record whose kind has a comma
+    // cannot be written and goes to the dead-letter file, as does a line that is not JSON.
+    let t = TargetSpec {
+        extra: String::new(),
+        ..w.target("t")
+    };
+    let path = w.write_config(&[t], &format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "tweet = \"tweet\"\n",
+        "tweet = \"tweet\"\nkind = \"Kind\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let inbox = w.inbox("t");
+    for i in 0..5 {
+        w.append(&inbox, &rec(&format!("@ok{i}"), "fine"));
+    }
+    w.append(
+        &inbox,
+        "{\"handle\":\"@bad\",\"tweet\":\"t\",\"kind\":\"a,b\"}\n",
+    );
+    w.append(&inbox, "not json\n");
+
+    // Before the daemon ever ran: status reads the inbox and says nothing was delivered yet.
+    let (code, out, err) = cli(&w, &["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(s[0]["backlog_bytes"].as_u64().unwrap() > 0, "{s}");
+
+    w.start();
+    wait_until("rows and dead letters", || {
+        w.pages().len() == 5 && w.dead_letters("t").len() == 2
+    });
+    // While it runs: status is read-only and current.
+    wait_until("the status file shows the deliveries", || {
+        let (_, out, _) = cli(&w, &["status", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .map(|s| s[0]["backlog_bytes"] == 0 && s[0]["dead_letters"] == 2)
+            .unwrap_or(false)
+    });
+    let (code, out, _) = cli(&w, &["status"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("t") && out.contains("dead letters"), "{out}");
+
+    // Metrics.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = rt.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for needle in [
+        "notion_inbox_delivered_total{target=\"t\"} 5",
+        "notion_inbox_dead_lettered_total{target=\"t\"} 2",
+        "notion_inbox_backlog_bytes{target=\"t\"}",
+        "notion_inbox_in_flight{target=\"t\"} 0",
+        "notion_inbox_up{target=\"t\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("notion_inbox_last_success_timestamp_seconds{target=\"t\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(w.stop(), Some(0));
+
+    // The user fixes the cause (drops the `kind` mapping), then requeues: exactly once.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("kind = \"Kind\"\n", "");
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = cli(&w, &["requeue", "--target", "t"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("moved 2 dead letter(s)"), "{err}");
+    let (_, _, err) = cli(&w, &["requeue", "--target", "t"]);
+    assert!(
+        err.contains("moved 0 dead letter(s)"),
+        "requeue twice moves nothing twice: {err}"
+    );
+    w.start();
+    wait_until("the requeued record arrives", || {
+        w.handles().contains(&"@bad".to_string())
+    });
+    wait_until("the bad JSON is dead again", || {
+        w.dead_letters("t").len() == 1
+    });
+    assert_eq!(w.stop(), Some(0));
+    assert_eq!(w.pages().len(), 6);
+}
+
+#[test]
+fn log_formats_json_for_pipelines_and_plain_under_journald() {
+    let mut w = fast_world();
+    let t = w.target("t");
+    w.write_config(&[t], "");
+    w.append(&w.inbox("t"), &rec("@log", "x"));
+    // JSON: every line parses, with a level and the target name.
+    let child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+        .arg("--config")
+        .arg(w.path("config.toml"))
+        .args(["--log-format", "json", "run"])
+        .env("RUST_LOG", "notion_inbox=debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    w.daemon = Some(child);
+    wait_until("the row", || w.pages().len() == 1);
+    let mut child = w.daemon.take().unwrap();
+    // SAFETY: kill(2) on our child.
+    unsafe { kill(child.id() as i32, 15) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let mut delivered = false;
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        delivered |= v["message"] == "delivered" && v["target_name"] == "t";
+    }
+    assert!(delivered, "{text}");
+    // Under journald (JOURNAL_STREAM set), `auto` writes no timestamps and no colours.
+    let out = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+        .arg("--config")
+        .arg(w.path("config.toml"))
+        .args(["check"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\u{1b}'), "colours under journald: {err}");
+    assert!(
+        !err.lines().any(|l| l.starts_with("20")),
+        "timestamps under journald: {err}"
+    );
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn the_demo_delivers_every_sample_accepts_a_push_and_exits_cleanly_on_sigint() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |needle: &str| -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = seen.iter().find(|l: &&String| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no {needle:?} in:\n{}",
+                seen.join("\n")
+            );
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push(l);
+            }
+        }
+    };
+    let delivered = wait_for("delivered 8/8");
+    assert!(
+        delivered.contains("429 (rate limited) 0 time(s)"),
+        "{delivered}"
+    );
+    // The printed push command works.
+    let push = wait_for("push --target tweets");
+    let config = push
+        .split("--config ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+        .args([
+            "--config",
+            &config,
+            "push",
+            "--target",
+            "tweets",
+            "--handle",
+            "@tester",
+            "--tweet",
+            "pushed during the demo",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("new row: @tester");
+    let dir = std::path::Path::new(&config).parent().unwrap().to_owned();
+    // SAFETY: kill(2) on our child.
+    unsafe { kill(child.id() as i32, 2) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut rest = Vec::new();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        rest.push(l);
+    }
+    assert!(
+        rest.iter().any(|l| l.contains("Done: 9 rows delivered")),
+        "{rest:?}"
+    );
+    assert!(!dir.exists(), "the demo removes its temporary directory");
+}
