@@ -244,7 +244,7 @@ impl TargetRunner {
         // Records registered so far, and how many of them the checkpoint on disk covers.
         let mut registered: u64 = 0;
         let mut persisted: u64 = 0;
-        let save = |commit: &Commit<Pending>| -> Result<(), String> {
+        let save = |commit: &Commit<Pending>, durable: bool| -> Result<(), String> {
             let in_flight = commit
                 .in_flight()
                 .map(|(pos, pending)| InFlight {
@@ -256,7 +256,7 @@ impl TargetRunner {
                 .collect();
             let mut cp = Checkpoint::new(commit.resume_position(), in_flight);
             cp.window = persisted_window;
-            p.store.save(&name, &cp).map_err(|e| {
+            p.store.save_with(&name, &cp, durable).map_err(|e| {
                 format!(
                     "target {name}: {}; free space or fix permissions in the state directory, then restart",
                     error_chain(&e)
@@ -264,7 +264,7 @@ impl TargetRunner {
             })
         };
         // Before anything is sent, the checkpoint must promise the window this run uses.
-        save(&commit)?;
+        save(&commit, true)?;
         let mut disk_names_file = p.start.is_some();
         let mut in_flight: JoinSet<Done> = JoinSet::new();
         let mut reconcile = tokio::time::interval(daemon.reconcile_interval);
@@ -327,7 +327,7 @@ impl TargetRunner {
                                 // The checkpoint on disk must name the file being read before a
                                 // record of it is sent: a rotation followed by a crash must not
                                 // make the restart skip the rest of this file.
-                                save(&commit)?;
+                                save(&commit, true)?;
                                 disk_names_file = true;
                             }
                             let job = Job {
@@ -360,8 +360,14 @@ impl TargetRunner {
             let committed_now = registered - commit.len() as u64;
             let held_back = room == 0 && committed_now > persisted;
             if held_back || dirty_since.is_some_and(|t| t.elapsed() >= CHECKPOINT_EVERY) {
-                save(&commit)?;
-                persisted = committed_now;
+                // Only a durable checkpoint may extend the window (the reader's room is counted
+                // from it). A periodic one just shortens the re-reading after a crash: it needs no
+                // fsync, because whichever checkpoint survives, the records sent lie within the
+                // window of the durable one, hence of any later one.
+                save(&commit, held_back)?;
+                if held_back {
+                    persisted = committed_now;
+                }
                 dirty_since = None;
                 caught_up = false;
                 continue;
@@ -413,7 +419,7 @@ impl TargetRunner {
                 }
             }
         }
-        save(&commit)?;
+        save(&commit, true)?;
         Ok(())
     }
 

@@ -143,6 +143,17 @@ impl CheckpointStore {
 
     /// Writes the checkpoint of `target` atomically and durably.
     pub fn save(&self, target: &str, checkpoint: &Checkpoint) -> Result<(), StateError> {
+        self.save_with(target, checkpoint, true)
+    }
+
+    /// Writes the checkpoint of `target` atomically (temp file, rename); `durable` adds the fsyncs
+    /// of the file and the directory, so that it also survives a power loss, not only a crash.
+    pub fn save_with(
+        &self,
+        target: &str,
+        checkpoint: &Checkpoint,
+        durable: bool,
+    ) -> Result<(), StateError> {
         let path = self.path(target)?;
         let write_err = |source| StateError::Write {
             target: target.to_owned(),
@@ -160,11 +171,15 @@ impl CheckpointStore {
             .tempfile_in(&self.dir)
             .map_err(write_err)?;
         temp.write_all(&json).map_err(write_err)?;
-        temp.as_file().sync_all().map_err(write_err)?;
+        if durable {
+            temp.as_file().sync_all().map_err(write_err)?;
+        }
         temp.persist(&path).map_err(|e| write_err(e.error))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(write_err)?;
+        if durable {
+            File::open(&self.dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(write_err)?;
+        }
         Ok(())
     }
 }
