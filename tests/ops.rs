@@ -160,7 +160,7 @@ fn log_formats_json_for_pipelines_and_plain_under_journald() {
         .unwrap();
     w.daemon = Some(child);
     wait_until("the row", || w.pages().len() == 1);
-    let mut child = w.daemon.take().unwrap();
+    let child = w.daemon.take().unwrap();
     // SAFETY: kill(2) on our child.
     unsafe { kill(child.id() as i32, 15) };
     let out = child.wait_with_output().unwrap();
