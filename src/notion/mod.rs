@@ -131,6 +131,18 @@ impl NotionClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, NotionError> {
+        self.send(token, method, path, body).await
+    }
+
+    /// Like [`NotionClient::request`], decoding the success body into `T` (only the fields `T`
+    /// names are kept: the hot path does not build a whole page object to read its id).
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &TokenHandle,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, NotionError> {
         let (token_key, workspace_key) = (token.key(), token.workspace_key());
         self.inner.limits.acquire(token_key, workspace_key).await;
         let url = self.url(path);
@@ -158,11 +170,11 @@ impl NotionClient {
     }
 
     /// Sends and reads the answer, mapping every failure to a [`NotionError`].
-    async fn finish(
+    async fn finish<T: serde::de::DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
         endpoint: &str,
-    ) -> Result<Value, NotionError> {
+    ) -> Result<T, NotionError> {
         let resp = req
             .send()
             .await
@@ -243,16 +255,14 @@ impl NotionClient {
 
     /// Creates a page with `body` (a full `POST /v1/pages` body) and classifies the outcome.
     pub async fn create_page(&self, token: &TokenHandle, body: &Value) -> CreateOutcome {
+        #[derive(serde::Deserialize)]
+        struct Created {
+            id: String,
+        }
         let result = self
-            .request(token, reqwest::Method::POST, "/v1/pages", Some(body))
+            .send::<Created>(token, reqwest::Method::POST, "/v1/pages", Some(body))
             .await
-            .and_then(|v| match v.get("id").and_then(Value::as_str) {
-                Some(id) => Ok(id.to_owned()),
-                None => Err(NotionError::Decode {
-                    endpoint: "POST /v1/pages".into(),
-                    detail: "the answer has no page id".into(),
-                }),
-            });
+            .map(|c| c.id);
         CreateOutcome::classify(result)
     }
 
