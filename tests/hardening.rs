@@ -361,7 +361,7 @@ fn a_damaged_checkpoint_stops_its_target_only_and_the_documented_recovery_works(
         // The documented recovery: move the checkpoint away, restart.
         std::fs::rename(w.path("state/checkpoints/a.json"), w.path("a.json.damaged")).unwrap();
         w.start();
-        wait_until("a delivers after the recovery", || {
+        w.wait_for("a delivers after the recovery", || {
             w.handles().contains(&"@a1".to_string())
         });
         assert_eq!(w.stop(), Some(0));
@@ -393,7 +393,7 @@ fn an_unwritable_checkpoint_stops_its_target_with_the_fix_and_loses_nothing() {
     assert_eq!(w.stop(), Some(0));
     std::fs::remove_dir(w.path("state/checkpoints/a.json")).unwrap();
     w.start();
-    wait_until("a delivers once its checkpoint can be written", || {
+    w.wait_for("a delivers once its checkpoint can be written", || {
         w.handles().contains(&"@a1".to_string())
     });
     assert_eq!(w.stop(), Some(0));

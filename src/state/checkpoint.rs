@@ -1,6 +1,6 @@
 //! One checkpoint per target: `<state_dir>/checkpoints/<target>.json`.
 //!
-//! Writing: serialize to a temporary file in the same directory (`.tmp-*.json`), `fsync` it, rename
+//! Writing: serialize to a temporary file in the same directory (`.tmp-<target>~*.json`), `fsync` it, rename
 //! it over the checkpoint, `fsync` the directory. A crash at any point leaves either the old or the
 //! new checkpoint, never a mix; a leftover temporary file is ignored by [`CheckpointStore::load`] and
 //! removed by [`CheckpointStore::open`].
@@ -90,23 +90,36 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
-    /// Opens (creating if needed) `<state_dir>/checkpoints` and removes temporary files left by a
-    /// crash during a write.
+    /// Opens (creating if needed) `<state_dir>/checkpoints`.
     pub fn open(state_dir: &Path) -> Result<CheckpointStore, StateError> {
         let dir = state_dir.join("checkpoints");
-        let dir_err = |source| StateError::Dir {
+        fs::create_dir_all(&dir).map_err(|source| StateError::Dir {
             path: dir.clone(),
             source,
+        })?;
+        Ok(CheckpointStore { dir })
+    }
+
+    /// The prefix of `target`'s temporary files. `~` cannot occur in a target name, so no target's
+    /// prefix is a prefix of another's.
+    fn temp_prefix(target: &str) -> String {
+        format!("{TEMP_PREFIX}{target}~")
+    }
+
+    /// Removes the temporary files a crash during a write of `target`'s checkpoint left behind.
+    /// Only this target's: another target may be writing its own at this very moment (removing
+    /// every leftover at open made a starting target break another's write).
+    fn remove_leftovers(&self, target: &str) {
+        let prefix = Self::temp_prefix(target);
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
         };
-        fs::create_dir_all(&dir).map_err(dir_err)?;
-        for entry in fs::read_dir(&dir).map_err(dir_err)? {
-            let entry = entry.map_err(dir_err)?;
-            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
                 // Best effort: a leftover that cannot be removed is still never read.
                 let _ = fs::remove_file(entry.path());
             }
         }
-        Ok(CheckpointStore { dir })
     }
 
     /// The checkpoint file of `target`.
@@ -127,6 +140,7 @@ impl CheckpointStore {
     /// Reads the checkpoint of `target`: `None` if there is none yet.
     pub fn load(&self, target: &str) -> Result<Option<Checkpoint>, StateError> {
         let path = self.path(target)?;
+        self.remove_leftovers(target);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -166,7 +180,7 @@ impl CheckpointStore {
         }
         let json = json.map_err(write_err)?;
         let mut temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
+            .prefix(&Self::temp_prefix(target))
             .suffix(".json")
             .tempfile_in(&self.dir)
             .map_err(write_err)?;
@@ -273,11 +287,14 @@ mod tests {
         let cp = sample();
         store.save("t", &cp).unwrap();
         // A crash between writing the temp file and renaming it leaves this behind.
-        let leftover = dir.path().join("checkpoints/.tmp-crash.json");
+        let leftover = dir.path().join("checkpoints/.tmp-t~crash.json");
         fs::write(&leftover, b"{\"version\":1,\"partial").unwrap();
+        // Another target's write in progress, which loading `t` must not touch.
+        let other = dir.path().join("checkpoints/.tmp-t.b~x.json");
+        fs::write(&other, b"{").unwrap();
         assert_eq!(store.load("t").unwrap(), Some(cp.clone()));
-        let store = CheckpointStore::open(dir.path()).unwrap();
         assert!(!leftover.exists());
+        assert!(other.exists(), "another target's temporary file was removed");
         assert_eq!(store.load("t").unwrap(), Some(cp));
     }
 

@@ -200,6 +200,21 @@ impl World {
         append_bytes(path, text.as_bytes());
     }
 
+    /// Like [`wait_until`], with the daemon's logs in the panic message.
+    #[track_caller]
+    pub fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out after {DEADLINE:?} waiting for: {what}\nlogs:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The rows the emulator holds, in creation order.
     pub fn pages(&self) -> Vec<StoredPage> {
         self.emu.pages()
