@@ -294,7 +294,10 @@ mod tests {
         fs::write(&other, b"{").unwrap();
         assert_eq!(store.load("t").unwrap(), Some(cp.clone()));
         assert!(!leftover.exists());
-        assert!(other.exists(), "another target's temporary file was removed");
+        assert!(
+            other.exists(),
+            "another target's temporary file was removed"
+        );
         assert_eq!(store.load("t").unwrap(), Some(cp));
     }
 
