@@ -465,3 +465,95 @@ fn a_refused_refresh_waits_for_authorize_and_resumes_by_itself() {
         assert!(!logs.contains(secret.as_str()), "a secret reached the log");
     }
 }
+
+#[test]
+fn an_expired_oauth_token_is_refreshed_by_the_daemon_and_the_rotated_pair_persisted() {
+    use notion_inbox::notion::TokenFile;
+    use notion_inbox::notion::oauth::TokenResponse;
+    use secrecy::ExposeSecret;
+    let mut w = World::new(fast());
+    let info = w.emu.info().clone();
+    // Authorize through the emulator's consent form and token endpoint, as `authorize` does.
+    let redirect = info.redirect_uris[0].clone();
+    let response: serde_json::Value = w.rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &info.client_id)
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("state", "s")
+            .append_pair("database", &info.database_id)
+            .append_pair("decision", "allow")
+            .finish();
+        let r = http
+            .post(format!("{}/v1/oauth/authorize", info.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        http.post(format!("{}/v1/oauth/token", info.url))
+            .basic_auth(&info.client_id, Some(&info.client_secret))
+            .json(&serde_json::json!({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let first = TokenFile::from_response(&TokenResponse::parse(response).unwrap(), None);
+    first.write(&w.path("state/tokens/t.toml")).unwrap();
+    std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
+    std::fs::set_permissions(
+        w.path("client_secret"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let t = TargetSpec {
+        token: String::new(),
+        ..w.target("t")
+    };
+    fast_config(&w, &[t]);
+    let cfg = std::fs::read_to_string(w.path("config.toml"))
+        .unwrap()
+        .replace("token = \"\"\n", "")
+        .replace(
+            "[notion]\n",
+            &format!(
+                "[notion]\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\n",
+                info.client_id
+            ),
+        );
+    std::fs::write(w.path("config.toml"), cfg).unwrap();
+    w.append(&w.inbox("t"), &rec("@before", "first token"));
+    w.start();
+    wait_until("the first row", || w.pages().len() == 1);
+    w.emu.expire_token(first.access_token.expose_secret());
+    w.append(&w.inbox("t"), &rec("@after", "refreshed token"));
+    w.wait_for("the row sent with the refreshed token", || {
+        w.pages().len() == 2
+    });
+    assert_eq!(w.stop(), Some(0));
+    let now = TokenFile::read(&w.path("state/tokens/t.toml")).unwrap();
+    assert_ne!(
+        now.access_token.expose_secret(),
+        first.access_token.expose_secret()
+    );
+    assert_ne!(
+        now.refresh_token.as_ref().unwrap().expose_secret(),
+        first.refresh_token.as_ref().unwrap().expose_secret(),
+        "the rotated refresh token is persisted"
+    );
+    assert!(now.refreshed_at.is_some());
+    let mode = std::fs::metadata(w.path("state/tokens/t.toml"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
