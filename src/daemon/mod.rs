@@ -228,9 +228,10 @@ fn status_line(running: &BTreeMap<String, Running>) -> String {
             other => troubled.push(format!("{name}: {other:?}")),
         }
     }
+    let n = running.len();
     let mut s = format!(
-        "{} targets, {delivered} delivered, {dead} dead-lettered",
-        running.len()
+        "{n} target{}, {delivered} delivered, {dead} dead-lettered",
+        if n == 1 { "" } else { "s" }
     );
     if !troubled.is_empty() {
         s.push_str("; ");
