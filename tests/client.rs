@@ -165,32 +165,13 @@ fn authorize_paste_mode_reads_the_redirected_url() {
     let (w, _) = oauth_world("2025-09-03");
     let (mut child, url) = start_authorize(&w, &["--paste"]);
     // Play the browser without following the redirect; the user copies the address bar.
-    let location = w.rt.block_on(async {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        let get = |k: &str| q.iter().find(|(n, _)| n == k).unwrap().1.clone();
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", &get("client_id"))
-            .append_pair("redirect_uri", &get("redirect_uri"))
-            .append_pair("state", &get("state"))
-            .append_pair("database", &w.emu.info().database_id)
-            .append_pair("decision", "allow")
-            .finish();
-        let mut base = url.clone();
-        base.set_query(None);
-        let r = http
-            .post(base)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 302);
-        r.headers()["location"].to_str().unwrap().to_owned()
-    });
+    let q: std::collections::BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    let location = w.rt.block_on(consent_location(
+        &w.emu,
+        &q["redirect_uri"],
+        &q["state"],
+        true,
+    ));
     writeln!(child.stdin.as_mut().unwrap(), "{location}").unwrap();
     let (code, stderr) = finish(child);
     assert_eq!(code, Some(0), "{stderr}");

@@ -480,6 +480,16 @@ async fn get_database(State(shared): S, headers: HeaderMap, Path(id): Path<Strin
     }
 }
 
+/// The answer to a data source endpoint under 2022-06-28.
+fn needs_data_sources(shared: &Shared) -> Response {
+    error(
+        shared,
+        400,
+        "invalid_request_url",
+        "Invalid request URL: data sources need Notion-Version 2025-09-03 or later.",
+    )
+}
+
 async fn get_data_source(State(shared): S, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let (version, _, info, _) = match prelude(&shared, &headers, "GET /v1/data_sources/{id}").await
     {
@@ -487,12 +497,7 @@ async fn get_data_source(State(shared): S, headers: HeaderMap, Path(id): Path<St
         Err(r) => return r,
     };
     if !version.data_sources() {
-        return error(
-            &shared,
-            400,
-            "invalid_request_url",
-            "Invalid request URL: data sources need Notion-Version 2025-09-03 or later.",
-        );
+        return needs_data_sources(&shared);
     }
     let ws = shared.lock_ws();
     match ws.ds(&info, &id) {
@@ -542,12 +547,7 @@ async fn query_data_source(
             Err(r) => return r,
         };
     if !version.data_sources() {
-        return error(
-            &shared,
-            400,
-            "invalid_request_url",
-            "Invalid request URL: data sources need Notion-Version 2025-09-03 or later.",
-        );
+        return needs_data_sources(&shared);
     }
     query(&shared, version, &info, &id, &body).unwrap_or_else(|r| r)
 }

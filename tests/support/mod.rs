@@ -255,6 +255,32 @@ impl Drop for World {
     }
 }
 
+/// Plays the user on the emulator's consent page (picking the "Twitter" database) without following
+/// the redirect, as a user who copies the address bar would; returns the redirect's location.
+pub async fn consent_location(emu: &Emulator, redirect: &str, state: &str, allow: bool) -> String {
+    let info = emu.info();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", &info.client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("state", state)
+        .append_pair("database", &info.database_id)
+        .append_pair("decision", if allow { "allow" } else { "cancel" })
+        .finish();
+    let r = http
+        .post(format!("{}/v1/oauth/authorize", info.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302, "the consent form redirects");
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
 /// Appends with one write() on an O_APPEND descriptor, as producers should.
 pub fn append_bytes(path: &Path, bytes: &[u8]) {
     let mut f = std::fs::OpenOptions::new()
