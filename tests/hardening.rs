@@ -341,7 +341,7 @@ fn a_damaged_checkpoint_stops_its_target_only_and_the_documented_recovery_works(
         });
         let logs = w.logs();
         assert!(
-            logs.contains("move it away"),
+            logs.contains("away to start this target again"),
             "the message gives the way out:\n{logs}"
         );
         // `status` shows it too.

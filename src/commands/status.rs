@@ -53,7 +53,7 @@ fn one(config: &Config, target: &Target) -> TargetStatus {
     let daemon = &config.daemon;
     let mut problem = None;
     // Opening the store would create directories; status only reads.
-    let checkpoint = if target.checkpoint_path(daemon).exists() {
+    let checkpoint = if daemon.state_dir.join("checkpoints").is_dir() {
         match CheckpointStore::open(&daemon.state_dir).and_then(|s| s.load(&target.name)) {
             Ok(c) => c,
             Err(e) => {

@@ -23,7 +23,7 @@ use crate::inbox::{Item, Position, TailOptions, Tailer};
 use crate::notion::{NotionClient, Resolved, TokenHandle};
 use crate::record::Mapper;
 use crate::state::Commit;
-use crate::state::checkpoint::{Checkpoint, CheckpointStore, InFlight};
+use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter, InFlight};
 
 /// How often a checkpoint is written at most while records finish (it is also written at once when
 /// the reader would otherwise be held back, and at shutdown).
@@ -63,8 +63,8 @@ impl TargetRunner {
         let name = &self.target.name;
         let daemon = &self.config.daemon;
         let loaded = match CheckpointStore::open(&daemon.state_dir).and_then(|store| {
-            let loaded = store.load(name)?;
-            Ok((store, loaded))
+            let (loaded, writer) = store.writer(name)?;
+            Ok((writer, loaded))
         }) {
             Ok(ok) => ok,
             Err(e) => {
@@ -76,7 +76,7 @@ impl TargetRunner {
                 return None;
             }
         };
-        let (store, loaded) = loaded;
+        let (writer, loaded) = loaded;
         let mut slow = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
         let (token, resolved, mapper) = loop {
@@ -124,7 +124,7 @@ impl TargetRunner {
         };
         self.state.set_health(Health::Ok);
         Some(Prepared {
-            store,
+            writer: Arc::new(Mutex::new(writer)),
             token,
             resolved: Arc::new(resolved),
             mapper,
@@ -227,6 +227,8 @@ impl TargetRunner {
         let window = self.target.max_in_flight;
         // The persisted window must cover both this run's and the last run's unchecked records.
         let persisted_window = window.max(p.restart_window) as u32;
+        // Records still in flight below which a held-back reader gets a new durable checkpoint.
+        let low_water = window / 2;
         let mut dead = DeadLetterFile::new(self.target.dead_letter_path(daemon));
         let hard_stop = CancellationToken::new();
         let sender = Arc::new(Sender {
@@ -244,7 +246,9 @@ impl TargetRunner {
         // Records registered so far, and how many of them the checkpoint on disk covers.
         let mut registered: u64 = 0;
         let mut persisted: u64 = 0;
-        let save = |commit: &Commit<Pending>, durable: bool| -> Result<(), String> {
+        // The checkpoint is built here and written on the blocking pool: a durable save is two
+        // fsyncs, and with many targets those must not stall the runtime's workers.
+        let save = |commit: &Commit<Pending>, durable: bool| {
             let in_flight = commit
                 .in_flight()
                 .map(|(pos, pending)| InFlight {
@@ -256,15 +260,27 @@ impl TargetRunner {
                 .collect();
             let mut cp = Checkpoint::new(commit.resume_position(), in_flight);
             cp.window = persisted_window;
-            p.store.save_with(&name, &cp, durable).map_err(|e| {
-                format!(
-                    "target {name}: {}; free space or fix permissions in the state directory, then restart",
-                    error_chain(&e)
-                )
-            })
+            let writer = p.writer.clone();
+            let name = name.clone();
+            async move {
+                let written = tokio::task::spawn_blocking(move || {
+                    writer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .save(&cp, durable)
+                })
+                .await
+                .map_err(|e| format!("target {name}: the checkpoint writer crashed: {e}"))?;
+                written.map_err(|e| {
+                    format!(
+                        "target {name}: {}; free space or fix permissions in the state directory, then restart",
+                        error_chain(&e)
+                    )
+                })
+            }
         };
         // Before anything is sent, the checkpoint must promise the window this run uses.
-        save(&commit, true)?;
+        save(&commit, true).await?;
         let mut disk_names_file = p.start.is_some();
         let mut in_flight: JoinSet<Done> = JoinSet::new();
         let mut reconcile = tokio::time::interval(daemon.reconcile_interval);
@@ -327,7 +343,7 @@ impl TargetRunner {
                                 // The checkpoint on disk must name the file being read before a
                                 // record of it is sent: a rotation followed by a crash must not
                                 // make the restart skip the rest of this file.
-                                save(&commit, true)?;
+                                save(&commit, true).await?;
                                 disk_names_file = true;
                             }
                             let job = Job {
@@ -356,15 +372,17 @@ impl TargetRunner {
                     continue;
                 }
             }
-            // The reader is held back by the checkpoint on disk: write it now.
+            // The reader is held back by the checkpoint on disk: write it once at most half the
+            // window is still in flight (group commit: one fsync pair per half window rather than
+            // one per record, and the reader then dispatches half a window at once).
             let committed_now = registered - commit.len() as u64;
-            let held_back = room == 0 && committed_now > persisted;
+            let held_back = room == 0 && committed_now > persisted && commit.len() <= low_water;
             if held_back || dirty_since.is_some_and(|t| t.elapsed() >= CHECKPOINT_EVERY) {
                 // Only a durable checkpoint may extend the window (the reader's room is counted
                 // from it). A periodic one just shortens the re-reading after a crash: it needs no
                 // fsync, because whichever checkpoint survives, the records sent lie within the
                 // window of the durable one, hence of any later one.
-                save(&commit, held_back)?;
+                save(&commit, held_back).await?;
                 if held_back {
                     persisted = committed_now;
                 }
@@ -419,7 +437,7 @@ impl TargetRunner {
                 }
             }
         }
-        save(&commit, true)?;
+        save(&commit, true).await?;
         Ok(())
     }
 
@@ -493,7 +511,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// What `prepare` hands to `pump`.
 struct Prepared {
-    store: CheckpointStore,
+    writer: Arc<Mutex<CheckpointWriter>>,
     token: TokenHandle,
     resolved: Arc<Resolved>,
     mapper: Mapper,

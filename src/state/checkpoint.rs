@@ -1,17 +1,20 @@
-//! One checkpoint per target: `<state_dir>/checkpoints/<target>.json`.
+//! One checkpoint per target, in two slot files: `<state_dir>/checkpoints/<target>.json` and
+//! `<target>~b.json`.
 //!
-//! Writing: serialize to a temporary file in the same directory (`.tmp-<target>~*.json`), `fsync` it, rename
-//! it over the checkpoint, `fsync` the directory. A crash at any point leaves either the old or the
-//! new checkpoint, never a mix; a leftover temporary file is ignored by [`CheckpointStore::load`] and
-//! removed by [`CheckpointStore::open`].
+//! Writing ([`CheckpointWriter`]): each save overwrites, in place, the slot that does not hold the
+//! newest durable checkpoint, with a sequence number and a CRC-32; a durable save fsyncs it. A crash
+//! (or a power loss) at any point leaves at least one whole slot, and never a slot that looks whole
+//! but mixes two writes. Files left by older versions (one file written by rename; temporary files
+//! `.tmp-<target>~*`) are read, and the temporary files removed.
 //!
-//! Reading: a missing file means a first start (`None`). Anything else that is not a valid
-//! checkpoint of [`CHECKPOINT_VERSION`] (empty, truncated, not JSON, wrong fields, another version)
-//! is a [`StateError`] naming the file and the way out. Never a silent start from zero (Promtail
-//! crash-looped on a truncated positions file; Vector lost its place after a hard kill).
+//! Reading: no slot file means a first start (`None`). The whole slot with the highest sequence
+//! number wins; a damaged slot beside a whole one is the trace of an interrupted write (a warning).
+//! If no slot is whole (empty, truncated, not JSON, wrong fields, bad checksum, another version),
+//! that is a [`StateError`] naming the file and the way out. Never a silent start from zero
+//! (Promtail crash-looped on a truncated positions file; Vector lost its place after a hard kill).
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -20,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::StateError;
 use crate::inbox::{FileIdentity, Position};
 
-/// The format version written and accepted.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The format version written. Version 1 (one file, renamed into place, no sequence number or
+/// checksum) is still read.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// Prefix of temporary files in the checkpoints directory.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -100,15 +104,14 @@ impl CheckpointStore {
         Ok(CheckpointStore { dir })
     }
 
-    /// The prefix of `target`'s temporary files. `~` cannot occur in a target name, so no target's
-    /// prefix is a prefix of another's.
+    /// The prefix of `target`'s temporary files (written by versions before the two slots). `~`
+    /// cannot occur in a target name, so no target's prefix is a prefix of another's.
     fn temp_prefix(target: &str) -> String {
         format!("{TEMP_PREFIX}{target}~")
     }
 
-    /// Removes the temporary files a crash during a write of `target`'s checkpoint left behind.
-    /// Only this target's: another target may be writing its own at this very moment (removing
-    /// every leftover at open made a starting target break another's write).
+    /// Removes the temporary files a crash of an older version left behind. Only this target's:
+    /// another target may be starting at this very moment.
     fn remove_leftovers(&self, target: &str) {
         let prefix = Self::temp_prefix(target);
         let Ok(entries) = fs::read_dir(&self.dir) else {
@@ -122,8 +125,14 @@ impl CheckpointStore {
         }
     }
 
-    /// The checkpoint file of `target`.
+    /// The checkpoint file of `target` (its first slot; see [`CheckpointStore::slots`]).
     pub fn path(&self, target: &str) -> Result<PathBuf, StateError> {
+        Ok(self.slots(target)?[0].clone())
+    }
+
+    /// The two slot files of `target`: `<target>.json` and `<target>~b.json` (`~` cannot occur in
+    /// a target name, so no target's second slot is another's first).
+    pub fn slots(&self, target: &str) -> Result<[PathBuf; 2], StateError> {
         let valid = !target.is_empty()
             && !target.starts_with('.')
             && target
@@ -134,72 +143,241 @@ impl CheckpointStore {
                 target: target.to_owned(),
             });
         }
-        Ok(self.dir.join(format!("{target}.json")))
+        Ok([
+            self.dir.join(format!("{target}.json")),
+            self.dir.join(format!("{target}~b.json")),
+        ])
     }
 
     /// Reads the checkpoint of `target`: `None` if there is none yet.
     pub fn load(&self, target: &str) -> Result<Option<Checkpoint>, StateError> {
-        let path = self.path(target)?;
-        self.remove_leftovers(target);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Read {
-                    target: target.to_owned(),
-                    path,
-                    source,
-                });
-            }
-        };
-        parse(target, path, &bytes).map(Some)
+        Ok(self.read_slots(target)?.map(|(cp, _)| cp.checkpoint))
     }
 
-    /// Writes the checkpoint of `target` atomically and durably.
+    /// Reads both slots and picks the newest whole one. Returns it and its slot.
+    fn read_slots(&self, target: &str) -> Result<Option<(Slot, usize)>, StateError> {
+        let paths = self.slots(target)?;
+        self.remove_leftovers(target);
+        let mut read = Vec::with_capacity(2);
+        for (i, path) in paths.iter().enumerate() {
+            match fs::read(path) {
+                Ok(bytes) => read.push((i, parse(target, path.clone(), &bytes))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StateError::Read {
+                        target: target.to_owned(),
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        let newest = read
+            .iter()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|slot| (slot.seq, *i)))
+            .max();
+        let Some((_, chosen)) = newest else {
+            // Nothing whole: the first error (a version error first: it has its own way out).
+            let mut errors: Vec<StateError> =
+                read.into_iter().filter_map(|(_, r)| r.err()).collect();
+            errors.sort_by_key(|e| !matches!(e, StateError::Version { .. }));
+            return match errors.into_iter().next() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
+        };
+        let mut slot = None;
+        for (i, r) in read {
+            match r {
+                Ok(s) if i == chosen => slot = Some(s),
+                Ok(_) => {}
+                // The expected trace of a crash during a write: the other slot is whole.
+                Err(e) => tracing::warn!(
+                    target_name = %target,
+                    "{e} (the other slot is whole and is used; this one is rewritten by the next save)"
+                ),
+            }
+        }
+        Ok(slot.map(|s| (s, chosen)))
+    }
+
+    /// Opens `target`'s checkpoint for writing: its newest checkpoint (`None` on a first start)
+    /// and the writer that continues from it. Both slot files are fsynced first, so that whatever
+    /// was read is on disk before the writer starts overwriting the other slot.
+    pub fn writer(
+        &self,
+        target: &str,
+    ) -> Result<(Option<Checkpoint>, CheckpointWriter), StateError> {
+        let paths = self.slots(target)?;
+        let found = self.read_slots(target)?;
+        for path in &paths {
+            if let Ok(file) = File::open(path) {
+                file.sync_all().map_err(|source| StateError::Write {
+                    target: target.to_owned(),
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        let (seq, durable_slot, checkpoint) = match found {
+            Some((slot, i)) => (slot.seq, i, Some(slot.checkpoint)),
+            // The first write goes to the first slot, `<target>.json`.
+            None => (0, 1, None),
+        };
+        let writer = CheckpointWriter {
+            dir: self.dir.clone(),
+            target: target.to_owned(),
+            paths,
+            seq,
+            durable_slot,
+            lens: [None, None],
+        };
+        Ok((checkpoint, writer))
+    }
+
+    /// Writes the checkpoint of `target` durably.
     pub fn save(&self, target: &str, checkpoint: &Checkpoint) -> Result<(), StateError> {
         self.save_with(target, checkpoint, true)
     }
 
-    /// Writes the checkpoint of `target` atomically (temp file, rename); `durable` adds the fsyncs
-    /// of the file and the directory, so that it also survives a power loss, not only a crash.
+    /// Writes the checkpoint of `target` once (a tool's write; the daemon keeps a
+    /// [`CheckpointWriter`]). `durable` adds the fsync.
     pub fn save_with(
         &self,
         target: &str,
         checkpoint: &Checkpoint,
         durable: bool,
     ) -> Result<(), StateError> {
-        let path = self.path(target)?;
+        self.writer(target)?.1.save(checkpoint, durable)
+    }
+}
+
+/// Writes one target's checkpoints, in place, into two alternating slot files.
+///
+/// Hand-written rather than a temp file renamed over the checkpoint: with a thousand targets each
+/// saving every second, creating and deleting an inode per save (and taking the directory's lock
+/// for the rename) cost more CPU than sending the records (BENCHMARKS.md, scale). Here a save is a
+/// `pwrite` into an existing file. Each slot holds a sequence number and a CRC-32 of its content;
+/// the reader takes the whole slot with the highest sequence number. A crash during a write can
+/// only damage the slot being written; the other is whole.
+///
+/// Durability: the slot holding the newest DURABLE checkpoint is never written; every save goes to
+/// the other slot, and a durable save (fsync) makes that slot the durable one. So a power loss
+/// leaves at least the last durable checkpoint, whatever happened to the non-durable ones.
+#[derive(Debug)]
+pub struct CheckpointWriter {
+    dir: PathBuf,
+    target: String,
+    paths: [PathBuf; 2],
+    /// The sequence number of the last write.
+    seq: u64,
+    /// The slot that holds the newest durable checkpoint.
+    durable_slot: usize,
+    /// The slot files' lengths, when known.
+    lens: [Option<u64>; 2],
+}
+
+impl CheckpointWriter {
+    /// Writes `checkpoint`; `durable` adds the fsync, so that it also survives a power loss, not
+    /// only a crash.
+    pub fn save(&mut self, checkpoint: &Checkpoint, durable: bool) -> Result<(), StateError> {
+        use std::os::unix::fs::FileExt;
+        let slot = 1 - self.durable_slot;
+        let path = &self.paths[slot];
         let write_err = |source| StateError::Write {
-            target: target.to_owned(),
+            target: self.target.clone(),
             path: path.clone(),
             source,
         };
-        let mut json = serde_json::to_vec_pretty(checkpoint).map_err(io::Error::other);
-        if let Ok(json) = &mut json {
-            json.push(b'\n');
+        let seq = self.seq + 1;
+        let bytes = Slot::encode(checkpoint, seq).map_err(write_err)?;
+        let (file, created) = match fs::OpenOptions::new().write(true).open(path) {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(write_err)?,
+                true,
+            ),
+            Err(e) => return Err(write_err(e)),
+        };
+        file.write_all_at(&bytes, 0).map_err(write_err)?;
+        let len = match self.lens[slot] {
+            Some(len) => len,
+            None => file.metadata().map_err(write_err)?.len(),
+        };
+        if len > bytes.len() as u64 {
+            file.set_len(bytes.len() as u64).map_err(write_err)?;
         }
-        let json = json.map_err(write_err)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(&Self::temp_prefix(target))
-            .suffix(".json")
-            .tempfile_in(&self.dir)
-            .map_err(write_err)?;
-        temp.write_all(&json).map_err(write_err)?;
+        self.lens[slot] = Some(bytes.len() as u64);
         if durable {
-            temp.as_file().sync_all().map_err(write_err)?;
+            file.sync_data().map_err(write_err)?;
+            if created {
+                File::open(&self.dir)
+                    .and_then(|dir| dir.sync_all())
+                    .map_err(write_err)?;
+            }
+            self.durable_slot = slot;
         }
-        temp.persist(&path).map_err(|e| write_err(e.error))?;
-        if durable {
-            File::open(&self.dir)
-                .and_then(|dir| dir.sync_all())
-                .map_err(write_err)?;
-        }
+        self.seq = seq;
         Ok(())
     }
 }
 
-/// Parses a checkpoint file's bytes, strictly.
-fn parse(target: &str, path: PathBuf, bytes: &[u8]) -> Result<Checkpoint, StateError> {
+/// A slot file: the checkpoint, its sequence number and the CRC-32 of both.
+#[derive(Debug, Serialize, Deserialize)]
+struct Slot {
+    #[serde(flatten)]
+    checkpoint: Checkpoint,
+    /// Orders the two slots (absent in version 1 files: 0).
+    #[serde(default)]
+    seq: u64,
+    /// CRC-32 (hex) of the slot's compact JSON without this field. Absent in version 1 files; a
+    /// file repaired by hand may leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
+}
+
+impl Slot {
+    fn checksum_of(checkpoint: &Checkpoint, seq: u64) -> Result<String, serde_json::Error> {
+        let bare = serde_json::to_vec(&SlotRef {
+            checkpoint,
+            seq,
+            checksum: None,
+        })?;
+        Ok(format!("{:08x}", crc32fast::hash(&bare)))
+    }
+
+    fn encode(checkpoint: &Checkpoint, seq: u64) -> io::Result<Vec<u8>> {
+        let mut checkpoint = checkpoint.clone();
+        checkpoint.version = CHECKPOINT_VERSION;
+        let sum = Self::checksum_of(&checkpoint, seq).map_err(io::Error::other)?;
+        let mut bytes = serde_json::to_vec_pretty(&SlotRef {
+            checkpoint: &checkpoint,
+            seq,
+            checksum: Some(sum),
+        })
+        .map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+}
+
+/// [`Slot`] by reference, for writing.
+#[derive(Serialize)]
+struct SlotRef<'a> {
+    #[serde(flatten)]
+    checkpoint: &'a Checkpoint,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
+}
+
+/// Parses a slot file's bytes, strictly.
+fn parse(target: &str, path: PathBuf, bytes: &[u8]) -> Result<Slot, StateError> {
     let corrupt = |what, source| StateError::Corrupt {
         target: target.to_owned(),
         path: path.clone(),
@@ -219,7 +397,7 @@ fn parse(target: &str, path: PathBuf, bytes: &[u8]) -> Result<Checkpoint, StateE
     let version = value.get("version").and_then(serde_json::Value::as_u64);
     match version {
         None => return Err(corrupt("it has no \"version\" field", None)),
-        Some(found) if found != u64::from(CHECKPOINT_VERSION) => {
+        Some(found) if !(1..=u64::from(CHECKPOINT_VERSION)).contains(&found) => {
             return Err(StateError::Version {
                 target: target.to_owned(),
                 path,
@@ -229,7 +407,19 @@ fn parse(target: &str, path: PathBuf, bytes: &[u8]) -> Result<Checkpoint, StateE
         }
         Some(_) => {}
     }
-    serde_json::from_value(value).map_err(|e| corrupt("a field is missing or invalid", Some(e)))
+    let slot: Slot = serde_json::from_value(value)
+        .map_err(|e| corrupt("a field is missing or invalid", Some(e)))?;
+    if let Some(sum) = &slot.checksum {
+        let expected = Slot::checksum_of(&slot.checkpoint, slot.seq)
+            .map_err(|e| corrupt("a field is missing or invalid", Some(e)))?;
+        if *sum != expected {
+            return Err(corrupt(
+                "its checksum does not match: a write was interrupted",
+                None,
+            ));
+        }
+    }
+    Ok(slot)
 }
 
 #[cfg(test)]
@@ -319,7 +509,9 @@ mod tests {
         let full = serde_json::to_vec(&sample()).unwrap();
         let text = damaged(&full[..full.len() / 2]);
         assert!(
-            text.contains("truncated") && text.contains("move it away"),
+            text.contains("truncated")
+                && text.contains("t~b.json")
+                && text.contains("away to start"),
             "{text}"
         );
         assert!(damaged(b"\0\0\0\0").contains("not valid JSON"));
@@ -327,8 +519,149 @@ mod tests {
         assert!(damaged(b"{\"version\": 1, \"offset\": -3}").contains("missing or invalid"));
         let text = damaged(b"{\"version\": 7}");
         assert!(
-            text.contains("version 7") && text.contains("reads version 1"),
+            text.contains("version 7") && text.contains("reads versions 1 to 2"),
             "{text}"
+        );
+    }
+
+    /// A checkpoint at `offset`, stamped at a fixed time (so that two can be compared).
+    fn at(offset: u64) -> Checkpoint {
+        let mut cp = Checkpoint::new(
+            Some(Position {
+                file: identity(),
+                offset,
+            }),
+            vec![],
+        );
+        cp.updated = DateTime::from_timestamp(1_790_000_000, 123_456_789).unwrap();
+        cp
+    }
+
+    #[test]
+    fn saves_alternate_between_two_slots_and_the_newest_whole_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let [a, b] = store.slots("t").unwrap();
+        let (found, mut w) = store.writer("t").unwrap();
+        assert_eq!(found, None);
+        w.save(&at(10), true).unwrap();
+        assert!(a.is_file() && !b.exists(), "the first save goes to t.json");
+        w.save(&at(20), true).unwrap();
+        assert!(b.is_file());
+        assert_eq!(store.load("t").unwrap(), Some(at(20)));
+        w.save(&at(30), true).unwrap();
+        assert_eq!(store.load("t").unwrap(), Some(at(30)));
+        // A longer checkpoint, then a shorter one in the same slot: no stale tail survives.
+        let mut long = at(40);
+        long.in_flight = (0..50)
+            .map(|i| InFlight {
+                key: format!("key-{i}"),
+                file: identity(),
+                offset: 40 + i,
+                end: 41 + i,
+            })
+            .collect();
+        w.save(&long, true).unwrap();
+        w.save(&at(50), true).unwrap();
+        w.save(&at(60), true).unwrap();
+        assert_eq!(store.load("t").unwrap(), Some(at(60)));
+        // A new writer (a restart) goes on from the newest.
+        let (found, mut w) = store.writer("t").unwrap();
+        assert_eq!(found, Some(at(60)));
+        w.save(&at(70), false).unwrap();
+        assert_eq!(store.load("t").unwrap(), Some(at(70)));
+        // So does a tool's one-off save.
+        store.save("t", &at(80)).unwrap();
+        assert_eq!(store.load("t").unwrap(), Some(at(80)));
+    }
+
+    #[test]
+    fn non_durable_saves_never_overwrite_the_newest_durable_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let [a, b] = store.slots("t").unwrap();
+        let (_, mut w) = store.writer("t").unwrap();
+        w.save(&at(10), true).unwrap();
+        let durable = fs::read(&a).unwrap();
+        for offset in [11, 12, 13] {
+            w.save(&at(offset), false).unwrap();
+            assert_eq!(
+                fs::read(&a).unwrap(),
+                durable,
+                "the durable slot was written"
+            );
+        }
+        assert_eq!(store.load("t").unwrap(), Some(at(13)));
+        // A durable save goes to the other slot and becomes the one to keep.
+        w.save(&at(14), true).unwrap();
+        let durable = fs::read(&b).unwrap();
+        w.save(&at(15), false).unwrap();
+        assert_eq!(fs::read(&b).unwrap(), durable);
+        // A power loss that wipes the non-durable slot leaves the durable one.
+        fs::write(&a, b"\0\0\0\0").unwrap();
+        assert_eq!(store.load("t").unwrap(), Some(at(14)));
+    }
+
+    #[test]
+    fn an_interrupted_write_is_detected_and_the_other_slot_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let [a, b] = store.slots("t").unwrap();
+        let (_, mut w) = store.writer("t").unwrap();
+        w.save(&at(123_456), true).unwrap();
+        w.save(&at(123_999), true).unwrap();
+        let (old, new) = (fs::read(&a).unwrap(), fs::read(&b).unwrap());
+        // Torn at every byte: the new write's head over the old content of the same slot (here:
+        // the other slot's bytes, the same length and shape). Some mixes are valid JSON with a
+        // plausible offset; the checksum must refuse every one that is not exactly one write.
+        assert_eq!(old.len(), new.len());
+        let mut refused = 0;
+        for cut in 1..new.len() {
+            let mut torn = new[..cut].to_vec();
+            torn.extend_from_slice(&old[cut..]);
+            fs::write(&b, &torn).unwrap();
+            let loaded = store.load("t").unwrap();
+            if torn == new {
+                assert_eq!(loaded, Some(at(123_999)));
+            } else if torn == old {
+                // Identical bytes: the same checkpoint and sequence number as slot a.
+                assert_eq!(loaded, Some(at(123_456)));
+            } else {
+                assert_eq!(
+                    loaded,
+                    Some(at(123_456)),
+                    "torn at byte {cut} was taken as whole"
+                );
+                refused += 1;
+            }
+        }
+        assert!(refused > 0);
+        // A tail left by a longer earlier write is not whole either.
+        let mut tail = new.clone();
+        tail.extend_from_slice(b"  \"offset\": 9}\n");
+        fs::write(&b, &tail).unwrap();
+        assert_eq!(store.load("t").unwrap(), Some(at(123_456)));
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_is_read_and_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let mut v1 = at(77);
+        v1.version = 1;
+        // Version 1: one file, no sequence number, no checksum.
+        fs::write(
+            store.path("t").unwrap(),
+            serde_json::to_vec_pretty(&v1).unwrap(),
+        )
+        .unwrap();
+        let (found, mut w) = store.writer("t").unwrap();
+        assert_eq!(found, Some(v1));
+        w.save(&at(88), false).unwrap();
+        assert_eq!(store.load("t").unwrap(), Some(at(88)));
+        assert!(
+            store.slots("t").unwrap()[1].is_file(),
+            "the v1 file was kept as the durable slot"
         );
     }
 

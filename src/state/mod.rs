@@ -3,10 +3,11 @@
 //! - [`commit`]: [`Commit`], which turns records finishing out of order into a committed
 //!   [`Position`](crate::inbox::Position) that only ever covers a contiguous prefix of finished
 //!   records.
-//! - [`checkpoint`]: [`Checkpoint`] and [`CheckpointStore`], one JSON file per target in
-//!   `<state_dir>/checkpoints/`, written atomically and durably (temp file, fsync, rename, directory
-//!   fsync) and read defensively: a damaged checkpoint stops its target with a message that names
-//!   the file and the way out; it never silently restarts from zero.
+//! - [`checkpoint`]: [`Checkpoint`], [`CheckpointStore`] and [`CheckpointWriter`]: two JSON slot
+//!   files per target in `<state_dir>/checkpoints/`, overwritten in turn (sequence number, CRC-32,
+//!   fsync when durable) so that one is always whole, and read defensively: if no slot is whole the
+//!   target stops with a message that names the file and the way out; it never silently restarts
+//!   from zero.
 
 pub mod checkpoint;
 pub mod commit;
@@ -14,7 +15,7 @@ pub mod commit;
 use std::io;
 use std::path::PathBuf;
 
-pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, InFlight};
+pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CheckpointWriter, InFlight};
 pub use commit::{Commit, Ticket};
 
 /// What can go wrong with durable state.
@@ -52,7 +53,7 @@ pub enum StateError {
     },
     /// The checkpoint is empty, truncated or not a valid checkpoint.
     #[error(
-        "the checkpoint of target {target} at {path} is damaged ({what}); the target is stopped so that nothing is sent twice or skipped: inspect the file, then either repair it or move it away to start this target again from the beginning of its inbox (records already in Notion would be sent again)"
+        "the checkpoint of target {target} at {path} is damaged ({what}); the target is stopped so that nothing is sent twice or skipped: inspect the file, then either repair it (and delete its checksum field) or move it and the target's other slot file ({target}.json and {target}~b.json, in that directory) away to start this target again from the beginning of its inbox (records already in Notion would be sent again)"
     )]
     Corrupt {
         /// The target.
@@ -67,7 +68,7 @@ pub enum StateError {
     },
     /// The checkpoint was written by another version of the format.
     #[error(
-        "the checkpoint of target {target} at {path} has format version {found}, and this notion-inbox reads version {expected}: run the notion-inbox that wrote it, or move the file away to start this target again from the beginning of its inbox (records already in Notion would be sent again)"
+        "the checkpoint of target {target} at {path} has format version {found}, and this notion-inbox reads versions 1 to {expected}: run the notion-inbox that wrote it, or move the target's checkpoint files ({target}.json and {target}~b.json, in that directory) away to start this target again from the beginning of its inbox (records already in Notion would be sent again)"
     )]
     Version {
         /// The target.
