@@ -46,10 +46,18 @@ pub fn collect(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Target
         Some(name) => vec![config.target(name)?],
         None => config.targets.iter().collect(),
     };
-    Ok(targets.into_iter().map(|t| one(config, t)).collect())
+    let published = crate::daemon::health::read_status(&config.daemon.state_dir);
+    Ok(targets
+        .into_iter()
+        .map(|t| one(config, t, &published))
+        .collect())
 }
 
-fn one(config: &Config, target: &Target) -> TargetStatus {
+fn one(
+    config: &Config,
+    target: &Target,
+    published: &std::collections::HashMap<String, StatusSnapshot>,
+) -> TargetStatus {
     let daemon = &config.daemon;
     let mut problem = None;
     // Opening the store would create directories; status only reads.
@@ -99,14 +107,7 @@ fn one(config: &Config, target: &Target) -> TargetStatus {
             ),
         },
     };
-    let snapshot = std::fs::read(
-        daemon
-            .state_dir
-            .join("status")
-            .join(format!("{}.json", target.name)),
-    )
-    .ok()
-    .and_then(|b| serde_json::from_slice::<StatusSnapshot>(&b).ok());
+    let snapshot = published.get(&target.name).cloned();
     TargetStatus {
         target: target.name.clone(),
         inbox: target.inbox.display().to_string(),

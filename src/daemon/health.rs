@@ -73,8 +73,6 @@ pub struct TargetState {
     pub counters: Counters,
     /// The last error met, with the time, for `status`.
     pub last_error: Mutex<Option<String>>,
-    /// The last status file written (without its time) and when, to skip identical rewrites.
-    last_written: Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl TargetState {
@@ -85,7 +83,6 @@ impl TargetState {
             health: watch::channel(Health::Starting).0,
             counters: Counters::default(),
             last_error: Mutex::new(None),
-            last_written: Mutex::new(None),
         }
     }
 
@@ -123,7 +120,7 @@ impl TargetState {
     }
 }
 
-/// What the daemon publishes about a target in `<state_dir>/status/<target>.json`, for `status`.
+/// What the daemon publishes about a target in `<state_dir>/status.json`, for `status`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StatusSnapshot {
     /// The target.
@@ -183,30 +180,69 @@ impl TargetState {
                 .clone(),
         }
     }
+}
 
-    /// Writes the status file (atomically; it is advisory, so without fsync).
-    pub fn write_status(&self, state_dir: &std::path::Path) -> std::io::Result<()> {
-        // An idle daemon should cost nothing: an unchanged status is rewritten once a minute only
-        // (so that `updated` still shows the daemon is alive).
-        let snapshot = self.snapshot();
-        let content = serde_json::to_string(&StatusSnapshot {
-            updated: String::new(),
-            ..snapshot.clone()
-        })?;
-        let mut last = self.last_written.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((prev, at)) = last.as_ref()
+/// `<state_dir>/status.json`: the daemon's [`StatusSnapshot`] of every target, for `status`.
+///
+/// One file for all targets, rewritten by rename: one per target cost an inode created and deleted
+/// per target per heartbeat, which with 1000 busy targets was a third of the daemon's CPU.
+#[derive(Debug)]
+pub struct StatusWriter {
+    path: std::path::PathBuf,
+    /// The last content written (without times) and when, to skip identical rewrites.
+    last: Option<(String, std::time::Instant)>,
+}
+
+/// The status file's name in the state directory.
+const STATUS_FILE: &str = "status.json";
+
+impl StatusWriter {
+    /// A writer for `<state_dir>/status.json`.
+    pub fn new(state_dir: &std::path::Path) -> StatusWriter {
+        StatusWriter {
+            path: state_dir.join(STATUS_FILE),
+            last: None,
+        }
+    }
+
+    /// Writes the status file (atomically; it is advisory, so without fsync). An idle daemon
+    /// should cost nothing: an unchanged status is rewritten once a minute only (so that
+    /// `updated` still shows the daemon is alive).
+    pub fn write(&mut self, mut snapshots: Vec<StatusSnapshot>) -> std::io::Result<()> {
+        for s in &mut snapshots {
+            s.updated = String::new();
+        }
+        let content = serde_json::to_string(&snapshots)?;
+        if let Some((prev, at)) = self.last.as_ref()
             && *prev == content
             && at.elapsed() < std::time::Duration::from_secs(60)
         {
             return Ok(());
         }
-        let dir = state_dir.join("status");
-        std::fs::create_dir_all(&dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-        serde_json::to_writer_pretty(&mut tmp, &snapshot)?;
-        tmp.persist(dir.join(format!("{}.json", self.name)))
-            .map_err(|e| e.error)?;
-        *last = Some((content, std::time::Instant::now()));
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        for s in &mut snapshots {
+            s.updated.clone_from(&now);
+        }
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".status-")
+            .tempfile_in(dir)?;
+        serde_json::to_writer_pretty(std::io::BufWriter::new(&mut tmp), &snapshots)?;
+        tmp.persist(&self.path).map_err(|e| e.error)?;
+        self.last = Some((content, std::time::Instant::now()));
         Ok(())
     }
+}
+
+/// Reads `<state_dir>/status.json`: each target's snapshot by name (empty if there is none).
+pub fn read_status(
+    state_dir: &std::path::Path,
+) -> std::collections::HashMap<String, StatusSnapshot> {
+    std::fs::read(state_dir.join(STATUS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<StatusSnapshot>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.target.clone(), s))
+        .collect()
 }

@@ -77,6 +77,10 @@ pub async fn run_with(
     let mut heartbeat = tokio::time::interval(watchdog.unwrap_or(HEARTBEAT).min(HEARTBEAT));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_delivered: u64 = 0;
+    let status_file = Arc::new(std::sync::Mutex::new(health::StatusWriter::new(
+        &current.daemon.state_dir,
+    )));
+    let mut last_status_write: Option<JoinHandle<()>> = None;
     loop {
         tokio::select! {
             intent = intents.recv() => match intent {
@@ -111,11 +115,14 @@ pub async fn run_with(
                 }
                 let delivered: u64 = running.values().map(|r| r.state.counters.delivered.load(std::sync::atomic::Ordering::Relaxed)).sum();
                 let status = status_line(&running);
-                for r in running.values() {
-                    if let Err(e) = r.state.write_status(&current.daemon.state_dir) {
-                        tracing::debug!(target_name = %r.state.name, "cannot write the status file: {e}");
+                let snapshots = running.values().map(|r| r.state.snapshot()).collect();
+                let status_file = status_file.clone();
+                // Off the runtime: a file write must not stall the targets' tasks.
+                last_status_write = Some(tokio::task::spawn_blocking(move || {
+                    if let Err(e) = status_file.lock().unwrap_or_else(|e| e.into_inner()).write(snapshots) {
+                        tracing::debug!("cannot write the status file: {e}");
                     }
-                }
+                }));
                 notify_systemd(&[sd_notify::NotifyState::Status(&status)]);
                 if delivered != last_delivered {
                     tracing::info!(delivered_since_last = delivered - last_delivered, "{status}");
@@ -129,10 +136,22 @@ pub async fn run_with(
     for r in running.values() {
         r.stop.cancel();
     }
+    let mut snapshots = Vec::with_capacity(running.len());
     for (_, r) in running {
         let _ = r.handle.await;
-        let _ = r.state.write_status(&current.daemon.state_dir);
+        snapshots.push(r.state.snapshot());
     }
+    // The final status must not be overtaken by a heartbeat's write still in progress.
+    if let Some(write) = last_status_write {
+        let _ = write.await;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        status_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(snapshots)
+    })
+    .await;
     tracing::info!("stopped; checkpoints saved");
     Ok(())
 }

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
@@ -175,7 +175,7 @@ async fn prelude(
     if info.revoked || info.expired || ttl_over {
         return Err(unauthorized());
     }
-    let now = DefaultClock::default().now();
+    let now = shared.per_token.clock().now();
     let limited = |e: governor::NotUntil<_>| {
         let wait = e.wait_time_from(now);
         wait.as_secs() + u64::from(wait.subsec_nanos() > 0)

@@ -325,6 +325,18 @@ impl Emulator {
             .collect()
     }
 
+    /// The pages created after the first `start`, in creation order (cheaper than `pages()` for
+    /// watching a growing workspace: only the new ones are cloned, under the lock).
+    pub fn pages_from(&self, start: usize) -> Vec<StoredPage> {
+        self.shared
+            .lock_ws()
+            .rows
+            .iter()
+            .skip(start)
+            .map(|r| r.page.clone())
+            .collect()
+    }
+
     /// How many pages were created (cheaper than `pages().len()`).
     pub fn page_count(&self) -> usize {
         self.shared.lock_ws().rows.len()

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -17,6 +17,11 @@ pub struct Limiters {
     per_workspace: Option<DefaultKeyedRateLimiter<u64>>,
     /// Keys (token or workspace) that Notion told to wait, and until when.
     paused: Mutex<HashMap<u64, Instant>>,
+    /// One queue per token: requests take their turn (FIFO) before waiting for a cell, so that
+    /// only the head of each queue sleeps on the limiter. (Letting every queued request wait on
+    /// the limiter woke them all at each free cell, to find it taken: with 18 requests queued per
+    /// token, 17 useless wake-ups per request sent.)
+    turns: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Limiters {
@@ -49,16 +54,25 @@ impl Limiters {
             per_token: RateLimiter::keyed(quota(per_second, burst)),
             per_workspace: workspace_per_second.map(|r| RateLimiter::keyed(quota(r, burst))),
             paused: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
     /// Waits until a request for this token (and workspace) may be sent.
     pub async fn acquire(&self, token_key: u64, workspace_key: Option<u64>) {
+        let turn = self
+            .turns
+            .lock()
+            .expect("not poisoned")
+            .entry(token_key)
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
         loop {
             self.wait_pauses(token_key, workspace_key).await;
-            self.per_token.until_key_ready(&token_key).await;
+            until_ready(&self.per_token, token_key).await;
             if let (Some(limiter), Some(ws)) = (&self.per_workspace, workspace_key) {
-                limiter.until_key_ready(&ws).await;
+                until_ready(limiter, ws).await;
             }
             // A 429 may have arrived for this key while we waited for a cell: honour it.
             if self.pause_left(token_key, workspace_key).is_none() {
@@ -94,6 +108,15 @@ impl Limiters {
         while let Some(until) = self.pause_left(token_key, workspace_key) {
             tokio::time::sleep_until(until).await;
         }
+    }
+}
+
+/// Waits for a cell of `key`, sleeping on the runtime's timer (governor's own `until_key_ready`
+/// sleeps on the `futures-timer` thread: a thread wake-up per wait, and deaf to tokio's test clock).
+async fn until_ready(limiter: &DefaultKeyedRateLimiter<u64>, key: u64) {
+    use governor::clock::Clock;
+    while let Err(not_until) = limiter.check_key(&key) {
+        tokio::time::sleep(not_until.wait_time_from(limiter.clock().now())).await;
     }
 }
 
