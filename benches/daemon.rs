@@ -1,6 +1,7 @@
 //! Benchmarks 1-6 of BENCHMARKS.md: the real binary against the in-process emulator. Each prints a
 //! markdown table. Run all: `cargo bench --bench daemon`; one: `cargo bench --bench daemon -- rate`
-//! (rate, reaction, idle, memory, restart, scale). `BENCH_QUICK=1` shortens every measurement.
+//! (rate, reaction, idle, memory, restart, scale). `BENCH_QUICK=1` shortens every measurement;
+//! `BENCH_SCALE_RECORDS=n` sets the records per target of the scale benchmark (30).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -360,7 +361,10 @@ fn restart() {
 /// 6. Scale: 1000 targets, each with its own token at the default 3/s, draining together.
 fn scale() {
     let n = if quick() { 200 } else { 1000 };
-    let per = if quick() { 10 } else { 30 };
+    let per = std::env::var("BENCH_SCALE_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 10 } else { 30 });
     println!(
         "\n### 6. Scale: {n} targets, own token each, 3 requests/s per token ({per} records each)\n"
     );
