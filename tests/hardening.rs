@@ -369,6 +369,57 @@ fn a_damaged_checkpoint_stops_its_target_only_and_the_documented_recovery_works(
 }
 
 #[test]
+fn a_torn_checkpoint_slot_falls_back_to_the_other_and_nothing_is_lost_or_doubled() {
+    // A crash (or a power loss) during a checkpoint write leaves the slot being written torn; the
+    // other slot is whole and older. The daemon must go on from it, say so, and (with a dedupe
+    // property) create no row twice for the records between the two.
+    let mut w = World::new(fast());
+    let mut a = w.target("a");
+    a.dedupe = true;
+    fast_config(&w, &[a]);
+    for i in 0..3 {
+        w.append(&w.inbox("a"), &rec(&format!("@first{i}"), "x"));
+    }
+    w.start();
+    w.wait_for("the first rows", || w.pages().len() == 3);
+    assert_eq!(w.stop(), Some(0));
+    let slots = [
+        w.path("state/checkpoints/a.json"),
+        w.path("state/checkpoints/a~b.json"),
+    ];
+    assert!(slots.iter().all(|p| p.is_file()), "two slots after a run");
+    let seq = |p: &std::path::Path| {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        v["seq"].as_u64().unwrap()
+    };
+    let newest = if seq(&slots[0]) > seq(&slots[1]) {
+        &slots[0]
+    } else {
+        &slots[1]
+    };
+    // Torn: the head of the write, then garbage.
+    let bytes = std::fs::read(newest).unwrap();
+    let mut torn = bytes[..bytes.len() / 2].to_vec();
+    torn.extend(std::iter::repeat_n(0u8, bytes.len() / 2));
+    std::fs::write(newest, torn).unwrap();
+    w.append(&w.inbox("a"), &rec("@after", "y"));
+    w.start();
+    w.wait_for("the new record after the fallback", || {
+        w.handles().contains(&"@after".to_string())
+    });
+    assert_eq!(w.stop(), Some(0));
+    let mut handles = w.handles();
+    handles.sort();
+    assert_eq!(handles, ["@after", "@first0", "@first1", "@first2"]);
+    let logs = w.logs();
+    assert!(
+        logs.contains(&newest.file_name().unwrap().to_string_lossy().to_string())
+            && logs.contains("the other slot is whole"),
+        "the fallback is reported, naming the file:\n{logs}"
+    );
+}
+
+#[test]
 fn an_unwritable_checkpoint_stops_its_target_with_the_fix_and_loses_nothing() {
     // The checkpoint's path is taken by a directory: no write can land there (this works as root,
     // whom mode bits do not stop).

@@ -84,7 +84,12 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
     wait_until("the status file shows the deliveries", || {
         let (_, out, _) = cli(&w, &["status", "--json"]);
         serde_json::from_str::<serde_json::Value>(&out)
-            .map(|s| s[0]["backlog_bytes"] == 0 && s[0]["dead_letters"] == 2)
+            .map(|s| {
+                s[0]["backlog_bytes"] == 0
+                    && s[0]["dead_letters"] == 2
+                    && s[0]["daemon"]["delivered"] == 5
+                    && s[0]["daemon"]["dead_lettered"] == 2
+            })
             .unwrap_or(false)
     });
     let (code, out, _) = cli(&w, &["status"]);
