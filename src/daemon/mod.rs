@@ -73,7 +73,7 @@ pub async fn run_with(
     tracing::info!(targets = running.len(), config = %config_path.display(), "notion-inbox is running");
 
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
-    // The heartbeat pings the watchdog, publishes STATUS= and the status files, and logs progress.
+    // The heartbeat pings the watchdog, publishes STATUS= and status.json, and logs progress.
     let mut heartbeat = tokio::time::interval(watchdog.unwrap_or(HEARTBEAT).min(HEARTBEAT));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_delivered: u64 = 0;
