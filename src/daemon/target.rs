@@ -25,8 +25,8 @@ use crate::record::Mapper;
 use crate::state::Commit;
 use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter, InFlight};
 
-/// How often a checkpoint is written at most while records finish (it is also written at once when
-/// the reader would otherwise be held back, and at shutdown).
+/// How often a checkpoint is written at most while records finish (it is also written, durably,
+/// when the reader is held back by the window and half of it has finished, and at shutdown).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs one target until `stop` is cancelled; in-flight requests then get `grace` to finish.

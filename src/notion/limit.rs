@@ -60,13 +60,14 @@ impl Limiters {
 
     /// Waits until a request for this token (and workspace) may be sent.
     pub async fn acquire(&self, token_key: u64, workspace_key: Option<u64>) {
-        let turn = self
-            .turns
-            .lock()
-            .expect("not poisoned")
-            .entry(token_key)
-            .or_default()
-            .clone();
+        let turn = {
+            let mut turns = self.turns.lock().expect("not poisoned");
+            if !turns.contains_key(&token_key) {
+                // A new token (a refresh replaces one): forget the queues nobody holds.
+                turns.retain(|_, turn| Arc::strong_count(turn) > 1);
+            }
+            turns.entry(token_key).or_default().clone()
+        };
         let _turn = turn.lock().await;
         loop {
             self.wait_pauses(token_key, workspace_key).await;
@@ -133,6 +134,29 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(1));
         l.acquire(1, None).await;
         assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn requests_of_one_token_take_their_turns_in_order() {
+        // 200/s with a burst of 1 (the client keeps no reserve then): one cell every ~5 ms, so the
+        // eight requests queue, and they must be served in the order they asked.
+        let l = std::sync::Arc::new(Limiters::new(200.0, 1, None));
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (l, order) = (l.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                l.acquire(7, None).await;
+                order.lock().unwrap().push(i);
+            }));
+            // Let task i reach the queue before task i + 1 is started.
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..8).collect::<Vec<_>>());
+        assert_eq!(l.turns.lock().unwrap().len(), 1, "one queue per token");
     }
 
     #[tokio::test(start_paused = true)]
