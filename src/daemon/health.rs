@@ -196,9 +196,24 @@ pub struct StatusWriter {
 /// The status file's name in the state directory.
 const STATUS_FILE: &str = "status.json";
 
+/// The prefix of the status file's temporary files.
+const STATUS_TEMP_PREFIX: &str = ".status-";
+
 impl StatusWriter {
     /// A writer for `<state_dir>/status.json`.
     pub fn new(state_dir: &std::path::Path) -> StatusWriter {
+        // Temporary files a crash left behind (best effort: they are never read).
+        if let Ok(entries) = std::fs::read_dir(state_dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(STATUS_TEMP_PREFIX)
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         StatusWriter {
             path: state_dir.join(STATUS_FILE),
             last: None,
@@ -225,9 +240,13 @@ impl StatusWriter {
         }
         let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
         let mut tmp = tempfile::Builder::new()
-            .prefix(".status-")
+            .prefix(STATUS_TEMP_PREFIX)
             .tempfile_in(dir)?;
-        serde_json::to_writer_pretty(std::io::BufWriter::new(&mut tmp), &snapshots)?;
+        let mut out = std::io::BufWriter::new(&mut tmp);
+        serde_json::to_writer_pretty(&mut out, &snapshots)?;
+        // Flushed explicitly: a failed write (a full disk) must not put a truncated file in place.
+        std::io::Write::flush(&mut out)?;
+        drop(out);
         tmp.persist(&self.path).map_err(|e| e.error)?;
         self.last = Some((content, std::time::Instant::now()));
         Ok(())

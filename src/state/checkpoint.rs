@@ -575,12 +575,24 @@ mod tests {
         assert_eq!(store.load("t").unwrap(), Some(at(80)));
     }
 
-    #[test]
-    fn non_durable_saves_never_overwrite_the_newest_durable_checkpoint() {
+    /// A new store in a temporary directory, target `t`'s slot paths and a writer for it.
+    fn fresh_writer() -> (
+        tempfile::TempDir,
+        CheckpointStore,
+        [PathBuf; 2],
+        CheckpointWriter,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        let [a, b] = store.slots("t").unwrap();
-        let (_, mut w) = store.writer("t").unwrap();
+        let slots = store.slots("t").unwrap();
+        let (found, writer) = store.writer("t").unwrap();
+        assert_eq!(found, None);
+        (dir, store, slots, writer)
+    }
+
+    #[test]
+    fn non_durable_saves_never_overwrite_the_newest_durable_checkpoint() {
+        let (_dir, store, [a, b], mut w) = fresh_writer();
         w.save(&at(10), true).unwrap();
         let durable = fs::read(&a).unwrap();
         for offset in [11, 12, 13] {
@@ -604,10 +616,7 @@ mod tests {
 
     #[test]
     fn an_interrupted_write_is_detected_and_the_other_slot_used() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::open(dir.path()).unwrap();
-        let [a, b] = store.slots("t").unwrap();
-        let (_, mut w) = store.writer("t").unwrap();
+        let (_dir, store, [a, b], mut w) = fresh_writer();
         w.save(&at(123_456), true).unwrap();
         w.save(&at(123_999), true).unwrap();
         let (old, new) = (fs::read(&a).unwrap(), fs::read(&b).unwrap());
