@@ -113,41 +113,73 @@ impl InboxWatcher {
 
     /// Watches `inbox`, notifying `wake` when it may have changed. The inbox file need not exist;
     /// its directory must.
+    ///
+    /// The registry lock is never held across a call into notify: notify's `watch`/`unwatch` wait
+    /// for its event thread, which may be inside the handler waiting for that lock (a deadlock
+    /// that hung CI once). The handle is registered first, so no event after the watch is missed.
     pub fn watch_with(&mut self, inbox: &Path, wake: Arc<Notify>) -> Result<(), InboxError> {
         let (dir, name) = split(inbox)?;
-        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        if !registry.dirs.contains_key(&dir) {
-            self.watcher
-                .watch(&dir, RecursiveMode::NonRecursive)
-                .map_err(|source| match source.kind {
-                    notify::ErrorKind::PathNotFound => InboxError::DirectoryMissing {
-                        dir: dir.clone(),
-                        inbox: inbox.to_path_buf(),
-                    },
-                    _ => map_error(dir.clone(), source),
-                })?;
+        let new_dir = {
+            let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            let new_dir = !registry.dirs.contains_key(&dir);
+            registry
+                .dirs
+                .entry(dir.clone())
+                .or_default()
+                .entry(name.clone())
+                .or_default()
+                .push(Arc::clone(&wake));
+            new_dir
+        };
+        if !new_dir {
+            return Ok(());
         }
-        registry
-            .dirs
-            .entry(dir)
-            .or_default()
-            .entry(name)
-            .or_default()
-            .push(wake);
-        Ok(())
+        let result = self.watcher.watch(&dir, RecursiveMode::NonRecursive);
+        let Err(source) = result else {
+            return Ok(());
+        };
+        // Take back this handle (and the directory, if nothing else uses it).
+        {
+            let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(names) = registry.dirs.get_mut(&dir) {
+                if let Some(wakes) = names.get_mut(&name) {
+                    wakes.retain(|w| !Arc::ptr_eq(w, &wake));
+                    if wakes.is_empty() {
+                        names.remove(&name);
+                    }
+                }
+                if names.is_empty() {
+                    registry.dirs.remove(&dir);
+                }
+            }
+        }
+        Err(match source.kind {
+            notify::ErrorKind::PathNotFound => InboxError::DirectoryMissing {
+                dir: dir.clone(),
+                inbox: inbox.to_path_buf(),
+            },
+            _ => map_error(dir, source),
+        })
     }
 
     /// Stops waking for `inbox` (all its handles); unwatches the directory when it was the last.
     pub fn unwatch(&mut self, inbox: &Path) -> Result<(), InboxError> {
         let (dir, name) = split(inbox)?;
-        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(names) = registry.dirs.get_mut(&dir) else {
-            return Ok(());
+        let last = {
+            let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(names) = registry.dirs.get_mut(&dir) else {
+                return Ok(());
+            };
+            names.remove(&name);
+            let last = names.is_empty();
+            if last {
+                registry.dirs.remove(&dir);
+            }
+            last
         };
-        names.remove(&name);
-        if names.is_empty() {
-            registry.dirs.remove(&dir);
-            // The directory may be gone already, which removed the watch too.
+        if last {
+            // Outside the lock (see `watch_with`). The directory may be gone already, which
+            // removed the watch too.
             let _ = self.watcher.unwatch(&dir);
         }
         Ok(())

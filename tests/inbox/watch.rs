@@ -99,6 +99,52 @@ async fn several_directories_share_one_watcher() {
     assert!(!pending(&a));
 }
 
+/// Watching and unwatching while events stream in never blocks: notify's `watch` waits for its
+/// event thread, so holding the lock its handler needs across that call deadlocked (it hung a CI
+/// run). The churn runs on its own thread so that a regression fails here instead of hanging.
+#[test]
+fn watching_and_unwatching_while_events_stream_in_never_blocks() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    let busy = Fixture::new();
+    let churned = Fixture::new();
+    let mut watcher = InboxWatcher::new().unwrap();
+    let woken_busy = watcher.watch(&busy.path).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (Arc::clone(&stop), busy.path.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                append(&path, b"x\n");
+            }
+        })
+    };
+    let (done_tx, done_rx) = mpsc::channel();
+    let churn = {
+        let path = churned.path.clone();
+        std::thread::spawn(move || {
+            for _ in 0..500 {
+                watcher.watch(&path).unwrap();
+                watcher.unwatch(&path).unwrap();
+            }
+            done_tx.send(()).unwrap();
+            watcher
+        })
+    };
+    let finished = done_rx.recv_timeout(Duration::from_secs(60));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        finished.is_ok(),
+        "500 watch/unwatch pairs did not finish within 60 s while events streamed in: deadlock"
+    );
+    let watcher = churn.join().unwrap();
+    // The busy inbox is still watched and its events were delivered all along.
+    assert!(pending(&woken_busy), "the streaming inbox was never woken");
+    drop(watcher);
+}
+
 #[test]
 fn a_missing_directory_is_a_clear_error() {
     let fx = Fixture::new();
