@@ -202,47 +202,98 @@ unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
 
-#[test]
-fn the_demo_delivers_every_sample_accepts_a_push_and_exits_cleanly_on_sigint() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
-        .arg("demo")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+/// `notion-inbox demo` as a user runs it, its stdout read line by line on a thread.
+struct Demo {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+            .arg("demo")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
+        });
+        Demo {
+            child,
+            lines,
+            seen: Vec::new(),
         }
-    });
-    let mut seen = Vec::new();
-    let mut wait_for = |needle: &str| -> String {
+    }
+
+    /// The first line (so far or within 60 s) that contains `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
         let start = Instant::now();
         loop {
-            if let Some(l) = seen.iter().find(|l: &&String| l.contains(needle)) {
+            if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
                 return l.clone();
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "no {needle:?} in:\n{}",
-                seen.join("\n")
+                self.seen.join("\n")
             );
-            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
-                seen.push(l);
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push(l);
             }
         }
-    };
-    let delivered = wait_for("delivered 8/8");
+    }
+
+    /// Sends SIGINT (Ctrl-C) and returns the exit code and the lines printed after it. Fails
+    /// (killing the demo) if it has not exited within 60 s.
+    fn interrupt(mut self) -> (Option<i32>, Vec<String>) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { kill(self.child.id() as i32, 2) };
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the demo ignored SIGINT for 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut rest = Vec::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            rest.push(l);
+        }
+        (status.code(), rest)
+    }
+}
+
+/// The demo's temporary directory, from its "working directory" line.
+fn demo_dir(demo: &mut Demo) -> std::path::PathBuf {
+    let line = demo.wait_for("working directory");
+    std::path::PathBuf::from(line.split_whitespace().last().unwrap())
+}
+
+#[test]
+fn the_demo_delivers_every_sample_accepts_a_push_and_exits_cleanly_on_sigint() {
+    let mut demo = Demo::start();
+    let dir = demo_dir(&mut demo);
+    assert!(dir.is_dir(), "{}", dir.display());
+    let delivered = demo.wait_for("delivered 8/8");
     assert!(
         delivered.contains("429 (rate limited) 0 time(s)"),
         "{delivered}"
     );
     // The printed push command works.
-    let push = wait_for("push --target tweets");
+    let push = demo.wait_for("push --target tweets");
     let config = push
         .split("--config ")
         .nth(1)
@@ -251,6 +302,7 @@ fn the_demo_delivers_every_sample_accepts_a_push_and_exits_cleanly_on_sigint() {
         .next()
         .unwrap()
         .to_owned();
+    assert!(std::path::Path::new(&config).starts_with(&dir), "{config}");
     let out = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
         .args([
             "--config",
@@ -270,19 +322,33 @@ fn the_demo_delivers_every_sample_accepts_a_push_and_exits_cleanly_on_sigint() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for("new row: @tester");
-    let dir = std::path::Path::new(&config).parent().unwrap().to_owned();
-    // SAFETY: kill(2) on our child.
-    unsafe { kill(child.id() as i32, 2) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-    let mut rest = Vec::new();
-    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-        rest.push(l);
-    }
+    demo.wait_for("new row: @tester");
+    let (code, rest) = demo.interrupt();
+    assert_eq!(code, Some(0), "{rest:?}");
     assert!(
         rest.iter().any(|l| l.contains("Done: 9 rows delivered")),
         "{rest:?}"
+    );
+    assert!(!dir.exists(), "the demo removes its temporary directory");
+}
+
+/// Ctrl-C while the samples are still being delivered stops the demo cleanly too (the signal
+/// is caught from the start, not only once the demo is watching).
+#[test]
+fn ctrl_c_during_delivery_stops_the_demo_cleanly() {
+    let mut demo = Demo::start();
+    let dir = demo_dir(&mut demo);
+    demo.wait_for("3. Running the daemon");
+    let (code, rest) = demo.interrupt();
+    assert_eq!(code, Some(0), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("Done: ") && l.contains("rows delivered")),
+        "{rest:?}"
+    );
+    assert!(
+        !rest.iter().any(|l| l.contains("4. Watching")),
+        "went on to watch after Ctrl-C: {rest:?}"
     );
     assert!(!dir.exists(), "the demo removes its temporary directory");
 }

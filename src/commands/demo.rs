@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -41,10 +42,36 @@ const SAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the start of the demo. A `Signal` stream keeps a
+/// signal that arrives while nobody polls it; a fresh `tokio::signal::ctrl_c()` per loop turn
+/// lost one that arrived between two turns, and the demo then ignored that Ctrl-C (it hung a test
+/// on a loaded machine).
+struct Interrupt {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupt {
+    fn new() -> anyhow::Result<Interrupt> {
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
 /// Runs the demo until Ctrl-C (or until `stop` fires, for tests). Returns the rows it saw.
 pub async fn run(
     mut stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<Vec<StoredPage>> {
+    let mut interrupt = Interrupt::new()?;
     let dir = tempfile::Builder::new()
         .prefix("notion-inbox-demo-")
         .tempdir()
@@ -127,6 +154,7 @@ pub async fn run(
     let daemon = tokio::spawn(crate::daemon::run_with(config_path.clone(), intents_rx));
     let start = Instant::now();
     let mut shown = 0;
+    let mut interrupted = false;
     while emu.pages().len() < SAMPLES.len() {
         let n = emu.pages().len();
         if n != shown {
@@ -145,7 +173,13 @@ pub async fn run(
             "the sample records were not delivered within 2 minutes; see {}",
             root.join("state").display()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = interrupt.recv() => {
+                interrupted = true;
+                break;
+            }
+        }
     }
     println!(
         "   delivered {}/{} in {:.1} s; Notion answered 429 (rate limited) {} time(s)\n",
@@ -156,30 +190,32 @@ pub async fn run(
     );
     print_table(&emu.pages());
 
-    println!("\n4. Watching. Add a record from another terminal, and watch it arrive:\n");
-    println!(
-        "   {} --config {} push --target tweets --handle @you --tweet 'Hello from the demo'",
-        std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "notion-inbox".into()),
-        config_path.display()
-    );
-    println!(
-        "   or: echo '{{\"handle\":\"@you\",\"tweet\":\"hi\"}}' >> {}",
-        inbox.display()
-    );
-    println!("\n   Ctrl-C ends the demo and removes {}.", root.display());
-    let mut seen = emu.pages().len();
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = async { match stop.as_mut() { Some(rx) => { let _ = rx.await; } None => std::future::pending().await } } => break,
-            () = tokio::time::sleep(Duration::from_millis(200)) => {
-                let pages = emu.pages();
-                for p in &pages[seen..] {
-                    println!("   new row: {:<16} {}", text_of(p, "handle"), text_of(p, "tweet"));
+    if !interrupted {
+        println!("\n4. Watching. Add a record from another terminal, and watch it arrive:\n");
+        println!(
+            "   {} --config {} push --target tweets --handle @you --tweet 'Hello from the demo'",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "notion-inbox".into()),
+            config_path.display()
+        );
+        println!(
+            "   or: echo '{{\"handle\":\"@you\",\"tweet\":\"hi\"}}' >> {}",
+            inbox.display()
+        );
+        println!("\n   Ctrl-C ends the demo and removes {}.", root.display());
+        let mut seen = emu.pages().len();
+        loop {
+            tokio::select! {
+                () = interrupt.recv() => break,
+                _ = async { match stop.as_mut() { Some(rx) => { let _ = rx.await; } None => std::future::pending().await } } => break,
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    let pages = emu.pages();
+                    for p in &pages[seen..] {
+                        println!("   new row: {:<16} {}", text_of(p, "handle"), text_of(p, "tweet"));
+                    }
+                    seen = pages.len();
                 }
-                seen = pages.len();
             }
         }
     }

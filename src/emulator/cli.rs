@@ -107,6 +107,11 @@ pub async fn run_command(args: EmulatorArgs) -> anyhow::Result<()> {
         )
     })?;
     let info = emu.info().clone();
+    // Caught before anything is printed: a caller that reads the credentials and at once sends
+    // SIGINT/SIGTERM gets a clean shutdown, not the default action.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string(&info)?)?;
     out.flush()?;
@@ -134,9 +139,8 @@ pub async fn run_command(args: EmulatorArgs) -> anyhow::Result<()> {
         info.url
     );
     eprintln!("Ctrl-C stops it.");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     emu.shutdown().await;
