@@ -8,11 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::daemon::signals::Intent;
+use crate::daemon::signals::{Intent, Interrupt};
 use crate::emulator::{Emulator, EmulatorOptions, StoredPage};
 
 /// The sample records the demo appends.
@@ -42,35 +41,11 @@ const SAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
-/// SIGINT (Ctrl-C) and SIGTERM, caught from the start of the demo. A `Signal` stream keeps a
-/// signal that arrives while nobody polls it; a fresh `tokio::signal::ctrl_c()` per loop turn
-/// lost one that arrived between two turns, and the demo then ignored that Ctrl-C (it hung a test
-/// on a loaded machine).
-struct Interrupt {
-    int: Signal,
-    term: Signal,
-}
-
-impl Interrupt {
-    fn new() -> anyhow::Result<Interrupt> {
-        Ok(Interrupt {
-            int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
-            term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-        }
-    }
-}
-
 /// Runs the demo until Ctrl-C (or until `stop` fires, for tests). Returns the rows it saw.
 pub async fn run(
     mut stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<Vec<StoredPage>> {
+    // Caught from the start, so that Ctrl-C at any step stops the demo cleanly.
     let mut interrupt = Interrupt::new()?;
     let dir = tempfile::Builder::new()
         .prefix("notion-inbox-demo-")

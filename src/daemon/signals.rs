@@ -42,3 +42,32 @@ pub fn listen() -> std::io::Result<mpsc::Receiver<Intent>> {
     });
     Ok(rx)
 }
+
+/// SIGINT (Ctrl-C) or SIGTERM, as one thing to await, for the commands that are not the daemon
+/// (`demo`, `emulator`). Create it before telling the user how to stop: a tokio `Signal` stream
+/// keeps a signal that arrives while nobody awaits it, whereas a fresh `tokio::signal::ctrl_c()`
+/// per loop turn lost one arriving between two turns (the demo then ignored that Ctrl-C and hung
+/// a test on a loaded machine), and before the first one the default action kills the process.
+pub struct Interrupt {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    /// Starts catching both signals (needs a tokio runtime).
+    pub fn new() -> std::io::Result<Interrupt> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next SIGINT or SIGTERM (or returns at once for one already caught).
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}

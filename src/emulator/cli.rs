@@ -109,9 +109,7 @@ pub async fn run_command(args: EmulatorArgs) -> anyhow::Result<()> {
     let info = emu.info().clone();
     // Caught before anything is printed: a caller that reads the credentials and at once sends
     // SIGINT/SIGTERM gets a clean shutdown, not the default action.
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = crate::daemon::signals::Interrupt::new()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string(&info)?)?;
     out.flush()?;
@@ -139,10 +137,7 @@ pub async fn run_command(args: EmulatorArgs) -> anyhow::Result<()> {
         info.url
     );
     eprintln!("Ctrl-C stops it.");
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    interrupt.recv().await;
     emu.shutdown().await;
     Ok(())
 }

@@ -138,21 +138,12 @@ impl InboxWatcher {
         let Err(source) = result else {
             return Ok(());
         };
-        // Take back this handle (and the directory, if nothing else uses it).
-        {
-            let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(names) = registry.dirs.get_mut(&dir) {
-                if let Some(wakes) = names.get_mut(&name) {
-                    wakes.retain(|w| !Arc::ptr_eq(w, &wake));
-                    if wakes.is_empty() {
-                        names.remove(&name);
-                    }
-                }
-                if names.is_empty() {
-                    registry.dirs.remove(&dir);
-                }
-            }
-        }
+        // Take the directory back: it was new, so this handle was its only one.
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .dirs
+            .remove(&dir);
         Err(match source.kind {
             notify::ErrorKind::PathNotFound => InboxError::DirectoryMissing {
                 dir: dir.clone(),
