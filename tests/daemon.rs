@@ -300,6 +300,118 @@ fn restarts_after_sigterm_and_sigkill_lose_nothing() {
     assert_rows_once(&w, &all);
 }
 
+/// Queries the emulator received (the daemon's checks by key).
+fn queries(w: &World) -> u64 {
+    w.emu
+        .stats()
+        .requests
+        .iter()
+        .filter(|(endpoint, _)| endpoint.ends_with("/query"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// After a clean stop every record sent was answered, so the records appended later are new: a
+/// restart must neither check them by key nor call them possible duplicates. (The checkpoint
+/// written at shutdown used to keep the delivery window, and the next run then treated its first
+/// `max_in_flight` new records as maybe-sent.)
+#[test]
+fn a_clean_restart_treats_new_records_as_new() {
+    for dedupe in [true, false] {
+        let mut w = fast_world(&["tweets"], dedupe);
+        let inbox = w.inbox("tweets");
+        let first = handles("before", 5);
+        append_all(&w, &inbox, &first);
+        w.start();
+        wait_until("the first rows", || w.pages().len() >= first.len());
+        assert_eq!(w.stop(), Some(0), "SIGTERM exits 0\n{}", w.logs());
+        let checks_before = queries(&w);
+        let second = handles("after", 30);
+        append_all(&w, &inbox, &second);
+        w.start();
+        let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+        wait_until("every row", || w.pages().len() >= all.len());
+        assert_eq!(w.stop(), Some(0));
+        assert_rows_once(&w, &all);
+        let logs = w.logs();
+        assert_eq!(
+            queries(&w),
+            checks_before,
+            "dedupe={dedupe}: new records were checked by key after a clean restart\n{logs}"
+        );
+        assert!(
+            !logs.contains("possible duplicate"),
+            "dedupe={dedupe}: new records called possible duplicates after a clean restart\n{logs}"
+        );
+    }
+}
+
+/// A crash can leave records past the checkpoint that are rows already. A run that stops cleanly
+/// before reaching them all must hand the rest on: the run after it still checks them by key.
+/// (The state after the crash is made by hand: every record is a row, the checkpoint at the start
+/// with a window covering all of them.)
+#[test]
+fn records_a_crash_may_have_sent_stay_checked_across_a_short_clean_run() {
+    use notion_inbox::state::CheckpointStore;
+    let mut w = fast_world(&["tweets"], true);
+    let inbox = w.inbox("tweets");
+    let all = handles("rec", 20);
+    append_all(&w, &inbox, &all);
+    w.start();
+    wait_until("every row", || w.pages().len() >= all.len());
+    assert_eq!(w.stop(), Some(0));
+    let store = CheckpointStore::open(&w.path("state")).unwrap();
+    let mut cp = store.load("tweets").unwrap().expect("a checkpoint");
+    let end = cp.offset;
+    cp.offset = 0;
+    cp.in_flight.clear();
+    cp.window = all.len() as u32;
+    store.save("tweets", &cp).unwrap();
+
+    // A short run: one request a second, two records in flight at most (so they are answered
+    // within the shutdown grace, and the run ends with nothing unfinished), stopped after its
+    // first checks.
+    let config = w.path("config.toml");
+    let fast_config = std::fs::read_to_string(&config).unwrap();
+    let slow = fast_config
+        .replace(
+            "requests_per_second = 50\nburst = 50",
+            "requests_per_second = 1\nburst = 1",
+        )
+        .replace(
+            "[target.properties]",
+            "max_in_flight = 2\n[target.properties]",
+        );
+    assert_eq!(slow.matches("= 1\n").count(), 2, "{slow}");
+    assert!(slow.contains("max_in_flight = 2"), "{slow}");
+    std::fs::write(&config, slow).unwrap();
+    w.start();
+    wait_until("two checks by key", || queries(&w) >= 2);
+    assert_eq!(w.stop(), Some(0));
+    let after_short = store.load("tweets").unwrap().unwrap();
+    assert!(
+        after_short.offset > 0 && after_short.offset < end,
+        "the short run should have passed some records, not all: {after_short:?}"
+    );
+    assert!(
+        after_short.in_flight.is_empty(),
+        "the short run should have finished what it sent: {after_short:?}"
+    );
+    assert_eq!(w.pages().len(), all.len(), "{}", w.logs());
+
+    // The next run checks the rest too, and creates nothing.
+    std::fs::write(&config, fast_config).unwrap();
+    w.start();
+    wait_until("the checkpoint at the end", || {
+        store
+            .load("tweets")
+            .unwrap()
+            .is_some_and(|c| c.offset == end)
+    });
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &all);
+}
+
 #[test]
 fn transient_faults_and_rate_limits_are_retried_until_delivered() {
     let mut w = fast_world(&["tweets"], true);

@@ -248,7 +248,7 @@ impl TargetRunner {
         let mut persisted: u64 = 0;
         // The checkpoint is built here and written on the blocking pool: a durable save is two
         // fsyncs, and with many targets those must not stall the runtime's workers.
-        let save = |commit: &Commit<Pending>, durable: bool| {
+        let save = |commit: &Commit<Pending>, durable: bool, window: u32| {
             let in_flight = commit
                 .in_flight()
                 .map(|(pos, pending)| InFlight {
@@ -259,7 +259,7 @@ impl TargetRunner {
                 })
                 .collect();
             let mut cp = Checkpoint::new(commit.resume_position(), in_flight);
-            cp.window = persisted_window;
+            cp.window = window;
             let writer = p.writer.clone();
             let name = name.clone();
             async move {
@@ -280,7 +280,7 @@ impl TargetRunner {
             }
         };
         // Before anything is sent, the checkpoint must promise the window this run uses.
-        save(&commit, true).await?;
+        save(&commit, true, persisted_window).await?;
         let mut disk_names_file = p.start.is_some();
         let mut in_flight: JoinSet<Done> = JoinSet::new();
         let mut reconcile = tokio::time::interval(daemon.reconcile_interval);
@@ -343,7 +343,7 @@ impl TargetRunner {
                                 // The checkpoint on disk must name the file being read before a
                                 // record of it is sent: a rotation followed by a crash must not
                                 // make the restart skip the rest of this file.
-                                save(&commit, true).await?;
+                                save(&commit, true, persisted_window).await?;
                                 disk_names_file = true;
                             }
                             let job = Job {
@@ -382,7 +382,7 @@ impl TargetRunner {
                 // from it). A periodic one just shortens the re-reading after a crash: it needs no
                 // fsync, because whichever checkpoint survives, the records sent lie within the
                 // window of the durable one, hence of any later one.
-                save(&commit, held_back).await?;
+                save(&commit, held_back, persisted_window).await?;
                 if held_back {
                     persisted = committed_now;
                 }
@@ -437,7 +437,16 @@ impl TargetRunner {
                 }
             }
         }
-        save(&commit, true).await?;
+        // The window this checkpoint promises covers the records that may be rows already: with
+        // nothing unfinished, none of this run's (every record sent was answered and the position
+        // is past it), only the last run's that this run has not reached. Promising the whole
+        // window would make the next run check its first new records by key for nothing.
+        let final_window = if commit.is_empty() {
+            unchecked_left as u32
+        } else {
+            persisted_window
+        };
+        save(&commit, true, final_window).await?;
         Ok(())
     }
 
