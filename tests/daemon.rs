@@ -300,6 +300,14 @@ fn restarts_after_sigterm_and_sigkill_lose_nothing() {
     assert_rows_once(&w, &all);
 }
 
+/// Appends `hs`, runs the daemon until the emulator holds at least `rows` rows, and stops it.
+fn run_until_rows(w: &mut World, inbox: &std::path::Path, hs: &[String], rows: usize) {
+    append_all(w, inbox, hs);
+    w.start();
+    wait_until("the rows", || w.pages().len() >= rows);
+    assert_eq!(w.stop(), Some(0), "SIGTERM exits 0\n{}", w.logs());
+}
+
 /// Queries the emulator received (the daemon's checks by key).
 fn queries(w: &World) -> u64 {
     w.emu
@@ -321,17 +329,11 @@ fn a_clean_restart_treats_new_records_as_new() {
         let mut w = fast_world(&["tweets"], dedupe);
         let inbox = w.inbox("tweets");
         let first = handles("before", 5);
-        append_all(&w, &inbox, &first);
-        w.start();
-        wait_until("the first rows", || w.pages().len() >= first.len());
-        assert_eq!(w.stop(), Some(0), "SIGTERM exits 0\n{}", w.logs());
+        run_until_rows(&mut w, &inbox, &first, first.len());
         let checks_before = queries(&w);
         let second = handles("after", 30);
-        append_all(&w, &inbox, &second);
-        w.start();
         let all: Vec<String> = first.iter().chain(&second).cloned().collect();
-        wait_until("every row", || w.pages().len() >= all.len());
-        assert_eq!(w.stop(), Some(0));
+        run_until_rows(&mut w, &inbox, &second, all.len());
         assert_rows_once(&w, &all);
         let logs = w.logs();
         assert_eq!(
@@ -356,10 +358,7 @@ fn records_a_crash_may_have_sent_stay_checked_across_a_short_clean_run() {
     let mut w = fast_world(&["tweets"], true);
     let inbox = w.inbox("tweets");
     let all = handles("rec", 20);
-    append_all(&w, &inbox, &all);
-    w.start();
-    wait_until("every row", || w.pages().len() >= all.len());
-    assert_eq!(w.stop(), Some(0));
+    run_until_rows(&mut w, &inbox, &all, all.len());
     let store = CheckpointStore::open(&w.path("state")).unwrap();
     let mut cp = store.load("tweets").unwrap().expect("a checkpoint");
     let end = cp.offset;
