@@ -10,6 +10,7 @@
 //! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
 //! - [`inbox`]: reads complete lines from inbox files (rotation, truncation, partial lines) and
 //!   watches their directories.
+//! - [`delivery`]: the delivery core, a synchronous state machine of every delivery rule.
 //! - [`state`]: the per-target checkpoint and the commit tracker.
 //! - [`notion`]: the Notion API client: typed errors, rate limits, tokens, OAuth, schemas.
 //! - [`record`]: a record's conversion into a page body through the target's mapping.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod emulator;
 pub mod inbox;
 pub mod logging;

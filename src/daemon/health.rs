@@ -105,6 +105,16 @@ impl TargetState {
         });
     }
 
+    /// Counts a delivered record and stamps the time of the last delivery.
+    pub fn mark_delivered(&self) {
+        Counters::bump(&self.counters.delivered);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.counters.last_delivery_ms.store(now, Ordering::Relaxed);
+    }
+
     /// Remembers an error for `status`.
     pub fn record_error(&self, message: String) {
         let stamped = format!(

@@ -47,6 +47,12 @@ pub struct Checkpoint {
     /// offset are checked by key (or counted as possible duplicates) before being sent again.
     #[serde(default)]
     pub window: u32,
+    /// The files to read after `file`, in order, each from its start: every file the daemon had
+    /// seen at the inbox path after `file` (rotated away since, or still there). A restart drains
+    /// `file`, then each of these, then whatever is at the path; without this list, a file between
+    /// the first and the one at the path would be skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<FileIdentity>,
     /// When this was written.
     pub updated: DateTime<Utc>,
 }
@@ -73,6 +79,7 @@ impl Checkpoint {
             offset: position.map_or(0, |p| p.offset),
             in_flight,
             window: 0,
+            next: Vec::new(),
             updated: Utc::now(),
         }
     }

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use crate::inbox::{LinePos, Position};
 
 /// A handle to a registered record, to finish it with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
 /// Tracks records from registration to finish and derives the committed position.
@@ -85,6 +85,15 @@ impl<T> Commit<T> {
             moved = true;
         }
         moved
+    }
+
+    /// The data of a registered record that is not finished yet.
+    pub fn get_mut(&mut self, ticket: Ticket) -> Option<&mut T> {
+        let index = usize::try_from(ticket.0.checked_sub(self.first)?).ok()?;
+        self.entries
+            .get_mut(index)
+            .filter(|e| !e.done)
+            .map(|e| &mut e.data)
     }
 
     /// Where delivery has committed.

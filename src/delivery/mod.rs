@@ -1,0 +1,806 @@
+//! The delivery core: every rule of one target's delivery, as a synchronous state machine.
+//!
+//! [`Core`] does no I/O and reads no clock. The runner (`daemon::target`) feeds it [`Event`]s with
+//! the current time (lines read, answers from Notion, a checkpoint saved, a tick, stop) and performs
+//! the [`Action`]s it hands back from [`Core::poll_action`] (read, send, check by key, refresh the
+//! token, dead-letter, save a checkpoint). [`Core::next_deadline`] says when to tick it next. The
+//! simulator (`tests/sim`) drives the same core with a seeded schedule of faults, so that the rules
+//! are checked against millions of interleavings, not only against the scenarios someone thought of.
+//!
+//! The rules, in one place:
+//! - **Window.** A record is dispatched only if it lies within `window` records of the committed
+//!   position of the last DURABLE checkpoint, and that checkpoint promised the window. After a crash
+//!   the records that may already be rows are the first `window` records after whichever checkpoint
+//!   survived: they are checked by key (with dedupe) or counted as possible duplicates.
+//! - **Files.** The checkpoint names the file of its position and every later file seen at the
+//!   inbox path ([`Checkpoint::next`]). A record is dispatched only once the last durable checkpoint
+//!   names its file, so a restart after any number of rotations reads every file in order.
+//! - **Commit.** The position moves over the contiguous prefix of finished records only (a row
+//!   exists, or its dead-letter entry is on disk).
+//! - **Retry.** Nothing transient finishes a record: 429s wait their (capped) `Retry-After`, unknown
+//!   outcomes back off and check by key first, a 401 refreshes the token once per token generation,
+//!   403/404 pause the target, a failed save or dead-letter write is retried with backoff.
+//! - **Person needed.** Only a refused refresh waits for a person (until the token changes).
+
+mod flight;
+
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::daemon::backoff::Backoff;
+use crate::daemon::deadletter::NotionErrorInfo;
+use crate::daemon::health::{Counters, Health, TargetState};
+use crate::inbox::{FileIdentity, LinePos};
+use crate::state::checkpoint::{Checkpoint, InFlight};
+use crate::state::{Commit, Ticket};
+
+pub use flight::{CheckResult, RefreshResult, SendResult};
+use flight::{Flight, Step};
+
+/// Time since the runner started, from its monotonic clock (the simulator's own in tests).
+pub type Now = Duration;
+
+/// How often a checkpoint is written at most while records finish.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest any record waits for a timer: a `Retry-After` beyond it is capped (the client caps
+/// and logs it too; this keeps a hostile value from parking a record whatever the client did).
+pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// What the core needs to know about its target.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The target's name, for messages.
+    pub name: String,
+    /// `max_in_flight`: records dispatched past the durable checkpoint at most.
+    pub window: usize,
+    /// Whether records carry their key in a dedupe property (then unknown outcomes are checked).
+    pub dedupe: bool,
+    /// Wait before checking by key after an unknown outcome.
+    pub settle: Duration,
+}
+
+/// A line read from the inbox, prepared by the runner (parsed, keyed and mapped off the core).
+#[derive(Debug)]
+pub enum Input<P> {
+    /// A record ready to send.
+    Record {
+        /// Where its line is.
+        pos: LinePos,
+        /// Its key.
+        key: String,
+        /// What to send (the page body).
+        payload: P,
+        /// The original line, for the dead-letter file if Notion refuses it.
+        line: Vec<u8>,
+    },
+    /// A line that can never become a row.
+    Bad {
+        /// Where it is.
+        pos: LinePos,
+        /// Its bytes (empty when too long to keep).
+        line: Vec<u8>,
+        /// Why, and the fix.
+        reason: String,
+    },
+    /// A file the checkpoint named is gone: its unread part is lost, and this says so in the
+    /// dead-letter file and in the target's health.
+    Lost {
+        /// The file.
+        file: FileIdentity,
+        /// Everything before this offset was finished.
+        offset: u64,
+        /// What happened and what to do.
+        reason: String,
+    },
+    /// The tailer will read this file after the ones before it (a rotation seen while behind).
+    Queued(FileIdentity),
+}
+
+/// What happened, for [`Core::handle`].
+#[derive(Debug)]
+pub enum Event<P> {
+    /// The answer to [`Action::Read`]. `caught_up`: the reader reached the end of what is there.
+    Read {
+        /// What was read, in order.
+        inputs: Vec<Input<P>>,
+        /// Whether the end was reached.
+        caught_up: bool,
+    },
+    /// [`Action::Read`] failed; the message names the inbox and the fix.
+    ReadFailed(String),
+    /// Inputs observed without a read (files queued by a rotation), or a file event.
+    Observed(Vec<Input<P>>),
+    /// The inbox may have grown.
+    Wake,
+    /// The answer to [`Action::Send`].
+    Sent(Ticket, SendResult),
+    /// The answer to [`Action::Check`].
+    Checked(Ticket, CheckResult),
+    /// The answer to [`Action::Refresh`].
+    Refreshed(RefreshResult),
+    /// Someone wrote a new token (authorize, or a reload): a refused token may work now.
+    TokenChanged,
+    /// The answer to [`Action::DeadLetter`]: written durably, or why not.
+    DeadLettered(Result<(), String>),
+    /// The answer to [`Action::Save`].
+    Saved(Result<(), String>),
+    /// Time passed (see [`Core::next_deadline`]).
+    Tick,
+    /// Stop: read nothing more, let requests in flight finish.
+    Stop,
+    /// The shutdown grace period is over: requests still in flight are abandoned.
+    GraceOver,
+}
+
+/// What the runner must do.
+#[derive(Debug)]
+pub enum Action<P> {
+    /// Read at most this many lines and answer with [`Event::Read`].
+    Read {
+        /// The room in the window.
+        max_items: usize,
+    },
+    /// Create the record's row; answer with [`Event::Sent`].
+    Send {
+        /// The record.
+        ticket: Ticket,
+        /// The page body.
+        payload: Arc<P>,
+    },
+    /// Ask Notion whether a row with this key exists; answer with [`Event::Checked`].
+    Check {
+        /// The record.
+        ticket: Ticket,
+        /// Its key.
+        key: String,
+    },
+    /// Refresh the token if it is still the generation a request was refused with; answer with
+    /// [`Event::Refreshed`].
+    Refresh {
+        /// The token generation the refused request was sent with.
+        sent_with: u64,
+    },
+    /// Append these entries durably; answer with [`Event::DeadLettered`].
+    DeadLetter(Vec<DeadLetterRequest>),
+    /// Write this checkpoint (fsynced when `durable`); answer with [`Event::Saved`].
+    Save {
+        /// The checkpoint.
+        checkpoint: Checkpoint,
+        /// Whether it must survive a power loss.
+        durable: bool,
+    },
+}
+
+/// A dead-letter entry to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterRequest {
+    /// Where the line is.
+    pub pos: LinePos,
+    /// Its bytes.
+    pub line: Vec<u8>,
+    /// Why, and the fix.
+    pub reason: String,
+    /// The record's key, when it had one.
+    pub key: Option<String>,
+    /// What Notion said, when Notion refused it.
+    pub error: Option<NotionErrorInfo>,
+    /// Whether an earlier run may have written this entry already (look before appending).
+    pub maybe_written: bool,
+}
+
+/// A save being written, and what it promises once it is on disk.
+#[derive(Debug)]
+struct SaveInFlight {
+    durable: bool,
+    /// Records committed when it was built.
+    committed: u64,
+    /// The files it names.
+    files: Vec<FileIdentity>,
+}
+
+/// The delivery state machine of one target. See the module docs.
+pub struct Core<P> {
+    cfg: CoreConfig,
+    /// Health and counters, shared with `status` and metrics.
+    state: Arc<TargetState>,
+    rng: StdRng,
+    /// Every registered record not yet covered by the committed position.
+    commit: Commit<Flight<P>>,
+    /// Records registered in this run.
+    registered: u64,
+    /// Records committed as of the last durable checkpoint (the window is counted from it).
+    persisted: u64,
+    /// The window the checkpoints of this run promise: this run's and the last run's.
+    persisted_window: u32,
+    /// Records still to read that lie in the last run's window (they may be rows already).
+    unchecked_left: u64,
+    /// Whether a durable checkpoint promising `persisted_window` is on disk.
+    promised: bool,
+    /// The files from the resume position's on, in reading order.
+    files: VecDeque<FileIdentity>,
+    /// The files the last durable checkpoint names.
+    durable_files: Vec<FileIdentity>,
+    /// Records ready to go out, in order.
+    ready: VecDeque<Ticket>,
+    /// Records waiting for a time, earliest first.
+    timers: BinaryHeap<std::cmp::Reverse<(Now, Ticket)>>,
+    /// Requests (send or check) in flight.
+    requests: usize,
+    caught_up: bool,
+    reading: bool,
+    /// Dead letters waiting to be written, and the batch being written.
+    dead_queue: Vec<(Ticket, DeadLetterRequest)>,
+    dead_busy: Vec<Ticket>,
+    dead_retry: Retry,
+    saving: Option<SaveInFlight>,
+    save_retry: Retry,
+    /// A durable save is needed (window held back, a new file, the first promise).
+    want_durable: bool,
+    /// Finished records not in any checkpoint yet, since when.
+    dirty_since: Option<Now>,
+    auth: Auth,
+    auth_backoff: Backoff,
+    /// A refresh succeeded and no request has succeeded since (a second 401 then backs off).
+    refreshed_since_success: bool,
+    /// Notion refuses access to the database: sends wait until then.
+    pause_until: Option<Now>,
+    /// Why the target is paused; kept until a record gets through.
+    pause_message: Option<String>,
+    pause_backoff: Backoff,
+    /// A file was lost; said in the health until the next delivery.
+    lost: Option<String>,
+    read_error: Option<String>,
+    stopping: bool,
+    grace_over: bool,
+    final_save: bool,
+    finished: bool,
+}
+
+/// The token's state.
+#[derive(Debug)]
+enum Auth {
+    Ok,
+    /// A refresh is in flight.
+    Refreshing {
+        sent_with: u64,
+    },
+    /// A request was refused with generation `sent_with`: refresh it.
+    Refresh {
+        sent_with: u64,
+    },
+    /// A refresh failed transiently: try again at `until`, for the generation `sent_with`.
+    Retry {
+        until: Now,
+        sent_with: u64,
+    },
+    /// The refresh was refused: a person must authorize again.
+    Refused(String),
+}
+
+/// A retried local write: failures so far, and when to try again.
+#[derive(Debug)]
+struct Retry {
+    backoff: Backoff,
+    not_before: Now,
+    error: Option<String>,
+}
+
+impl Retry {
+    fn new() -> Retry {
+        Retry {
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+            not_before: Duration::ZERO,
+            error: None,
+        }
+    }
+
+    fn failed(&mut self, now: Now, rng: &mut StdRng, error: String) {
+        let wait = self.backoff.next_delay(rng).max(Duration::from_millis(100));
+        self.not_before = now.saturating_add(wait);
+        self.error = Some(error);
+    }
+
+    fn succeeded(&mut self) {
+        self.backoff.reset();
+        self.error = None;
+    }
+
+    fn may_try(&self, now: Now) -> bool {
+        now >= self.not_before
+    }
+}
+
+impl<P> Core<P> {
+    /// A core resuming from `loaded` (the checkpoint on disk, if any), with a seeded rng (the
+    /// runner seeds it from the OS, the simulator from its schedule).
+    pub fn new(
+        cfg: CoreConfig,
+        state: Arc<TargetState>,
+        loaded: Option<&Checkpoint>,
+        seed: u64,
+    ) -> Core<P> {
+        let start = loaded.and_then(Checkpoint::position);
+        let restart_window = loaded.map_or(0, |c| c.window);
+        let mut files: VecDeque<FileIdentity> = start.iter().map(|p| p.file).collect();
+        if start.is_some() {
+            files.extend(loaded.map(|c| c.next.clone()).unwrap_or_default());
+        }
+        Core {
+            persisted_window: (cfg.window as u32).max(restart_window),
+            unchecked_left: u64::from(restart_window),
+            cfg,
+            state,
+            rng: StdRng::seed_from_u64(seed),
+            commit: Commit::new(start),
+            registered: 0,
+            persisted: 0,
+            promised: false,
+            durable_files: files.iter().copied().collect(),
+            files,
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            requests: 0,
+            caught_up: false,
+            reading: false,
+            dead_queue: Vec::new(),
+            dead_busy: Vec::new(),
+            dead_retry: Retry::new(),
+            saving: None,
+            save_retry: Retry::new(),
+            want_durable: true,
+            dirty_since: None,
+            auth: Auth::Ok,
+            auth_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            refreshed_since_success: false,
+            pause_until: None,
+            pause_message: None,
+            pause_backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+            lost: None,
+            read_error: None,
+            stopping: false,
+            grace_over: false,
+            final_save: false,
+            finished: false,
+        }
+    }
+
+    /// Whether the core is done: stopped, and the last checkpoint written (or given up on).
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Records registered and not committed yet.
+    pub fn unfinished(&self) -> usize {
+        self.commit.len()
+    }
+
+    /// The files the checkpoint would name now, in reading order.
+    pub fn files(&self) -> impl Iterator<Item = &FileIdentity> {
+        self.files.iter()
+    }
+
+    /// When the core next wants a [`Event::Tick`], if ever.
+    pub fn next_deadline(&self) -> Option<Now> {
+        let mut at: Option<Now> = None;
+        let mut consider = |t: Now| at = Some(at.map_or(t, |a| a.min(t)));
+        if let Some(std::cmp::Reverse((t, _))) = self.timers.peek() {
+            consider(*t);
+        }
+        if let Some(since) = self.dirty_since {
+            consider(since.saturating_add(CHECKPOINT_EVERY));
+        }
+        if self.save_retry.error.is_some() {
+            consider(self.save_retry.not_before);
+        }
+        if self.dead_retry.error.is_some() && !self.dead_queue.is_empty() {
+            consider(self.dead_retry.not_before);
+        }
+        if let Auth::Retry { until, .. } = self.auth {
+            consider(until);
+        }
+        if let Some(until) = self.pause_until {
+            consider(until);
+        }
+        at
+    }
+
+    /// Feeds one event in.
+    pub fn handle(&mut self, now: Now, event: Event<P>) {
+        match event {
+            Event::Read { inputs, caught_up } => {
+                self.reading = false;
+                self.read_error = None;
+                self.caught_up = caught_up;
+                self.register(now, inputs);
+            }
+            Event::ReadFailed(message) => {
+                self.reading = false;
+                self.caught_up = true;
+                if self.read_error.as_ref() != Some(&message) {
+                    tracing::error!(target_name = %self.cfg.name, "{message}");
+                    self.state.record_error(message.clone());
+                }
+                self.read_error = Some(message);
+            }
+            Event::Observed(inputs) => self.register(now, inputs),
+            Event::Wake => self.caught_up = false,
+            Event::Sent(ticket, result) => self.sent(now, ticket, result),
+            Event::Checked(ticket, result) => self.checked(now, ticket, result),
+            Event::Refreshed(result) => self.refreshed(now, result),
+            Event::TokenChanged => {
+                if matches!(self.auth, Auth::Refused(_) | Auth::Retry { .. }) {
+                    tracing::info!(target_name = %self.cfg.name, "the token changed; trying it");
+                    self.auth = Auth::Ok;
+                    self.auth_backoff.reset();
+                }
+            }
+            Event::DeadLettered(result) => self.dead_lettered(now, result),
+            Event::Saved(result) => self.saved(now, result),
+            Event::Tick => {}
+            Event::Stop => self.stopping = true,
+            Event::GraceOver => {
+                if self.requests > 0 {
+                    tracing::warn!(target_name = %self.cfg.name, in_flight = self.requests,
+                        "shutdown grace period over; unfinished records will be sent again after restart");
+                }
+                self.stopping = true;
+                self.grace_over = true;
+                self.requests = 0;
+            }
+        }
+        self.fire_timers(now);
+        self.publish_health();
+    }
+
+    /// The next thing to do, if any. Call until `None` after each [`Core::handle`].
+    pub fn poll_action(&mut self, now: Now) -> Option<Action<P>> {
+        self.fire_timers(now);
+        if let Some(save) = self.poll_save(now) {
+            return Some(save);
+        }
+        if let Some(dead) = self.poll_dead_letters(now) {
+            return Some(dead);
+        }
+        if self.finished || self.stopping {
+            return None;
+        }
+        if let Some(refresh) = self.poll_refresh(now) {
+            return Some(refresh);
+        }
+        if let Some(send) = self.poll_send(now) {
+            return Some(send);
+        }
+        self.poll_read()
+    }
+
+    /// The room in the window: how many more records may be registered.
+    fn room(&self) -> u64 {
+        (self.persisted + self.cfg.window as u64).saturating_sub(self.registered)
+    }
+
+    fn committed_count(&self) -> u64 {
+        self.registered - self.commit.len() as u64
+    }
+
+    fn poll_read(&mut self) -> Option<Action<P>> {
+        let room = self.room();
+        if self.reading || self.caught_up || room == 0 || !self.promised {
+            return None;
+        }
+        self.reading = true;
+        Some(Action::Read {
+            max_items: room as usize,
+        })
+    }
+
+    /// Registers what was read: records become flights, bad lines dead letters.
+    fn register(&mut self, now: Now, inputs: Vec<Input<P>>) {
+        for input in inputs {
+            let (pos, flight) = match input {
+                Input::Queued(file) => {
+                    self.note_file(file);
+                    continue;
+                }
+                Input::Record {
+                    pos,
+                    key,
+                    payload,
+                    line,
+                } => (pos, Flight::record(key, payload, line)),
+                Input::Bad { pos, line, reason } => (pos, Flight::bad(line, reason)),
+                Input::Lost {
+                    file,
+                    offset,
+                    reason,
+                } => {
+                    tracing::error!(target_name = %self.cfg.name, "{reason}");
+                    self.state.record_error(reason.clone());
+                    self.lost = Some(reason.clone());
+                    let pos = LinePos {
+                        file,
+                        offset,
+                        end: offset,
+                    };
+                    // Named by position: a restart that finds the same loss writes no second entry.
+                    let mut f = Flight::bad(Vec::new(), reason);
+                    f.maybe_sent = true;
+                    (pos, f)
+                }
+            };
+            self.note_file(pos.file);
+            self.registered += 1;
+            let mut flight = flight;
+            flight.pos = pos;
+            if self.unchecked_left > 0 {
+                self.unchecked_left -= 1;
+                flight.maybe_sent = true;
+            }
+            let is_bad = flight.dead.is_some();
+            let ticket = self.commit.begin(pos, flight);
+            if is_bad {
+                self.dead_letter(ticket);
+            } else {
+                let f = self.commit.get_mut(ticket).expect("just registered");
+                if f.maybe_sent && self.cfg.dedupe {
+                    // An earlier run may have created it: ask Notion first, once queries caught up.
+                    f.step = Step::Timer;
+                    f.check_first = true;
+                    let due = now.saturating_add(self.cfg.settle);
+                    f.due = due;
+                    self.timers.push(std::cmp::Reverse((due, ticket)));
+                } else {
+                    self.ready.push_back(ticket);
+                }
+            }
+        }
+    }
+
+    /// Adds a file to the reading order; a file the durable checkpoint does not name needs one.
+    fn note_file(&mut self, file: FileIdentity) {
+        if !self.files.contains(&file) {
+            self.files.push_back(file);
+        }
+        if !self.durable_files.contains(&file) {
+            self.want_durable = true;
+        }
+    }
+
+    /// Whether a record of `file` may go out: the durable checkpoint names it.
+    fn file_promised(&self, file: &FileIdentity) -> bool {
+        self.durable_files.contains(file)
+    }
+
+    /// Moves records whose time has come to the ready queue.
+    fn fire_timers(&mut self, now: Now) {
+        while let Some(std::cmp::Reverse((due, ticket))) = self.timers.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(f) = self.commit.get_mut(ticket)
+                && matches!(f.step, Step::Timer)
+                && f.due == due
+            {
+                f.step = Step::Ready;
+                self.ready.push_back(ticket);
+            }
+        }
+        // Try again; the pause message stays until a record gets through.
+        if self.pause_until.is_some_and(|until| until <= now) {
+            self.pause_until = None;
+        }
+        if let Auth::Retry { until, sent_with } = self.auth
+            && until <= now
+        {
+            self.auth = Auth::Refresh { sent_with };
+        }
+    }
+
+    /// Puts a finished record's ticket through the commit.
+    fn finish(&mut self, now: Now, ticket: Ticket) {
+        if self.commit.finish(ticket) {
+            self.dirty_since.get_or_insert(now);
+            // Forget files the position has moved past.
+            if let Some(pos) = self.commit.resume_position() {
+                while self.files.len() > 1 && self.files.front() != Some(&pos.file) {
+                    self.files.pop_front();
+                }
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        let in_flight = self
+            .commit
+            .in_flight()
+            .map(|(pos, f)| InFlight {
+                key: f.key.clone(),
+                file: pos.file,
+                offset: pos.offset,
+                end: pos.end,
+            })
+            .collect();
+        let resume = self.commit.resume_position();
+        let mut cp = Checkpoint::new(resume, in_flight);
+        cp.window = if self.stopping && self.commit.is_empty() {
+            // Nothing unfinished: only the last run's records this run did not reach may be rows.
+            self.unchecked_left as u32
+        } else {
+            self.persisted_window
+        };
+        if let Some(pos) = resume {
+            cp.next = self
+                .files
+                .iter()
+                .skip_while(|f| **f != pos.file)
+                .skip(1)
+                .copied()
+                .collect();
+        }
+        cp
+    }
+
+    fn poll_save(&mut self, now: Now) -> Option<Action<P>> {
+        if self.saving.is_some() || self.finished || !self.save_retry.may_try(now) {
+            return None;
+        }
+        let idle = self.requests == 0 && self.dead_busy.is_empty() && self.dead_queue.is_empty();
+        let durable = if self.stopping {
+            if !idle || self.final_save {
+                return None;
+            }
+            self.final_save = true;
+            true
+        } else {
+            let held_back = self.room() == 0
+                && self.committed_count() > self.persisted
+                && self.commit.len() <= self.cfg.window / 2;
+            let periodic = self
+                .dirty_since
+                .is_some_and(|t| now >= t.saturating_add(CHECKPOINT_EVERY));
+            if !(self.want_durable || held_back || periodic) {
+                return None;
+            }
+            self.want_durable || held_back
+        };
+        let checkpoint = self.checkpoint();
+        let files = checkpoint
+            .file
+            .into_iter()
+            .chain(checkpoint.next.iter().copied())
+            .collect();
+        self.saving = Some(SaveInFlight {
+            durable,
+            committed: self.committed_count(),
+            files,
+        });
+        self.want_durable = false;
+        self.dirty_since = None;
+        Some(Action::Save {
+            checkpoint,
+            durable,
+        })
+    }
+
+    fn saved(&mut self, now: Now, result: Result<(), String>) {
+        let Some(save) = self.saving.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if self.save_retry.error.is_some() {
+                    tracing::info!(target_name = %self.cfg.name, "checkpoint written again; the state disk has recovered");
+                }
+                self.save_retry.succeeded();
+                if save.durable {
+                    self.persisted = self.persisted.max(save.committed);
+                    self.durable_files = save.files;
+                    self.promised = true;
+                    // Files noted since this save was built still need one.
+                    self.want_durable = self.files.iter().any(|f| !self.durable_files.contains(f));
+                }
+                if self.stopping && self.final_save {
+                    self.finished = true;
+                }
+            }
+            Err(message) => {
+                tracing::error!(target_name = %self.cfg.name, "{message}");
+                self.state.record_error(message.clone());
+                self.save_retry.failed(now, &mut self.rng, message);
+                if self.stopping && self.final_save {
+                    // No second chance at shutdown: the older checkpoint on disk is still whole,
+                    // and the records after it are re-read (and checked) after the restart.
+                    self.finished = true;
+                    return;
+                }
+                if save.durable {
+                    self.want_durable = true;
+                } else {
+                    self.dirty_since.get_or_insert(now);
+                }
+            }
+        }
+    }
+
+    /// Queues a registered bad record for the dead-letter file.
+    fn dead_letter(&mut self, ticket: Ticket) {
+        let Some(f) = self.commit.get_mut(ticket) else {
+            return;
+        };
+        f.step = Step::DeadLettering;
+        let request = DeadLetterRequest {
+            pos: f.pos,
+            line: std::mem::take(&mut f.line),
+            reason: f.dead.take().unwrap_or_default(),
+            key: (!f.key.is_empty()).then(|| f.key.clone()),
+            error: f.error.take(),
+            maybe_written: f.maybe_sent,
+        };
+        self.dead_queue.push((ticket, request));
+    }
+
+    fn poll_dead_letters(&mut self, now: Now) -> Option<Action<P>> {
+        if self.dead_queue.is_empty() || !self.dead_busy.is_empty() || !self.dead_retry.may_try(now)
+        {
+            return None;
+        }
+        let (tickets, requests): (Vec<_>, Vec<_>) = self.dead_queue.iter().cloned().unzip();
+        self.dead_busy = tickets;
+        Some(Action::DeadLetter(requests))
+    }
+
+    fn dead_lettered(&mut self, now: Now, result: Result<(), String>) {
+        let batch = std::mem::take(&mut self.dead_busy);
+        match result {
+            Ok(()) => {
+                self.dead_retry.succeeded();
+                self.dead_queue.drain(..batch.len());
+                for ticket in batch {
+                    Counters::bump(&self.state.counters.dead_lettered);
+                    self.finish(now, ticket);
+                }
+            }
+            Err(message) => {
+                tracing::error!(target_name = %self.cfg.name, "{message}");
+                self.state.record_error(message.clone());
+                self.dead_retry.failed(now, &mut self.rng, message);
+            }
+        }
+    }
+
+    /// The health the target shows, worst first.
+    fn health(&self) -> Health {
+        let name = &self.cfg.name;
+        if let Some(e) = self
+            .save_retry
+            .error
+            .as_ref()
+            .or(self.dead_retry.error.as_ref())
+        {
+            return Health::Paused(format!(
+                "target {name}: state disk trouble, retrying by itself: {e}"
+            ));
+        }
+        if let Auth::Refused(m) = &self.auth {
+            return Health::NeedsAuthorization(m.clone());
+        }
+        if let Some(m) = &self.pause_message {
+            return Health::Paused(m.clone());
+        }
+        if let Some(m) = self.read_error.as_ref().or(self.lost.as_ref()) {
+            return Health::Paused(m.clone());
+        }
+        Health::Ok
+    }
+
+    fn publish_health(&self) {
+        if !self.finished {
+            self.state.set_health(self.health());
+        }
+    }
+}
