@@ -114,19 +114,36 @@ impl DeadLetter {
     }
 }
 
+/// The name of a dead-letter entry: where the line sat (file identity and offset) and a hash of its
+/// bytes, as record keys have. The hash keeps a new bad line at a reused offset (after a
+/// copytruncate) from being taken for an old entry.
+pub fn position_key(pos: &crate::inbox::LinePos, line: &[u8]) -> String {
+    format!(
+        "{}-{:016x}",
+        pos.key(),
+        crate::inbox::identity::fnv1a64(line)
+    )
+}
+
+/// How many entries at the end of the file are searched for an entry an earlier run may have
+/// written: those can only be among the last run's last entries (its window), so this bounds the
+/// memory and the reading whatever the file's history.
+const RECENT_ENTRIES: usize = 4096;
+
 /// Appends entries to one target's dead-letter file.
 #[derive(Debug)]
 pub struct DeadLetterFile {
     /// Where the entries go; created on the first entry.
     path: PathBuf,
-    /// Positions already in the file (loaded on the first append).
-    seen: Option<std::collections::HashSet<String>>,
+    /// The names of the file's last entries, read once, when the first entry that an earlier run
+    /// may have written comes (at most [`RECENT_ENTRIES`]).
+    recent: Option<std::collections::HashSet<String>>,
 }
 
 impl DeadLetterFile {
     /// A writer for `path`; nothing is created until the first entry.
     pub fn new(path: PathBuf) -> DeadLetterFile {
-        DeadLetterFile { path, seen: None }
+        DeadLetterFile { path, recent: None }
     }
 
     /// The file's path.
@@ -134,47 +151,116 @@ impl DeadLetterFile {
         &self.path
     }
 
-    /// Appends one entry durably, unless an entry for the same line position is already there (a
-    /// restart re-reads lines past the checkpoint). Returns whether it wrote.
+    /// Appends one entry durably, unless an entry of the same name is already among the file's last
+    /// entries. Returns whether it wrote.
     pub fn append(&mut self, entry: &DeadLetter) -> std::io::Result<bool> {
-        if self.seen.is_none() {
-            let seen = read_all(&self.path)?
-                .into_iter()
-                .filter_map(|e| e.position)
-                .collect();
-            self.seen = Some(seen);
+        Ok(self.append_batch(&[(entry.clone(), true)])?[0])
+    }
+
+    /// Appends entries with one write and one fsync. An entry flagged `true` may have been written
+    /// by an earlier run (it was read again after a restart): it is skipped if its name is among
+    /// the file's last entries. Returns, per entry, whether it was written.
+    pub fn append_batch(&mut self, entries: &[(DeadLetter, bool)]) -> std::io::Result<Vec<bool>> {
+        if self.recent.is_none() && entries.iter().any(|(_, maybe)| *maybe) {
+            self.recent = Some(recent_positions(&self.path, RECENT_ENTRIES)?);
         }
-        let seen = self.seen.as_mut().expect("loaded above");
-        if let Some(pos) = &entry.position
-            && seen.contains(pos)
-        {
-            return Ok(false);
+        let mut bytes = Vec::new();
+        let mut wrote = Vec::with_capacity(entries.len());
+        for (entry, maybe) in entries {
+            let known = *maybe
+                && entry
+                    .position
+                    .as_ref()
+                    .zip(self.recent.as_ref())
+                    .is_some_and(|(p, recent)| recent.contains(p));
+            wrote.push(!known);
+            if !known {
+                serde_json::to_writer(&mut bytes, entry).map_err(std::io::Error::other)?;
+                bytes.push(b'\n');
+            }
         }
-        let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-        line.push(b'\n');
+        if bytes.is_empty() {
+            return Ok(wrote);
+        }
+        let created = !self.path.exists();
         let mut file = open_locked(&self.path)?;
-        file.write_all(&line)?;
+        file.write_all(&bytes)?;
         file.sync_data()?;
         file.unlock()?;
-        if let Some(pos) = &entry.position {
-            seen.insert(pos.clone());
+        if created && let Some(dir) = self.path.parent() {
+            // A new file's name must survive a power loss as well as its content.
+            File::open(dir)?.sync_all()?;
         }
-        Ok(true)
+        Ok(wrote)
     }
+}
+
+/// The `position`s of the last `max` entries of a dead-letter file, reading it backwards in chunks
+/// (a missing file has none). Lines that do not parse are skipped: they are not this run's.
+fn recent_positions(path: &Path, max: usize) -> std::io::Result<std::collections::HashSet<String>> {
+    use std::os::unix::fs::FileExt;
+    let mut found = std::collections::HashSet::new();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    let mut end = file.metadata()?.len();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut seen = 0;
+    while end > 0 && seen < max {
+        let start = end.saturating_sub(64 * 1024);
+        let mut chunk = vec![0u8; (end - start) as usize];
+        file.read_exact_at(&mut chunk, start)?;
+        chunk.extend_from_slice(&carry);
+        let mut lines: Vec<&[u8]> = chunk.split(|b| *b == b'\n').collect();
+        // The first piece may be the end of a line that starts in the previous chunk.
+        let first = if start > 0 {
+            lines.remove(0).to_vec()
+        } else {
+            Vec::new()
+        };
+        for line in lines.iter().rev() {
+            if line.is_empty() {
+                continue;
+            }
+            seen += 1;
+            if let Ok(entry) = serde_json::from_slice::<PositionOnly>(line)
+                && let Some(p) = entry.position
+            {
+                found.insert(p);
+            }
+            if seen >= max {
+                break;
+            }
+        }
+        carry = first;
+        end = start;
+    }
+    Ok(found)
+}
+
+/// The one field of an entry that [`recent_positions`] needs.
+#[derive(Deserialize)]
+struct PositionOnly {
+    #[serde(default)]
+    position: Option<String>,
 }
 
 /// Opens `path` for appending (creating it and its directory) under an exclusive lock, making sure
 /// the locked descriptor is the file now at `path`.
 pub fn open_locked(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     loop {
+        // Dead letters hold record content: private whatever the umask.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
+            .mode(0o600)
             .open(path)?;
         file.lock()?;
         let held = file.metadata()?;

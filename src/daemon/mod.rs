@@ -10,7 +10,7 @@ pub mod deadletter;
 pub mod health;
 pub mod line;
 pub mod metrics;
-pub mod send;
+pub mod perform;
 pub mod signals;
 pub mod target;
 

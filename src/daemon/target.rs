@@ -1,33 +1,26 @@
-//! One target's pipeline: inbox → record → Notion → checkpoint.
-//!
-//! The runner owns the tailer, the commit tracker and the checkpoint; senders run as tasks. The
-//! reader never dispatches a record more than `window` records past the PERSISTED checkpoint, so after
-//! a crash the only records that may already be rows are the first `window` records after the
-//! checkpoint: those are checked by key (or counted as possible duplicates) before being sent again.
-//! That bound is what lets a record go out without an fsync in front of it.
+//! One target's runner: prepares the target (checkpoint, token, database), then drives its
+//! delivery core ([`crate::delivery::Core`]): it performs the core's actions and feeds their
+//! answers back, with the clock, the inbox's wake-ups and the stop. Every rule of delivery is in
+//! the core; this file only does I/O.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Target};
 use crate::daemon::backoff::Backoff;
-use crate::daemon::deadletter::{DeadLetter, DeadLetterFile};
-use crate::daemon::health::{Counters, Health, TargetState};
-use crate::daemon::line::{parse_line, record_key};
-use crate::daemon::send::{Done, Job, Sender};
-use crate::inbox::{Item, Position, TailOptions, Tailer};
+use crate::daemon::deadletter::DeadLetterFile;
+use crate::daemon::health::{Health, TargetState};
+use crate::daemon::perform::{Io, Kind, error_chain};
+use crate::delivery::{Core, CoreConfig, Event};
+use crate::inbox::{TailOptions, Tailer};
 use crate::notion::{NotionClient, Resolved, TokenHandle};
 use crate::record::Mapper;
-use crate::state::Commit;
-use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter, InFlight};
-
-/// How often a checkpoint is written at most while records finish (it is also written, durably,
-/// when the reader is held back by the window and half of it has finished, and at shutdown).
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter};
 
 /// Runs one target until `stop` is cancelled; in-flight requests then get `grace` to finish.
 pub struct TargetRunner {
@@ -43,42 +36,76 @@ pub struct TargetRunner {
     pub state: Arc<TargetState>,
 }
 
+/// What `prepare` hands to `pump`.
+struct Prepared {
+    loaded: Option<Checkpoint>,
+    writer: CheckpointWriter,
+    token: TokenHandle,
+    resolved: Resolved,
+    mapper: Mapper,
+    tailer: Tailer,
+}
+
 impl TargetRunner {
     /// Runs the target until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         let name = self.target.name.clone();
-        let Some(prepared) = self.prepare(&stop).await else {
-            return;
-        };
-        if let Err(message) = self.pump(prepared, &stop).await {
-            self.state.set_health(Health::Stopped(message));
-            stop.cancelled().await;
+        if let Some(prepared) = self.prepare(&stop).await {
+            self.pump(prepared, &stop).await;
         }
         tracing::debug!(target_name = %name, "target stopped");
     }
 
-    /// Loads the checkpoint, the token and the schema, retrying what can be retried. Returns `None`
-    /// when stopped before ready.
+    /// Sleeps `wait` or until the inbox wakes; false when stopped.
+    async fn pause(&self, stop: &CancellationToken, wait: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = self.wake.notified() => true,
+            () = stop.cancelled() => false,
+        }
+    }
+
+    /// Loads the checkpoint, the token and the schema and opens the inbox, retrying what can be
+    /// retried. Returns `None` when stopped before ready.
     async fn prepare(&self, stop: &CancellationToken) -> Option<Prepared> {
-        let name = &self.target.name;
+        let name = self.target.name.clone();
         let daemon = &self.config.daemon;
-        let loaded = match CheckpointStore::open(&daemon.state_dir).and_then(|store| {
-            let (loaded, writer) = store.writer(name)?;
-            Ok((writer, loaded))
-        }) {
-            Ok(ok) => ok,
-            Err(e) => {
-                self.state.set_health(Health::Stopped(format!(
-                    "target {name}: {}",
-                    error_chain(&e)
-                )));
-                stop.cancelled().await;
+        let mut slow = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let state_dir = daemon.state_dir.clone();
+        let (loaded, writer) = loop {
+            let dir = state_dir.clone();
+            let n = name.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                CheckpointStore::open(&dir).and_then(|store| store.writer(&n))
+            })
+            .await;
+            match opened {
+                Ok(Ok(ok)) => break ok,
+                Ok(Err(e)) => {
+                    // A damaged checkpoint needs a person; a full or read-only disk heals.
+                    let health = if matches!(e, crate::state::StateError::Write { .. }) {
+                        Health::Paused(format!(
+                            "target {name}: {}; retrying by itself",
+                            error_chain(&e)
+                        ))
+                    } else {
+                        Health::Stopped(format!("target {name}: {}", error_chain(&e)))
+                    };
+                    self.state.set_health(health);
+                }
+                Err(e) => self.state.set_health(Health::Paused(format!(
+                    "target {name}: the checkpoint reader crashed: {e}"
+                ))),
+            }
+            if !self
+                .pause(stop, slow.next_delay(&mut rng).max(Duration::from_secs(1)))
+                .await
+            {
                 return None;
             }
         };
-        let (writer, loaded) = loaded;
-        let mut slow = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        slow.reset();
         let (token, resolved, mapper) = loop {
             match self.connect().await {
                 Ok(ready) => break ready,
@@ -94,43 +121,47 @@ impl TargetRunner {
                         continue;
                     }
                     let wait = slow.next_delay(&mut rng).max(retry);
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = self.wake.notified() => {}
-                        () = stop.cancelled() => return None,
+                    if !self.pause(stop, wait).await {
+                        return None;
                     }
                 }
             }
         };
-        let start = loaded.as_ref().and_then(Checkpoint::position);
-        let restart_window = loaded.as_ref().map_or(0, |c| c.window as usize);
         let opts = TailOptions {
             max_line: daemon.max_line_bytes as usize,
             ..TailOptions::default()
         };
+        let start = loaded.as_ref().and_then(Checkpoint::position);
+        let next = loaded.as_ref().map(|c| c.next.clone()).unwrap_or_default();
         let tailer = loop {
-            match Tailer::new(self.target.inbox.clone(), opts, start) {
-                Ok(t) => break t,
-                Err(e) => {
-                    self.state
-                        .set_health(Health::Paused(format!("target {name}: {e}")));
-                    tokio::select! {
-                        () = tokio::time::sleep(daemon.reconcile_interval) => {}
-                        () = self.wake.notified() => {}
-                        () = stop.cancelled() => return None,
-                    }
-                }
+            let (inbox, next) = (self.target.inbox.clone(), next.clone());
+            // Opening touches the inbox's directory, which producers control: never on a worker.
+            let opened = tokio::task::spawn_blocking(move || {
+                Tailer::resume_chain(inbox, opts, start, &next)
+            })
+            .await;
+            match opened {
+                Ok(Ok(t)) => break t,
+                Ok(Err(e)) => self.state.set_health(Health::Paused(format!(
+                    "target {name}: {}",
+                    error_chain(&e)
+                ))),
+                Err(e) => self.state.set_health(Health::Paused(format!(
+                    "target {name}: the reader crashed: {e}"
+                ))),
+            }
+            if !self.pause(stop, daemon.reconcile_interval).await {
+                return None;
             }
         };
         self.state.set_health(Health::Ok);
         Some(Prepared {
-            writer: Arc::new(Mutex::new(writer)),
+            loaded,
+            writer,
             token,
-            resolved: Arc::new(resolved),
+            resolved,
             mapper,
-            tailer: Arc::new(Mutex::new(tailer)),
-            start,
-            restart_window,
+            tailer,
         })
     }
 
@@ -164,48 +195,50 @@ impl TargetRunner {
     /// show and the least time to wait before trying again.
     async fn connect(&self) -> Result<(TokenHandle, Resolved, Mapper), (Health, Duration)> {
         let name = &self.target.name;
-        let token = TokenHandle::load(&self.target, &self.config).map_err(|e| {
+        let retry = self.config.daemon.reconcile_interval;
+        let needs_auth = |why: String| {
             (
                 Health::NeedsAuthorization(format!(
-                    "target {name} needs authorization: {e}; run `notion-inbox authorize --target {name}`"
+                    "target {name} needs authorization: {why}; run `notion-inbox authorize --target {name}`"
                 )),
-                self.config.daemon.reconcile_interval,
+                retry,
             )
-        })?;
-        let resolved = match self.client.resolve(&self.target, &token).await {
-            Ok(r) => r,
-            Err(e) if e.is_unauthorized() && token.can_refresh() => {
-                token.refresh(&self.client).await.map_err(|e| {
-                    (
-                        Health::NeedsAuthorization(format!(
-                            "target {name} needs authorization: {e}; run `notion-inbox authorize --target {name}`"
-                        )),
-                        self.config.daemon.reconcile_interval,
-                    )
-                })?;
-                self.client
-                    .resolve(&self.target, &token)
-                    .await
-                    .map_err(|e| {
-                        (
-                            Health::Paused(format!("target {name}: {e}")),
-                            Duration::ZERO,
-                        )
-                    })?
-            }
-            Err(e) if e.is_unauthorized() => {
-                return Err((
-                    Health::NeedsAuthorization(format!(
-                        "target {name} needs authorization: Notion refused its token ({e}); replace the token (then reload), or run `notion-inbox authorize --target {name}`"
-                    )),
-                    self.config.daemon.reconcile_interval,
-                ));
-            }
-            Err(e) => {
-                return Err((
-                    Health::Paused(format!("target {name}: {e}")),
-                    Duration::ZERO,
-                ));
+        };
+        let token =
+            TokenHandle::load(&self.target, &self.config).map_err(|e| needs_auth(e.to_string()))?;
+        let mut refreshed = false;
+        let resolved = loop {
+            let sent_with = token.generation();
+            match self.client.resolve(&self.target, &token).await {
+                Ok(r) => break r,
+                Err(e) if e.is_unauthorized() && token.can_refresh() && !refreshed => {
+                    refreshed = true;
+                    let _ = sent_with;
+                    match token.refresh(&self.client).await {
+                        Ok(()) => continue,
+                        Err(e) if e.is_invalid_grant() => return Err(needs_auth(e.to_string())),
+                        // The token endpoint failed for now: try again later, not a person's job.
+                        Err(e) => {
+                            return Err((
+                                Health::Paused(format!(
+                                    "target {name}: the token could not be refreshed for now ({e}); retrying by itself"
+                                )),
+                                Duration::ZERO,
+                            ));
+                        }
+                    }
+                }
+                Err(e) if e.is_unauthorized() => {
+                    return Err(needs_auth(format!(
+                        "Notion refused its token ({e}); replace the token (then reload), or"
+                    )));
+                }
+                Err(e) => {
+                    return Err((
+                        Health::Paused(format!("target {name}: {e}")),
+                        Duration::ZERO,
+                    ));
+                }
             }
         };
         let mapper = Mapper::new(&self.target, &resolved).map_err(|e| {
@@ -220,318 +253,138 @@ impl TargetRunner {
         Ok((token, resolved, mapper))
     }
 
-    /// Reads, dispatches and commits until stopped. An error stops the target (its text says why).
-    async fn pump(&self, p: Prepared, stop: &CancellationToken) -> Result<(), String> {
-        let name = self.target.name.clone();
+    /// Drives the core until it has finished after the stop.
+    async fn pump(&self, p: Prepared, stop: &CancellationToken) {
         let daemon = &self.config.daemon;
-        let window = self.target.max_in_flight;
-        // The persisted window must cover both this run's and the last run's unchecked records.
-        let persisted_window = window.max(p.restart_window) as u32;
-        // Records still in flight below which a held-back reader gets a new durable checkpoint.
-        let low_water = window / 2;
-        let mut dead = DeadLetterFile::new(self.target.dead_letter_path(daemon));
-        let hard_stop = CancellationToken::new();
-        let sender = Arc::new(Sender {
-            client: self.client.clone(),
-            token: p.token.clone(),
-            resolved: p.resolved.clone(),
-            dedupe_property: self.target.dedupe_property.clone(),
+        let cfg = CoreConfig {
+            name: self.target.name.clone(),
+            window: self.target.max_in_flight,
+            dedupe: self.target.dedupe_property.is_some(),
             settle: daemon.dedupe_settle,
-            state: self.state.clone(),
-            hard_stop: hard_stop.clone(),
-        });
-        let mut commit: Commit<Pending> = Commit::new(p.start);
-        // Records still to dispatch that lie within the last run's window.
-        let mut unchecked_left = p.restart_window;
-        // Records registered so far, and how many of them the checkpoint on disk covers.
-        let mut registered: u64 = 0;
-        let mut persisted: u64 = 0;
-        // The checkpoint is built here and written on the blocking pool: a durable save is two
-        // fsyncs, and with many targets those must not stall the runtime's workers.
-        let save = |commit: &Commit<Pending>, durable: bool, window: u32| {
-            let in_flight = commit
-                .in_flight()
-                .map(|(pos, pending)| InFlight {
-                    key: pending.key.clone(),
-                    file: pos.file,
-                    offset: pos.offset,
-                    end: pos.end,
-                })
-                .collect();
-            let mut cp = Checkpoint::new(commit.resume_position(), in_flight);
-            cp.window = window;
-            let writer = p.writer.clone();
-            let name = name.clone();
-            async move {
-                let written = tokio::task::spawn_blocking(move || {
-                    writer
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .save(&cp, durable)
-                })
-                .await
-                .map_err(|e| format!("target {name}: the checkpoint writer crashed: {e}"))?;
-                written.map_err(|e| {
-                    format!(
-                        "target {name}: {}; free space or fix permissions in the state directory, then restart",
-                        error_chain(&e)
-                    )
-                })
-            }
         };
-        // Before anything is sent, the checkpoint must promise the window this run uses.
-        save(&commit, true, persisted_window).await?;
-        let mut disk_names_file = p.start.is_some();
-        let mut in_flight: JoinSet<Done> = JoinSet::new();
+        let mut core: Core<Value> =
+            Core::new(cfg, self.state.clone(), p.loaded.as_ref(), rand::random());
+        let token = p.token.clone();
+        let io = Arc::new(Io {
+            name: self.target.name.clone(),
+            inbox: self.target.inbox.clone(),
+            max_line_bytes: daemon.max_line_bytes,
+            client: self.client.clone(),
+            token: p.token,
+            resolved: Arc::new(p.resolved),
+            mapper: Arc::new(p.mapper),
+            dedupe_property: self.target.dedupe_property.clone(),
+            tailer: Arc::new(Mutex::new(p.tailer)),
+            writer: Arc::new(Mutex::new(p.writer)),
+            dead: Arc::new(Mutex::new(DeadLetterFile::new(
+                self.target.dead_letter_path(daemon),
+            ))),
+            state: self.state.clone(),
+        });
+        let epoch = tokio::time::Instant::now();
+        let mut requests: JoinSet<Event<Value>> = JoinSet::new();
+        let mut local: JoinSet<Event<Value>> = JoinSet::new();
         let mut reconcile = tokio::time::interval(daemon.reconcile_interval);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut dirty_since: Option<Instant> = None;
-        let mut caught_up = false;
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut stopped = false;
         loop {
-            // Read and dispatch while the window allows: never more than `window` records past
-            // the checkpoint on disk.
-            let room = (persisted + window as u64).saturating_sub(registered) as usize;
-            if !caught_up && room > 0 && self.state.health().may_send() {
-                let tailer = p.tailer.clone();
-                let batch = tokio::task::spawn_blocking(move || {
-                    tailer
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .next_batch(room, 8 << 20)
-                })
-                .await
-                .map_err(|e| format!("target {name}: the reader crashed: {e}"))?;
-                let items = match batch {
-                    Ok(items) => items,
-                    Err(e) => {
-                        self.state.record_error(format!("target {name}: {e}"));
-                        tracing::error!(target_name = %name, "{e}");
-                        Vec::new()
-                    }
+            while let Some(action) = core.poll_action(epoch.elapsed()) {
+                match io.perform(action) {
+                    (Kind::Request, work) => requests.spawn(work),
+                    (Kind::Local, work) => local.spawn(work),
                 };
-                caught_up = !items.iter().any(|i| !matches!(i, Item::Event(_)));
-                for item in items {
-                    let (pos, text, oversized) = match item {
-                        Item::Event(event) => {
-                            tracing::info!(target_name = %name, "{event}");
-                            continue;
-                        }
-                        Item::Oversized { pos, len } => (pos, Vec::new(), Some(len)),
-                        Item::Line { pos, text } => (pos, text, None),
-                    };
-                    registered += 1;
-                    let maybe_sent = unchecked_left > 0;
-                    unchecked_left = unchecked_left.saturating_sub(1);
-                    let prepared = match oversized {
-                        Some(len) => Err(format!(
-                            "the line is {len} bytes, over max_line_bytes ({}); its bytes were not kept: split the record, or raise max_line_bytes",
-                            daemon.max_line_bytes
-                        )),
-                        None => parse_line(&text).and_then(|record| {
-                            let key = record_key(&record, &pos, &text)?;
-                            let body = p
-                                .mapper
-                                .page_body(&record, &key)
-                                .map_err(|e| e.to_string())?;
-                            Ok((key, body))
-                        }),
-                    };
-                    match prepared {
-                        Ok((key, body)) => {
-                            let ticket = commit.begin(pos, Pending { key: key.clone() });
-                            if !disk_names_file {
-                                // The checkpoint on disk must name the file being read before a
-                                // record of it is sent: a rotation followed by a crash must not
-                                // make the restart skip the rest of this file.
-                                save(&commit, true, persisted_window).await?;
-                                disk_names_file = true;
-                            }
-                            let job = Job {
-                                ticket,
-                                key,
-                                offset: pos.offset,
-                                line_pos: pos.key(),
-                                body,
-                                line: text,
-                                maybe_sent,
-                            };
-                            in_flight.spawn(sender.clone().deliver(job));
-                        }
-                        Err(reason) => {
-                            let entry =
-                                DeadLetter::new(&text, pos.offset, &self.target.inbox, reason)
-                                    .at(pos.key());
-                            self.dead_letter(&mut dead, &entry)?;
-                            let ticket = commit.begin(pos, Pending { key: String::new() });
-                            commit.finish(ticket);
-                            dirty_since.get_or_insert_with(Instant::now);
-                        }
-                    }
-                }
-                if !caught_up {
-                    continue;
-                }
             }
-            // The reader is held back by the checkpoint on disk: write it once at most half the
-            // window is still in flight (group commit: one fsync pair per half window rather than
-            // one per record, and the reader then dispatches half a window at once).
-            let committed_now = registered - commit.len() as u64;
-            let held_back = room == 0 && committed_now > persisted && commit.len() <= low_water;
-            if held_back || dirty_since.is_some_and(|t| t.elapsed() >= CHECKPOINT_EVERY) {
-                // Only a durable checkpoint may extend the window (the reader's room is counted
-                // from it). A periodic one just shortens the re-reading after a crash: it needs no
-                // fsync, because whichever checkpoint survives, the records sent lie within the
-                // window of the durable one, hence of any later one.
-                save(&commit, held_back, persisted_window).await?;
-                if held_back {
-                    persisted = committed_now;
-                }
-                dirty_since = None;
-                caught_up = false;
-                continue;
+            self.state
+                .counters
+                .in_flight
+                .store(requests.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            if core.finished() {
+                break;
             }
-            let flush_in = dirty_since.map(|t| CHECKPOINT_EVERY.saturating_sub(t.elapsed()));
-            tokio::select! {
-                Some(joined) = in_flight.join_next() => {
-                    let done = joined.map_err(|e| format!("target {name}: a sender crashed: {e}"))?;
-                    self.finish(done, &mut commit, &mut dead)?;
-                    dirty_since.get_or_insert_with(Instant::now);
-                    caught_up = false;
-                }
-                () = self.wake.notified() => caught_up = false,
+            let deadline = core.next_deadline().map(|d| epoch + d);
+            let event = tokio::select! {
+                Some(done) = requests.join_next() => match done {
+                    Ok(event) => event,
+                    Err(_) => continue, // aborted after the grace period
+                },
+                Some(done) = local.join_next() => match done {
+                    Ok(event) => event,
+                    Err(_) => continue,
+                },
+                () = self.wake.notified() => self.observe(&io).await,
                 _ = reconcile.tick() => {
-                    caught_up = false;
-                    if let Ok(b) = p.tailer.lock().unwrap_or_else(|e| e.into_inner()).backlog() {
-                        self.state.counters.backlog_bytes.store(b.bytes, std::sync::atomic::Ordering::Relaxed);
+                    if self.token_changed(&io, &token).await {
+                        core.handle(epoch.elapsed(), Event::TokenChanged);
                     }
-                    if matches!(self.state.health(), Health::NeedsAuthorization(_))
-                        && p.token.reload_if_changed().unwrap_or(false)
-                    {
-                        tracing::info!(target_name = %name, "the token file changed; resuming");
-                        self.state.set_health(Health::Ok);
-                    }
+                    self.observe(&io).await
                 }
-                () = sleep_opt(flush_in) => {}
-                () = stop.cancelled() => break,
-            }
+                () = sleep_until(deadline) => Event::Tick,
+                () = stop.cancelled(), if !stopped => {
+                    stopped = true;
+                    grace = Some(Box::pin(tokio::time::sleep(daemon.shutdown_grace)));
+                    Event::Stop
+                }
+                () = async { grace.as_mut().expect("armed").await }, if grace.is_some() => {
+                    grace = None;
+                    requests.abort_all();
+                    Event::GraceOver
+                }
+            };
+            core.handle(epoch.elapsed(), event);
         }
-        // Shutdown: no more reading; in-flight requests get the grace period.
-        let deadline = tokio::time::sleep(daemon.shutdown_grace);
-        tokio::pin!(deadline);
-        while !in_flight.is_empty() {
-            tokio::select! {
-                Some(joined) = in_flight.join_next() => {
-                    if let Ok(done) = joined {
-                        self.finish(done, &mut commit, &mut dead)?;
-                    }
-                }
-                () = &mut deadline => {
-                    tracing::warn!(target_name = %name, in_flight = in_flight.len(),
-                        "shutdown grace period over; unfinished records will be sent again after restart");
-                    hard_stop.cancel();
-                    while let Some(joined) = in_flight.join_next().await {
-                        if let Ok(done) = joined {
-                            self.finish(done, &mut commit, &mut dead)?;
-                        }
-                    }
-                }
-            }
-        }
-        // The window this checkpoint promises covers the records that may be rows already: with
-        // nothing unfinished, none of this run's (every record sent was answered and the position
-        // is past it), only the last run's that this run has not reached. Promising the whole
-        // window would make the next run check its first new records by key for nothing.
-        let final_window = if commit.is_empty() {
-            unchecked_left as u32
+    }
+
+    /// The inbox's directory changed: look for new files at the path (a rotation seen while the
+    /// window is full must not wait for the next read), then read.
+    async fn observe(&self, io: &Arc<Io>) -> Event<Value> {
+        let io = io.clone();
+        let observed = tokio::task::spawn_blocking(move || {
+            let queued = io
+                .tailer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .observe();
+            queued
+                .into_iter()
+                .map(crate::delivery::Input::Queued)
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        if observed.is_empty() {
+            Event::Wake
         } else {
-            persisted_window
+            Event::Observed(observed)
+        }
+    }
+
+    /// The periodic look without a file event: the backlog for status, and whether someone wrote a
+    /// new token.
+    async fn token_changed(&self, io: &Arc<Io>, token: &TokenHandle) -> bool {
+        let tailer = io.tailer.clone();
+        let token = token.clone();
+        let looked = tokio::task::spawn_blocking(move || {
+            let backlog = tailer.lock().unwrap_or_else(|e| e.into_inner()).backlog();
+            (backlog, token.reload_if_changed().unwrap_or(false))
+        })
+        .await;
+        let Ok((backlog, changed)) = looked else {
+            return false;
         };
-        save(&commit, true, final_window).await?;
-        Ok(())
-    }
-
-    fn finish(
-        &self,
-        done: Done,
-        commit: &mut Commit<Pending>,
-        dead: &mut DeadLetterFile,
-    ) -> Result<(), String> {
-        match done {
-            Done::Delivered { ticket } => {
-                commit.finish(ticket);
-            }
-            Done::Refused {
-                ticket,
-                offset,
-                line_pos,
-                key,
-                line,
-                reason,
-                error,
-            } => {
-                let mut entry =
-                    DeadLetter::new(&line, offset, &self.target.inbox, reason).at(line_pos);
-                entry.key = Some(key);
-                entry.notion_error = Some(error);
-                self.dead_letter(dead, &entry)?;
-                commit.finish(ticket);
-            }
-            Done::Abandoned { .. } => {}
+        if let Ok(b) = backlog {
+            self.state
+                .counters
+                .backlog_bytes
+                .store(b.bytes, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(())
-    }
-
-    fn dead_letter(&self, dead: &mut DeadLetterFile, entry: &DeadLetter) -> Result<(), String> {
-        let name = &self.target.name;
-        let written = dead.append(entry).map_err(|e| {
-            format!(
-                "target {name}: cannot write the dead-letter file {}: {e}; free space or fix permissions, then restart",
-                dead.path().display()
-            )
-        })?;
-        if written {
-            tracing::warn!(target_name = %name, offset = entry.offset, file = %dead.path().display(), "dead-lettered: {}", entry.reason);
-            Counters::bump(&self.state.counters.dead_lettered);
-        } else {
-            tracing::debug!(target_name = %name, offset = entry.offset, "already in the dead-letter file (read again after a restart)");
-        }
-        Ok(())
+        changed
     }
 }
 
-/// What the commit tracker keeps about a record until it is finished.
-#[derive(Debug)]
-struct Pending {
-    /// The record's key (for the checkpoint's in-flight list).
-    key: String,
-}
-
-/// The error and its causes, joined with ": ".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
-}
-
-/// What `prepare` hands to `pump`.
-struct Prepared {
-    writer: Arc<Mutex<CheckpointWriter>>,
-    token: TokenHandle,
-    resolved: Arc<Resolved>,
-    mapper: Mapper,
-    tailer: Arc<Mutex<Tailer>>,
-    start: Option<Position>,
-    restart_window: usize,
-}
-
-async fn sleep_opt(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }

@@ -131,7 +131,7 @@ pub enum Event<P> {
     Saved(Result<(), String>),
     /// Time passed (see [`Core::next_deadline`]).
     Tick,
-    /// Stop: read nothing more, let requests in flight finish.
+    /// Stop: read nothing more; what was read is still delivered until [`Event::GraceOver`].
     Stop,
     /// The shutdown grace period is over: requests still in flight are abandoned.
     GraceOver,
@@ -466,14 +466,18 @@ impl<P> Core<P> {
         if let Some(dead) = self.poll_dead_letters(now) {
             return Some(dead);
         }
-        if self.finished || self.stopping {
+        if self.finished || self.grace_over {
             return None;
         }
+        // While stopping, what was read is still delivered until the grace period is over.
         if let Some(refresh) = self.poll_refresh(now) {
             return Some(refresh);
         }
         if let Some(send) = self.poll_send(now) {
             return Some(send);
+        }
+        if self.stopping {
+            return None;
         }
         self.poll_read()
     }
@@ -546,10 +550,11 @@ impl<P> Core<P> {
                 self.dead_letter(ticket);
             } else {
                 let f = self.commit.get_mut(ticket).expect("just registered");
+                // An earlier run may have created it: ask Notion first (once queries caught up),
+                // or, without dedupe, count and warn of a possible duplicate when it is sent.
+                f.check_first = f.maybe_sent;
                 if f.maybe_sent && self.cfg.dedupe {
-                    // An earlier run may have created it: ask Notion first, once queries caught up.
                     f.step = Step::Timer;
-                    f.check_first = true;
                     let due = now.saturating_add(self.cfg.settle);
                     f.due = due;
                     self.timers.push(std::cmp::Reverse((due, ticket)));
@@ -649,9 +654,14 @@ impl<P> Core<P> {
         if self.saving.is_some() || self.finished || !self.save_retry.may_try(now) {
             return None;
         }
-        let idle = self.requests == 0 && self.dead_busy.is_empty() && self.dead_queue.is_empty();
+        // After the grace period, dead letters that cannot be written (a full disk) stay
+        // unfinished: they are read again after the restart.
+        let idle = self.requests == 0
+            && self.dead_busy.is_empty()
+            && (self.dead_queue.is_empty() || self.grace_over);
         let durable = if self.stopping {
-            if !idle || self.final_save {
+            // The last checkpoint: once everything read is finished, or the grace period is over.
+            if !idle || self.final_save || !(self.commit.is_empty() || self.grace_over) {
                 return None;
             }
             self.final_save = true;

@@ -30,7 +30,7 @@ pub mod watch;
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,15 @@ pub enum TailEvent {
         /// The committed offset in it.
         offset: u64,
     },
+    /// The checkpoint's file was truncated or rewritten in place while the daemon was not looking
+    /// (same inode, another first line): what it held after `offset` cannot be read any more.
+    /// Usually a copytruncate after everything was delivered; the current content is read from 0.
+    Overwritten {
+        /// The file the checkpoint named.
+        file: FileIdentity,
+        /// The committed offset in it.
+        offset: u64,
+    },
     /// The inbox path names a new file. The old one is drained to its end, and read until it has
     /// been quiet for [`TailOptions::rotate_grace`], before the tailer moves on.
     RotationSeen {
@@ -161,6 +170,12 @@ pub enum TailEvent {
     Rewritten {
         /// Its inode number.
         ino: u64,
+    },
+    /// A new file appeared at the inbox path while an older one is still being read: it is kept
+    /// open and read after the ones before it (so that several rotations in a row skip nothing).
+    Queued {
+        /// The new file.
+        file: FileIdentity,
     },
     /// The inbox path was deleted; the open handle is still read in case a writer holds it.
     Vanished {
@@ -200,6 +215,10 @@ impl fmt::Display for TailEvent {
                 f,
                 "the checkpoint's file ({file}) is gone from the inbox directory; anything written to it after byte {offset} was never read and is lost; reading the current inbox from the start"
             ),
+            TailEvent::Overwritten { file, offset } => write!(
+                f,
+                "the checkpoint's file ({file}) was truncated or rewritten since; what it held after byte {offset} can no longer be read (usually it had been delivered before a copytruncate); reading its current content from the start"
+            ),
             TailEvent::RotationSeen { old_ino, new_ino } => write!(
                 f,
                 "inbox rotated (inode {old_ino} -> {new_ino}); draining the old file first"
@@ -223,6 +242,10 @@ impl fmt::Display for TailEvent {
                 f,
                 "inbox rewritten in place (inode {ino}: its first line changed); reading again from the start"
             ),
+            TailEvent::Queued { file } => write!(
+                f,
+                "a new file ({file}) is at the inbox path while an older one is still read; it is read next"
+            ),
             TailEvent::Vanished { path } => write!(
                 f,
                 "inbox {} was deleted; still reading the open file until a new one appears",
@@ -230,6 +253,54 @@ impl fmt::Display for TailEvent {
             ),
         }
     }
+}
+
+/// Opens an inbox file for reading without following a symlink and without blocking (a FIFO at
+/// the path would block `open` forever), then checks with `fstat` that what was opened is a
+/// regular file. Every open of an inbox goes through here: a producer who may write the spool may
+/// also plant a symlink to a secret, a FIFO or a device there, and must gain nothing by it.
+pub fn open_inbox(path: &Path) -> Result<std::fs::File, InboxError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => InboxError::NotAFile {
+                path: path.to_owned(),
+                what: "a symbolic link",
+            },
+            _ => InboxError::Io {
+                action: "open",
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+    let ty = file
+        .metadata()
+        .map_err(|source| InboxError::Io {
+            action: "stat",
+            path: path.to_owned(),
+            source,
+        })?
+        .file_type();
+    let what = if ty.is_file() {
+        return Ok(file);
+    } else if ty.is_dir() {
+        "a directory"
+    } else if ty.is_fifo() {
+        "a FIFO"
+    } else if ty.is_socket() {
+        "a socket"
+    } else if ty.is_block_device() || ty.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    Err(InboxError::NotAFile {
+        path: path.to_owned(),
+        what,
+    })
 }
 
 /// How the tailer reads.
@@ -269,10 +340,14 @@ pub enum InboxError {
         inbox: PathBuf,
     },
     /// Something other than a regular file is at the inbox path.
-    #[error("inbox {path} is not a regular file: point the configuration at a file")]
+    #[error(
+        "inbox {path} is {what}, not a regular file: nothing is read from it; remove it (producers create the file by appending), or point the configuration at a file"
+    )]
     NotAFile {
         /// The inbox path.
         path: PathBuf,
+        /// What is there instead.
+        what: &'static str,
     },
     /// An I/O error on an inbox file.
     #[error("cannot {action} {path}")]

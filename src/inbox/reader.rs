@@ -28,6 +28,7 @@
 //! [`TailOptions::max_line`] becomes [`Item::Oversized`]: once the partial line exceeds the limit,
 //! the bytes are dropped as they are scanned, so memory stays at `max_line + chunk`.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
@@ -36,7 +37,9 @@ use std::time::Instant;
 
 use memchr::memchr;
 
-use super::{FileIdentity, InboxError, Item, LinePos, Position, TailEvent, TailOptions};
+use super::{
+    FileIdentity, InboxError, Item, LinePos, Position, TailEvent, TailOptions, open_inbox,
+};
 
 /// Reads the complete lines of one inbox file. See the module docs.
 #[derive(Debug)]
@@ -49,6 +52,10 @@ pub struct Tailer {
     opts: TailOptions,
     /// The file being read, if any.
     src: Option<Source>,
+    /// Files to read after `src`, in order: files that appeared at the path while an older one was
+    /// still being read, or that the checkpoint named. Each is held open, so a rotation that
+    /// renames or deletes it before its turn loses nothing.
+    queue: VecDeque<Source>,
     /// Whether [`TailEvent::Waiting`] was reported since the inbox was last seen.
     waiting_reported: bool,
     /// Events from [`Tailer::new`], handed out with the first batch.
@@ -85,6 +92,8 @@ struct Source {
     skipping: Option<Skipping>,
     /// Set when the inbox path no longer names this file.
     retiring: Option<Retiring>,
+    /// Whether its identity was handed out in a [`TailEvent::Queued`] (or came from the checkpoint).
+    reported: bool,
 }
 
 /// A line longer than the limit, being scanned for its end without being kept.
@@ -158,6 +167,7 @@ impl Source {
             pos,
             skipping: None,
             retiring: None,
+            reported: identity.is_some(),
         })
     }
 
@@ -200,6 +210,7 @@ impl Tailer {
             dir,
             opts,
             src: None,
+            queue: VecDeque::new(),
             waiting_reported: false,
             events: Vec::new(),
             buf: Vec::new(),
@@ -209,6 +220,108 @@ impl Tailer {
             tailer.resume(start)?;
         }
         Ok(tailer)
+    }
+
+    /// Like [`Tailer::new`], then queues the files `next` names (a checkpoint's
+    /// [`crate::state::checkpoint::Checkpoint::next`]) to be read from their start after the first,
+    /// wherever they are in the inbox's directory now. A file that is gone is reported as
+    /// [`TailEvent::PreviousGone`] at offset 0.
+    pub fn resume_chain(
+        path: PathBuf,
+        opts: TailOptions,
+        start: Option<Position>,
+        next: &[FileIdentity],
+    ) -> Result<Tailer, InboxError> {
+        let mut tailer = Tailer::new(path, opts, start)?;
+        for id in next {
+            match tailer.locate(id)? {
+                Some(file) => {
+                    let src =
+                        Source::open(file, 0, Some(*id)).map_err(|e| tailer.io_error("stat", e))?;
+                    tailer.queue.push_back(src);
+                }
+                None => tailer.events.push(TailEvent::PreviousGone {
+                    file: *id,
+                    offset: 0,
+                }),
+            }
+        }
+        if tailer.src.is_none() {
+            tailer.src = tailer.queue.pop_front();
+        }
+        Ok(tailer)
+    }
+
+    /// Finds the file with identity `id` at the inbox path or elsewhere in its directory.
+    fn locate(&self, id: &FileIdentity) -> Result<Option<File>, InboxError> {
+        match open_inbox(&self.path) {
+            Ok(file) => {
+                let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
+                if meta.ino() == id.ino
+                    && id
+                        .head_matches(&file)
+                        .map_err(|e| self.io_error("read", e))?
+                {
+                    return Ok(Some(file));
+                }
+            }
+            Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(InboxError::NotAFile { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let found = self.find_in_dir(id).map_err(|e| InboxError::Io {
+            action: "search",
+            path: self.dir.clone(),
+            source: e,
+        })?;
+        Ok(found.map(|(_, file)| file))
+    }
+
+    /// Looks at the inbox path without reading lines: a new file there is opened and queued at
+    /// once (even while the reader is held back), so that it cannot be rotated away unseen.
+    /// Returns the identities of files newly settled in the reading order; other events are handed
+    /// out with the next batch.
+    pub fn observe(&mut self) -> Vec<FileIdentity> {
+        let mut out = Vec::new();
+        if let Err(e) = self.check_path(&mut out) {
+            // The next read reports it, with the health that goes with it.
+            tracing::debug!("observing {}: {e}", self.path.display());
+        }
+        self.report_settled(&mut out);
+        let mut queued = Vec::new();
+        for item in out {
+            match item {
+                Item::Event(TailEvent::Queued { file }) => queued.push(file),
+                Item::Event(event) => self.events.push(event),
+                _ => {}
+            }
+        }
+        queued
+    }
+
+    /// Reports, in reading order, the files whose identity has settled since last asked, up to
+    /// the first that has not (so the order handed out is the reading order).
+    fn report_settled(&mut self, out: &mut Vec<Item>) {
+        for src in self.src.iter_mut().chain(self.queue.iter_mut()) {
+            if src.reported {
+                continue;
+            }
+            match src.settle_identity() {
+                Ok(Some(file)) => {
+                    src.reported = true;
+                    out.push(Item::Event(TailEvent::Queued { file }));
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Whether the file `(dev, ino)` is being read or queued.
+    fn holds(&self, dev: u64, ino: u64) -> bool {
+        self.src
+            .iter()
+            .chain(self.queue.iter())
+            .any(|s| (s.dev, s.ino) == (dev, ino))
     }
 
     /// The inbox path.
@@ -229,6 +342,7 @@ impl Tailer {
             bytes: max_bytes.max(1),
         };
         self.check_path(&mut out)?;
+        self.report_settled(&mut out);
         while let Some(src) = self.src.as_mut() {
             let read = read_lines(src, &mut self.buf, &self.opts, &mut out, &mut budget)
                 .map_err(|e| self.io_error("read", e))?;
@@ -241,7 +355,10 @@ impl Tailer {
             {
                 AtEof::Again => {}
                 AtEof::Stay => break,
-                AtEof::Switched => self.check_path(&mut out)?,
+                AtEof::Switched => {
+                    self.check_path(&mut out)?;
+                    self.report_settled(&mut out);
+                }
             }
         }
         // Caught up: hold no buffer while idle (a daemon may tail a thousand inboxes).
@@ -304,7 +421,8 @@ impl Tailer {
 
     /// Compares the inbox path with the source and reacts (see the module docs).
     fn check_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
-        let meta = match fs::metadata(&self.path) {
+        // Not `metadata`: a symlink at the path is refused, not followed.
+        let meta = match fs::symlink_metadata(&self.path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.check_dir()?;
@@ -334,9 +452,14 @@ impl Tailer {
             Err(e) => return Err(self.io_error("stat", e)),
         };
         if !meta.is_file() {
-            return Err(InboxError::NotAFile {
-                path: self.path.clone(),
-            });
+            // What it is, exactly, comes from the one safe open.
+            return match open_inbox(&self.path) {
+                Err(e) => Err(e),
+                Ok(_) => Err(InboxError::NotAFile {
+                    path: self.path.clone(),
+                    what: "not a regular file",
+                }),
+            };
         }
         let Some(src) = &mut self.src else {
             return self.open_path(out);
@@ -363,27 +486,48 @@ impl Tailer {
                 out.push(Item::Event(TailEvent::Rewritten { ino: src.ino }));
                 src.restart();
             }
-        } else if src.retiring.is_none() {
-            src.retiring = Some(Retiring::new(&src.file).map_err(|e| InboxError::Io {
-                action: "stat",
-                path: self.path.clone(),
-                source: e,
-            })?);
-            out.push(Item::Event(TailEvent::RotationSeen {
-                old_ino: src.ino,
-                new_ino: meta.ino(),
-            }));
+        } else {
+            if src.retiring.is_none() {
+                src.retiring = Some(Retiring::new(&src.file).map_err(|e| InboxError::Io {
+                    action: "stat",
+                    path: self.path.clone(),
+                    source: e,
+                })?);
+                out.push(Item::Event(TailEvent::RotationSeen {
+                    old_ino: src.ino,
+                    new_ino: meta.ino(),
+                }));
+            }
+            if !self.holds(meta.dev(), meta.ino()) {
+                self.queue_path()?;
+            }
         }
+        Ok(())
+    }
+
+    /// Opens the file at the inbox path and queues it behind the files being read.
+    fn queue_path(&mut self) -> Result<(), InboxError> {
+        let file = match open_inbox(&self.path) {
+            Ok(file) => file,
+            Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
+        self.queue.push_back(src);
         Ok(())
     }
 
     /// Opens the file at the inbox path, at 0.
     fn open_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
-        let file = match File::open(&self.path) {
+        let file = match open_inbox(&self.path) {
             Ok(file) => file,
             // Gone again between the stat and the open: the next call sees it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(self.io_error("open", e)),
+            Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
         let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
         out.push(Item::Event(TailEvent::Opened {
@@ -411,8 +555,9 @@ impl Tailer {
             return Ok(AtEof::Again);
         }
         let quiet = now.duration_since(retiring.quiet_since) >= self.opts.rotate_grace;
-        // With nothing at the path, keep the old handle: a writer may still hold it.
-        if !quiet || !self.path.exists() {
+        // With nothing at the path and nothing queued, keep the old handle: a writer may still
+        // hold it.
+        if !quiet || (self.queue.is_empty() && fs::symlink_metadata(&self.path).is_err()) {
             return Ok(AtEof::Stay);
         }
         let tail_start = src.skipping.map_or(src.pos, |s| s.start);
@@ -420,14 +565,14 @@ impl Tailer {
             old_ino: src.ino,
             dropped_tail: len.saturating_sub(tail_start),
         }));
-        self.src = None;
+        self.src = self.queue.pop_front();
         Ok(AtEof::Switched)
     }
 
     /// Positions the tailer at a checkpoint (see [`Tailer::new`]).
     fn resume(&mut self, start: Position) -> Result<(), InboxError> {
         let id = start.file;
-        match File::open(&self.path) {
+        match open_inbox(&self.path) {
             Ok(file) => {
                 let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
                 let same_ino = meta.ino() == id.ino;
@@ -461,15 +606,15 @@ impl Tailer {
                 if same_ino {
                     // Same inode, another head: rewritten in place or a reused inode. The old file
                     // cannot exist elsewhere in this directory.
-                    self.events.push(TailEvent::PreviousGone {
+                    self.events.push(TailEvent::Overwritten {
                         file: id,
                         offset: start.offset,
                     });
                     return Ok(());
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.io_error("open", e)),
+            Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let Some((found, file)) = self.find_in_dir(&id).map_err(|e| InboxError::Io {
             action: "search",
@@ -520,10 +665,10 @@ impl Tailer {
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            let file = match File::open(&path) {
+            let file = match open_inbox(&path) {
                 Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+                // Gone, or replaced by something that is not a regular file, since the listing.
+                Err(_) => continue,
             };
             if file.metadata()?.ino() == id.ino && id.head_matches(&file)? {
                 return Ok(Some((path, file)));

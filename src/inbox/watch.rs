@@ -183,6 +183,7 @@ fn split(inbox: &Path) -> Result<(PathBuf, OsString), InboxError> {
         .file_name()
         .ok_or_else(|| InboxError::NotAFile {
             path: inbox.to_path_buf(),
+            what: "a path without a file name",
         })?
         .to_os_string();
     let dir = match inbox.parent() {

@@ -273,6 +273,12 @@ impl TokenHandle {
         self.inner.can_refresh_client && self.current().refresh_token.is_some()
     }
 
+    /// The token's generation: it grows with each refresh or reload, so that a refused request can
+    /// say which token it carried.
+    pub fn generation(&self) -> u64 {
+        self.current().generation
+    }
+
     fn current(&self) -> Current {
         self.inner.current.lock().expect("not poisoned").clone()
     }

@@ -1,0 +1,376 @@
+//! Performing the delivery core's actions: each [`Action`] becomes a future that does the I/O (off
+//! the runtime's workers where it touches the disk) and yields the [`Event`] to feed back.
+//!
+//! Nothing here decides anything: the classification of an answer into a [`SendResult`] or
+//! [`CheckResult`] is the last step of the request, and the core acts on it.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::daemon::deadletter::{DeadLetter, DeadLetterFile, NotionErrorInfo};
+use crate::daemon::line::{parse_line, record_key};
+use crate::delivery::{
+    Action, CheckResult, DeadLetterRequest, Event, Input, RefreshResult, SendResult,
+};
+use crate::inbox::{Item, TailEvent, Tailer};
+use crate::notion::{CreateOutcome, NotionClient, NotionError, Resolved, TokenHandle};
+use crate::record::Mapper;
+use crate::state::checkpoint::CheckpointWriter;
+
+/// A boxed future yielding the event to feed back.
+pub type Work = Pin<Box<dyn Future<Output = Event<Value>> + Send>>;
+
+/// Everything the actions of one target need.
+pub struct Io {
+    /// The target's name, for messages.
+    pub name: String,
+    /// The inbox path, for dead-letter entries.
+    pub inbox: PathBuf,
+    /// `max_line_bytes`, for the message of an oversized line.
+    pub max_line_bytes: u64,
+    /// The process's Notion client.
+    pub client: NotionClient,
+    /// The target's credentials.
+    pub token: TokenHandle,
+    /// Where rows go.
+    pub resolved: Arc<Resolved>,
+    /// The record → page body mapping.
+    pub mapper: Arc<Mapper>,
+    /// The dedupe property, when set.
+    pub dedupe_property: Option<String>,
+    /// The tailer (used on the blocking pool only).
+    pub tailer: Arc<Mutex<Tailer>>,
+    /// The checkpoint writer (blocking pool only).
+    pub writer: Arc<Mutex<CheckpointWriter>>,
+    /// The dead-letter file (blocking pool only).
+    pub dead: Arc<Mutex<DeadLetterFile>>,
+    /// Health and counters, for what the reader notices.
+    pub state: Arc<crate::daemon::health::TargetState>,
+}
+
+/// Whether an action is a request to Notion (abandoned after the grace period) or local I/O.
+pub enum Kind {
+    /// A request to Notion.
+    Request,
+    /// Disk work: reading, saving, dead-lettering.
+    Local,
+}
+
+impl Io {
+    /// The work for `action`. A panic in it becomes the event of a failure of that action (the
+    /// core then retries it), never a record stuck in flight.
+    pub fn perform(self: &Arc<Self>, action: Action<Value>) -> (Kind, Work) {
+        let fallback: fn() -> Event<Value> = match &action {
+            Action::Read { .. } => || Event::ReadFailed("the reader crashed".into()),
+            Action::Save { .. } => || Event::Saved(Err("the checkpoint writer crashed".into())),
+            Action::DeadLetter(_) => {
+                || Event::DeadLettered(Err("the dead-letter writer crashed".into()))
+            }
+            Action::Refresh { .. } => {
+                || Event::Refreshed(RefreshResult::Transient("the refresh crashed".into()))
+            }
+            Action::Send { .. } | Action::Check { .. } => || Event::Tick,
+        };
+        let crash_ticket = match &action {
+            Action::Send { ticket, .. } => Some((*ticket, true)),
+            Action::Check { ticket, .. } => Some((*ticket, false)),
+            _ => None,
+        };
+        let (kind, work) = self.work(action);
+        let guarded = async move {
+            use futures::FutureExt;
+            match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                Ok(event) => event,
+                Err(_) => match crash_ticket {
+                    Some((t, true)) => {
+                        Event::Sent(t, SendResult::Unknown("the sender crashed".into()))
+                    }
+                    Some((t, false)) => {
+                        Event::Checked(t, CheckResult::Failed("the check crashed".into()))
+                    }
+                    None => fallback(),
+                },
+            }
+        };
+        (kind, Box::pin(guarded))
+    }
+
+    fn work(self: &Arc<Self>, action: Action<Value>) -> (Kind, Work) {
+        let io = self.clone();
+        match action {
+            Action::Read { max_items } => (Kind::Local, Box::pin(io.read(max_items))),
+            Action::Save {
+                checkpoint,
+                durable,
+            } => (
+                Kind::Local,
+                Box::pin(async move {
+                    let name = io.name.clone();
+                    let writer = io.writer.clone();
+                    let result = blocking(move || {
+                        lock(&writer)
+                            .save(&checkpoint, durable)
+                            .map_err(|e| format!("target {name}: {}; free space or fix permissions in the state directory (delivery resumes by itself)", error_chain(&e)))
+                    })
+                    .await;
+                    Event::Saved(result)
+                }),
+            ),
+            Action::DeadLetter(requests) => (
+                Kind::Local,
+                Box::pin(async move {
+                    let result = blocking(move || io.write_dead_letters(requests)).await;
+                    Event::DeadLettered(result)
+                }),
+            ),
+            Action::Send { ticket, payload } => (
+                Kind::Request,
+                Box::pin(async move {
+                    let generation = io.token.generation();
+                    let outcome = io.client.create_page(&io.token, &payload).await;
+                    Event::Sent(ticket, io.classify_create(outcome, generation))
+                }),
+            ),
+            Action::Check { ticket, key } => (
+                Kind::Request,
+                Box::pin(async move {
+                    let generation = io.token.generation();
+                    let property = io.dedupe_property.clone().unwrap_or_default();
+                    let answer = io
+                        .client
+                        .find_by_key(&io.token, &io.resolved, &property, &key)
+                        .await;
+                    Event::Checked(ticket, classify_check(answer, generation, &property))
+                }),
+            ),
+            Action::Refresh { sent_with } => (
+                Kind::Request,
+                Box::pin(async move { Event::Refreshed(io.refresh(sent_with).await) }),
+            ),
+        }
+    }
+
+    /// Reads a batch on the blocking pool and prepares each line (parse, key, map) there too.
+    async fn read(self: Arc<Self>, max_items: usize) -> Event<Value> {
+        let io = self.clone();
+        let name = self.name.clone();
+        let batch = blocking(move || {
+            lock(&io.tailer)
+                .next_batch(max_items, 8 << 20)
+                .map(|items| items.into_iter().filter_map(|i| io.prepare(i)).collect())
+                .map_err(|e| format!("target {}: {}", io.name, error_chain(&e)))
+        })
+        .await;
+        match batch {
+            Ok(inputs) => {
+                let inputs: Vec<Input<Value>> = inputs;
+                let caught_up = !inputs
+                    .iter()
+                    .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
+                Event::Read { inputs, caught_up }
+            }
+            Err(message) => {
+                tracing::debug!(target_name = %name, "read failed: {message}");
+                Event::ReadFailed(message)
+            }
+        }
+    }
+
+    /// Turns what the tailer handed out into the core's input (events are logged).
+    fn prepare(&self, item: Item) -> Option<Input<Value>> {
+        match item {
+            Item::Event(TailEvent::PreviousGone { file, offset }) => {
+                let event = TailEvent::PreviousGone { file, offset };
+                Some(Input::Lost {
+                    file,
+                    offset,
+                    reason: format!(
+                        "target {}: {event}; keep rotated files until they are read (logrotate: delaycompress, no olddir)",
+                        self.name
+                    ),
+                })
+            }
+            Item::Event(TailEvent::Queued { file }) => Some(Input::Queued(file)),
+            Item::Event(event @ TailEvent::Overwritten { .. }) => {
+                let message = format!("target {}: {event}", self.name);
+                tracing::warn!(target_name = %self.name, "{message}");
+                self.state.record_error(message);
+                None
+            }
+            Item::Event(event) => {
+                tracing::info!(target_name = %self.name, "{event}");
+                None
+            }
+            Item::Oversized { pos, len } => Some(Input::Bad {
+                pos,
+                line: Vec::new(),
+                reason: format!(
+                    "the line is {len} bytes, over max_line_bytes ({}); its bytes were not kept: split the record, or raise max_line_bytes",
+                    self.max_line_bytes
+                ),
+            }),
+            Item::Line { pos, text } => {
+                let prepared = parse_line(&text).and_then(|record| {
+                    let key = record_key(&record, &pos, &text)?;
+                    let body = self.mapper.page_body(&record, &key)?;
+                    Ok((key, body))
+                });
+                Some(match prepared {
+                    Ok((key, payload)) => Input::Record {
+                        pos,
+                        key,
+                        payload,
+                        line: text,
+                    },
+                    Err(reason) => Input::Bad {
+                        pos,
+                        line: text,
+                        reason,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Appends a batch of dead letters with one fsync (blocking pool).
+    fn write_dead_letters(&self, requests: Vec<DeadLetterRequest>) -> Result<(), String> {
+        let mut dead = lock(&self.dead);
+        let entries: Vec<(DeadLetter, bool)> = requests
+            .into_iter()
+            .map(|r| {
+                let mut entry = DeadLetter::new(&r.line, r.pos.offset, &self.inbox, r.reason)
+                    .at(crate::daemon::deadletter::position_key(&r.pos, &r.line));
+                entry.key = r.key;
+                entry.notion_error = r.error;
+                (entry, r.maybe_written)
+            })
+            .collect();
+        let written = dead.append_batch(&entries).map_err(|e| {
+            format!(
+                "target {}: cannot write the dead-letter file {}: {e}; free space or fix permissions (delivery resumes by itself)",
+                self.name,
+                dead.path().display()
+            )
+        })?;
+        for ((entry, _), wrote) in entries.iter().zip(written) {
+            if wrote {
+                tracing::warn!(target_name = %self.name, offset = entry.offset, file = %dead.path().display(), "dead-lettered: {}", entry.reason);
+            } else {
+                tracing::debug!(target_name = %self.name, offset = entry.offset, "already in the dead-letter file (read again after a restart)");
+            }
+        }
+        Ok(())
+    }
+
+    fn classify_create(&self, outcome: CreateOutcome, generation: u64) -> SendResult {
+        match outcome {
+            CreateOutcome::Created { page_id } => {
+                tracing::debug!(target_name = %self.name, %page_id, "delivered");
+                SendResult::Created
+            }
+            CreateOutcome::RetryAfter { wait, error } => {
+                tracing::debug!(target_name = %self.name, "Notion asked to wait {wait:?}: {error}");
+                SendResult::Wait(wait)
+            }
+            CreateOutcome::Unknown { error } => SendResult::Unknown(error.to_string()),
+            CreateOutcome::Unauthorized { error } => SendResult::Unauthorized {
+                generation,
+                error: error.to_string(),
+            },
+            CreateOutcome::Forbidden { error } | CreateOutcome::NotFound { error } => {
+                SendResult::Unreachable(format!(
+                    "Notion refuses access to {} ({error})",
+                    self.resolved.describe()
+                ))
+            }
+            CreateOutcome::Invalid { error } => {
+                let info = NotionErrorInfo::from(&error);
+                SendResult::Invalid {
+                    reason: format!(
+                        "Notion refused the record: {}; fix the record or the database, then `notion-inbox requeue --target {}`",
+                        info.message, self.name
+                    ),
+                    error: info,
+                }
+            }
+        }
+    }
+
+    async fn refresh(&self, sent_with: u64) -> RefreshResult {
+        let name = &self.name;
+        if !self.token.can_refresh() {
+            return RefreshResult::Refused(format!(
+                "target {name} needs authorization: Notion refused its token and it cannot be refreshed; \
+                 replace the token (then reload), or run `notion-inbox authorize --target {name}`"
+            ));
+        }
+        let _ = sent_with;
+        match self.token.refresh(&self.client).await {
+            Ok(()) => RefreshResult::Ok,
+            Err(e) if e.is_invalid_grant() => RefreshResult::Refused(format!(
+                "target {name} needs authorization: Notion refused to refresh its token ({e}); run `notion-inbox authorize --target {name}`; \
+                 delivery resumes by itself when the token file changes"
+            )),
+            Err(e) => RefreshResult::Transient(e.to_string()),
+        }
+    }
+}
+
+/// Classifies the answer to a check by key.
+fn classify_check(
+    answer: Result<Option<String>, NotionError>,
+    generation: u64,
+    property: &str,
+) -> CheckResult {
+    match answer {
+        Ok(Some(_)) => CheckResult::Found,
+        Ok(None) => CheckResult::Absent,
+        Err(e) => match e.status() {
+            Some(429 | 529) => CheckResult::Wait(
+                e.api()
+                    .and_then(|a| a.retry_after)
+                    .unwrap_or(std::time::Duration::from_secs(1)),
+            ),
+            Some(401) => CheckResult::Unauthorized {
+                generation,
+                error: e.to_string(),
+            },
+            Some(400) => CheckResult::Broken(format!(
+                "Notion refused the check by key on dedupe_property \"{property}\" ({e}); make it a Text property of the database, or fix dedupe_property"
+            )),
+            Some(403 | 404) => CheckResult::Broken(format!(
+                "Notion refuses access to the database for the check by key ({e})"
+            )),
+            _ => CheckResult::Failed(e.to_string()),
+        },
+    }
+}
+
+/// Runs `f` on the blocking pool; a panic there becomes an error message, never a lost event.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(format!("a disk task crashed: {e}")))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The error and its causes, joined with ": ".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
