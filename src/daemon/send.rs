@@ -162,13 +162,13 @@ impl Sender {
                     check_first = true;
                     tokio::time::sleep(wait).await;
                 }
-                CreateOutcome::Unauthorized { error } => {
+                CreateOutcome::Unauthorized { error, generation } => {
                     Counters::bump(&self.state.counters.retried);
                     if !refreshed && self.token.can_refresh() {
                         refreshed = true;
-                        match self.token.refresh(&self.client).await {
+                        match self.token.refresh_from(&self.client, generation).await {
                             Ok(()) => continue,
-                            Err(e) => self.needs_authorization(&e),
+                            Err(e) => self.needs_authorization(&e.into()),
                         }
                     } else if !self.token.reload_if_changed().unwrap_or(false) {
                         self.needs_authorization(&error);
