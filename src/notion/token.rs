@@ -1,5 +1,16 @@
 //! Access tokens: a fixed one from the config, or a token file written by `authorize` and rewritten
 //! on refresh. Secrets live in `SecretString`s, so no `Debug` or log line can show them.
+//!
+//! Generations: a handle numbers the access tokens it holds. A request takes the token and its
+//! generation in one snapshot ([`TokenHandle::sending`]); after a 401 the caller passes that
+//! generation to [`TokenHandle::refresh_from`], which rotates the pair only if no one (this process
+//! or another) has done so since, so a late 401 never spends the new refresh token.
+//!
+//! Own writes: the handle keeps the stamp (inode, mtime, size) of the file as it last read or
+//! wrote it, the stamp of its own write taken from the file it wrote, so [`TokenHandle::reload`]
+//! never reports the handle's own refresh; it tells a refresh by someone else
+//! ([`TokenChange::Refreshed`]: same `obtained_at`) from a new authorization
+//! ([`TokenChange::Reauthorized`]: `authorize` exchanged a new code).
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
