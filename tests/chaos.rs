@@ -70,6 +70,7 @@ fn run(seed: u64, n_records: usize, min_kills: usize) {
         storm_429: 0.03,
         storm_529: 0.02,
         query_lag: Duration::from_millis(100),
+        ..Faults::default()
     });
     let a = TargetSpec {
         dedupe: true,

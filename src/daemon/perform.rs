@@ -130,9 +130,8 @@ impl Io {
             Action::Send { ticket, payload } => (
                 Kind::Request,
                 Box::pin(async move {
-                    let generation = io.token.generation();
                     let outcome = io.client.create_page(&io.token, &payload).await;
-                    Event::Sent(ticket, io.classify_create(outcome, generation))
+                    Event::Sent(ticket, io.classify_create(outcome))
                 }),
             ),
             Action::Check { ticket, key } => (
@@ -266,7 +265,7 @@ impl Io {
         Ok(())
     }
 
-    fn classify_create(&self, outcome: CreateOutcome, generation: u64) -> SendResult {
+    fn classify_create(&self, outcome: CreateOutcome) -> SendResult {
         match outcome {
             CreateOutcome::Created { page_id } => {
                 tracing::debug!(target_name = %self.name, %page_id, "delivered");
@@ -277,7 +276,7 @@ impl Io {
                 SendResult::Wait(wait)
             }
             CreateOutcome::Unknown { error } => SendResult::Unknown(error.to_string()),
-            CreateOutcome::Unauthorized { error } => SendResult::Unauthorized {
+            CreateOutcome::Unauthorized { error, generation } => SendResult::Unauthorized {
                 generation,
                 error: error.to_string(),
             },
@@ -308,14 +307,13 @@ impl Io {
                  replace the token (then reload), or run `notion-inbox authorize --target {name}`"
             ));
         }
-        let _ = sent_with;
-        match self.token.refresh(&self.client).await {
+        match self.token.refresh_from(&self.client, sent_with).await {
             Ok(()) => RefreshResult::Ok,
-            Err(e) if e.is_invalid_grant() => RefreshResult::Refused(format!(
+            Err(e) if e.needs_authorization() => RefreshResult::Refused(format!(
                 "target {name} needs authorization: Notion refused to refresh its token ({e}); run `notion-inbox authorize --target {name}`; \
                  delivery resumes by itself when the token file changes"
             )),
-            Err(e) => RefreshResult::Transient(e.to_string()),
+            Err(e) => RefreshResult::Transient(error_chain(&e)),
         }
     }
 }

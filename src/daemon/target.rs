@@ -213,15 +213,17 @@ impl TargetRunner {
                 Ok(r) => break r,
                 Err(e) if e.is_unauthorized() && token.can_refresh() && !refreshed => {
                     refreshed = true;
-                    let _ = sent_with;
-                    match token.refresh(&self.client).await {
+                    match token.refresh_from(&self.client, sent_with).await {
                         Ok(()) => continue,
-                        Err(e) if e.is_invalid_grant() => return Err(needs_auth(e.to_string())),
+                        Err(e) if e.needs_authorization() => {
+                            return Err(needs_auth(error_chain(&e)));
+                        }
                         // The token endpoint failed for now: try again later, not a person's job.
                         Err(e) => {
                             return Err((
                                 Health::Paused(format!(
-                                    "target {name}: the token could not be refreshed for now ({e}); retrying by itself"
+                                    "target {name}: the token could not be refreshed for now ({}); retrying by itself",
+                                    error_chain(&e)
                                 )),
                                 Duration::ZERO,
                             ));

@@ -80,6 +80,7 @@ impl EmulatorArgs {
                 storm_429: self.storm_429,
                 storm_529: self.storm_529,
                 query_lag: self.query_lag,
+                ..Faults::default()
             },
             redirect_uris: if self.redirect_uris.is_empty() {
                 defaults.redirect_uris

@@ -14,7 +14,8 @@
 //!   validation and error bodies.
 //! - Rate limits per token and per workspace (429 with `Retry-After`), and seeded faults
 //!   ([`Faults`]): latency, 5xx before the write, 504 or a dropped connection after it, 429/529
-//!   storms, query lag.
+//!   storms, query lag; on the token endpoint, a 503 before the grant or a dropped connection
+//!   after a refresh was carried out.
 //! - `/_emulator/…`: the inspection API (pages, stats, faults, tokens, sharing).
 
 mod api;
@@ -83,6 +84,12 @@ pub struct Faults {
     /// New pages are invisible to queries for this long.
     #[serde(with = "humantime_serde_compat")]
     pub query_lag: Duration,
+    /// Probability that a request to `POST /v1/oauth/token` is answered 503
+    /// `service_unavailable` before it is looked at (nothing rotates).
+    pub token_unavailable: f64,
+    /// Probability that a refresh grant is carried out (the old refresh token is spent and a new
+    /// pair issued, as Notion does), then the connection is dropped unanswered.
+    pub token_drop_after_refresh: f64,
 }
 
 /// Durations as humantime strings ("250ms") in JSON.

@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::Shared;
 use super::state::{CodeInfo, RefreshInfo, TokenInfo, TokenKind, Workspace};
+use super::{ConnKill, Shared};
 
 type S = State<Arc<Shared>>;
 
@@ -274,45 +274,54 @@ fn issue(ws: &mut Workspace, grants: BTreeSet<String>) -> Value {
     })
 }
 
-async fn token(State(shared): S, headers: HeaderMap, body: Bytes) -> Response {
-    shared.count(|s| *s.requests.entry("POST /v1/oauth/token".into()).or_default() += 1);
-    let req = match client_request(&shared, &headers, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+/// Rolls the token endpoint's faults: (503 now, drop the connection after a refresh).
+fn token_dice(shared: &Shared) -> (bool, bool) {
+    use rand::Rng;
+    let f = shared
+        .faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut rng = shared.rng.lock().unwrap_or_else(|e| e.into_inner());
+    let mut hit = |p: f64| p > 0.0 && rng.random::<f64>() < p;
+    (hit(f.token_unavailable), hit(f.token_drop_after_refresh))
+}
+
+/// Carries out a code or refresh grant (the lock on the workspace is held only in here).
+fn grant(shared: &Shared, req: &Value) -> Result<Value, Response> {
     let field = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let mut ws = shared.lock_ws();
-    let mut answer = match field("grant_type").as_str() {
+    let answer = match field("grant_type").as_str() {
         "authorization_code" => {
             ws.expire_codes();
             let code = field("code");
             let Some(info) = ws.codes.get_mut(&code) else {
                 drop(ws);
-                return oauth_error(
-                    &shared,
+                return Err(oauth_error(
+                    shared,
                     400,
                     "invalid_grant",
                     "Invalid code: it is unknown or expired.",
-                );
+                ));
             };
             if info.used {
                 drop(ws);
-                return oauth_error(
-                    &shared,
+                return Err(oauth_error(
+                    shared,
                     400,
                     "invalid_grant",
                     "Invalid code: it was already used.",
-                );
+                ));
             }
             let redirect = field("redirect_uri");
             if redirect != info.redirect_uri {
                 drop(ws);
-                return oauth_error(
-                    &shared,
+                return Err(oauth_error(
+                    shared,
                     400,
                     "invalid_grant",
                     "redirect_uri does not match the one of the authorization request.",
-                );
+                ));
             }
             info.used = true;
             let grants = info.grants.clone();
@@ -322,16 +331,21 @@ async fn token(State(shared): S, headers: HeaderMap, body: Bytes) -> Response {
             let rt = field("refresh_token");
             let Some(info) = ws.refresh.get_mut(&rt) else {
                 drop(ws);
-                return oauth_error(&shared, 400, "invalid_grant", "Invalid refresh token.");
+                return Err(oauth_error(
+                    shared,
+                    400,
+                    "invalid_grant",
+                    "Invalid refresh token.",
+                ));
             };
             if info.used {
                 drop(ws);
-                return oauth_error(
-                    &shared,
+                return Err(oauth_error(
+                    shared,
                     400,
                     "invalid_grant",
                     "Invalid refresh token: it was already used (refresh tokens rotate).",
-                );
+                ));
             }
             info.used = true;
             let grants = info.grants.clone();
@@ -339,15 +353,50 @@ async fn token(State(shared): S, headers: HeaderMap, body: Bytes) -> Response {
         }
         other => {
             drop(ws);
-            return oauth_error(
-                &shared,
+            return Err(oauth_error(
+                shared,
                 400,
                 "unsupported_grant_type",
                 &format!("grant_type `{other}` is not supported."),
-            );
+            ));
         }
     };
     drop(ws);
+    Ok(answer)
+}
+
+async fn token(
+    State(shared): S,
+    headers: HeaderMap,
+    axum::Extension(kill): axum::Extension<ConnKill>,
+    body: Bytes,
+) -> Response {
+    shared.count(|s| *s.requests.entry("POST /v1/oauth/token".into()).or_default() += 1);
+    let (unavailable, drop_after_refresh) = token_dice(&shared);
+    if unavailable {
+        shared.fault("token_unavailable");
+        return oauth_error(
+            &shared,
+            503,
+            "service_unavailable",
+            "Notion is unavailable, please try again later.",
+        );
+    }
+    let req = match client_request(&shared, &headers, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let refresh_grant = req.get("grant_type").and_then(Value::as_str) == Some("refresh_token");
+    let mut answer = match grant(&shared, &req) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if refresh_grant && drop_after_refresh {
+        shared.fault("token_drop_after_refresh");
+        kill.0.cancel();
+        // The connection task drops the connection; the rotated pair is never delivered.
+        std::future::pending::<()>().await;
+    }
     answer["request_id"] = json!(shared.request_id());
     axum::Json(answer).into_response()
 }

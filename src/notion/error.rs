@@ -242,6 +242,9 @@ pub enum CreateOutcome {
     Unauthorized {
         /// What Notion said.
         error: NotionError,
+        /// The generation of the token the request was sent with: pass it to
+        /// [`TokenHandle::refresh_from`](crate::notion::TokenHandle::refresh_from).
+        generation: u64,
     },
     /// The integration lacks a capability (403).
     Forbidden {
@@ -261,8 +264,8 @@ pub enum CreateOutcome {
 }
 
 impl CreateOutcome {
-    /// Classifies the result of one create request.
-    pub fn classify(result: Result<String, NotionError>) -> CreateOutcome {
+    /// Classifies the result of one create request, sent with a token of `generation`.
+    pub fn classify(result: Result<String, NotionError>, generation: u64) -> CreateOutcome {
         let error = match result {
             Ok(page_id) => return CreateOutcome::Created { page_id },
             Err(e) => e,
@@ -273,7 +276,7 @@ impl CreateOutcome {
                     wait: api.retry_after.unwrap_or(Duration::from_secs(1)),
                     error,
                 },
-                401 => CreateOutcome::Unauthorized { error },
+                401 => CreateOutcome::Unauthorized { error, generation },
                 403 => CreateOutcome::Forbidden { error },
                 404 => CreateOutcome::NotFound { error },
                 400 | 413 | 422 => CreateOutcome::Invalid { error },
@@ -286,7 +289,7 @@ impl CreateOutcome {
             NotionError::Transport { sent: true, .. } | NotionError::Decode { .. } => {
                 CreateOutcome::Unknown { error }
             }
-            NotionError::Token(_) => CreateOutcome::Unauthorized { error },
+            NotionError::Token(_) => CreateOutcome::Unauthorized { error, generation },
         }
     }
 }
@@ -363,7 +366,7 @@ mod tests {
         ];
         for (error, expected) in cases {
             let text = error.to_string();
-            let outcome = CreateOutcome::classify(Err(error));
+            let outcome = CreateOutcome::classify(Err(error), 0);
             assert!(expected(&outcome), "{text} classified as {outcome:?}");
         }
     }

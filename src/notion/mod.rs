@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use url::Url;
 
 pub use error::{ApiError, CreateOutcome, ErrorCode, NotionError};
+pub use oauth::RefreshError;
 pub use schema::{Property, PropertyKind, ResolveError, Resolved};
-pub use token::{TokenFile, TokenHandle};
+pub use token::{TokenChange, TokenFile, TokenHandle};
 
 use crate::config::{CREDENTIAL_CLIENT_SECRET, NotionConfig, NotionVersion, SecretSource};
 use limit::Limiters;
@@ -131,26 +132,28 @@ impl NotionClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, NotionError> {
-        self.send(token, method, path, body).await
+        self.send(token, method, path, body).await.0
     }
 
     /// Like [`NotionClient::request`], decoding the success body into `T` (only the fields `T`
-    /// names are kept: the hot path does not build a whole page object to read its id).
+    /// names are kept: the hot path does not build a whole page object to read its id). Also
+    /// returns the generation of the token sent (see [`TokenHandle::refresh_from`]).
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         token: &TokenHandle,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<T, NotionError> {
+    ) -> (Result<T, NotionError>, u64) {
         let (token_key, workspace_key) = (token.key(), token.workspace_key());
         self.inner.limits.acquire(token_key, workspace_key).await;
+        let (secret, generation) = token.sending();
         let url = self.url(path);
         let mut req = self
             .inner
             .http
             .request(method.clone(), url)
-            .bearer_auth(token.secret().expose_secret())
+            .bearer_auth(secret.expose_secret())
             .header("Notion-Version", self.inner.version.as_str());
         if let Some(body) = body {
             req = req.json(body);
@@ -162,7 +165,7 @@ impl NotionClient {
         {
             self.inner.limits.pause(token_key, workspace_key, wait);
         }
-        result
+        (result, generation)
     }
 
     fn url(&self, path: &str) -> Url {
@@ -259,11 +262,10 @@ impl NotionClient {
         struct Created {
             id: String,
         }
-        let result = self
+        let (result, generation) = self
             .send::<Created>(token, reqwest::Method::POST, "/v1/pages", Some(body))
-            .await
-            .map(|c| c.id);
-        CreateOutcome::classify(result)
+            .await;
+        CreateOutcome::classify(result.map(|c| c.id), generation)
     }
 
     /// Looks for a row whose rich_text `property` equals `key`; its page id if found.

@@ -2,6 +2,9 @@
 //! the refresh grant. Hand-written rather than with the `oauth2` crate: Notion's flow is three small
 //! requests with a non-standard response (no expiry, workspace fields) and two error styles.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
@@ -169,6 +172,128 @@ impl NotionClient {
     }
 }
 
+/// Why a token could not be refreshed, and whether a person must act (only for
+/// [`RefreshError::Refused`]). No variant holds a secret: the causes are Notion's answers (Notion
+/// does not echo tokens), transport errors (URLs only) and I/O errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Trying again later may work, and the authorization still stands: the token endpoint could
+    /// not be reached, failed (5xx), asked to wait (429), or its answer was lost or unreadable.
+    /// After a lost answer Notion may have rotated the pair already; the next attempt then gets
+    /// `invalid_grant`, which is [`RefreshError::Refused`].
+    #[error(
+        "cannot refresh the token for now ({what}); the authorization still stands and the refresh is tried again later"
+    )]
+    Transient {
+        /// What failed, in a few words.
+        what: String,
+        /// How long the token endpoint asked to wait, if it did.
+        retry_after: Option<Duration>,
+        /// The failure.
+        #[source]
+        source: Box<NotionError>,
+    },
+    /// Notion refused the refresh (`invalid_grant`, `invalid_client`, `unauthorized_client`), or
+    /// this token cannot be refreshed at all: a person must act, as `reason` says.
+    #[error("{reason}")]
+    Refused {
+        /// What was refused and the fix.
+        reason: String,
+        /// Notion's answer, if it answered.
+        #[source]
+        source: Option<Box<NotionError>>,
+    },
+    /// The token file (or its lock file) cannot be read, written or locked.
+    #[error("cannot {action} the token file {path}: {fix}")]
+    Io {
+        /// What was being done: "read", "lock", "save the refreshed token to"...
+        action: &'static str,
+        /// The token file.
+        path: PathBuf,
+        /// What to do about it.
+        fix: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The OAuth error codes that refuse a grant for good (RFC 6749 §5.2).
+const REFUSALS: [&str; 3] = ["invalid_grant", "invalid_client", "unauthorized_client"];
+
+impl RefreshError {
+    /// Whether a person must authorize again (or fix the client credentials): true only for
+    /// [`RefreshError::Refused`]. A transient failure never de-authorizes a target.
+    pub fn needs_authorization(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
+
+    /// Classifies a failed request to the token endpoint. Only a 400 or 401 carrying one of
+    /// `invalid_grant`, `invalid_client` or `unauthorized_client` is a refusal; any other status
+    /// (5xx, 429, another 4xx), a transport failure or an unreadable answer is transient: retrying
+    /// does no harm (at worst it meets the refusal then), and de-authorizing would need a person.
+    /// A [`NotionError::Token`] here means the OAuth client credentials are missing: refused.
+    pub fn from_token_endpoint(error: NotionError) -> RefreshError {
+        let what = match &error {
+            NotionError::Api(api)
+                if matches!(api.status, 400 | 401) && REFUSALS.contains(&api.code.as_str()) =>
+            {
+                let reason = if api.code == ErrorCode::InvalidGrant {
+                    "Notion refused the refresh token (invalid_grant: it was used, revoked or has expired); run `notion-inbox authorize` for this target again"
+                } else {
+                    "Notion refused the OAuth client when refreshing the token: check client_id and the client secret in [notion] of the configuration, then run `notion-inbox authorize` for this target if the refresh is still refused"
+                };
+                return Self::refused(reason, Some(error));
+            }
+            NotionError::Token(_) => {
+                return Self::refused(
+                    "the token cannot be refreshed without the OAuth client credentials: set client_id and client_secret_file in [notion] of the configuration",
+                    Some(error),
+                );
+            }
+            NotionError::Api(api) => {
+                format!("the token endpoint answered {} {}", api.status, api.code)
+            }
+            NotionError::Transport {
+                what, sent: false, ..
+            } => what.clone(),
+            NotionError::Transport {
+                what, sent: true, ..
+            } => {
+                format!("{what}, after the request may have reached Notion")
+            }
+            NotionError::Decode { .. } => "the token endpoint's answer cannot be read".to_owned(),
+        };
+        RefreshError::Transient {
+            what,
+            retry_after: error.api().and_then(|a| a.retry_after),
+            source: Box::new(error),
+        }
+    }
+
+    /// A refusal that needs a person, `reason` saying what to do.
+    pub fn refused(reason: impl Into<String>, source: Option<NotionError>) -> RefreshError {
+        RefreshError::Refused {
+            reason: reason.into(),
+            source: source.map(Box::new),
+        }
+    }
+}
+
+/// For callers that only report the failure: the message with its causes.
+impl From<RefreshError> for NotionError {
+    fn from(e: RefreshError) -> NotionError {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        NotionError::Token(text)
+    }
+}
+
 /// What an OAuth redirect carried.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Redirect {
@@ -257,6 +382,89 @@ mod tests {
         assert_eq!(
             (e.code, e.message.as_str(), e.request_id.as_deref()),
             (ErrorCode::InvalidClient, "bad secret", Some("h"))
+        );
+    }
+
+    fn token_endpoint(status: u16, body: Value) -> RefreshError {
+        let mut api = parse_oauth_error(status, &body, None);
+        api.retry_after = (status == 429).then(|| Duration::from_secs(3));
+        RefreshError::from_token_endpoint(NotionError::Api(api))
+    }
+
+    #[test]
+    fn only_an_oauth_refusal_needs_authorization() {
+        use serde_json::json;
+        for (status, body) in [
+            (400, json!({"error": "invalid_grant"})),
+            (
+                400,
+                json!({"object": "error", "status": 400, "code": "invalid_grant", "message": "m"}),
+            ),
+            (401, json!({"error": "invalid_client"})),
+            (400, json!({"error": "unauthorized_client"})),
+        ] {
+            let e = token_endpoint(status, body.clone());
+            assert!(e.needs_authorization(), "{status} {body}: {e}");
+            assert!(e.to_string().contains("notion-inbox authorize"), "{e}");
+        }
+        for (status, body) in [
+            (
+                503,
+                json!({"object": "error", "code": "service_unavailable", "message": "m"}),
+            ),
+            (500, Value::Null),
+            (502, Value::Null),
+            (
+                429,
+                json!({"object": "error", "code": "rate_limited", "message": "m"}),
+            ),
+            // A refusal code with a status that does not refuse (a confused proxy): retried.
+            (503, json!({"error": "invalid_grant"})),
+            (400, json!({"error": "invalid_request"})),
+        ] {
+            let e = token_endpoint(status, body.clone());
+            assert!(!e.needs_authorization(), "{status} {body}: {e}");
+            assert!(matches!(e, RefreshError::Transient { .. }), "{e:?}");
+        }
+        assert!(matches!(
+            token_endpoint(429, json!({"code": "rate_limited"})),
+            RefreshError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(3)
+        ));
+        for sent in [false, true] {
+            let e = RefreshError::from_token_endpoint(NotionError::Transport {
+                what: "cannot connect to http://x/".into(),
+                detail: "dns error".into(),
+                sent,
+            });
+            assert!(!e.needs_authorization(), "{e}");
+        }
+        let decode = RefreshError::from_token_endpoint(NotionError::Decode {
+            endpoint: "POST /v1/oauth/token".into(),
+            detail: "the body is not JSON".into(),
+        });
+        assert!(!decode.needs_authorization(), "{decode}");
+        let no_client = RefreshError::from_token_endpoint(NotionError::Token(
+            "no OAuth client_id is configured".into(),
+        ));
+        assert!(no_client.needs_authorization(), "{no_client}");
+        assert!(no_client.to_string().contains("client_id"), "{no_client}");
+    }
+
+    #[test]
+    fn refresh_errors_keep_their_cause_as_source_and_convert_with_it() {
+        let e = token_endpoint(
+            503,
+            serde_json::json!({"code": "service_unavailable", "message": "down"}),
+        );
+        let text = e.to_string();
+        assert!(text.starts_with("cannot refresh the token for now (the token endpoint answered 503 service_unavailable)"), "{text}");
+        assert!(!text.ends_with('.'), "{text}");
+        let source = std::error::Error::source(&e).expect("a source").to_string();
+        assert!(source.contains("down"), "{source}");
+        let as_notion = NotionError::from(e).to_string();
+        assert!(
+            as_notion.contains(&text) && as_notion.contains("down"),
+            "{as_notion}"
         );
     }
 

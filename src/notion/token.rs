@@ -1,5 +1,16 @@
 //! Access tokens: a fixed one from the config, or a token file written by `authorize` and rewritten
 //! on refresh. Secrets live in `SecretString`s, so no `Debug` or log line can show them.
+//!
+//! Generations: a handle numbers the access tokens it holds. A request takes the token and its
+//! generation in one snapshot ([`TokenHandle::sending`]); after a 401 the caller passes that
+//! generation to [`TokenHandle::refresh_from`], which rotates the pair only if no one (this process
+//! or another) has done so since, so a late 401 never spends the new refresh token.
+//!
+//! Own writes: the handle keeps the stamp (inode, mtime, size) of the file as it last read or
+//! wrote it, the stamp of its own write taken from the file it wrote, so [`TokenHandle::reload`]
+//! never reports the handle's own refresh; it tells a refresh by someone else
+//! ([`TokenChange::Refreshed`]: same `obtained_at`) from a new authorization
+//! ([`TokenChange::Reauthorized`]: `authorize` exchanged a new code).
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -13,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Target, TokenSource, check_private_file};
 use crate::inbox::identity::fnv1a64;
 use crate::notion::error::NotionError;
-use crate::notion::oauth::TokenResponse;
+use crate::notion::oauth::{RefreshError, TokenResponse};
 
 /// The token file of a target, as `authorize` writes it (TOML, mode 600).
 #[derive(Clone, Serialize, Deserialize)]
@@ -115,13 +126,25 @@ impl TokenFile {
     /// Writes the file atomically (temp file, fsync, rename, directory fsync), mode 600, creating
     /// directories as needed.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        self.write_stamped(path).map(|_| ())
+    }
+
+    /// Like [`TokenFile::write`], returning the stamp of the file written (see [`FileStamp`]).
+    pub fn write_stamped(&self, path: &Path) -> std::io::Result<FileStamp> {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        write_private_atomically(path, text.as_bytes())
+        write_private_atomically_stamped(path, text.as_bytes())
     }
 }
 
 /// Writes `bytes` to `path` atomically with mode 600.
 pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_private_atomically_stamped(path, bytes).map(|_| ())
+}
+
+/// Like [`write_private_atomically`], returning the stamp of the file written, taken from the
+/// temporary file itself (a rename keeps inode, mtime and size), so a write by someone else right
+/// after ours has another stamp.
+fn write_private_atomically_stamped(path: &Path, bytes: &[u8]) -> std::io::Result<FileStamp> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
@@ -130,8 +153,47 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
+    let stamp = FileStamp::of(&tmp.as_file().metadata()?);
     tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(stamp)
+}
+
+/// Identifies one version of a file: inode, mtime (ns) and size. Every atomic write makes a new
+/// inode, so two writes never share a stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    ino: u64,
+    mtime_ns: i128,
+    size: u64,
+}
+
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            ino: m.ino(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            size: m.size(),
+        }
+    }
+
+    /// The stamp of the file at `path` now.
+    pub fn read(path: &Path) -> std::io::Result<FileStamp> {
+        std::fs::metadata(path).map(|m| FileStamp::of(&m))
+    }
+}
+
+/// What [`TokenHandle::reload`] found in the token file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenChange {
+    /// Nothing new: the file is as this handle last read or wrote it (its own refreshes included),
+    /// or it was rewritten with the same access token.
+    Unchanged,
+    /// Another handle or process (`check`, `databases`, a second daemon handle) refreshed the
+    /// token: a new access token from the same authorization (`obtained_at` unchanged).
+    Refreshed,
+    /// The user authorized again (`authorize` wrote a new code exchange: `obtained_at` changed).
+    Reauthorized,
 }
 
 /// Where a handle's token comes from, and its current value.
@@ -139,8 +201,8 @@ enum Source {
     Fixed,
     File {
         path: PathBuf,
-        /// (inode, mtime ns, size) of the file when last read.
-        seen: Mutex<(u64, i128, u64)>,
+        /// The file as this handle last read or wrote it.
+        seen: Mutex<FileStamp>,
     },
 }
 
@@ -173,15 +235,6 @@ impl std::fmt::Debug for TokenHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenHandle([redacted])")
     }
-}
-
-fn file_stamp(path: &Path) -> std::io::Result<(u64, i128, u64)> {
-    let m = std::fs::metadata(path)?;
-    Ok((
-        m.ino(),
-        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        m.size(),
-    ))
 }
 
 impl TokenHandle {
@@ -218,7 +271,7 @@ impl TokenHandle {
                         path.display()
                     )));
                 }
-                let stamp = file_stamp(path).map_err(|e| {
+                let stamp = FileStamp::read(path).map_err(|e| {
                     NotionError::Token(format!("cannot read {}: {e}", path.display()))
                 })?;
                 let file = TokenFile::read(path)?;
@@ -240,6 +293,19 @@ impl TokenHandle {
     /// The current access token.
     pub fn secret(&self) -> SecretString {
         self.current().token
+    }
+
+    /// The generation of the current token: 0 when loaded, bumped each time the handle takes a new
+    /// access token (its own refresh, or a change found in the file).
+    pub fn generation(&self) -> u64 {
+        self.inner.current.lock().expect("not poisoned").generation
+    }
+
+    /// The access token to send and its generation, read together (one snapshot): after a 401,
+    /// pass the generation to [`TokenHandle::refresh_from`].
+    pub fn sending(&self) -> (SecretString, u64) {
+        let cur = self.inner.current.lock().expect("not poisoned");
+        (cur.token.clone(), cur.generation)
     }
 
     /// A stable, non-secret key for this token (for rate limiting).
@@ -268,15 +334,9 @@ impl TokenHandle {
         }
     }
 
-    /// Whether [`TokenHandle::refresh`] can work: a refresh token and the OAuth client credentials.
+    /// Whether [`TokenHandle::refresh_from`] can work: a refresh token and the OAuth client credentials.
     pub fn can_refresh(&self) -> bool {
         self.inner.can_refresh_client && self.current().refresh_token.is_some()
-    }
-
-    /// The token's generation: it grows with each refresh or reload, so that a refused request can
-    /// say which token it carried.
-    pub fn generation(&self) -> u64 {
-        self.current().generation
     }
 
     fn current(&self) -> Current {
@@ -284,19 +344,35 @@ impl TokenHandle {
     }
 
     /// Re-reads the token file if it changed on disk (say, `authorize` rewrote it). True if the
-    /// access token is now a different one.
+    /// access token is now a different one: never for this handle's own refreshes (see
+    /// [`TokenHandle::reload`], which also tells a refresh elsewhere from a new authorization).
     pub fn reload_if_changed(&self) -> Result<bool, NotionError> {
+        Ok(self.reload()? != TokenChange::Unchanged)
+    }
+
+    /// Re-reads the token file if its stamp differs from the one this handle last read or wrote,
+    /// and adopts it. The handle records the stamp of the file its own refresh wrote, so that write
+    /// is [`TokenChange::Unchanged`]; a new access token with the same `obtained_at` is
+    /// [`TokenChange::Refreshed`] (another process refreshed), with another `obtained_at` it is
+    /// [`TokenChange::Reauthorized`].
+    pub fn reload(&self) -> Result<TokenChange, NotionError> {
         let Source::File { path, seen } = &self.inner.source else {
-            return Ok(false);
+            return Ok(TokenChange::Unchanged);
         };
-        let stamp = file_stamp(path)
+        let stamp = FileStamp::read(path)
             .map_err(|e| NotionError::Token(format!("cannot read {}: {e}", path.display())))?;
         if *seen.lock().expect("not poisoned") == stamp {
-            return Ok(false);
+            return Ok(TokenChange::Unchanged);
         }
         let file = TokenFile::read(path)?;
+        let obtained_before = self.current().file.map(|f| f.obtained_at);
+        let obtained_now = file.obtained_at;
         *seen.lock().expect("not poisoned") = stamp;
-        Ok(self.adopt(file))
+        Ok(match self.adopt(file) {
+            false => TokenChange::Unchanged,
+            true if obtained_before == Some(obtained_now) => TokenChange::Refreshed,
+            true => TokenChange::Reauthorized,
+        })
     }
 
     /// Takes `file` as the current token; true if the access token changed.
@@ -311,61 +387,126 @@ impl TokenHandle {
         true
     }
 
-    /// Refreshes the token: once per process at a time (callers that waited find it done), under
-    /// an exclusive lock on `<token file>.lock` across processes, re-reading the file first in case
-    /// another process refreshed it; the rotated pair is written to disk before it is used.
-    pub async fn refresh(&self, client: &super::NotionClient) -> Result<(), NotionError> {
+    /// Refreshes the token after a 401 to a request sent with `secret()` of generation `sent_with`
+    /// (from [`TokenHandle::sending`] or [`TokenHandle::generation`], read before the request).
+    ///
+    /// Refreshes only if the token is still that generation: checked on entry, again under the
+    /// single-flight lock (callers that waited find it done), and again after re-reading the token
+    /// file under an exclusive lock on `<token file>.lock` (another process, `check` or
+    /// `authorize`, may have rotated it). Otherwise returns `Ok` at once: the caller retries with
+    /// the newer token. So a late 401 never rotates the pair a second time. The rotated pair is
+    /// written to disk before it is used.
+    pub async fn refresh_from(
+        &self,
+        client: &super::NotionClient,
+        sent_with: u64,
+    ) -> Result<(), RefreshError> {
         let Source::File { path, seen } = &self.inner.source else {
-            return Err(NotionError::Token(
-                "a fixed token cannot be refreshed; replace it in the configuration".into(),
+            return Err(RefreshError::refused(
+                "a fixed token cannot be refreshed: replace it in the configuration",
+                None,
             ));
         };
-        let before = self.current().generation;
-        let _guard = self.inner.refresh.lock().await;
-        if self.current().generation != before {
+        if self.generation() != sent_with {
             return Ok(());
         }
-        let lock_path = path.with_extension("lock");
-        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&lock_path)?;
-            f.lock()?;
-            Ok(f)
-        })
-        .await
-        .map_err(|e| NotionError::Token(e.to_string()))?
-        .map_err(|e| NotionError::Token(format!("cannot lock {}.lock: {e}", path.display())))?;
-        // Another process may have refreshed while we waited for the lock.
-        let on_disk = TokenFile::read(path)?;
-        if self.adopt(on_disk.clone()) {
+        let _guard = self.inner.refresh.lock().await;
+        if self.generation() != sent_with {
+            return Ok(());
+        }
+        let lock = lock_token_file(path).await?;
+        // Another process may have refreshed (or `authorize` rewritten the file) meanwhile.
+        let on_disk = read_for_refresh(path)?;
+        if self.adopt(on_disk.clone()) || self.generation() != sent_with {
             return Ok(());
         }
         let Some(refresh_token) = on_disk.refresh_token.clone() else {
-            return Err(NotionError::Token(format!(
-                "the token in {} has no refresh token; run `notion-inbox authorize` again",
-                path.display()
-            )));
+            return Err(RefreshError::refused(
+                format!(
+                    "the token in {} has no refresh token, so it cannot be refreshed: run `notion-inbox authorize` for this target again",
+                    path.display()
+                ),
+                None,
+            ));
         };
-        let response = client.refresh_token(&refresh_token).await?;
+        let response = client
+            .refresh_token(&refresh_token)
+            .await
+            .map_err(RefreshError::from_token_endpoint)?;
         let file = TokenFile::from_response(&response, Some(&on_disk));
-        file.write(path).map_err(|e| {
-            NotionError::Token(format!(
-                "refreshed the token but cannot save it to {}: {e}; the old one is now void, run `notion-inbox authorize` again once the file can be written",
-                path.display()
-            ))
+        let stamp = file.write_stamped(path).map_err(|source| RefreshError::Io {
+            action: "save the refreshed token to",
+            path: path.clone(),
+            fix: "Notion rotated the pair, so the old refresh token is void: free space or fix the permissions of the directory, then run `notion-inbox authorize` for this target again",
+            source,
         })?;
-        if let Ok(stamp) = file_stamp(path) {
-            *seen.lock().expect("not poisoned") = stamp;
-        }
+        // The stamp of our own write, taken from the file we wrote: `reload` does not report it.
+        *seen.lock().expect("not poisoned") = stamp;
         self.adopt(file);
         drop(lock);
         tracing::info!(token_file = %path.display(), "refreshed the access token and saved the rotated pair");
         Ok(())
     }
+
+    /// Refreshes the token now held. A caller that knows which generation its failing request was
+    /// sent with should call [`TokenHandle::refresh_from`]: this one reads the generation when
+    /// called, so a 401 that arrives after another caller refreshed rotates the pair again.
+    pub async fn refresh(&self, client: &super::NotionClient) -> Result<(), RefreshError> {
+        self.refresh_from(client, self.generation()).await
+    }
+}
+
+/// Takes the exclusive lock on `<path>.lock` (blocking, on the blocking pool).
+async fn lock_token_file(path: &Path) -> Result<std::fs::File, RefreshError> {
+    let lock_path = path.with_extension("lock");
+    let io = |source| RefreshError::Io {
+        action: "lock",
+        path: path.to_owned(),
+        fix: "check the permissions and free space of its directory (the lock is <token file>.lock)",
+        source,
+    };
+    tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)?;
+        f.lock()?;
+        Ok(f)
+    })
+    .await
+    .map_err(|e| io(std::io::Error::other(e.to_string())))?
+    .map_err(io)
+}
+
+/// Reads the token file for a refresh: I/O trouble is [`RefreshError::Io`], content that is not
+/// a token file needs `authorize` ([`RefreshError::Refused`]).
+fn read_for_refresh(path: &Path) -> Result<TokenFile, RefreshError> {
+    let io = |fix, source| RefreshError::Io {
+        action: "read",
+        path: path.to_owned(),
+        fix,
+        source,
+    };
+    check_private_file(path).map_err(|e| {
+        io(
+            "it must exist and be private to the service user (chmod 600)",
+            std::io::Error::other(e),
+        )
+    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| io("check that the service user may read it", e))?;
+    toml::from_str(&text).map_err(|e| {
+        RefreshError::refused(
+            format!(
+                "the token file {} is not valid ({}); run `notion-inbox authorize` for this target again to rewrite it",
+                path.display(),
+                e.message()
+            ),
+            None,
+        )
+    })
 }
 
 impl Current {
