@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use notion_inbox::config::{Config, NotionVersion};
 use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
-use notion_inbox::notion::{CreateOutcome, NotionClient, ResolveError, TokenFile, TokenHandle};
+use notion_inbox::notion::{
+    CreateOutcome, MAX_RETRY_AFTER, NotionClient, ResolveError, TokenFile, TokenHandle,
+};
 use notion_inbox::record::Mapper;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -539,4 +541,54 @@ fn databases_and_check_describe_good_and_broken_targets() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("authorize --target t"), "{text}");
     assert!(!text.contains(token.access_token.expose_secret()));
+}
+
+#[test]
+fn an_absurd_retry_after_is_capped_and_does_not_panic() {
+    let w = World::new(EmulatorOptions {
+        rate: RateLimit {
+            requests_per_second: 100.0,
+            burst: 100,
+        },
+        workspace_rate: None,
+        ..EmulatorOptions::default()
+    });
+    let info = w.emu.info().clone();
+    let config = Config::from_toml(
+        &w.path("c.toml"),
+        &format!(
+            "[notion]\napi_base = \"{}\"\nrequests_per_second = 100\nburst = 100\n",
+            info.url
+        ),
+    )
+    .unwrap();
+    w.rt.block_on(async {
+        let token = TokenHandle::fixed(info.token.clone().into());
+        let parent = json!({"type": "data_source_id", "data_source_id": info.data_source_id});
+        let good = json!({"parent": parent, "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}});
+        for (storm, value) in [
+            ((1.0, 0.0), "10000000000000000000"),
+            ((0.0, 1.0), "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ] {
+            w.emu.set_faults(Faults {
+                storm_429: storm.0,
+                storm_529: storm.1,
+                storm_retry_after: Some(value.into()),
+                ..Faults::default()
+            });
+            // A client per case: each is paused for the cap afterwards.
+            let client = NotionClient::new(&config.notion).unwrap();
+            let err = client
+                .request(&token, reqwest::Method::GET, "/v1/users/me", None)
+                .await
+                .unwrap_err();
+            assert_eq!(err.api().unwrap().retry_after, Some(MAX_RETRY_AFTER), "{value}");
+            let client = NotionClient::new(&config.notion).unwrap();
+            match client.create_page(&token, &good).await {
+                CreateOutcome::RetryAfter { wait, .. } => assert_eq!(wait, MAX_RETRY_AFTER),
+                other => panic!("{value}: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(w.emu.pages().len(), 0);
 }

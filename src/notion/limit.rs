@@ -9,6 +9,10 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+/// The longest `Retry-After` honoured (seconds or HTTP date): a longer one is cut to this, so that
+/// a broken or hostile answer cannot stall a target for days (nor overflow the time arithmetic).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
 /// The limiters of one process, shared by every target.
 pub struct Limiters {
     /// Per token (keyed by a hash of the token, never the token itself).
@@ -83,8 +87,9 @@ impl Limiters {
     }
 
     /// Records Notion's `Retry-After` for this token and workspace.
+    /// `wait` is capped at [`MAX_RETRY_AFTER`].
     pub fn pause(&self, token_key: u64, workspace_key: Option<u64>, wait: Duration) {
-        let until = Instant::now() + wait;
+        let until = later(Instant::now(), wait.min(MAX_RETRY_AFTER));
         let mut paused = self.paused.lock().expect("not poisoned");
         for key in std::iter::once(token_key).chain(workspace_key) {
             let entry = paused.entry(key).or_insert(until);
@@ -110,6 +115,14 @@ impl Limiters {
             tokio::time::sleep_until(until).await;
         }
     }
+}
+
+/// `t + d`, or `t` plus the cap if that overflows (it cannot for any `d` up to the cap: an
+/// `Instant` reaches centuries ahead), never a panic.
+pub fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(MAX_RETRY_AFTER))
+        .unwrap_or(t)
 }
 
 /// Waits for a cell of `key`, sleeping on the runtime's timer (governor's own `until_key_ready`
@@ -157,6 +170,16 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), (0..8).collect::<Vec<_>>());
         assert_eq!(l.turns.lock().unwrap().len(), 1, "one queue per token");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_pause_neither_overflows_nor_lasts_over_the_cap() {
+        let l = Limiters::new(1000.0, 10, Some(1000.0));
+        let start = Instant::now();
+        l.pause(1, Some(9), Duration::from_secs(10_000_000_000_000_000_000));
+        l.pause(1, Some(9), Duration::MAX);
+        l.acquire(1, Some(9)).await;
+        assert_eq!(start.elapsed(), MAX_RETRY_AFTER);
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,6 +22,7 @@ pub use token::{TokenFile, TokenHandle};
 
 use crate::config::{CREDENTIAL_CLIENT_SECRET, NotionConfig, NotionVersion, SecretSource};
 use limit::Limiters;
+pub use limit::MAX_RETRY_AFTER;
 
 /// Connecting may take this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -189,7 +190,7 @@ impl NotionClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| retry_after_header(v, endpoint));
         let bytes = resp
             .bytes()
             .await
@@ -338,17 +339,42 @@ impl NotionClient {
     }
 }
 
-/// Parses `Retry-After`: integer seconds or an HTTP date.
+/// Parses `Retry-After` (integer seconds or an HTTP date), capped at [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    parse_retry_after_uncapped(value).map(|d| d.min(MAX_RETRY_AFTER))
+}
+
+/// Parses `Retry-After` as sent: integer seconds (a number too large for a `u64` is
+/// `Duration::MAX`) or an HTTP date.
+fn parse_retry_after_uncapped(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(
+            value
+                .parse::<u64>()
+                .map_or(Duration::MAX, Duration::from_secs),
+        );
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// The `Retry-After` header of an answer to `endpoint`, capped, with a warning when it was longer.
+fn retry_after_header(value: &str, endpoint: &str) -> Option<Duration> {
+    let wait = parse_retry_after_uncapped(value)?;
+    if wait > MAX_RETRY_AFTER {
+        tracing::warn!(
+            %endpoint,
+            retry_after = value,
+            "Notion asked to wait longer than {}s; waiting {}s",
+            MAX_RETRY_AFTER.as_secs(),
+            MAX_RETRY_AFTER.as_secs()
+        );
+    }
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Maps a reqwest failure: before the request was sent (connect) or possibly after.
@@ -402,5 +428,19 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_capped() {
+        for absurd in [
+            "10000000000000000000",
+            "18446744073709551615",
+            "99999999999999999999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(parse_retry_after(absurd), Some(MAX_RETRY_AFTER), "{absurd}");
+        }
+        assert_eq!(parse_retry_after("900"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("899"), Some(Duration::from_secs(899)));
     }
 }
