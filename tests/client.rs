@@ -328,7 +328,11 @@ fn retry_after_is_honoured_before_the_next_request() {
         let token = TokenHandle::fixed(info.token.clone().into());
         client.users_me(&token).await.unwrap();
         let start = Instant::now();
-        let err = client.users_me(&token).await.unwrap_err();
+        // One attempt (`users_me` itself would wait out the 429 and retry).
+        let err = client
+            .request(&token, reqwest::Method::GET, "/v1/users/me", None)
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), Some(429), "{err}");
         assert_eq!(err.api().unwrap().retry_after, Some(Duration::from_secs(1)));
         // The next request waits out Retry-After instead of provoking another 429.
@@ -591,4 +595,86 @@ fn an_absurd_retry_after_is_capped_and_does_not_panic() {
         }
     });
     assert_eq!(w.emu.pages().len(), 0);
+}
+
+/// A world whose server bucket (1/s, burst 1) is smaller than the client's (3/s, burst 3).
+fn small_server_world() -> (World, Config) {
+    let w = World::new(EmulatorOptions {
+        rate: RateLimit {
+            requests_per_second: 1.0,
+            burst: 1,
+        },
+        workspace_rate: None,
+        ..EmulatorOptions::default()
+    });
+    let info = w.emu.info().clone();
+    let config = Config::from_toml(
+        &w.path("c.toml"),
+        &format!(
+            "[notion]\napi_base = \"{}\"\nrequests_per_second = 3\nburst = 3\n[[target]]\nname = \"t\"\ninbox = \"i.jsonl\"\ndatabase_id = \"{}\"\ntoken = \"x\"\n[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n",
+            info.url, info.database_id
+        ),
+    )
+    .unwrap();
+    (w, config)
+}
+
+#[test]
+fn resolve_waits_out_429s_when_the_server_burst_is_smaller_than_configured() {
+    let (w, config) = small_server_world();
+    let info = w.emu.info().clone();
+    w.rt.block_on(async {
+        let client = NotionClient::new(&config.notion).unwrap();
+        let token = TokenHandle::fixed(info.token.clone().into());
+        let r = client
+            .resolve(&config.targets[0], &token)
+            .await
+            .expect("resolve retries each rate-limited request");
+        assert_eq!(
+            r.data_source_id.as_deref(),
+            Some(info.data_source_id.as_str())
+        );
+    });
+    let stats = w.emu.stats();
+    assert!(stats.rate_limited_total() >= 1, "{stats:?}");
+    // Each request was retried alone: the database was fetched once.
+    assert_eq!(stats.requests["GET /v1/databases/{id}"], 1, "{stats:?}");
+}
+
+#[test]
+fn every_read_waits_out_429s_and_retries_that_request() {
+    let (w, config) = small_server_world();
+    let info = w.emu.info().clone();
+    w.rt.block_on(async {
+        let client = NotionClient::new(&config.notion).unwrap();
+        let token = TokenHandle::fixed(info.token.clone().into());
+        let r = client.resolve(&config.targets[0], &token).await.unwrap();
+        for _ in 0..2 {
+            client.users_me(&token).await.expect("users_me retries");
+            assert!(
+                !client
+                    .search_all(&token, "data_source")
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            let found = client.find_by_key(&token, &r, "Inbox ID", "nope").await;
+            assert_eq!(found.expect("find_by_key retries"), None);
+        }
+        // A 529 is retried too.
+        w.emu.set_faults(Faults {
+            storm_529: 1.0,
+            ..Faults::default()
+        });
+        let me = tokio::spawn({
+            let (client, token) = (client.clone(), token.clone());
+            async move { client.users_me(&token).await }
+        });
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        w.emu.set_faults(Faults::default());
+        me.await.unwrap().expect("answered once the storm ends");
+    });
+    let stats = w.emu.stats();
+    assert!(stats.rate_limited_total() >= 3, "{stats:?}");
+    assert!(stats.faults["storm_529"] >= 1, "{stats:?}");
 }

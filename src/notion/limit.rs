@@ -13,6 +13,9 @@ use tokio::time::Instant;
 /// a broken or hostile answer cannot stall a target for days (nor overflow the time arithmetic).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 
+/// The wait after a 429 or 529 that carries no (readable) `Retry-After`.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// The limiters of one process, shared by every target.
 pub struct Limiters {
     /// Per token (keyed by a hash of the token, never the token itself).

@@ -1,5 +1,6 @@
 //! The Notion API client: one reqwest client per process, rate limited per token and workspace,
-//! with typed errors classified for the caller. It never retries a page create by itself.
+//! with typed errors classified for the caller. It never retries a page create by itself; the
+//! reads (resolve, find_by_key, users_me, search) wait out a 429 or 529 and is sent again (see [`NotionClient::request_retrying`]).
 
 pub mod error;
 pub mod limit;
@@ -22,7 +23,7 @@ pub use token::{TokenFile, TokenHandle};
 
 use crate::config::{CREDENTIAL_CLIENT_SECRET, NotionConfig, NotionVersion, SecretSource};
 use limit::Limiters;
-pub use limit::MAX_RETRY_AFTER;
+pub use limit::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
 
 /// Connecting may take this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,7 +125,8 @@ impl NotionClient {
         Ok((id, secret))
     }
 
-    /// Sends one authenticated API request through the limiters and returns the JSON body.
+    /// Sends one authenticated API request through the limiters and returns the JSON body. One
+    /// attempt: a 429 or 529 is returned (after pausing the limiters for its `Retry-After`).
     pub async fn request(
         &self,
         token: &TokenHandle,
@@ -133,6 +135,40 @@ impl NotionClient {
         body: Option<&Value>,
     ) -> Result<Value, NotionError> {
         self.send(token, method, path, body).await
+    }
+
+    /// Like [`NotionClient::request`], but a 429 or 529 (which Notion answers before doing
+    /// anything, so any request may be sent again) waits out its `Retry-After` (capped; 1 s when
+    /// absent) and sends the same request again, without an attempt limit: a small server burst
+    /// then costs a wait, not the whole sequence of requests it belonged to. Dropping the future
+    /// cancels it. Every other error is returned at once.
+    pub async fn request_retrying(
+        &self,
+        token: &TokenHandle,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, NotionError> {
+        self.send_retrying(token, method, path, body).await
+    }
+
+    async fn send_retrying<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &TokenHandle,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, NotionError> {
+        loop {
+            match self.send(token, method.clone(), path, body).await {
+                Err(NotionError::Api(e)) if matches!(e.status, 429 | 529) => {
+                    // `send` paused the limiters: the next `acquire` sleeps out the wait.
+                    tracing::debug!(endpoint = %format!("{method} {path}"), status = e.status,
+                        wait = ?e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER), "rate limited; sending again after the wait");
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Like [`NotionClient::request`], decoding the success body into `T` (only the fields `T`
@@ -159,8 +195,9 @@ impl NotionClient {
         let endpoint = format!("{method} {path}");
         let result = self.finish(req, &endpoint).await;
         if let Err(NotionError::Api(e)) = &result
-            && let (429 | 529, Some(wait)) = (e.status, e.retry_after)
+            && matches!(e.status, 429 | 529)
         {
+            let wait = e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
             self.inner.limits.pause(token_key, workspace_key, wait);
         }
         result
@@ -267,7 +304,8 @@ impl NotionClient {
         CreateOutcome::classify(result)
     }
 
-    /// Looks for a row whose rich_text `property` equals `key`; its page id if found.
+    /// Looks for a row whose rich_text `property` equals `key`; its page id if found (a 429 or
+    /// 529 is waited out and retried).
     pub async fn find_by_key(
         &self,
         token: &TokenHandle,
@@ -283,7 +321,7 @@ impl NotionClient {
             "page_size": 1,
         });
         let answer = self
-            .request(
+            .request_retrying(
                 token,
                 reqwest::Method::POST,
                 &resolved.query_path(),
@@ -299,14 +337,14 @@ impl NotionClient {
             .map(str::to_owned))
     }
 
-    /// `GET /v1/users/me`: the bot user of the token.
+    /// `GET /v1/users/me`: the bot user of the token (a 429 or 529 is waited out and retried).
     pub async fn users_me(&self, token: &TokenHandle) -> Result<Value, NotionError> {
-        self.request(token, reqwest::Method::GET, "/v1/users/me", None)
+        self.request_retrying(token, reqwest::Method::GET, "/v1/users/me", None)
             .await
     }
 
     /// Every result of a search for `object` ("page", "database" or "data_source"), following
-    /// the pagination to the end.
+    /// the pagination to the end (a 429 or 529 is waited out and that page asked again).
     pub async fn search_all(
         &self,
         token: &TokenHandle,
@@ -323,7 +361,7 @@ impl NotionClient {
                 body["start_cursor"] = json!(c);
             }
             let page = self
-                .request(token, reqwest::Method::POST, "/v1/search", Some(&body))
+                .request_retrying(token, reqwest::Method::POST, "/v1/search", Some(&body))
                 .await?;
             if let Some(items) = page.get("results").and_then(Value::as_array) {
                 results.extend(items.iter().cloned());
