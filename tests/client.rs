@@ -634,6 +634,14 @@ fn resolve_waits_out_429s_when_the_server_burst_is_smaller_than_configured() {
             r.data_source_id.as_deref(),
             Some(info.data_source_id.as_str())
         );
+        // The 429 taught the client that Notion's limit is lower than configured.
+        let rate = client.effective_rate(&token);
+        assert!((0.1..3.0).contains(&rate), "{rate}");
+        assert_eq!(
+            client.effective_rates().into_values().collect::<Vec<_>>(),
+            vec![rate]
+        );
+        assert_eq!(client.configured_rate(), 3.0);
     });
     let stats = w.emu.stats();
     assert!(stats.rate_limited_total() >= 1, "{stats:?}");

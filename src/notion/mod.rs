@@ -5,6 +5,7 @@
 pub mod error;
 pub mod limit;
 pub mod oauth;
+mod pace;
 pub mod schema;
 pub mod token;
 
@@ -24,6 +25,7 @@ pub use token::{TokenFile, TokenHandle};
 use crate::config::{CREDENTIAL_CLIENT_SECRET, NotionConfig, NotionVersion, SecretSource};
 use limit::Limiters;
 pub use limit::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
+pub use pace::{MIN_RATE, RAISE_EVERY, RAISE_STEP, RATE_CUT};
 
 /// Connecting may take this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,6 +95,22 @@ impl NotionClient {
     /// The `Notion-Version` this client speaks.
     pub fn version(&self) -> NotionVersion {
         self.inner.version
+    }
+
+    /// The rate (requests per second) `token` is sent at now: the configured
+    /// `requests_per_second` unless Notion's 429s lowered it (see [`RATE_CUT`], [`RAISE_STEP`]).
+    pub fn effective_rate(&self, token: &TokenHandle) -> f64 {
+        self.inner.limits.effective_rate(token.key())
+    }
+
+    /// The effective rate of every recently used token, by [`TokenHandle::key`] (for metrics).
+    pub fn effective_rates(&self) -> std::collections::BTreeMap<u64, f64> {
+        self.inner.limits.effective_rates()
+    }
+
+    /// The configured `requests_per_second` per token.
+    pub fn configured_rate(&self) -> f64 {
+        self.inner.limits.configured_rate()
     }
 
     /// The API base URL.
@@ -194,11 +212,19 @@ impl NotionClient {
         }
         let endpoint = format!("{method} {path}");
         let result = self.finish(req, &endpoint).await;
-        if let Err(NotionError::Api(e)) = &result
-            && matches!(e.status, 429 | 529)
-        {
-            let wait = e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-            self.inner.limits.pause(token_key, workspace_key, wait);
+        let limits = &self.inner.limits;
+        match &result {
+            Ok(_) => limits.succeeded(token_key),
+            Err(NotionError::Api(e)) if e.status == 429 => {
+                let wait = e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                limits.rate_limited(token_key, workspace_key, wait);
+            }
+            // Overload is Notion's trouble, not this token's rate: wait, keep the rate.
+            Err(NotionError::Api(e)) if e.status == 529 => {
+                let wait = e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                limits.pause(token_key, workspace_key, wait);
+            }
+            Err(_) => {}
         }
         result
     }
