@@ -225,6 +225,7 @@ async fn until_ready(limiter: &DefaultKeyedRateLimiter<u64>, key: u64) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pace::RAISE_EVERY;
     use super::*;
 
     #[tokio::test(start_paused = true)]
@@ -320,18 +321,22 @@ mod tests {
         l.rate_limited(1, None, Duration::from_secs(1));
         assert!((l.effective_rate(1) - 4.9).abs() < 1e-9);
         // Steady successes bring it back up a step per 10 s, to the configured rate, not above.
-        let mut seen = Vec::new();
+        let mut raises = Vec::new();
+        let mut rate = l.effective_rate(1);
         for _ in 0..80 {
             tokio::time::advance(Duration::from_secs(1)).await;
             send_n(&l, 1).await;
-            seen.push(l.effective_rate(1));
+            let now = l.effective_rate(1);
+            assert!(now >= rate && now <= 10.0, "{rate} -> {now}");
+            if now > rate {
+                assert!(now - rate <= 1.0 + 1e-9, "a step is 0.1 × configured");
+                raises.push(Instant::now());
+            }
+            rate = now;
         }
-        assert!(seen.iter().all(|r| *r <= 10.0), "{seen:?}");
-        assert!(
-            (seen[8] - 4.9).abs() < 1e-9 && (seen[10] - 5.9).abs() < 1e-9,
-            "{seen:?}"
-        );
-        assert_eq!(*seen.last().unwrap(), 10.0);
+        assert_eq!(rate, 10.0);
+        assert_eq!(raises.len(), 6, "4.9 -> 10 in steps of 1");
+        assert!(raises.windows(2).all(|w| w[1] - w[0] >= RAISE_EVERY));
         // Another token never saw a 429.
         assert_eq!(l.effective_rate(2), 10.0);
     }

@@ -18,7 +18,8 @@ use super::limit::{MAX_RETRY_AFTER, later};
 pub const RATE_CUT: f64 = 0.7;
 /// The rate is never cut below this many requests per second (nor below the configured rate).
 pub const MIN_RATE: f64 = 0.1;
-/// A rate below the configured one is raised at most this often, on a success...
+/// A rate below the configured one is raised at most this often, on a success outside the
+/// window of the last cut...
 pub const RAISE_EVERY: Duration = Duration::from_secs(10);
 /// ...by this share of the configured rate.
 pub const RAISE_STEP: f64 = 0.1;
@@ -34,8 +35,10 @@ pub(crate) struct Pace {
     rate: f64,
     /// GCRA: when the bucket would be empty again if no request came.
     tat: Instant,
-    /// When the rate was last cut or raised.
-    changed: Instant,
+    /// When the rate was last raised (or the pace made). A cut does not move it: the increase goes
+    /// on at its pace between cuts, so that isolated 429s (a burst of someone else's traffic, a
+    /// storm) lower the rate to where cuts and raises balance instead of to the floor.
+    raised: Instant,
     /// 429s before this instant belong to the Retry-After window of the last cut: they were sent
     /// before that cut took effect, so they do not cut again.
     window_end: Instant,
@@ -51,7 +54,7 @@ impl Pace {
             burst,
             rate: configured,
             tat: now,
-            changed: now,
+            raised: now,
             window_end: now,
             used: now,
         }
@@ -97,20 +100,23 @@ impl Pace {
             return false;
         }
         self.rate = (self.rate * RATE_CUT).max(MIN_RATE.min(self.configured));
-        self.changed = now;
         self.window_end = later(now, wait.min(MAX_RETRY_AFTER));
         true
     }
 
-    /// A request succeeded at `now`: raise the rate by a step if it is below the configured one
-    /// and has not changed for [`RAISE_EVERY`]. Returns whether it raised.
+    /// A request succeeded at `now`: raise the rate by a step if it is below the configured one,
+    /// the window of the last cut is over and the last raise was [`RAISE_EVERY`] ago. Returns
+    /// whether it raised.
     pub(crate) fn succeeded(&mut self, now: Instant) -> bool {
         self.used = now;
-        if self.rate >= self.configured || now < later(self.changed, RAISE_EVERY) {
+        if self.rate >= self.configured
+            || now < self.window_end
+            || now < later(self.raised, RAISE_EVERY)
+        {
             return false;
         }
         self.rate = (self.rate + RAISE_STEP * self.configured).min(self.configured);
-        self.changed = now;
+        self.raised = now;
         true
     }
 }
@@ -138,9 +144,13 @@ mod tests {
         // After the window a 429 is news.
         assert!(p.rate_limited(at(2000), Duration::from_secs(1)));
         assert!(close(p.rate(), 4.9), "{}", p.rate());
-        // Successes within 10 s of the cut change nothing; then +1/s per 10 s of successes.
-        assert!(!p.succeeded(at(11_999)));
-        let mut ms = 12_000;
+        // Successes inside the window, or within 10 s of the last raise, change nothing; then
+        // +1/s per 10 s of successes.
+        assert!(!p.succeeded(at(2999)));
+        assert!(!p.succeeded(at(9999)));
+        assert!(p.succeeded(at(10_000)));
+        assert!(close(p.rate(), 5.9), "{}", p.rate());
+        let mut ms = 11_000;
         let mut rates = Vec::new();
         while ms < 200_000 {
             p.succeeded(at(ms));
@@ -150,7 +160,7 @@ mod tests {
         assert!(rates.iter().all(|r| *r <= 10.0), "never above the ceiling");
         assert!(close(*rates.last().unwrap(), 10.0));
         assert!(close(rates[0], 5.9), "{}", rates[0]);
-        assert!(close(rates[9], 5.9) && close(rates[10], 6.9), "{rates:?}");
+        assert!(close(rates[8], 5.9) && close(rates[9], 6.9), "{rates:?}");
     }
 
     #[test]
