@@ -69,6 +69,7 @@ fn run(seed: u64, n_records: usize, min_kills: usize) {
         drop_after_write: 0.03,
         storm_429: 0.03,
         storm_529: 0.02,
+        storm_retry_after: None,
         query_lag: Duration::from_millis(100),
         ..Faults::default()
     });

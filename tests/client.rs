@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use notion_inbox::config::{Config, NotionVersion};
 use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
-use notion_inbox::notion::{CreateOutcome, NotionClient, ResolveError, TokenFile, TokenHandle};
+use notion_inbox::notion::{
+    CreateOutcome, MAX_RETRY_AFTER, NotionClient, ResolveError, TokenFile, TokenHandle,
+};
 use notion_inbox::record::Mapper;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -326,7 +328,11 @@ fn retry_after_is_honoured_before_the_next_request() {
         let token = TokenHandle::fixed(info.token.clone().into());
         client.users_me(&token).await.unwrap();
         let start = Instant::now();
-        let err = client.users_me(&token).await.unwrap_err();
+        // One attempt (`users_me` itself would wait out the 429 and retry).
+        let err = client
+            .request(&token, reqwest::Method::GET, "/v1/users/me", None)
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), Some(429), "{err}");
         assert_eq!(err.api().unwrap().retry_after, Some(Duration::from_secs(1)));
         // The next request waits out Retry-After instead of provoking another 429.
@@ -539,4 +545,149 @@ fn databases_and_check_describe_good_and_broken_targets() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("authorize --target t"), "{text}");
     assert!(!text.contains(token.access_token.expose_secret()));
+}
+
+#[test]
+fn an_absurd_retry_after_is_capped_and_does_not_panic() {
+    let w = World::new(EmulatorOptions {
+        rate: RateLimit {
+            requests_per_second: 100.0,
+            burst: 100,
+        },
+        workspace_rate: None,
+        ..EmulatorOptions::default()
+    });
+    let info = w.emu.info().clone();
+    let config = Config::from_toml(
+        &w.path("c.toml"),
+        &format!(
+            "[notion]\napi_base = \"{}\"\nrequests_per_second = 100\nburst = 100\n",
+            info.url
+        ),
+    )
+    .unwrap();
+    w.rt.block_on(async {
+        let token = TokenHandle::fixed(info.token.clone().into());
+        let parent = json!({"type": "data_source_id", "data_source_id": info.data_source_id});
+        let good = json!({"parent": parent, "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}});
+        for (storm, value) in [
+            ((1.0, 0.0), "10000000000000000000"),
+            ((0.0, 1.0), "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ] {
+            w.emu.set_faults(Faults {
+                storm_429: storm.0,
+                storm_529: storm.1,
+                storm_retry_after: Some(value.into()),
+                ..Faults::default()
+            });
+            // A client per case: each is paused for the cap afterwards.
+            let client = NotionClient::new(&config.notion).unwrap();
+            let err = client
+                .request(&token, reqwest::Method::GET, "/v1/users/me", None)
+                .await
+                .unwrap_err();
+            assert_eq!(err.api().unwrap().retry_after, Some(MAX_RETRY_AFTER), "{value}");
+            let client = NotionClient::new(&config.notion).unwrap();
+            match client.create_page(&token, &good).await {
+                CreateOutcome::RetryAfter { wait, .. } => assert_eq!(wait, MAX_RETRY_AFTER),
+                other => panic!("{value}: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(w.emu.pages().len(), 0);
+}
+
+/// A world whose server bucket (1/s, burst 1) is smaller than the client's (3/s, burst 3).
+fn small_server_world() -> (World, Config) {
+    let w = World::new(EmulatorOptions {
+        rate: RateLimit {
+            requests_per_second: 1.0,
+            burst: 1,
+        },
+        workspace_rate: None,
+        ..EmulatorOptions::default()
+    });
+    let info = w.emu.info().clone();
+    let config = Config::from_toml(
+        &w.path("c.toml"),
+        &format!(
+            "[notion]\napi_base = \"{}\"\nrequests_per_second = 3\nburst = 3\n[[target]]\nname = \"t\"\ninbox = \"i.jsonl\"\ndatabase_id = \"{}\"\ntoken = \"x\"\n[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n",
+            info.url, info.database_id
+        ),
+    )
+    .unwrap();
+    (w, config)
+}
+
+#[test]
+fn resolve_waits_out_429s_when_the_server_burst_is_smaller_than_configured() {
+    let (w, config) = small_server_world();
+    let info = w.emu.info().clone();
+    w.rt.block_on(async {
+        let client = NotionClient::new(&config.notion).unwrap();
+        let token = TokenHandle::fixed(info.token.clone().into());
+        let r = client
+            .resolve(&config.targets[0], &token)
+            .await
+            .expect("resolve retries each rate-limited request");
+        assert_eq!(
+            r.data_source_id.as_deref(),
+            Some(info.data_source_id.as_str())
+        );
+        // The 429 taught the client that Notion's limit is lower than configured.
+        let rate = client.effective_rate(&token);
+        assert!((0.1..3.0).contains(&rate), "{rate}");
+        assert_eq!(
+            client.effective_rates().into_values().collect::<Vec<_>>(),
+            vec![rate]
+        );
+        assert_eq!(client.configured_rate(), 3.0);
+    });
+    let stats = w.emu.stats();
+    assert!(stats.rate_limited_total() >= 1, "{stats:?}");
+    // Each request was retried alone: the database was fetched once.
+    assert_eq!(stats.requests["GET /v1/databases/{id}"], 1, "{stats:?}");
+}
+
+#[test]
+fn every_read_waits_out_429s_and_retries_that_request() {
+    let (w, config) = small_server_world();
+    let info = w.emu.info().clone();
+    w.rt.block_on(async {
+        let client = NotionClient::new(&config.notion).unwrap();
+        let token = TokenHandle::fixed(info.token.clone().into());
+        let r = client.resolve(&config.targets[0], &token).await.unwrap();
+        for _ in 0..2 {
+            client.users_me(&token).await.expect("users_me retries");
+            assert!(
+                !client
+                    .search_all(&token, "data_source")
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            let found = client.find_by_key(&token, &r, "Inbox ID", "nope").await;
+            assert_eq!(found.expect("find_by_key retries"), None);
+        }
+        // A 529 is retried too.
+        w.emu.set_faults(Faults {
+            storm_529: 1.0,
+            ..Faults::default()
+        });
+        let me = tokio::spawn({
+            let (client, token) = (client.clone(), token.clone());
+            async move { client.users_me(&token).await }
+        });
+        let start = Instant::now();
+        while w.emu.stats().faults.get("storm_529").copied().unwrap_or(0) < 2 {
+            assert!(start.elapsed() < DEADLINE, "no 529 was sent");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!me.is_finished(), "a 529 is waited out, not returned");
+        w.emu.set_faults(Faults::default());
+        me.await.unwrap().expect("answered once the storm ends");
+    });
+    let stats = w.emu.stats();
+    assert!(stats.rate_limited_total() >= 3, "{stats:?}");
+    assert!(stats.faults["storm_529"] >= 2, "{stats:?}");
 }

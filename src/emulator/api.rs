@@ -76,6 +76,15 @@ fn retry_after(mut r: Response, secs: u64) -> Response {
     r
 }
 
+/// A storm's answer: `Retry-After: 1`, or the header the faults ask for.
+fn storm_retry_after(r: Response, custom: Option<&str>) -> Response {
+    let mut r = retry_after(r, 1);
+    if let Some(v) = custom.and_then(|c| HeaderValue::from_str(c).ok()) {
+        r.headers_mut().insert("retry-after", v);
+    }
+    r
+}
+
 async fn not_found_route(State(shared): S, uri: axum::http::Uri) -> Response {
     error(
         &shared,
@@ -90,6 +99,7 @@ struct Dice {
     latency: Duration,
     storm_429: bool,
     storm_529: bool,
+    storm_retry_after: Option<String>,
     error_before: Option<u16>,
     timeout_after: bool,
     drop_after: bool,
@@ -118,6 +128,7 @@ fn roll(shared: &Shared) -> Dice {
         latency: f.latency + jitter,
         storm_429,
         storm_529,
+        storm_retry_after: f.storm_retry_after.clone(),
         error_before: error_before.then_some(code),
         timeout_after,
         drop_after,
@@ -201,26 +212,26 @@ async fn prelude(
     }
     if dice.storm_429 {
         shared.fault("storm_429");
-        return Err(retry_after(
+        return Err(storm_retry_after(
             error(
                 shared,
                 429,
                 "rate_limited",
                 "You have been rate limited. Please try again in a few minutes.",
             ),
-            1,
+            dice.storm_retry_after.as_deref(),
         ));
     }
     if dice.storm_529 {
         shared.fault("storm_529");
-        return Err(retry_after(
+        return Err(storm_retry_after(
             error(
                 shared,
                 529,
                 "service_overload",
                 "Notion is overloaded. Please try again later.",
             ),
-            1,
+            dice.storm_retry_after.as_deref(),
         ));
     }
     Ok((version, token, info, dice))

@@ -79,6 +79,7 @@ impl EmulatorArgs {
                 drop_after_write: self.drop_after_write,
                 storm_429: self.storm_429,
                 storm_529: self.storm_529,
+                storm_retry_after: None,
                 query_lag: self.query_lag,
                 ..Faults::default()
             },

@@ -81,6 +81,9 @@ pub struct Faults {
     pub storm_429: f64,
     /// Probability that a request is answered 529 `service_overload` (Retry-After: 1).
     pub storm_529: f64,
+    /// The `Retry-After` header of the storms' 429s and 529s, sent verbatim (an absurd number,
+    /// an HTTP date...) instead of 1.
+    pub storm_retry_after: Option<String>,
     /// New pages are invisible to queries for this long.
     #[serde(with = "humantime_serde_compat")]
     pub query_lag: Duration,

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::limit::DEFAULT_RETRY_AFTER;
+
 /// Notion's error codes (notion-api.md §8), plus the OAuth ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -273,7 +275,7 @@ impl CreateOutcome {
         match &error {
             NotionError::Api(api) => match api.status {
                 429 | 529 => CreateOutcome::RetryAfter {
-                    wait: api.retry_after.unwrap_or(Duration::from_secs(1)),
+                    wait: api.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
                     error,
                 },
                 401 => CreateOutcome::Unauthorized { error, generation },

@@ -1,9 +1,11 @@
 //! The Notion API client: one reqwest client per process, rate limited per token and workspace,
-//! with typed errors classified for the caller. It never retries a page create by itself.
+//! with typed errors classified for the caller. It never retries a page create by itself; the
+//! reads (resolve, find_by_key, users_me, search) wait out a 429 or 529 and is sent again (see [`NotionClient::request_retrying`]).
 
 pub mod error;
 pub mod limit;
 pub mod oauth;
+mod pace;
 pub mod schema;
 pub mod token;
 
@@ -23,6 +25,8 @@ pub use token::{TokenChange, TokenFile, TokenHandle};
 
 use crate::config::{CREDENTIAL_CLIENT_SECRET, NotionConfig, NotionVersion, SecretSource};
 use limit::Limiters;
+pub use limit::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
+pub use pace::{MIN_RATE, RAISE_EVERY, RAISE_STEP, RATE_CUT};
 
 /// Connecting may take this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,6 +98,22 @@ impl NotionClient {
         self.inner.version
     }
 
+    /// The rate (requests per second) `token` is sent at now: the configured
+    /// `requests_per_second` unless Notion's 429s lowered it (see [`RATE_CUT`], [`RAISE_STEP`]).
+    pub fn effective_rate(&self, token: &TokenHandle) -> f64 {
+        self.inner.limits.effective_rate(token.key())
+    }
+
+    /// The effective rate of every recently used token, by [`TokenHandle::key`] (for metrics).
+    pub fn effective_rates(&self) -> std::collections::BTreeMap<u64, f64> {
+        self.inner.limits.effective_rates()
+    }
+
+    /// The configured `requests_per_second` per token.
+    pub fn configured_rate(&self) -> f64 {
+        self.inner.limits.configured_rate()
+    }
+
     /// The API base URL.
     pub fn base(&self) -> &Url {
         &self.inner.base
@@ -124,7 +144,8 @@ impl NotionClient {
         Ok((id, secret))
     }
 
-    /// Sends one authenticated API request through the limiters and returns the JSON body.
+    /// Sends one authenticated API request through the limiters and returns the JSON body. One
+    /// attempt: a 429 or 529 is returned (after pausing the limiters for its `Retry-After`).
     pub async fn request(
         &self,
         token: &TokenHandle,
@@ -133,6 +154,40 @@ impl NotionClient {
         body: Option<&Value>,
     ) -> Result<Value, NotionError> {
         self.send(token, method, path, body).await.0
+    }
+
+    /// Like [`NotionClient::request`], but a 429 or 529 (which Notion answers before doing
+    /// anything, so any request may be sent again) waits out its `Retry-After` (capped; 1 s when
+    /// absent) and sends the same request again, without an attempt limit: a small server burst
+    /// then costs a wait, not the whole sequence of requests it belonged to. Dropping the future
+    /// cancels it. Every other error is returned at once.
+    pub async fn request_retrying(
+        &self,
+        token: &TokenHandle,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, NotionError> {
+        self.send_retrying(token, method, path, body).await
+    }
+
+    async fn send_retrying<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &TokenHandle,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, NotionError> {
+        loop {
+            match self.send(token, method.clone(), path, body).await {
+                Err(NotionError::Api(e)) if matches!(e.status, 429 | 529) => {
+                    // `send` paused the limiters: the next `acquire` sleeps out the wait.
+                    tracing::debug!(endpoint = %format!("{method} {path}"), status = e.status,
+                        wait = ?e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER), "rate limited; sending again after the wait");
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Like [`NotionClient::request`], decoding the success body into `T` (only the fields `T`
@@ -160,10 +215,19 @@ impl NotionClient {
         }
         let endpoint = format!("{method} {path}");
         let result = self.finish(req, &endpoint).await;
-        if let Err(NotionError::Api(e)) = &result
-            && let (429 | 529, Some(wait)) = (e.status, e.retry_after)
-        {
-            self.inner.limits.pause(token_key, workspace_key, wait);
+        let limits = &self.inner.limits;
+        match &result {
+            Ok(_) => limits.succeeded(token_key),
+            Err(NotionError::Api(e)) if e.status == 429 => {
+                let wait = e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                limits.rate_limited(token_key, workspace_key, wait);
+            }
+            // Overload is Notion's trouble, not this token's rate: wait, keep the rate.
+            Err(NotionError::Api(e)) if e.status == 529 => {
+                let wait = e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                limits.pause(token_key, workspace_key, wait);
+            }
+            Err(_) => {}
         }
         (result, generation)
     }
@@ -192,7 +256,7 @@ impl NotionClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| retry_after_header(v, endpoint));
         let bytes = resp
             .bytes()
             .await
@@ -268,7 +332,8 @@ impl NotionClient {
         CreateOutcome::classify(result.map(|c| c.id), generation)
     }
 
-    /// Looks for a row whose rich_text `property` equals `key`; its page id if found.
+    /// Looks for a row whose rich_text `property` equals `key`; its page id if found (a 429 or
+    /// 529 is waited out and retried).
     pub async fn find_by_key(
         &self,
         token: &TokenHandle,
@@ -284,7 +349,7 @@ impl NotionClient {
             "page_size": 1,
         });
         let answer = self
-            .request(
+            .request_retrying(
                 token,
                 reqwest::Method::POST,
                 &resolved.query_path(),
@@ -300,14 +365,14 @@ impl NotionClient {
             .map(str::to_owned))
     }
 
-    /// `GET /v1/users/me`: the bot user of the token.
+    /// `GET /v1/users/me`: the bot user of the token (a 429 or 529 is waited out and retried).
     pub async fn users_me(&self, token: &TokenHandle) -> Result<Value, NotionError> {
-        self.request(token, reqwest::Method::GET, "/v1/users/me", None)
+        self.request_retrying(token, reqwest::Method::GET, "/v1/users/me", None)
             .await
     }
 
     /// Every result of a search for `object` ("page", "database" or "data_source"), following
-    /// the pagination to the end.
+    /// the pagination to the end (a 429 or 529 is waited out and that page asked again).
     pub async fn search_all(
         &self,
         token: &TokenHandle,
@@ -324,7 +389,7 @@ impl NotionClient {
                 body["start_cursor"] = json!(c);
             }
             let page = self
-                .request(token, reqwest::Method::POST, "/v1/search", Some(&body))
+                .request_retrying(token, reqwest::Method::POST, "/v1/search", Some(&body))
                 .await?;
             if let Some(items) = page.get("results").and_then(Value::as_array) {
                 results.extend(items.iter().cloned());
@@ -340,17 +405,42 @@ impl NotionClient {
     }
 }
 
-/// Parses `Retry-After`: integer seconds or an HTTP date.
+/// Parses `Retry-After` (integer seconds or an HTTP date), capped at [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    parse_retry_after_uncapped(value).map(|d| d.min(MAX_RETRY_AFTER))
+}
+
+/// Parses `Retry-After` as sent: integer seconds (a number too large for a `u64` is
+/// `Duration::MAX`) or an HTTP date.
+fn parse_retry_after_uncapped(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(
+            value
+                .parse::<u64>()
+                .map_or(Duration::MAX, Duration::from_secs),
+        );
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// The `Retry-After` header of an answer to `endpoint`, capped, with a warning when it was longer.
+fn retry_after_header(value: &str, endpoint: &str) -> Option<Duration> {
+    let wait = parse_retry_after_uncapped(value)?;
+    if wait > MAX_RETRY_AFTER {
+        tracing::warn!(
+            %endpoint,
+            retry_after = value,
+            "Notion asked to wait longer than {}s; waiting {}s",
+            MAX_RETRY_AFTER.as_secs(),
+            MAX_RETRY_AFTER.as_secs()
+        );
+    }
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Maps a reqwest failure: before the request was sent (connect) or possibly after.
@@ -404,5 +494,19 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_capped() {
+        for absurd in [
+            "10000000000000000000",
+            "18446744073709551615",
+            "99999999999999999999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(parse_retry_after(absurd), Some(MAX_RETRY_AFTER), "{absurd}");
+        }
+        assert_eq!(parse_retry_after("900"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("899"), Some(Duration::from_secs(899)));
     }
 }

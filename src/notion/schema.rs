@@ -239,13 +239,13 @@ pub fn parse_properties(object: &Value) -> Result<Vec<Property>, String> {
 }
 
 impl NotionClient {
-    /// `GET /v1/databases/{id}`.
+    /// `GET /v1/databases/{id}` (a 429 or 529 is waited out and retried).
     pub async fn retrieve_database(
         &self,
         token: &TokenHandle,
         id: &str,
     ) -> Result<Value, NotionError> {
-        self.request(
+        self.request_retrying(
             token,
             reqwest::Method::GET,
             &format!("/v1/databases/{id}"),
@@ -254,13 +254,13 @@ impl NotionClient {
         .await
     }
 
-    /// `GET /v1/data_sources/{id}`.
+    /// `GET /v1/data_sources/{id}` (a 429 or 529 is waited out and retried).
     pub async fn retrieve_data_source(
         &self,
         token: &TokenHandle,
         id: &str,
     ) -> Result<Value, NotionError> {
-        self.request(
+        self.request_retrying(
             token,
             reqwest::Method::GET,
             &format!("/v1/data_sources/{id}"),
