@@ -297,7 +297,7 @@ mod tests {
         let l = Limiters::new(10.0, 1, None);
         send_n(&l, 5).await;
         assert_eq!(l.effective_rate(1), 10.0);
-        // A burst of 429s within one Retry-After window (1 s) counts once.
+        // A burst of 429s within one cut window counts once.
         for _ in 0..5 {
             l.rate_limited(1, None, Duration::from_secs(1));
             tokio::time::advance(Duration::from_millis(100)).await;
@@ -317,10 +317,13 @@ mod tests {
         let period = Duration::from_secs_f64(1.0 / (7.0 * 0.97));
         assert!(took >= Duration::from_millis(900) + period * 7, "{took:?}");
         assert!(took < Duration::from_millis(950) + period * 8, "{took:?}");
-        // A 429 after the window cuts again.
+        // A 429 inside the cut's window (5 s at least) is the same event; after it, it cuts again.
+        l.rate_limited(1, None, Duration::from_secs(1));
+        assert!((l.effective_rate(1) - 7.0).abs() < 1e-9);
+        tokio::time::advance(super::super::pace::CUT_EVERY).await;
         l.rate_limited(1, None, Duration::from_secs(1));
         assert!((l.effective_rate(1) - 4.9).abs() < 1e-9);
-        // Steady successes bring it back up a step per 10 s, to the configured rate, not above.
+        // Steady successes bring it back up a step per second, to the configured rate, not above.
         let mut raises = Vec::new();
         let mut rate = l.effective_rate(1);
         for _ in 0..80 {

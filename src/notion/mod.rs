@@ -179,7 +179,7 @@ impl NotionClient {
         body: Option<&Value>,
     ) -> Result<T, NotionError> {
         loop {
-            match self.send(token, method.clone(), path, body).await {
+            match self.send(token, method.clone(), path, body).await.0 {
                 Err(NotionError::Api(e)) if matches!(e.status, 429 | 529) => {
                     // `send` paused the limiters: the next `acquire` sleeps out the wait.
                     tracing::debug!(endpoint = %format!("{method} {path}"), status = e.status,
