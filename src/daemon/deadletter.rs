@@ -125,6 +125,23 @@ pub fn position_key(pos: &crate::inbox::LinePos, line: &[u8]) -> String {
     )
 }
 
+/// The entries for the core's dead-letter requests, with whether each may be in the file already.
+pub fn entries_for(
+    requests: Vec<crate::delivery::DeadLetterRequest>,
+    inbox: &Path,
+) -> Vec<(DeadLetter, bool)> {
+    requests
+        .into_iter()
+        .map(|r| {
+            let mut entry = DeadLetter::new(&r.line, r.pos.offset, inbox, r.reason)
+                .at(position_key(&r.pos, &r.line));
+            entry.key = r.key;
+            entry.notion_error = r.error;
+            (entry, r.maybe_written)
+        })
+        .collect()
+}
+
 /// How many entries at the end of the file are searched for an entry an earlier run may have
 /// written: those can only be among the last run's last entries (its window), so this bounds the
 /// memory and the reading whatever the file's history.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::daemon::deadletter::{DeadLetter, DeadLetterFile, NotionErrorInfo};
+use crate::daemon::deadletter::{DeadLetterFile, NotionErrorInfo};
 use crate::daemon::line::{parse_line, record_key};
 use crate::delivery::{
     Action, CheckResult, DeadLetterRequest, Event, Input, RefreshResult, SendResult,
@@ -238,16 +238,7 @@ impl Io {
     /// Appends a batch of dead letters with one fsync (blocking pool).
     fn write_dead_letters(&self, requests: Vec<DeadLetterRequest>) -> Result<(), String> {
         let mut dead = lock(&self.dead);
-        let entries: Vec<(DeadLetter, bool)> = requests
-            .into_iter()
-            .map(|r| {
-                let mut entry = DeadLetter::new(&r.line, r.pos.offset, &self.inbox, r.reason)
-                    .at(crate::daemon::deadletter::position_key(&r.pos, &r.line));
-                entry.key = r.key;
-                entry.notion_error = r.error;
-                (entry, r.maybe_written)
-            })
-            .collect();
+        let entries = crate::daemon::deadletter::entries_for(requests, &self.inbox);
         let written = dead.append_batch(&entries).map_err(|e| {
             format!(
                 "target {}: cannot write the dead-letter file {}: {e}; free space or fix permissions (delivery resumes by itself)",

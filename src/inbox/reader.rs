@@ -302,6 +302,11 @@ impl Tailer {
     /// Reports, in reading order, the files whose identity has settled since last asked, up to
     /// the first that has not (so the order handed out is the reading order).
     fn report_settled(&mut self, out: &mut Vec<Item>) {
+        // The file being read needs reporting only to come before the queued ones; alone, its
+        // lines name it.
+        if self.queue.is_empty() {
+            return;
+        }
         for src in self.src.iter_mut().chain(self.queue.iter_mut()) {
             if src.reported {
                 continue;

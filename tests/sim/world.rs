@@ -1,0 +1,807 @@
+//! One simulated world: files, Notion, disk, clock and the daemon's core. See `main.rs`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use notion_inbox::daemon::deadletter::{DeadLetterFile, entries_for, read_all};
+use notion_inbox::daemon::health::TargetState;
+use notion_inbox::daemon::line::{parse_line, record_key};
+use notion_inbox::delivery::{
+    Action, CheckResult, Core, CoreConfig, DeadLetterRequest, Event, Input, RefreshResult,
+    SendResult,
+};
+use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
+use notion_inbox::state::Ticket;
+use notion_inbox::state::checkpoint::Checkpoint;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The payload: the record's key and its tweet.
+type P = (String, String);
+
+const WINDOW: usize = 8;
+const SETTLE: Duration = Duration::from_millis(500);
+const GRACE: Duration = Duration::from_secs(10);
+
+/// What a line is meant to become.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Record,
+    /// Notion refuses it (400): a dead letter.
+    Reject,
+    /// Not JSON: a dead letter.
+    Bad,
+}
+
+/// A request the daemon has out, and when its answer comes.
+enum Req {
+    Send {
+        ticket: Ticket,
+        payload: Arc<P>,
+        token_gen: u64,
+    },
+    Check {
+        ticket: Ticket,
+        key: String,
+        token_gen: u64,
+    },
+    Refresh {
+        sent_with: u64,
+    },
+    Read {
+        max: usize,
+    },
+    Save {
+        cp: Checkpoint,
+        durable: bool,
+    },
+    Dead(Vec<DeadLetterRequest>),
+}
+
+/// The simulated Notion.
+#[derive(Default)]
+struct Notion {
+    /// Rows: key, tweet, when queries see it.
+    rows: Vec<(String, String, Duration)>,
+    /// The token generation Notion accepts.
+    valid_gen: u64,
+    /// The token expired: every request is refused until a refresh.
+    expired: bool,
+    /// A refresh answer was lost: the refresh token is void.
+    void: bool,
+}
+
+pub struct World {
+    seed: u64,
+    rng: StdRng,
+    dedupe: bool,
+    _dir: tempfile::TempDir,
+    inbox: PathBuf,
+    dead_path: PathBuf,
+    now: Duration,
+    notion: Notion,
+    /// The daemon's token generation.
+    token_gen: u64,
+    /// Checkpoint disk: the last fsynced one, and a newer one that may survive a crash.
+    durable: Option<Checkpoint>,
+    volatile: Option<Checkpoint>,
+    disk_full: bool,
+    state: Arc<TargetState>,
+    core: Option<Core<P>>,
+    tailer: Option<Tailer>,
+    dead: DeadLetterFile,
+    pending: Vec<Req>,
+    /// Every line written: tweet/text → (kind, file number).
+    lines: BTreeMap<String, (Kind, usize)>,
+    /// The rest of a partial line, to complete.
+    partial: Option<String>,
+    /// Files created (by number), and whether each was deleted.
+    deleted: Vec<bool>,
+    /// The file number now at the inbox path, if any; rotated files by path.
+    current: Option<usize>,
+    rotated: Vec<(PathBuf, usize)>,
+    next_line: u64,
+    next_rotation: u64,
+    faults: bool,
+    crashes: u32,
+    /// A clean stop is in progress, since when.
+    stopping: Option<Duration>,
+    grace_sent: bool,
+}
+
+impl World {
+    pub fn new(seed: u64, dedupe: bool) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let dead_path = dir.path().join("dead.jsonl");
+        let mut w = World {
+            seed,
+            rng: StdRng::seed_from_u64(seed),
+            dedupe,
+            inbox: spool.join("inbox.jsonl"),
+            dead: DeadLetterFile::new(dead_path.clone()),
+            dead_path,
+            _dir: dir,
+            now: Duration::ZERO,
+            notion: Notion::default(),
+            token_gen: 0,
+            durable: None,
+            volatile: None,
+            disk_full: false,
+            state: Arc::new(TargetState::new("sim".into())),
+            core: None,
+            tailer: None,
+            pending: Vec::new(),
+            lines: BTreeMap::new(),
+            partial: None,
+            deleted: Vec::new(),
+            current: None,
+            rotated: Vec::new(),
+            next_line: 0,
+            next_rotation: 0,
+            faults: true,
+            crashes: 0,
+            stopping: None,
+            grace_sent: false,
+        };
+        w.start(None);
+        w
+    }
+
+    fn start(&mut self, loaded: Option<Checkpoint>) {
+        let cfg = CoreConfig {
+            name: "sim".into(),
+            window: WINDOW,
+            dedupe: self.dedupe,
+            settle: SETTLE,
+        };
+        let seed = self.rng.random();
+        self.core = Some(Core::new(cfg, self.state.clone(), loaded.as_ref(), seed));
+        let opts = TailOptions {
+            max_line: 4096,
+            chunk: 64,
+            rotate_grace: Duration::ZERO,
+        };
+        let start = loaded.as_ref().and_then(Checkpoint::position);
+        let next = loaded.map(|c| c.next).unwrap_or_default();
+        self.tailer = Some(Tailer::resume_chain(self.inbox.clone(), opts, start, &next).unwrap());
+        self.stopping = None;
+        self.grace_sent = false;
+    }
+
+    pub fn run(mut self) {
+        let steps = 150 + self.rng.random_range(0..250);
+        for _ in 0..steps {
+            self.step();
+        }
+        self.settle_down();
+        self.check();
+    }
+
+    fn core(&mut self) -> &mut Core<P> {
+        self.core.as_mut().expect("running")
+    }
+
+    /// Feeds one event and performs what the core asks for.
+    fn feed(&mut self, event: Event<P>) {
+        let now = self.now;
+        self.core().handle(now, event);
+        self.drain_actions();
+        let held = self.core().unfinished();
+        assert!(
+            held <= 2 * WINDOW + 4,
+            "the core holds {held} records, over its windows (seed {})",
+            self.seed
+        );
+    }
+
+    fn drain_actions(&mut self) {
+        let now = self.now;
+        while let Some(action) = self.core().poll_action(now) {
+            let req = match action {
+                Action::Read { max_items } => Req::Read { max: max_items },
+                Action::Send { ticket, payload } => Req::Send {
+                    ticket,
+                    payload,
+                    token_gen: self.token_gen,
+                },
+                Action::Check { ticket, key } => Req::Check {
+                    ticket,
+                    key,
+                    token_gen: self.token_gen,
+                },
+                Action::Refresh { sent_with } => Req::Refresh { sent_with },
+                Action::DeadLetter(batch) => Req::Dead(batch),
+                Action::Save {
+                    checkpoint,
+                    durable,
+                } => Req::Save {
+                    cp: checkpoint,
+                    durable,
+                },
+            };
+            self.pending.push(req);
+        }
+    }
+
+    fn step(&mut self) {
+        let roll = self.rng.random_range(0..100);
+        match roll {
+            0..=24 => self.produce(),
+            25..=64 => self.answer_one(),
+            65..=79 => self.advance(),
+            // Known limit (README): a crash while the state disk is full forgets the files rotated
+            // since the last checkpoint that could be written.
+            80..=81 if !self.disk_full => self.crash(),
+            82 => self.begin_stop(),
+            83..=84 => self.disk_full = !self.disk_full,
+            85..=86 => self.notion.expired = true,
+            _ => {
+                self.observe();
+                self.feed(Event::Wake);
+            }
+        }
+        self.maybe_finish_stop();
+    }
+
+    // ---- the producer -------------------------------------------------------------------------
+
+    fn append(&mut self, text: &str) {
+        use std::io::Write;
+        if self.current.is_none() || !self.inbox.exists() {
+            self.deleted.push(false);
+            self.current = Some(self.deleted.len() - 1);
+            if std::env::var("SIM_TRACE").is_ok() {
+                std::fs::write(&self.inbox, b"").unwrap();
+                use std::os::unix::fs::MetadataExt;
+                eprintln!(
+                    "{:?} file {} is inode {}",
+                    self.now,
+                    self.deleted.len() - 1,
+                    std::fs::metadata(&self.inbox).unwrap().ino()
+                );
+            }
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.inbox)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn new_line(&mut self) -> (String, Kind) {
+        let n = self.next_line;
+        self.next_line += 1;
+        let kind = match self.rng.random_range(0..20) {
+            0 => Kind::Bad,
+            1 => Kind::Reject,
+            _ => Kind::Record,
+        };
+        let line = match kind {
+            Kind::Bad => format!("not json {n}"),
+            Kind::Reject => format!("{{\"handle\":\"@s\",\"tweet\":\"x{n}\"}}"),
+            Kind::Record => format!("{{\"handle\":\"@s\",\"tweet\":\"t{n}\"}}"),
+        };
+        let id = match kind {
+            Kind::Bad => line.clone(),
+            Kind::Reject => format!("x{n}"),
+            Kind::Record => format!("t{n}"),
+        };
+        let file = self.current.unwrap_or(self.deleted.len());
+        self.lines.insert(id, (kind, file));
+        (line, kind)
+    }
+
+    fn produce(&mut self) {
+        let op = self.rng.random_range(0..100);
+        if let Some(rest) = self.partial.take() {
+            self.append(&rest);
+        } else if op < 60 || self.next_line < 3 {
+            for _ in 0..self.rng.random_range(1..5) {
+                let (line, _) = self.new_line();
+                self.append(&format!("{line}\n"));
+            }
+        } else if op < 70 {
+            let (line, _) = self.new_line();
+            let cut = self.rng.random_range(1..line.len());
+            self.append(&line[..cut]);
+            self.partial = Some(format!("{}\n", &line[cut..]));
+        } else if op < 85 && self.inbox.exists() {
+            // Rotation by rename (several in a row when it comes up again soon).
+            let to = self
+                .inbox
+                .with_extension(format!("jsonl.{}", self.next_rotation));
+            self.next_rotation += 1;
+            std::fs::rename(&self.inbox, &to).unwrap();
+            if std::env::var("SIM_TRACE").is_ok() {
+                eprintln!(
+                    "{:?} rotate file {:?} to {}",
+                    self.now,
+                    self.current,
+                    to.display()
+                );
+            }
+            self.rotated
+                .push((to, self.current.take().expect("a file")));
+        } else if op < 92 && !self.rotated.is_empty() {
+            // Compress-and-delete of a rotated file (logrotate without delaycompress).
+            let i = self.rng.random_range(0..self.rotated.len());
+            let (path, file) = self.rotated.remove(i);
+            std::fs::remove_file(&path).unwrap();
+            if std::env::var("SIM_TRACE").is_ok() {
+                eprintln!("{:?} delete file {file} at {}", self.now, path.display());
+            }
+            self.deleted[file] = true;
+        } else if self.inbox.exists() && self.everything_read() {
+            // copytruncate, once everything in the file was delivered (otherwise copytruncate
+            // itself loses what was written between its copy and its truncation).
+            let to = self
+                .inbox
+                .with_extension(format!("jsonl.{}", self.next_rotation));
+            self.next_rotation += 1;
+            std::fs::copy(&self.inbox, &to).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&self.inbox)
+                .unwrap();
+            // The copy is not the daemon's to read: its lines were delivered from the original.
+        }
+        self.observe();
+        self.feed(Event::Wake);
+    }
+
+    fn everything_read(&mut self) -> bool {
+        let backlog = self.tailer.as_ref().map(|t| t.backlog().map(|b| b.bytes));
+        matches!(backlog, Some(Ok(0))) && self.core().unfinished() == 0 && self.partial.is_none()
+    }
+
+    fn observe(&mut self) {
+        let Some(tailer) = self.tailer.as_mut() else {
+            return;
+        };
+        let queued = tailer.observe();
+        if std::env::var("SIM_TRACE").is_ok() && !queued.is_empty() {
+            eprintln!(
+                "{:?} queued {:?}",
+                self.now,
+                queued.iter().map(|f| f.ino).collect::<Vec<_>>()
+            );
+        }
+        if !queued.is_empty() {
+            self.feed(Event::Observed(
+                queued.into_iter().map(Input::Queued).collect(),
+            ));
+        }
+    }
+
+    // ---- the daemon's I/O ---------------------------------------------------------------------
+
+    fn advance(&mut self) {
+        let next = self.core().next_deadline();
+        self.now = match next {
+            Some(t) if t > self.now && self.rng.random_bool(0.7) => t,
+            _ => self.now + Duration::from_millis(self.rng.random_range(1..1500)),
+        };
+        self.feed(Event::Tick);
+    }
+
+    fn answer_one(&mut self) {
+        if self.pending.is_empty() {
+            return self.advance();
+        }
+        let i = self.rng.random_range(0..self.pending.len());
+        let req = self.pending.swap_remove(i);
+        let event = self.answer(req);
+        self.feed(event);
+    }
+
+    fn answer(&mut self, req: Req) -> Event<P> {
+        match req {
+            Req::Read { max } => self.read(max),
+            Req::Save { cp, durable } => {
+                if self.faults && self.disk_full {
+                    return Event::Saved(Err("No space left on device (simulated)".into()));
+                }
+                if durable {
+                    self.durable = Some(cp);
+                    self.volatile = None;
+                } else {
+                    self.volatile = Some(cp);
+                }
+                Event::Saved(Ok(()))
+            }
+            Req::Dead(batch) => {
+                if self.faults && self.disk_full {
+                    return Event::DeadLettered(Err("No space left on device (simulated)".into()));
+                }
+                let entries = entries_for(batch, &self.inbox);
+                self.dead.append_batch(&entries).unwrap();
+                Event::DeadLettered(Ok(()))
+            }
+            Req::Send {
+                ticket,
+                payload,
+                token_gen,
+            } => Event::Sent(ticket, self.create(&payload, token_gen)),
+            Req::Check {
+                ticket,
+                key,
+                token_gen,
+            } => Event::Checked(ticket, self.query(&key, token_gen)),
+            Req::Refresh { sent_with } => Event::Refreshed(self.refresh(sent_with)),
+        }
+    }
+
+    fn read(&mut self, max: usize) -> Event<P> {
+        let tailer = self.tailer.as_mut().expect("running");
+        let items = match tailer.next_batch(max, 1 << 20) {
+            Ok(items) => items,
+            Err(e) => return Event::ReadFailed(e.to_string()),
+        };
+        let mut inputs = Vec::new();
+        for item in items {
+            match item {
+                Item::Line { pos, text } => {
+                    let prepared = parse_line(&text).and_then(|record| {
+                        let key = record_key(&record, &pos, &text)?;
+                        let tweet = record["tweet"].as_str().unwrap_or_default().to_owned();
+                        Ok((key, tweet))
+                    });
+                    inputs.push(match prepared {
+                        Ok(payload) => Input::Record {
+                            pos,
+                            key: payload.0.clone(),
+                            payload,
+                            line: text,
+                        },
+                        Err(reason) => Input::Bad {
+                            pos,
+                            line: text,
+                            reason,
+                        },
+                    });
+                }
+                Item::Oversized { pos, .. } => inputs.push(Input::Bad {
+                    pos,
+                    line: Vec::new(),
+                    reason: "too long".into(),
+                }),
+                Item::Event(TailEvent::PreviousGone { file, offset }) => inputs.push(Input::Lost {
+                    file,
+                    offset,
+                    reason: "gone".into(),
+                }),
+                Item::Event(TailEvent::Queued { file }) => inputs.push(Input::Queued(file)),
+                Item::Event(e) => {
+                    if std::env::var("SIM_TRACE").is_ok() {
+                        eprintln!("{:?} event {e}", self.now);
+                    }
+                }
+            }
+        }
+        let caught_up = !inputs
+            .iter()
+            .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
+        Event::Read { inputs, caught_up }
+    }
+
+    fn authorized(&self, token_gen: u64) -> bool {
+        !self.notion.expired && token_gen == self.notion.valid_gen
+    }
+
+    fn create(&mut self, payload: &P, token_gen: u64) -> SendResult {
+        let (key, tweet) = payload.clone();
+        if !self.authorized(token_gen) {
+            return SendResult::Unauthorized {
+                generation: token_gen,
+                error: "401".into(),
+            };
+        }
+        if tweet.starts_with('x') {
+            return SendResult::Invalid {
+                reason: "rejected".into(),
+                error: notion_inbox::daemon::deadletter::NotionErrorInfo {
+                    status: 400,
+                    code: "validation_error".into(),
+                    message: "rejected".into(),
+                    request_id: None,
+                },
+            };
+        }
+        let roll = if self.faults {
+            self.rng.random_range(0..100)
+        } else {
+            0
+        };
+        let lag = Duration::from_millis(self.rng.random_range(0..SETTLE.as_millis() as u64));
+        match roll {
+            0..=64 => {
+                self.notion.rows.push((key, tweet, self.now + lag));
+                SendResult::Created
+            }
+            65..=74 => SendResult::Wait(match self.rng.random_range(0..4) {
+                // A hostile or buggy Retry-After: the core must cap it, not overflow.
+                0 => Duration::from_secs(u64::MAX),
+                _ => Duration::from_millis(self.rng.random_range(0..3000)),
+            }),
+            75..=82 => SendResult::Unknown("502 before writing".into()),
+            83..=90 => {
+                self.notion.rows.push((key, tweet, self.now + lag));
+                SendResult::Unknown("timeout after writing".into())
+            }
+            _ => SendResult::Unreachable("403 restricted_resource".into()),
+        }
+    }
+
+    fn query(&mut self, key: &str, token_gen: u64) -> CheckResult {
+        if !self.authorized(token_gen) {
+            return CheckResult::Unauthorized {
+                generation: token_gen,
+                error: "401".into(),
+            };
+        }
+        if self.faults {
+            match self.rng.random_range(0..100) {
+                0..=9 => return CheckResult::Wait(Duration::from_millis(800)),
+                10..=17 => return CheckResult::Failed("503".into()),
+                18 => return CheckResult::Broken("400 the property is gone".into()),
+                _ => {}
+            }
+        }
+        let now = self.now;
+        let found = self
+            .notion
+            .rows
+            .iter()
+            .any(|(k, _, visible)| k == key && *visible <= now);
+        if found {
+            CheckResult::Found
+        } else {
+            CheckResult::Absent
+        }
+    }
+
+    fn refresh(&mut self, sent_with: u64) -> RefreshResult {
+        if self.token_gen > sent_with {
+            return RefreshResult::Ok;
+        }
+        if self.notion.void {
+            return RefreshResult::Refused("invalid_grant".into());
+        }
+        let roll = if self.faults {
+            self.rng.random_range(0..100)
+        } else {
+            0
+        };
+        match roll {
+            0..=59 => {
+                self.notion.valid_gen += 1;
+                self.notion.expired = false;
+                self.token_gen = self.notion.valid_gen;
+                RefreshResult::Ok
+            }
+            60..=84 => RefreshResult::Transient("503 from the token endpoint".into()),
+            85..=92 => {
+                // Carried out, but the answer was lost: the pair rotated, the old one is void.
+                self.notion.valid_gen += 1;
+                self.notion.expired = false;
+                self.notion.void = true;
+                RefreshResult::Transient("connection reset".into())
+            }
+            _ => RefreshResult::Refused("invalid_grant".into()),
+        }
+    }
+
+    /// A person authorizes again: a new token, and the daemon notices the file changed.
+    fn reauthorize(&mut self) {
+        self.notion.valid_gen += 1;
+        self.notion.expired = false;
+        self.notion.void = false;
+        self.token_gen = self.notion.valid_gen;
+        if self.core.is_some() {
+            self.feed(Event::TokenChanged);
+        }
+    }
+
+    // ---- crashes and stops --------------------------------------------------------------------
+
+    fn crash(&mut self) {
+        self.crashes += 1;
+        if std::env::var("SIM_TRACE").is_ok() {
+            eprintln!(
+                "{:?} crash; durable {:?} volatile {:?}",
+                self.now,
+                self.durable
+                    .as_ref()
+                    .map(|c| (c.file.map(|f| f.ino), c.offset, c.next.len())),
+                self.volatile
+                    .as_ref()
+                    .map(|c| (c.file.map(|f| f.ino), c.offset, c.next.len()))
+            );
+        }
+        // Requests in flight may or may not have been carried out.
+        for req in std::mem::take(&mut self.pending) {
+            if let Req::Send {
+                payload, token_gen, ..
+            } = req
+                && self.authorized(token_gen)
+                && !payload.1.starts_with('x')
+                && self.rng.random_bool(0.5)
+            {
+                let (key, tweet) = (*payload).clone();
+                self.notion.rows.push((key, tweet, self.now));
+            }
+        }
+        self.core = None;
+        self.tailer = None;
+        self.now += Duration::from_secs(1);
+        let loaded = self.loaded_after_crash();
+        self.start(loaded);
+    }
+
+    /// What a restart after a crash finds: the last durable checkpoint, or a newer one that
+    /// happened to reach the disk.
+    fn loaded_after_crash(&mut self) -> Option<Checkpoint> {
+        match (&self.volatile, self.rng.random_bool(0.5)) {
+            (Some(v), true) => Some(v.clone()),
+            _ => self.durable.clone(),
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if self.stopping.is_none() {
+            self.stopping = Some(self.now);
+            self.feed(Event::Stop);
+        }
+    }
+
+    fn maybe_finish_stop(&mut self) {
+        let Some(since) = self.stopping else {
+            return;
+        };
+        if !self.grace_sent && self.now >= since + GRACE {
+            self.grace_sent = true;
+            // Requests still out are abandoned (they may have been carried out).
+            self.feed(Event::GraceOver);
+        }
+        if self.core().finished() {
+            self.crash_free_restart();
+        }
+    }
+
+    fn crash_free_restart(&mut self) {
+        for req in std::mem::take(&mut self.pending) {
+            if let Req::Send {
+                payload, token_gen, ..
+            } = req
+                && self.authorized(token_gen)
+                && !payload.1.starts_with('x')
+                && self.rng.random_bool(0.5)
+            {
+                let (key, tweet) = (*payload).clone();
+                self.notion.rows.push((key, tweet, self.now));
+            }
+        }
+        self.core = None;
+        self.tailer = None;
+        // After a clean stop, the final checkpoint (if it was written) is the newest.
+        let loaded = self.volatile.clone().or_else(|| self.durable.clone());
+        self.start(loaded);
+    }
+
+    // ---- the end ------------------------------------------------------------------------------
+
+    /// Stops the faults and runs until everything is finished.
+    fn settle_down(&mut self) {
+        self.faults = false;
+        self.disk_full = false;
+        if let Some(rest) = self.partial.take() {
+            self.append(&rest);
+        }
+        if self.notion.void || self.notion.expired {
+            self.reauthorize();
+        }
+        let mut quiet = 0;
+        for round in 0..20_000 {
+            if round % 50 == 49 {
+                // A refused token waits for a person; here one comes by.
+                self.reauthorize();
+            }
+            if !self.pending.is_empty() {
+                let i = self.rng.random_range(0..self.pending.len());
+                let req = self.pending.swap_remove(i);
+                let event = self.answer(req);
+                self.feed(event);
+                continue;
+            }
+            if self.core().unfinished() == 0 && self.everything_read() {
+                quiet += 1;
+                if quiet > 3 {
+                    return;
+                }
+            } else {
+                quiet = 0;
+            }
+            self.observe();
+            self.feed(Event::Wake);
+            self.advance();
+            self.maybe_finish_stop();
+        }
+        let unfinished = self.core().unfinished();
+        let backlog = self.tailer.as_ref().map(|t| t.backlog());
+        panic!(
+            "did not finish after the faults stopped (seed {}): {unfinished} unfinished, requests out: {}, backlog {backlog:?}, partial {:?}, health {:?}",
+            self.seed,
+            self.pending
+                .iter()
+                .map(|r| match r {
+                    Req::Send { .. } => "send",
+                    Req::Check { .. } => "check",
+                    Req::Refresh { .. } => "refresh",
+                    Req::Read { .. } => "read",
+                    Req::Save { .. } => "save",
+                    Req::Dead(_) => "dead",
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            self.partial,
+            self.state.health()
+        );
+    }
+
+    fn check(&mut self) {
+        let dead = read_all(&self.dead_path).unwrap();
+        let lost = dead.iter().filter(|d| d.reason == "gone").count();
+        let mut rows: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, tweet, _) in &self.notion.rows {
+            *rows.entry(tweet.as_str()).or_default() += 1;
+        }
+        let mut extra = 0;
+        for (id, (kind, file)) in &self.lines {
+            let dead_entries = dead
+                .iter()
+                .filter(|d| {
+                    d.line == *id
+                        || (d.line.contains(&format!("\"{id}\"")) && *kind == Kind::Reject)
+                })
+                .count();
+            let n = rows.get(id.as_str()).copied().unwrap_or(0);
+            let in_deleted = self.deleted.get(*file).copied().unwrap_or(false);
+            let (seed, crashes) = (self.seed, self.crashes);
+            let ctx = format!(
+                "line {id:?} ({kind:?}) in file {file} (deleted {in_deleted}), seed {seed}, {crashes} crashes, {lost} lost entries"
+            );
+            match kind {
+                Kind::Record => {
+                    if n == 0 {
+                        assert!(in_deleted && lost > 0, "lost without a trace: {ctx}");
+                    }
+                    if self.dedupe {
+                        assert!(n <= 1, "{n} rows with dedupe: {ctx}");
+                    }
+                    extra += n.saturating_sub(1);
+                    assert_eq!(dead_entries, 0, "a delivered record dead-lettered: {ctx}");
+                }
+                Kind::Reject | Kind::Bad => {
+                    assert_eq!(n, 0, "a refused line became a row: {ctx}");
+                    if dead_entries == 0 {
+                        assert!(in_deleted && lost > 0, "lost without a trace: {ctx}");
+                    }
+                    assert!(dead_entries <= 1, "{dead_entries} dead letters: {ctx}");
+                }
+            }
+        }
+        let warned = self.state.counters.possible_duplicates.load(Relaxed) as usize;
+        assert!(
+            extra <= warned,
+            "{extra} duplicate rows but {warned} possible-duplicate warnings (seed {})",
+            self.seed
+        );
+    }
+}
