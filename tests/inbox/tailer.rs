@@ -139,7 +139,7 @@ fn rename_rotation_drains_the_old_file_while_its_writer_appends() {
             &events(&items)[..],
             [
                 TailEvent::ResumedRotated { found, .. },
-                TailEvent::Queued { .. },
+                // The new file, queued behind the one the checkpoint named.
                 TailEvent::Queued { .. },
                 TailEvent::Rotated { dropped_tail: 0, .. },
             ] if found.ends_with("inbox.jsonl.1")
