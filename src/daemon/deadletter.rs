@@ -41,6 +41,11 @@ pub struct DeadLetter {
     pub notion_error: Option<NotionErrorInfo>,
     /// When it was dead-lettered (RFC 3339, UTC).
     pub time: String,
+    /// Not a record but the report of a loss: an inbox file the checkpoint named was gone (or
+    /// overwritten) before what it held after `offset` was read. `line` is empty; `requeue` keeps
+    /// the entry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
 }
 
 /// What Notion said when it refused a record.
@@ -95,6 +100,7 @@ impl DeadLetter {
             key: None,
             reason,
             notion_error: None,
+            lost: false,
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }
@@ -137,6 +143,7 @@ pub fn entries_for(
                 .at(position_key(&r.pos, &r.line));
             entry.key = r.key;
             entry.notion_error = r.error;
+            entry.lost = r.lost;
             (entry, r.maybe_written)
         })
         .collect()
@@ -192,6 +199,9 @@ impl DeadLetterFile {
                     .is_some_and(|(p, recent)| recent.contains(p));
             wrote.push(!known);
             if !known {
+                if let (Some(recent), Some(p)) = (self.recent.as_mut(), &entry.position) {
+                    recent.insert(p.clone());
+                }
                 serde_json::to_writer(&mut bytes, entry).map_err(std::io::Error::other)?;
                 bytes.push(b'\n');
             }

@@ -194,11 +194,18 @@ impl Io {
                 })
             }
             Item::Event(TailEvent::Queued { file }) => Some(Input::Queued(file)),
-            Item::Event(event @ TailEvent::Overwritten { .. }) => {
-                let message = format!("target {}: {event}", self.name);
-                tracing::warn!(target_name = %self.name, "{message}");
-                self.state.record_error(message);
-                None
+            // The same inode with another head: a copytruncate, or the file deleted and its inode
+            // reused. Either way what it held after the offset cannot be read: report it.
+            Item::Event(TailEvent::Overwritten { file, offset }) => {
+                let event = TailEvent::Overwritten { file, offset };
+                Some(Input::Lost {
+                    file,
+                    offset,
+                    reason: format!(
+                        "target {}: {event}; if nothing was appended to it after everything was delivered, nothing is missing",
+                        self.name
+                    ),
+                })
             }
             Item::Event(event) => {
                 tracing::info!(target_name = %self.name, "{event}");

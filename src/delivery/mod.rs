@@ -191,6 +191,8 @@ pub struct DeadLetterRequest {
     pub error: Option<NotionErrorInfo>,
     /// Whether an earlier run may have written this entry already (look before appending).
     pub maybe_written: bool,
+    /// Whether it reports a lost file rather than a line.
+    pub lost: bool,
 }
 
 /// A save being written, and what it promises once it is on disk.
@@ -234,8 +236,9 @@ pub struct Core<P> {
     caught_up: bool,
     reading: bool,
     /// Dead letters waiting to be written, and the batch being written.
-    dead_queue: Vec<(Ticket, DeadLetterRequest)>,
-    dead_busy: Vec<Ticket>,
+    /// (A report of a lost file has no ticket: it holds no position back.)
+    dead_queue: Vec<(Option<Ticket>, DeadLetterRequest)>,
+    dead_busy: Vec<Option<Ticket>>,
     dead_retry: Retry,
     saving: Option<SaveInFlight>,
     save_retry: Retry,
@@ -327,9 +330,7 @@ impl<P> Core<P> {
         let start = loaded.and_then(Checkpoint::position);
         let restart_window = loaded.map_or(0, |c| c.window);
         let mut files: VecDeque<FileIdentity> = start.iter().map(|p| p.file).collect();
-        if start.is_some() {
-            files.extend(loaded.map(|c| c.next.clone()).unwrap_or_default());
-        }
+        files.extend(loaded.map(|c| c.next.clone()).unwrap_or_default());
         Core {
             persisted_window: (cfg.window as u32).max(restart_window),
             unchecked_left: u64::from(restart_window),
@@ -377,6 +378,36 @@ impl<P> Core<P> {
     /// Records registered and not committed yet.
     pub fn unfinished(&self) -> usize {
         self.commit.len()
+    }
+
+    /// Whether the last durable checkpoint names every file the core knows of. Until it does, a
+    /// crash forgets the newer files: a file rotated away in that time is not read after the
+    /// restart (README: the one window in which a rotation can be missed; milliseconds, unless the
+    /// state disk is full).
+    pub fn files_saved(&self) -> bool {
+        self.files.iter().all(|f| self.durable_files.contains(f))
+    }
+
+    /// A one-line summary of the core's state, for diagnostics (the simulator prints it).
+    pub fn summary(&self) -> String {
+        let inos = |files: &mut dyn Iterator<Item = &FileIdentity>| {
+            files
+                .map(|f| format!("{}/{:x}", f.ino, f.head_hash & 0xfff))
+                .collect::<Vec<_>>()
+        };
+        format!(
+            "registered {} persisted {} unfinished {} files {:?} durable {:?} want_durable {} stopping {} final_save {} auth {:?} pause {:?}",
+            self.registered,
+            self.persisted,
+            self.commit.len(),
+            inos(&mut self.files.iter()),
+            inos(&mut self.durable_files.iter()),
+            self.want_durable,
+            self.stopping,
+            self.final_save,
+            self.auth,
+            self.pause_until,
+        )
     }
 
     /// The files the checkpoint would name now, in reading order.
@@ -522,18 +553,8 @@ impl<P> Core<P> {
                     offset,
                     reason,
                 } => {
-                    tracing::error!(target_name = %self.cfg.name, "{reason}");
-                    self.state.record_error(reason.clone());
-                    self.lost = Some(reason.clone());
-                    let pos = LinePos {
-                        file,
-                        offset,
-                        end: offset,
-                    };
-                    // Named by position: a restart that finds the same loss writes no second entry.
-                    let mut f = Flight::bad(Vec::new(), reason);
-                    f.maybe_sent = true;
-                    (pos, f)
+                    self.lost_file(file, offset, reason);
+                    continue;
                 }
             };
             self.note_file(pos.file);
@@ -563,6 +584,30 @@ impl<P> Core<P> {
                 }
             }
         }
+    }
+
+    /// A file the checkpoint named is gone: say so (health, log, and an entry in the dead-letter
+    /// file, named by its position so that a restart finding the same loss writes no second one),
+    /// and forget the file. The entry holds no position back: it is not a record.
+    fn lost_file(&mut self, file: FileIdentity, offset: u64, reason: String) {
+        tracing::error!(target_name = %self.cfg.name, "{reason}");
+        self.state.record_error(reason.clone());
+        self.lost = Some(reason.clone());
+        self.files.retain(|f| *f != file);
+        let request = DeadLetterRequest {
+            pos: LinePos {
+                file,
+                offset,
+                end: offset,
+            },
+            line: Vec::new(),
+            reason,
+            key: None,
+            error: None,
+            maybe_written: true,
+            lost: true,
+        };
+        self.dead_queue.push((None, request));
     }
 
     /// Adds a file to the reading order; a file the durable checkpoint does not name needs one.
@@ -610,11 +655,11 @@ impl<P> Core<P> {
     fn finish(&mut self, now: Now, ticket: Ticket) {
         if self.commit.finish(ticket) {
             self.dirty_since.get_or_insert(now);
-            // Forget files the position has moved past.
-            if let Some(pos) = self.commit.resume_position() {
-                while self.files.len() > 1 && self.files.front() != Some(&pos.file) {
-                    self.files.pop_front();
-                }
+            // Forget the files the position has moved past (only those before its file).
+            if let Some(pos) = self.commit.resume_position()
+                && let Some(i) = self.files.iter().position(|f| *f == pos.file)
+            {
+                self.files.drain(..i);
             }
         }
     }
@@ -638,15 +683,17 @@ impl<P> Core<P> {
         } else {
             self.persisted_window
         };
-        if let Some(pos) = resume {
-            cp.next = self
-                .files
-                .iter()
-                .skip_while(|f| **f != pos.file)
-                .skip(1)
-                .copied()
-                .collect();
-        }
+        // Every file after the position's; all of them if its file is not among them (or there is
+        // no position yet: files seen before the first record was read).
+        let pos_file = resume.map(|p| p.file);
+        let after = self.files.iter().position(|f| Some(*f) == pos_file);
+        cp.next = self
+            .files
+            .iter()
+            .skip(after.map_or(0, |i| i + 1))
+            .filter(|f| Some(**f) != pos_file)
+            .copied()
+            .collect();
         cp
     }
 
@@ -715,7 +762,12 @@ impl<P> Core<P> {
                     self.want_durable = self.files.iter().any(|f| !self.durable_files.contains(f));
                 }
                 if self.stopping && self.final_save {
-                    self.finished = true;
+                    if self.files_saved() {
+                        self.finished = true;
+                    } else {
+                        // A file was noted while the last checkpoint was written: write again.
+                        self.final_save = false;
+                    }
                 }
             }
             Err(message) => {
@@ -723,9 +775,14 @@ impl<P> Core<P> {
                 self.state.record_error(message.clone());
                 self.save_retry.failed(now, &mut self.rng, message);
                 if self.stopping && self.final_save {
-                    // No second chance at shutdown: the older checkpoint on disk is still whole,
-                    // and the records after it are re-read (and checked) after the restart.
-                    self.finished = true;
+                    if self.grace_over {
+                        // The older checkpoint on disk is still whole, and the records after it
+                        // are re-read (and checked) after the restart.
+                        self.finished = true;
+                    } else {
+                        // Try again (after the backoff) until the grace period is over.
+                        self.final_save = false;
+                    }
                     return;
                 }
                 if save.durable {
@@ -750,8 +807,9 @@ impl<P> Core<P> {
             key: (!f.key.is_empty()).then(|| f.key.clone()),
             error: f.error.take(),
             maybe_written: f.maybe_sent,
+            lost: false,
         };
-        self.dead_queue.push((ticket, request));
+        self.dead_queue.push((Some(ticket), request));
     }
 
     fn poll_dead_letters(&mut self, now: Now) -> Option<Action<P>> {
@@ -772,7 +830,9 @@ impl<P> Core<P> {
                 self.dead_queue.drain(..batch.len());
                 for ticket in batch {
                     Counters::bump(&self.state.counters.dead_lettered);
-                    self.finish(now, ticket);
+                    if let Some(ticket) = ticket {
+                        self.finish(now, ticket);
+                    }
                 }
             }
             Err(message) => {

@@ -132,9 +132,10 @@ pub enum TailEvent {
         /// The committed offset in it.
         offset: u64,
     },
-    /// The checkpoint's file was truncated or rewritten in place while the daemon was not looking
-    /// (same inode, another first line): what it held after `offset` cannot be read any more.
-    /// Usually a copytruncate after everything was delivered; the current content is read from 0.
+    /// The inode the checkpoint names holds another file now (another first line): the file was
+    /// truncated or rewritten while the daemon was not looking (copytruncate), or deleted and its
+    /// inode reused. What it held after `offset` cannot be read any more; the current content is
+    /// read from 0.
     Overwritten {
         /// The file the checkpoint named.
         file: FileIdentity,
@@ -217,7 +218,7 @@ impl fmt::Display for TailEvent {
             ),
             TailEvent::Overwritten { file, offset } => write!(
                 f,
-                "the checkpoint's file ({file}) was truncated or rewritten since; what it held after byte {offset} can no longer be read (usually it had been delivered before a copytruncate); reading its current content from the start"
+                "the checkpoint's file ({file}) was truncated or rewritten since, or deleted and its inode reused; what it held after byte {offset} can no longer be read; reading what is there now from the start"
             ),
             TailEvent::RotationSeen { old_ino, new_ino } => write!(
                 f,

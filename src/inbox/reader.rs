@@ -287,7 +287,7 @@ impl Tailer {
             // The next read reports it, with the health that goes with it.
             tracing::debug!("observing {}: {e}", self.path.display());
         }
-        self.report_settled(&mut out);
+        self.report_settled(&mut out, true);
         let mut queued = Vec::new();
         for item in out {
             match item {
@@ -301,10 +301,11 @@ impl Tailer {
 
     /// Reports, in reading order, the files whose identity has settled since last asked, up to
     /// the first that has not (so the order handed out is the reading order).
-    fn report_settled(&mut self, out: &mut Vec<Item>) {
-        // The file being read needs reporting only to come before the queued ones; alone, its
-        // lines name it.
-        if self.queue.is_empty() {
+    fn report_settled(&mut self, out: &mut Vec<Item>, lone: bool) {
+        // In a batch, the file being read needs reporting only to come before the queued ones
+        // (alone, its lines name it); `observe` reports it alone too, so that the checkpoint
+        // names a file even while nothing of it has been read.
+        if self.queue.is_empty() && !lone {
             return;
         }
         for src in self.src.iter_mut().chain(self.queue.iter_mut()) {
@@ -347,7 +348,7 @@ impl Tailer {
             bytes: max_bytes.max(1),
         };
         self.check_path(&mut out)?;
-        self.report_settled(&mut out);
+        self.report_settled(&mut out, false);
         while let Some(src) = self.src.as_mut() {
             let read = read_lines(src, &mut self.buf, &self.opts, &mut out, &mut budget)
                 .map_err(|e| self.io_error("read", e))?;
@@ -362,7 +363,7 @@ impl Tailer {
                 AtEof::Stay => break,
                 AtEof::Switched => {
                     self.check_path(&mut out)?;
-                    self.report_settled(&mut out);
+                    self.report_settled(&mut out, false);
                 }
             }
         }

@@ -171,6 +171,8 @@ impl World {
         self.tailer = Some(Tailer::resume_chain(self.inbox.clone(), opts, start, &next).unwrap());
         self.stopping = None;
         self.grace_sent = false;
+        // Each run opens the dead-letter file afresh, as the daemon does.
+        self.dead = DeadLetterFile::new(self.dead_path.clone());
     }
 
     pub fn run(mut self) {
@@ -188,6 +190,10 @@ impl World {
 
     /// Feeds one event and performs what the core asks for.
     fn feed(&mut self, event: Event<P>) {
+        if self.core().finished() {
+            // The daemon has exited: it sees nothing more; the next run looks afresh.
+            return self.crash_free_restart();
+        }
         let now = self.now;
         self.core().handle(now, event);
         self.drain_actions();
@@ -234,11 +240,13 @@ impl World {
             0..=24 => self.produce(),
             25..=64 => self.answer_one(),
             65..=79 => self.advance(),
-            // Known limit (README): a crash while the state disk is full forgets the files rotated
-            // since the last checkpoint that could be written.
-            80..=81 if !self.disk_full => self.crash(),
-            82 => self.begin_stop(),
-            83..=84 => self.disk_full = !self.disk_full,
+            // Known limit (README): a restart forgets the files seen since the last durable
+            // checkpoint (milliseconds, or as long as the state disk is full); a file rotated away
+            // in that time is not read again.
+            80..=81 if self.core().files_saved() => self.crash(),
+            // (A stop while the state disk stays full past the grace period is the same limit.)
+            82 if !self.disk_full => self.begin_stop(),
+            83..=84 if self.stopping.is_none() => self.disk_full = !self.disk_full,
             85..=86 => self.notion.expired = true,
             _ => {
                 self.observe();
@@ -420,6 +428,18 @@ impl World {
                 if self.faults && self.disk_full {
                     return Event::DeadLettered(Err("No space left on device (simulated)".into()));
                 }
+                if std::env::var("SIM_TRACE").is_ok() {
+                    for r in &batch {
+                        eprintln!(
+                            "{:?} dead-letter {:?} at {}:{} maybe_written {}",
+                            self.now,
+                            String::from_utf8_lossy(&r.line),
+                            r.pos.file.ino,
+                            r.pos.offset,
+                            r.maybe_written
+                        );
+                    }
+                }
                 let entries = entries_for(batch, &self.inbox);
                 self.dead.append_batch(&entries).unwrap();
                 Event::DeadLettered(Ok(()))
@@ -472,7 +492,10 @@ impl World {
                     line: Vec::new(),
                     reason: "too long".into(),
                 }),
-                Item::Event(TailEvent::PreviousGone { file, offset }) => inputs.push(Input::Lost {
+                Item::Event(
+                    TailEvent::PreviousGone { file, offset }
+                    | TailEvent::Overwritten { file, offset },
+                ) => inputs.push(Input::Lost {
                     file,
                     offset,
                     reason: "gone".into(),
@@ -733,6 +756,7 @@ impl World {
             self.advance();
             self.maybe_finish_stop();
         }
+        eprintln!("core: {}", self.core().summary());
         let unfinished = self.core().unfinished();
         let backlog = self.tailer.as_ref().map(|t| t.backlog());
         panic!(

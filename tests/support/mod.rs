@@ -235,8 +235,24 @@ impl World {
             .join("\n---- restart ----\n")
     }
 
-    /// The dead-letter entries of target `name`.
+    /// The dead-letter entries of target `name` (records; reports of a lost file excluded, see
+    /// [`World::lost_reports`]).
     pub fn dead_letters(&self, name: &str) -> Vec<serde_json::Value> {
+        self.dead_letter_file(name)
+            .into_iter()
+            .filter(|e| e["lost"] != serde_json::Value::Bool(true))
+            .collect()
+    }
+
+    /// The reports of lost files in target `name`'s dead-letter file.
+    pub fn lost_reports(&self, name: &str) -> Vec<serde_json::Value> {
+        self.dead_letter_file(name)
+            .into_iter()
+            .filter(|e| e["lost"] == serde_json::Value::Bool(true))
+            .collect()
+    }
+
+    fn dead_letter_file(&self, name: &str) -> Vec<serde_json::Value> {
         let path = self.path(&format!("state/dead-letter/{name}.jsonl"));
         std::fs::read_to_string(path)
             .unwrap_or_default()
