@@ -396,7 +396,8 @@ impl<P> Core<P> {
                 .collect::<Vec<_>>()
         };
         format!(
-            "registered {} persisted {} unfinished {} files {:?} durable {:?} want_durable {} stopping {} final_save {} auth {:?} pause {:?}",
+            "requests {} registered {} persisted {} unfinished {} files {:?} durable {:?} want_durable {} stopping {} final_save {} auth {:?} pause {:?}",
+            self.requests,
             self.registered,
             self.persisted,
             self.commit.len(),
@@ -697,18 +698,24 @@ impl<P> Core<P> {
         cp
     }
 
+    /// Whether a stopping core may write its last checkpoint: no request or write in flight, and
+    /// everything read finished (or the grace period over). After the grace period, dead letters
+    /// that cannot be written (a full disk) stay unfinished: they are read again after the restart.
+    fn quiescent(&self) -> bool {
+        self.requests == 0
+            && !self.reading
+            && self.dead_busy.is_empty()
+            && (self.dead_queue.is_empty() || self.grace_over)
+            && (self.commit.is_empty() || self.grace_over)
+    }
+
     fn poll_save(&mut self, now: Now) -> Option<Action<P>> {
         if self.saving.is_some() || self.finished || !self.save_retry.may_try(now) {
             return None;
         }
-        // After the grace period, dead letters that cannot be written (a full disk) stay
-        // unfinished: they are read again after the restart.
-        let idle = self.requests == 0
-            && self.dead_busy.is_empty()
-            && (self.dead_queue.is_empty() || self.grace_over);
         let durable = if self.stopping {
             // The last checkpoint: once everything read is finished, or the grace period is over.
-            if !idle || self.final_save || !(self.commit.is_empty() || self.grace_over) {
+            if self.final_save || !self.quiescent() {
                 return None;
             }
             self.final_save = true;
@@ -762,10 +769,12 @@ impl<P> Core<P> {
                     self.want_durable = self.files.iter().any(|f| !self.durable_files.contains(f));
                 }
                 if self.stopping && self.final_save {
-                    if self.files_saved() {
+                    if self.files_saved() && self.quiescent() {
                         self.finished = true;
                     } else {
-                        // A file was noted while the last checkpoint was written: write again.
+                        // Something happened while the last checkpoint was written (a file was
+                        // noted, records in a read already in flight were registered and sent):
+                        // it is written again once that is settled.
                         self.final_save = false;
                     }
                 }

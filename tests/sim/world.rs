@@ -153,6 +153,10 @@ impl World {
     }
 
     fn start(&mut self, loaded: Option<Checkpoint>) {
+        assert!(
+            self.pending.is_empty(),
+            "a new run starts with nothing in flight"
+        );
         let cfg = CoreConfig {
             name: "sim".into(),
             window: WINDOW,
@@ -448,7 +452,13 @@ impl World {
                 ticket,
                 payload,
                 token_gen,
-            } => Event::Sent(ticket, self.create(&payload, token_gen)),
+            } => {
+                let r = self.create(&payload, token_gen);
+                if std::env::var("SIM_TRACE").is_ok() {
+                    eprintln!("{:?} send {} -> {r:?}", self.now, payload.1);
+                }
+                Event::Sent(ticket, r)
+            }
             Req::Check {
                 ticket,
                 key,
@@ -679,6 +689,10 @@ impl World {
 
     fn begin_stop(&mut self) {
         if self.stopping.is_none() {
+            if std::env::var("SIM_TRACE").is_ok() {
+                let summary = self.core().summary();
+                eprintln!("{:?} stop; core {summary}", self.now);
+            }
             self.stopping = Some(self.now);
             self.feed(Event::Stop);
         }
@@ -699,6 +713,14 @@ impl World {
     }
 
     fn crash_free_restart(&mut self) {
+        if std::env::var("SIM_TRACE").is_ok() {
+            let summary = self.core().summary();
+            eprintln!(
+                "{:?} restart after stop; {} pending; core {summary}",
+                self.now,
+                self.pending.len()
+            );
+        }
         for req in std::mem::take(&mut self.pending) {
             if let Req::Send {
                 payload, token_gen, ..
@@ -707,6 +729,12 @@ impl World {
                 && !payload.1.starts_with('x')
                 && self.rng.random_bool(0.5)
             {
+                if std::env::var("SIM_TRACE").is_ok() {
+                    eprintln!(
+                        "{:?} stop: abandoned send of {} carried out",
+                        self.now, payload.1
+                    );
+                }
                 let (key, tweet) = (*payload).clone();
                 self.notion.rows.push((key, tweet, self.now));
             }
