@@ -68,7 +68,7 @@ pub struct Tailer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backlog {
     /// Bytes after the read position in the current file (including a partial last line), plus
-    /// the whole next file when a rotation is in progress.
+    /// the unread bytes of the queued files and of the file at the path.
     pub bytes: u64,
     /// Whether an old file is being drained after a rotation.
     pub rotating: bool,
@@ -386,8 +386,11 @@ impl Tailer {
             });
         };
         let mut bytes = src.file.metadata()?.len().saturating_sub(src.pos);
+        for queued in &self.queue {
+            bytes += queued.file.metadata()?.len().saturating_sub(queued.pos);
+        }
         if let Some(meta) = at_path
-            && (meta.dev(), meta.ino()) != (src.dev, src.ino)
+            && !self.holds(meta.dev(), meta.ino())
         {
             bytes += meta.len();
         }
