@@ -594,7 +594,8 @@ impl<P> Core<P> {
         tracing::error!(target_name = %self.cfg.name, "{reason}");
         self.state.record_error(reason.clone());
         self.lost = Some(reason.clone());
-        self.files.retain(|f| *f != file);
+        // The file stays named in checkpoints until its report is on disk (a crash before that
+        // finds the same loss again).
         let request = DeadLetterRequest {
             pos: LinePos {
                 file,
@@ -695,6 +696,14 @@ impl<P> Core<P> {
             .filter(|f| Some(**f) != pos_file)
             .copied()
             .collect();
+        // A lost file whose report is not on disk yet stays named, even once the position has
+        // passed it: a restart then finds (and reports) the same loss.
+        for (ticket, request) in &self.dead_queue {
+            let file = request.pos.file;
+            if ticket.is_none() && Some(file) != pos_file && !cp.next.contains(&file) {
+                cp.next.insert(0, file);
+            }
+        }
         cp
     }
 
@@ -836,11 +845,13 @@ impl<P> Core<P> {
         match result {
             Ok(()) => {
                 self.dead_retry.succeeded();
-                self.dead_queue.drain(..batch.len());
-                for ticket in batch {
+                let written: Vec<_> = self.dead_queue.drain(..batch.len()).collect();
+                for (ticket, request) in written {
                     Counters::bump(&self.state.counters.dead_lettered);
-                    if let Some(ticket) = ticket {
-                        self.finish(now, ticket);
+                    match ticket {
+                        Some(ticket) => self.finish(now, ticket),
+                        // A lost file's report is on disk: forget the file.
+                        None => self.files.retain(|f| *f != request.pos.file),
                     }
                 }
             }
