@@ -72,6 +72,9 @@ struct Notion {
     expired: bool,
     /// A refresh answer was lost: the refresh token is void.
     void: bool,
+    /// Notion refused a refresh since the last authorization: only then may the target say it
+    /// needs a person.
+    refused: bool,
 }
 
 pub struct World {
@@ -201,6 +204,16 @@ impl World {
         let now = self.now;
         self.core().handle(now, event);
         self.drain_actions();
+        if matches!(
+            self.state.health(),
+            notion_inbox::daemon::health::Health::NeedsAuthorization(_)
+        ) {
+            assert!(
+                self.notion.refused,
+                "needs authorization although Notion refused nothing (seed {})",
+                self.seed
+            );
+        }
         let held = self.core().unfinished();
         assert!(
             held <= 2 * WINDOW + 4,
@@ -605,6 +618,7 @@ impl World {
             return RefreshResult::Ok;
         }
         if self.notion.void {
+            self.notion.refused = true;
             return RefreshResult::Refused("invalid_grant".into());
         }
         let roll = if self.faults {
@@ -627,7 +641,10 @@ impl World {
                 self.notion.void = true;
                 RefreshResult::Transient("connection reset".into())
             }
-            _ => RefreshResult::Refused("invalid_grant".into()),
+            _ => {
+                self.notion.refused = true;
+                RefreshResult::Refused("invalid_grant".into())
+            }
         }
     }
 
@@ -636,6 +653,7 @@ impl World {
         self.notion.valid_gen += 1;
         self.notion.expired = false;
         self.notion.void = false;
+        self.notion.refused = false;
         self.token_gen = self.notion.valid_gen;
         if self.core.is_some() {
             self.feed(Event::TokenChanged);
