@@ -195,6 +195,9 @@ pub fn print_text(statuses: &[TargetStatus]) {
                     "  since start    {} delivered, {} dead-lettered, {} rate-limited, {} unknown outcomes",
                     d.delivered, d.dead_lettered, d.rate_limited, d.outcome_unknown
                 );
+                if d.effective_rate > 0.0 {
+                    println!("  rate now       {:.2} requests/s", d.effective_rate);
+                }
                 println!(
                     "  last delivery  {}",
                     d.last_delivery.as_deref().unwrap_or("none")

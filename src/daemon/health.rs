@@ -53,6 +53,9 @@ pub struct Counters {
     pub last_delivery_ms: AtomicU64,
     /// Bytes of the inbox not read yet (updated on the reconcile tick).
     pub backlog_bytes: AtomicU64,
+    /// The client's adapted request rate for this target's token, in thousandths of a request per
+    /// second (below the configured rate after 429s; updated on the reconcile tick).
+    pub effective_rate_milli: AtomicU64,
 }
 
 impl Counters {
@@ -155,6 +158,10 @@ pub struct StatusSnapshot {
     pub possible_duplicates: u64,
     /// Creates in flight now.
     pub in_flight: u64,
+    /// The request rate the client allows itself now (requests per second): the configured rate,
+    /// or less after Notion answered 429s.
+    #[serde(default)]
+    pub effective_rate: f64,
     /// The last delivery (RFC 3339), if any.
     pub last_delivery: Option<String>,
     /// The last error, with its time.
@@ -179,6 +186,7 @@ impl TargetState {
             outcome_unknown: c.outcome_unknown.load(Relaxed),
             possible_duplicates: c.possible_duplicates.load(Relaxed),
             in_flight: c.in_flight.load(Relaxed),
+            effective_rate: c.effective_rate_milli.load(Relaxed) as f64 / 1000.0,
             last_delivery: (last_ms > 0)
                 .then(|| chrono::DateTime::from_timestamp_millis(last_ms as i64))
                 .flatten()

@@ -99,8 +99,13 @@ impl Collector for Targets {
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
-        let gauges: [(&str, &str, Get); 3] = [
+        let gauges: [(&str, &str, Get); 4] = [
             ("in_flight", "Creates in flight.", |t| &t.counters.in_flight),
+            (
+                "effective_rate_millirequests_per_second",
+                "The request rate the client allows itself now, in thousandths per second (lowered after 429s).",
+                |t| &t.counters.effective_rate_milli,
+            ),
             ("backlog_bytes", "Bytes of the inbox not read yet.", |t| {
                 &t.counters.backlog_bytes
             }),
@@ -189,6 +194,9 @@ mod tests {
         let t = Arc::new(TargetState::new("tweets".into()));
         t.counters.delivered.store(7, Ordering::Relaxed);
         t.counters.backlog_bytes.store(123, Ordering::Relaxed);
+        t.counters
+            .effective_rate_milli
+            .store(2100, Ordering::Relaxed);
         let targets = Targets::default();
         targets.set([t]);
         let text = render(&targets);
@@ -198,6 +206,7 @@ mod tests {
             "notion_inbox_retries_total{target=\"tweets\",reason=\"rate_limited\"} 0",
             "notion_inbox_dead_lettered_total{target=\"tweets\"} 0",
             "notion_inbox_in_flight{target=\"tweets\"} 0",
+            "notion_inbox_effective_rate_millirequests_per_second{target=\"tweets\"} 2100",
             "notion_inbox_up{target=\"tweets\"}",
         ] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");

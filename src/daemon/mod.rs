@@ -91,12 +91,7 @@ pub async fn run_with(
                             let new = Arc::new(new);
                             if format!("{:?}", new.notion) != format!("{:?}", current.notion) {
                                 client = NotionClient::new(&new.notion)?;
-                                for r in running.values() {
-                                    r.stop.cancel();
-                                }
-                                for (_, r) in std::mem::take(&mut running) {
-                                    let _ = r.handle.await;
-                                }
+                                stop_all(std::mem::take(&mut running).into_iter().collect()).await;
                             }
                             current = new;
                             apply(&current, &client, &watcher, &mut running).await?;
@@ -125,7 +120,7 @@ pub async fn run_with(
                 }));
                 notify_systemd(&[sd_notify::NotifyState::Status(&status)]);
                 if delivered != last_delivered {
-                    tracing::info!(delivered_since_last = delivered - last_delivered, "{status}");
+                    tracing::info!(delivered_since_last = delivered.saturating_sub(last_delivered), "{status}");
                     last_delivered = delivered;
                 }
             }
@@ -156,6 +151,36 @@ pub async fn run_with(
     Ok(())
 }
 
+/// Stops targets all at once (each gets its shutdown grace at the same time, not one after the
+/// other) and pings the systemd watchdog while waiting, so that a reload of many targets is not
+/// taken for a hung daemon. Returns the names and inbox paths of the stopped targets.
+async fn stop_all(targets: Vec<(String, Running)>) -> Vec<(String, std::path::PathBuf)> {
+    for (_, r) in &targets {
+        r.stop.cancel();
+    }
+    let mut stopped = Vec::with_capacity(targets.len());
+    let mut handles = Vec::with_capacity(targets.len());
+    for (name, r) in targets {
+        stopped.push((name, r.inbox));
+        handles.push(r.handle);
+    }
+    let all = futures::future::join_all(handles);
+    tokio::pin!(all);
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut ping = tokio::time::interval(watchdog.unwrap_or(HEARTBEAT).min(HEARTBEAT));
+    loop {
+        tokio::select! {
+            _ = &mut all => break,
+            _ = ping.tick() => {
+                if watchdog.is_some() {
+                    notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        }
+    }
+    stopped
+}
+
 /// Starts, restarts and stops targets so that `running` matches `config`.
 async fn apply(
     config: &Arc<Config>,
@@ -177,11 +202,15 @@ async fn apply(
         })
         .map(|(name, _)| name.clone())
         .collect();
-    for name in stale {
-        let r = running.remove(&name).expect("listed above");
-        r.stop.cancel();
-        let _ = r.handle.await;
-        if let Err(e) = lock(watcher).unwatch(&r.inbox) {
+    let stopping: Vec<(String, Running)> = stale
+        .into_iter()
+        .map(|name| {
+            let r = running.remove(&name).expect("listed above");
+            (name, r)
+        })
+        .collect();
+    for (name, r) in stop_all(stopping).await {
+        if let Err(e) = lock(watcher).unwatch(&r) {
             tracing::debug!(target_name = %name, "unwatch: {e}");
         }
         tracing::info!(target_name = %name, "target stopped by reload");

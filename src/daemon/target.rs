@@ -380,6 +380,11 @@ impl TargetRunner {
                 .backlog_bytes
                 .store(b.bytes, std::sync::atomic::Ordering::Relaxed);
         }
+        let rate = self.client.effective_rate(&io.token);
+        self.state
+            .counters
+            .effective_rate_milli
+            .store((rate * 1000.0) as u64, std::sync::atomic::Ordering::Relaxed);
         changed
     }
 }

@@ -238,6 +238,7 @@ impl CheckpointStore {
             seq,
             durable_slot,
             lens: [None, None],
+            dir_unsynced: false,
         };
         Ok((checkpoint, writer))
     }
@@ -282,6 +283,9 @@ pub struct CheckpointWriter {
     durable_slot: usize,
     /// The slot files' lengths, when known.
     lens: [Option<u64>; 2],
+    /// A slot file was created and the directory not fsynced since: the next durable save does
+    /// it (its name must survive a power loss, whichever save created it).
+    dir_unsynced: bool,
 }
 
 impl CheckpointWriter {
@@ -301,12 +305,17 @@ impl CheckpointWriter {
         let (file, created) = match fs::OpenOptions::new().write(true).open(path) {
             Ok(file) => (file, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => (
-                fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .map_err(write_err)?,
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    // Private whatever the umask: a checkpoint names the inbox files and keys.
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .mode(0o600)
+                        .open(path)
+                        .map_err(write_err)?
+                },
                 true,
             ),
             Err(e) => return Err(write_err(e)),
@@ -320,12 +329,14 @@ impl CheckpointWriter {
             file.set_len(bytes.len() as u64).map_err(write_err)?;
         }
         self.lens[slot] = Some(bytes.len() as u64);
+        self.dir_unsynced |= created;
         if durable {
             file.sync_data().map_err(write_err)?;
-            if created {
+            if self.dir_unsynced {
                 File::open(&self.dir)
                     .and_then(|dir| dir.sync_all())
                     .map_err(write_err)?;
+                self.dir_unsynced = false;
             }
             self.durable_slot = slot;
         }
