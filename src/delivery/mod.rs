@@ -22,7 +22,9 @@
 //!   403/404 pause the target, a failed save or dead-letter write is retried with backoff.
 //! - **Person needed.** Only a refused refresh waits for a person (until the token changes).
 
+mod events;
 mod flight;
+mod save;
 
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -32,12 +34,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::daemon::backoff::Backoff;
-use crate::daemon::deadletter::NotionErrorInfo;
-use crate::daemon::health::{Counters, Health, TargetState};
-use crate::inbox::{FileIdentity, LinePos};
-use crate::state::checkpoint::{Checkpoint, InFlight};
+use crate::daemon::health::{Health, TargetState};
+use crate::inbox::FileIdentity;
+use crate::state::checkpoint::Checkpoint;
 use crate::state::{Commit, Ticket};
 
+pub use events::{Action, CoreConfig, DeadLetterRequest, Event, Input};
 pub use flight::{CheckResult, RefreshResult, SendResult};
 use flight::{Flight, Step};
 
@@ -50,150 +52,6 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The longest any record waits for a timer: a `Retry-After` beyond it is capped (the client caps
 /// and logs it too; this keeps a hostile value from parking a record whatever the client did).
 pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
-
-/// What the core needs to know about its target.
-#[derive(Debug, Clone)]
-pub struct CoreConfig {
-    /// The target's name, for messages.
-    pub name: String,
-    /// `max_in_flight`: records dispatched past the durable checkpoint at most.
-    pub window: usize,
-    /// Whether records carry their key in a dedupe property (then unknown outcomes are checked).
-    pub dedupe: bool,
-    /// Wait before checking by key after an unknown outcome.
-    pub settle: Duration,
-}
-
-/// A line read from the inbox, prepared by the runner (parsed, keyed and mapped off the core).
-#[derive(Debug)]
-pub enum Input<P> {
-    /// A record ready to send.
-    Record {
-        /// Where its line is.
-        pos: LinePos,
-        /// Its key.
-        key: String,
-        /// What to send (the page body).
-        payload: P,
-        /// The original line, for the dead-letter file if Notion refuses it.
-        line: Vec<u8>,
-    },
-    /// A line that can never become a row.
-    Bad {
-        /// Where it is.
-        pos: LinePos,
-        /// Its bytes (empty when too long to keep).
-        line: Vec<u8>,
-        /// Why, and the fix.
-        reason: String,
-    },
-    /// A file the checkpoint named is gone: its unread part is lost, and this says so in the
-    /// dead-letter file and in the target's health.
-    Lost {
-        /// The file.
-        file: FileIdentity,
-        /// Everything before this offset was finished.
-        offset: u64,
-        /// What happened and what to do.
-        reason: String,
-    },
-    /// The tailer will read this file after the ones before it (a rotation seen while behind).
-    Queued(FileIdentity),
-}
-
-/// What happened, for [`Core::handle`].
-#[derive(Debug)]
-pub enum Event<P> {
-    /// The answer to [`Action::Read`]. `caught_up`: the reader reached the end of what is there.
-    Read {
-        /// What was read, in order.
-        inputs: Vec<Input<P>>,
-        /// Whether the end was reached.
-        caught_up: bool,
-    },
-    /// [`Action::Read`] failed; the message names the inbox and the fix.
-    ReadFailed(String),
-    /// Inputs observed without a read (files queued by a rotation), or a file event.
-    Observed(Vec<Input<P>>),
-    /// The inbox may have grown.
-    Wake,
-    /// The answer to [`Action::Send`].
-    Sent(Ticket, SendResult),
-    /// The answer to [`Action::Check`].
-    Checked(Ticket, CheckResult),
-    /// The answer to [`Action::Refresh`].
-    Refreshed(RefreshResult),
-    /// Someone wrote a new token (authorize, or a reload): a refused token may work now.
-    TokenChanged,
-    /// The answer to [`Action::DeadLetter`]: written durably, or why not.
-    DeadLettered(Result<(), String>),
-    /// The answer to [`Action::Save`].
-    Saved(Result<(), String>),
-    /// Time passed (see [`Core::next_deadline`]).
-    Tick,
-    /// Stop: read nothing more; what was read is still delivered until [`Event::GraceOver`].
-    Stop,
-    /// The shutdown grace period is over: requests still in flight are abandoned.
-    GraceOver,
-}
-
-/// What the runner must do.
-#[derive(Debug)]
-pub enum Action<P> {
-    /// Read at most this many lines and answer with [`Event::Read`].
-    Read {
-        /// The room in the window.
-        max_items: usize,
-    },
-    /// Create the record's row; answer with [`Event::Sent`].
-    Send {
-        /// The record.
-        ticket: Ticket,
-        /// The page body.
-        payload: Arc<P>,
-    },
-    /// Ask Notion whether a row with this key exists; answer with [`Event::Checked`].
-    Check {
-        /// The record.
-        ticket: Ticket,
-        /// Its key.
-        key: String,
-    },
-    /// Refresh the token if it is still the generation a request was refused with; answer with
-    /// [`Event::Refreshed`].
-    Refresh {
-        /// The token generation the refused request was sent with.
-        sent_with: u64,
-    },
-    /// Append these entries durably; answer with [`Event::DeadLettered`].
-    DeadLetter(Vec<DeadLetterRequest>),
-    /// Write this checkpoint (fsynced when `durable`); answer with [`Event::Saved`].
-    Save {
-        /// The checkpoint.
-        checkpoint: Checkpoint,
-        /// Whether it must survive a power loss.
-        durable: bool,
-    },
-}
-
-/// A dead-letter entry to write.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetterRequest {
-    /// Where the line is.
-    pub pos: LinePos,
-    /// Its bytes.
-    pub line: Vec<u8>,
-    /// Why, and the fix.
-    pub reason: String,
-    /// The record's key, when it had one.
-    pub key: Option<String>,
-    /// What Notion said, when Notion refused it.
-    pub error: Option<NotionErrorInfo>,
-    /// Whether an earlier run may have written this entry already (look before appending).
-    pub maybe_written: bool,
-    /// Whether it reports a lost file rather than a line.
-    pub lost: bool,
-}
 
 /// A save being written, and what it promises once it is on disk.
 #[derive(Debug)]
@@ -587,31 +445,6 @@ impl<P> Core<P> {
         }
     }
 
-    /// A file the checkpoint named is gone: say so (health, log, and an entry in the dead-letter
-    /// file, named by its position so that a restart finding the same loss writes no second one),
-    /// and forget the file. The entry holds no position back: it is not a record.
-    fn lost_file(&mut self, file: FileIdentity, offset: u64, reason: String) {
-        tracing::error!(target_name = %self.cfg.name, "{reason}");
-        self.state.record_error(reason.clone());
-        self.lost = Some(reason.clone());
-        // The file stays named in checkpoints until its report is on disk (a crash before that
-        // finds the same loss again).
-        let request = DeadLetterRequest {
-            pos: LinePos {
-                file,
-                offset,
-                end: offset,
-            },
-            line: Vec::new(),
-            reason,
-            key: None,
-            error: None,
-            maybe_written: true,
-            lost: true,
-        };
-        self.dead_queue.push((None, request));
-    }
-
     /// Adds a file to the reading order; a file the durable checkpoint does not name needs one.
     fn note_file(&mut self, file: FileIdentity) {
         if !self.files.contains(&file) {
@@ -662,203 +495,6 @@ impl<P> Core<P> {
                 && let Some(i) = self.files.iter().position(|f| *f == pos.file)
             {
                 self.files.drain(..i);
-            }
-        }
-    }
-
-    fn checkpoint(&self) -> Checkpoint {
-        let in_flight = self
-            .commit
-            .in_flight()
-            .map(|(pos, f)| InFlight {
-                key: f.key.clone(),
-                file: pos.file,
-                offset: pos.offset,
-                end: pos.end,
-            })
-            .collect();
-        let resume = self.commit.resume_position();
-        let mut cp = Checkpoint::new(resume, in_flight);
-        cp.window = if self.stopping && self.commit.is_empty() {
-            // Nothing unfinished: only the last run's records this run did not reach may be rows.
-            self.unchecked_left as u32
-        } else {
-            self.persisted_window
-        };
-        // Every file after the position's; all of them if its file is not among them (or there is
-        // no position yet: files seen before the first record was read).
-        let pos_file = resume.map(|p| p.file);
-        let after = self.files.iter().position(|f| Some(*f) == pos_file);
-        cp.next = self
-            .files
-            .iter()
-            .skip(after.map_or(0, |i| i + 1))
-            .filter(|f| Some(**f) != pos_file)
-            .copied()
-            .collect();
-        // A lost file whose report is not on disk yet stays named, even once the position has
-        // passed it: a restart then finds (and reports) the same loss.
-        for (ticket, request) in &self.dead_queue {
-            let file = request.pos.file;
-            if ticket.is_none() && Some(file) != pos_file && !cp.next.contains(&file) {
-                cp.next.insert(0, file);
-            }
-        }
-        cp
-    }
-
-    /// Whether a stopping core may write its last checkpoint: no request or write in flight, and
-    /// everything read finished (or the grace period over). After the grace period, dead letters
-    /// that cannot be written (a full disk) stay unfinished: they are read again after the restart.
-    fn quiescent(&self) -> bool {
-        self.requests == 0
-            && !self.reading
-            && self.dead_busy.is_empty()
-            && (self.dead_queue.is_empty() || self.grace_over)
-            && (self.commit.is_empty() || self.grace_over)
-    }
-
-    fn poll_save(&mut self, now: Now) -> Option<Action<P>> {
-        if self.saving.is_some() || self.finished || !self.save_retry.may_try(now) {
-            return None;
-        }
-        let durable = if self.stopping {
-            // The last checkpoint: once everything read is finished, or the grace period is over.
-            if self.final_save || !self.quiescent() {
-                return None;
-            }
-            self.final_save = true;
-            true
-        } else {
-            let held_back = self.room() == 0
-                && self.committed_count() > self.persisted
-                && self.commit.len() <= self.cfg.window / 2;
-            let periodic = self
-                .dirty_since
-                .is_some_and(|t| now >= t.saturating_add(CHECKPOINT_EVERY));
-            if !(self.want_durable || held_back || periodic) {
-                return None;
-            }
-            self.want_durable || held_back
-        };
-        let checkpoint = self.checkpoint();
-        let files = checkpoint
-            .file
-            .into_iter()
-            .chain(checkpoint.next.iter().copied())
-            .collect();
-        self.saving = Some(SaveInFlight {
-            durable,
-            committed: self.committed_count(),
-            files,
-        });
-        self.want_durable = false;
-        self.dirty_since = None;
-        Some(Action::Save {
-            checkpoint,
-            durable,
-        })
-    }
-
-    fn saved(&mut self, now: Now, result: Result<(), String>) {
-        let Some(save) = self.saving.take() else {
-            return;
-        };
-        match result {
-            Ok(()) => {
-                if self.save_retry.error.is_some() {
-                    tracing::info!(target_name = %self.cfg.name, "checkpoint written again; the state disk has recovered");
-                }
-                self.save_retry.succeeded();
-                if save.durable {
-                    self.persisted = self.persisted.max(save.committed);
-                    self.durable_files = save.files;
-                    self.promised = true;
-                    // Files noted since this save was built still need one.
-                    self.want_durable = self.files.iter().any(|f| !self.durable_files.contains(f));
-                }
-                if self.stopping && self.final_save {
-                    if self.files_saved() && self.quiescent() {
-                        self.finished = true;
-                    } else {
-                        // Something happened while the last checkpoint was written (a file was
-                        // noted, records in a read already in flight were registered and sent):
-                        // it is written again once that is settled.
-                        self.final_save = false;
-                    }
-                }
-            }
-            Err(message) => {
-                tracing::error!(target_name = %self.cfg.name, "{message}");
-                self.state.record_error(message.clone());
-                self.save_retry.failed(now, &mut self.rng, message);
-                if self.stopping && self.final_save {
-                    if self.grace_over {
-                        // The older checkpoint on disk is still whole, and the records after it
-                        // are re-read (and checked) after the restart.
-                        self.finished = true;
-                    } else {
-                        // Try again (after the backoff) until the grace period is over.
-                        self.final_save = false;
-                    }
-                    return;
-                }
-                if save.durable {
-                    self.want_durable = true;
-                } else {
-                    self.dirty_since.get_or_insert(now);
-                }
-            }
-        }
-    }
-
-    /// Queues a registered bad record for the dead-letter file.
-    fn dead_letter(&mut self, ticket: Ticket) {
-        let Some(f) = self.commit.get_mut(ticket) else {
-            return;
-        };
-        f.step = Step::DeadLettering;
-        let request = DeadLetterRequest {
-            pos: f.pos,
-            line: std::mem::take(&mut f.line),
-            reason: f.dead.take().unwrap_or_default(),
-            key: (!f.key.is_empty()).then(|| f.key.clone()),
-            error: f.error.take(),
-            maybe_written: f.maybe_sent,
-            lost: false,
-        };
-        self.dead_queue.push((Some(ticket), request));
-    }
-
-    fn poll_dead_letters(&mut self, now: Now) -> Option<Action<P>> {
-        if self.dead_queue.is_empty() || !self.dead_busy.is_empty() || !self.dead_retry.may_try(now)
-        {
-            return None;
-        }
-        let (tickets, requests): (Vec<_>, Vec<_>) = self.dead_queue.iter().cloned().unzip();
-        self.dead_busy = tickets;
-        Some(Action::DeadLetter(requests))
-    }
-
-    fn dead_lettered(&mut self, now: Now, result: Result<(), String>) {
-        let batch = std::mem::take(&mut self.dead_busy);
-        match result {
-            Ok(()) => {
-                self.dead_retry.succeeded();
-                let written: Vec<_> = self.dead_queue.drain(..batch.len()).collect();
-                for (ticket, request) in written {
-                    Counters::bump(&self.state.counters.dead_lettered);
-                    match ticket {
-                        Some(ticket) => self.finish(now, ticket),
-                        // A lost file's report is on disk: forget the file.
-                        None => self.files.retain(|f| *f != request.pos.file),
-                    }
-                }
-            }
-            Err(message) => {
-                tracing::error!(target_name = %self.cfg.name, "{message}");
-                self.state.record_error(message.clone());
-                self.dead_retry.failed(now, &mut self.rng, message);
             }
         }
     }

@@ -1,18 +1,17 @@
 //! One simulated world: files, Notion, disk, clock and the daemon's core. See `main.rs`.
 
+mod end;
+mod notion;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use notion_inbox::daemon::deadletter::{DeadLetterFile, entries_for, read_all};
+use notion_inbox::daemon::deadletter::{DeadLetterFile, entries_for};
 use notion_inbox::daemon::health::TargetState;
 use notion_inbox::daemon::line::{parse_line, record_key};
-use notion_inbox::delivery::{
-    Action, CheckResult, Core, CoreConfig, DeadLetterRequest, Event, Input, RefreshResult,
-    SendResult,
-};
+use notion_inbox::delivery::{Action, Core, CoreConfig, DeadLetterRequest, Event, Input};
 use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
 use notion_inbox::state::Ticket;
 use notion_inbox::state::checkpoint::Checkpoint;
@@ -537,129 +536,6 @@ impl World {
         Event::Read { inputs, caught_up }
     }
 
-    fn authorized(&self, token_gen: u64) -> bool {
-        !self.notion.expired && token_gen == self.notion.valid_gen
-    }
-
-    fn create(&mut self, payload: &P, token_gen: u64) -> SendResult {
-        let (key, tweet) = payload.clone();
-        if !self.authorized(token_gen) {
-            return SendResult::Unauthorized {
-                generation: token_gen,
-                error: "401".into(),
-            };
-        }
-        if tweet.starts_with('x') {
-            return SendResult::Invalid {
-                reason: "rejected".into(),
-                error: notion_inbox::daemon::deadletter::NotionErrorInfo {
-                    status: 400,
-                    code: "validation_error".into(),
-                    message: "rejected".into(),
-                    request_id: None,
-                },
-            };
-        }
-        let roll = if self.faults {
-            self.rng.random_range(0..100)
-        } else {
-            0
-        };
-        let lag = Duration::from_millis(self.rng.random_range(0..SETTLE.as_millis() as u64));
-        match roll {
-            0..=64 => {
-                self.notion.rows.push((key, tweet, self.now + lag));
-                SendResult::Created
-            }
-            65..=74 => SendResult::Wait(match self.rng.random_range(0..4) {
-                // A hostile or buggy Retry-After: the core must cap it, not overflow.
-                0 => Duration::from_secs(u64::MAX),
-                _ => Duration::from_millis(self.rng.random_range(0..3000)),
-            }),
-            75..=82 => SendResult::Unknown("502 before writing".into()),
-            83..=90 => {
-                self.notion.rows.push((key, tweet, self.now + lag));
-                SendResult::Unknown("timeout after writing".into())
-            }
-            _ => SendResult::Unreachable("403 restricted_resource".into()),
-        }
-    }
-
-    fn query(&mut self, key: &str, token_gen: u64) -> CheckResult {
-        if !self.authorized(token_gen) {
-            return CheckResult::Unauthorized {
-                generation: token_gen,
-                error: "401".into(),
-            };
-        }
-        if self.faults {
-            match self.rng.random_range(0..100) {
-                0..=9 => return CheckResult::Wait(Duration::from_millis(800)),
-                10..=17 => return CheckResult::Failed("503".into()),
-                18 => return CheckResult::Broken("400 the property is gone".into()),
-                _ => {}
-            }
-        }
-        let now = self.now;
-        let found = self
-            .notion
-            .rows
-            .iter()
-            .any(|(k, _, visible)| k == key && *visible <= now);
-        if found {
-            CheckResult::Found
-        } else {
-            CheckResult::Absent
-        }
-    }
-
-    fn refresh(&mut self, sent_with: u64) -> RefreshResult {
-        if self.token_gen > sent_with {
-            return RefreshResult::Ok;
-        }
-        if self.notion.void {
-            self.notion.refused = true;
-            return RefreshResult::Refused("invalid_grant".into());
-        }
-        let roll = if self.faults {
-            self.rng.random_range(0..100)
-        } else {
-            0
-        };
-        match roll {
-            0..=59 => {
-                self.notion.valid_gen += 1;
-                self.notion.expired = false;
-                self.token_gen = self.notion.valid_gen;
-                RefreshResult::Ok
-            }
-            60..=84 => RefreshResult::Transient("503 from the token endpoint".into()),
-            85..=92 => {
-                // Carried out, but the answer was lost: the pair rotated, the old one is void.
-                self.notion.valid_gen += 1;
-                self.notion.expired = false;
-                self.notion.void = true;
-                RefreshResult::Transient("connection reset".into())
-            }
-            _ => {
-                self.notion.refused = true;
-                RefreshResult::Refused("invalid_grant".into())
-            }
-        }
-    }
-
-    /// A person authorizes again: a new token, and the daemon notices the file changed.
-    fn reauthorize(&mut self) {
-        self.notion.valid_gen += 1;
-        self.notion.expired = false;
-        self.notion.void = false;
-        self.notion.refused = false;
-        self.token_gen = self.notion.valid_gen;
-        if self.core.is_some() {
-            self.feed(Event::TokenChanged);
-        }
-    }
-
     // ---- crashes and stops --------------------------------------------------------------------
 
     fn crash(&mut self) {
@@ -762,116 +638,5 @@ impl World {
         // After a clean stop, the final checkpoint (if it was written) is the newest.
         let loaded = self.volatile.clone().or_else(|| self.durable.clone());
         self.start(loaded);
-    }
-
-    // ---- the end ------------------------------------------------------------------------------
-
-    /// Stops the faults and runs until everything is finished.
-    fn settle_down(&mut self) {
-        self.faults = false;
-        self.disk_full = false;
-        if let Some(rest) = self.partial.take() {
-            self.append(&rest);
-        }
-        if self.notion.void || self.notion.expired {
-            self.reauthorize();
-        }
-        let mut quiet = 0;
-        for round in 0..20_000 {
-            if round % 50 == 49 {
-                // A refused token waits for a person; here one comes by.
-                self.reauthorize();
-            }
-            if !self.pending.is_empty() {
-                let i = self.rng.random_range(0..self.pending.len());
-                let req = self.pending.swap_remove(i);
-                let event = self.answer(req);
-                self.feed(event);
-                continue;
-            }
-            if self.core().unfinished() == 0 && self.everything_read() {
-                quiet += 1;
-                if quiet > 3 {
-                    return;
-                }
-            } else {
-                quiet = 0;
-            }
-            self.observe();
-            self.feed(Event::Wake);
-            self.advance();
-            self.maybe_finish_stop();
-        }
-        eprintln!("core: {}", self.core().summary());
-        let unfinished = self.core().unfinished();
-        let backlog = self.tailer.as_ref().map(|t| t.backlog());
-        panic!(
-            "did not finish after the faults stopped (seed {}): {unfinished} unfinished, requests out: {}, backlog {backlog:?}, partial {:?}, health {:?}",
-            self.seed,
-            self.pending
-                .iter()
-                .map(|r| match r {
-                    Req::Send { .. } => "send",
-                    Req::Check { .. } => "check",
-                    Req::Refresh { .. } => "refresh",
-                    Req::Read { .. } => "read",
-                    Req::Save { .. } => "save",
-                    Req::Dead(_) => "dead",
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            self.partial,
-            self.state.health()
-        );
-    }
-
-    fn check(&mut self) {
-        let dead = read_all(&self.dead_path).unwrap();
-        let lost = dead.iter().filter(|d| d.reason == "gone").count();
-        let mut rows: BTreeMap<&str, usize> = BTreeMap::new();
-        for (_, tweet, _) in &self.notion.rows {
-            *rows.entry(tweet.as_str()).or_default() += 1;
-        }
-        let mut extra = 0;
-        for (id, (kind, file)) in &self.lines {
-            let dead_entries = dead
-                .iter()
-                .filter(|d| {
-                    d.line == *id
-                        || (d.line.contains(&format!("\"{id}\"")) && *kind == Kind::Reject)
-                })
-                .count();
-            let n = rows.get(id.as_str()).copied().unwrap_or(0);
-            let in_deleted = self.deleted.get(*file).copied().unwrap_or(false);
-            let (seed, crashes) = (self.seed, self.crashes);
-            let ctx = format!(
-                "line {id:?} ({kind:?}) in file {file} (deleted {in_deleted}), seed {seed}, {crashes} crashes, {lost} lost entries"
-            );
-            match kind {
-                Kind::Record => {
-                    if n == 0 {
-                        assert!(in_deleted && lost > 0, "lost without a trace: {ctx}");
-                    }
-                    if self.dedupe {
-                        assert!(n <= 1, "{n} rows with dedupe: {ctx}");
-                    }
-                    extra += n.saturating_sub(1);
-                    assert_eq!(dead_entries, 0, "a delivered record dead-lettered: {ctx}");
-                }
-                Kind::Reject | Kind::Bad => {
-                    assert_eq!(n, 0, "a refused line became a row: {ctx}");
-                    if dead_entries == 0 {
-                        assert!(in_deleted && lost > 0, "lost without a trace: {ctx}");
-                    }
-                    assert!(dead_entries <= 1, "{dead_entries} dead letters: {ctx}");
-                }
-            }
-        }
-        let warned = self.state.counters.possible_duplicates.load(Relaxed) as usize;
-        assert!(
-            extra <= warned,
-            "{extra} duplicate rows but {warned} possible-duplicate warnings (seed {})",
-            self.seed
-        );
     }
 }

@@ -1,0 +1,155 @@
+//! The core's vocabulary: what the runner feeds in ([`Event`], [`Input`]) and what it must do
+//! ([`Action`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{CheckResult, RefreshResult, SendResult};
+use crate::daemon::deadletter::NotionErrorInfo;
+use crate::inbox::{FileIdentity, LinePos};
+use crate::state::Ticket;
+use crate::state::checkpoint::Checkpoint;
+
+/// What the core needs to know about its target.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The target's name, for messages.
+    pub name: String,
+    /// `max_in_flight`: records dispatched past the durable checkpoint at most.
+    pub window: usize,
+    /// Whether records carry their key in a dedupe property (then unknown outcomes are checked).
+    pub dedupe: bool,
+    /// Wait before checking by key after an unknown outcome.
+    pub settle: Duration,
+}
+
+/// A line read from the inbox, prepared by the runner (parsed, keyed and mapped off the core).
+#[derive(Debug)]
+pub enum Input<P> {
+    /// A record ready to send.
+    Record {
+        /// Where its line is.
+        pos: LinePos,
+        /// Its key.
+        key: String,
+        /// What to send (the page body).
+        payload: P,
+        /// The original line, for the dead-letter file if Notion refuses it.
+        line: Vec<u8>,
+    },
+    /// A line that can never become a row.
+    Bad {
+        /// Where it is.
+        pos: LinePos,
+        /// Its bytes (empty when too long to keep).
+        line: Vec<u8>,
+        /// Why, and the fix.
+        reason: String,
+    },
+    /// A file the checkpoint named is gone: its unread part is lost, and this says so in the
+    /// dead-letter file and in the target's health.
+    Lost {
+        /// The file.
+        file: FileIdentity,
+        /// Everything before this offset was finished.
+        offset: u64,
+        /// What happened and what to do.
+        reason: String,
+    },
+    /// The tailer will read this file after the ones before it (a rotation seen while behind).
+    Queued(FileIdentity),
+}
+
+/// What happened, for [`Core::handle`].
+#[derive(Debug)]
+pub enum Event<P> {
+    /// The answer to [`Action::Read`]. `caught_up`: the reader reached the end of what is there.
+    Read {
+        /// What was read, in order.
+        inputs: Vec<Input<P>>,
+        /// Whether the end was reached.
+        caught_up: bool,
+    },
+    /// [`Action::Read`] failed; the message names the inbox and the fix.
+    ReadFailed(String),
+    /// Inputs observed without a read (files queued by a rotation), or a file event.
+    Observed(Vec<Input<P>>),
+    /// The inbox may have grown.
+    Wake,
+    /// The answer to [`Action::Send`].
+    Sent(Ticket, SendResult),
+    /// The answer to [`Action::Check`].
+    Checked(Ticket, CheckResult),
+    /// The answer to [`Action::Refresh`].
+    Refreshed(RefreshResult),
+    /// Someone wrote a new token (authorize, or a reload): a refused token may work now.
+    TokenChanged,
+    /// The answer to [`Action::DeadLetter`]: written durably, or why not.
+    DeadLettered(Result<(), String>),
+    /// The answer to [`Action::Save`].
+    Saved(Result<(), String>),
+    /// Time passed (see [`Core::next_deadline`]).
+    Tick,
+    /// Stop: read nothing more; what was read is still delivered until [`Event::GraceOver`].
+    Stop,
+    /// The shutdown grace period is over: requests still in flight are abandoned.
+    GraceOver,
+}
+
+/// What the runner must do.
+#[derive(Debug)]
+pub enum Action<P> {
+    /// Read at most this many lines and answer with [`Event::Read`].
+    Read {
+        /// The room in the window.
+        max_items: usize,
+    },
+    /// Create the record's row; answer with [`Event::Sent`].
+    Send {
+        /// The record.
+        ticket: Ticket,
+        /// The page body.
+        payload: Arc<P>,
+    },
+    /// Ask Notion whether a row with this key exists; answer with [`Event::Checked`].
+    Check {
+        /// The record.
+        ticket: Ticket,
+        /// Its key.
+        key: String,
+    },
+    /// Refresh the token if it is still the generation a request was refused with; answer with
+    /// [`Event::Refreshed`].
+    Refresh {
+        /// The token generation the refused request was sent with.
+        sent_with: u64,
+    },
+    /// Append these entries durably; answer with [`Event::DeadLettered`].
+    DeadLetter(Vec<DeadLetterRequest>),
+    /// Write this checkpoint (fsynced when `durable`); answer with [`Event::Saved`].
+    Save {
+        /// The checkpoint.
+        checkpoint: Checkpoint,
+        /// Whether it must survive a power loss.
+        durable: bool,
+    },
+}
+
+/// A dead-letter entry to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterRequest {
+    /// Where the line is.
+    pub pos: LinePos,
+    /// Its bytes.
+    pub line: Vec<u8>,
+    /// Why, and the fix.
+    pub reason: String,
+    /// The record's key, when it had one.
+    pub key: Option<String>,
+    /// What Notion said, when Notion refused it.
+    pub error: Option<NotionErrorInfo>,
+    /// Whether an earlier run may have written this entry already (look before appending).
+    pub maybe_written: bool,
+    /// Whether it reports a lost file rather than a line.
+    pub lost: bool,
+}

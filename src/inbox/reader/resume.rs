@@ -1,0 +1,175 @@
+//! Resuming a [`Tailer`] at a checkpoint: finding the checkpoint's files again (at the inbox path
+//! or elsewhere in its directory, by inode and head) and queueing them in order.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::path::PathBuf;
+
+use super::{Retiring, Source, Tailer};
+use crate::inbox::{FileIdentity, InboxError, Position, TailEvent, TailOptions, open_inbox};
+
+impl Tailer {
+    /// Like [`Tailer::new`], then queues the files `next` names (a checkpoint's
+    /// [`crate::state::checkpoint::Checkpoint::next`]) to be read from their start after the first,
+    /// wherever they are in the inbox's directory now. A file that is gone is reported as
+    /// [`TailEvent::PreviousGone`] at offset 0.
+    pub fn resume_chain(
+        path: PathBuf,
+        opts: TailOptions,
+        start: Option<Position>,
+        next: &[FileIdentity],
+    ) -> Result<Tailer, InboxError> {
+        let mut tailer = Tailer::new(path, opts, start)?;
+        for id in next {
+            match tailer.locate(id)? {
+                Some(file) => {
+                    let src =
+                        Source::open(file, 0, Some(*id)).map_err(|e| tailer.io_error("stat", e))?;
+                    tailer.queue.push_back(src);
+                }
+                None => tailer.events.push(TailEvent::PreviousGone {
+                    file: *id,
+                    offset: 0,
+                }),
+            }
+        }
+        if tailer.src.is_none() {
+            tailer.src = tailer.queue.pop_front();
+        }
+        Ok(tailer)
+    }
+
+    /// Finds the file with identity `id` at the inbox path or elsewhere in its directory.
+    pub(super) fn locate(&self, id: &FileIdentity) -> Result<Option<File>, InboxError> {
+        match open_inbox(&self.path) {
+            Ok(file) => {
+                let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
+                if meta.ino() == id.ino
+                    && id
+                        .head_matches(&file)
+                        .map_err(|e| self.io_error("read", e))?
+                {
+                    return Ok(Some(file));
+                }
+            }
+            Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(InboxError::NotAFile { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let found = self.find_in_dir(id).map_err(|e| InboxError::Io {
+            action: "search",
+            path: self.dir.clone(),
+            source: e,
+        })?;
+        Ok(found.map(|(_, file)| file))
+    }
+
+    /// Positions the tailer at a checkpoint (see [`Tailer::new`]).
+    pub(super) fn resume(&mut self, start: Position) -> Result<(), InboxError> {
+        let id = start.file;
+        match open_inbox(&self.path) {
+            Ok(file) => {
+                let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
+                let same_ino = meta.ino() == id.ino;
+                if same_ino
+                    && id
+                        .head_matches(&file)
+                        .map_err(|e| self.io_error("read", e))?
+                {
+                    // The device number is not compared: it may change across reboots.
+                    let here = FileIdentity {
+                        dev: meta.dev(),
+                        ..id
+                    };
+                    let src = if meta.len() < start.offset {
+                        self.events.push(TailEvent::Truncated {
+                            ino: meta.ino(),
+                            at: start.offset,
+                            len: meta.len(),
+                        });
+                        Source::open(file, 0, None)
+                    } else {
+                        self.events.push(TailEvent::Resumed {
+                            file: here,
+                            offset: start.offset,
+                        });
+                        Source::open(file, start.offset, Some(here))
+                    };
+                    self.src = Some(src.map_err(|e| self.io_error("stat", e))?);
+                    return Ok(());
+                }
+                if same_ino {
+                    // Same inode, another head: rewritten in place or a reused inode. The old file
+                    // cannot exist elsewhere in this directory.
+                    self.events.push(TailEvent::Overwritten {
+                        file: id,
+                        offset: start.offset,
+                    });
+                    return Ok(());
+                }
+            }
+            Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let Some((found, file)) = self.find_in_dir(&id).map_err(|e| InboxError::Io {
+            action: "search",
+            path: self.dir.clone(),
+            source: e,
+        })?
+        else {
+            self.events.push(TailEvent::PreviousGone {
+                file: id,
+                offset: start.offset,
+            });
+            return Ok(());
+        };
+        let stat_err = |e| InboxError::Io {
+            action: "stat",
+            path: found.clone(),
+            source: e,
+        };
+        let len = file.metadata().map_err(stat_err)?.len();
+        let mut src = if len < start.offset {
+            self.events.push(TailEvent::Truncated {
+                ino: id.ino,
+                at: start.offset,
+                len,
+            });
+            Source::open(file, 0, None).map_err(stat_err)?
+        } else {
+            self.events.push(TailEvent::ResumedRotated {
+                file: id,
+                offset: start.offset,
+                found: found.clone(),
+            });
+            Source::open(file, start.offset, Some(id)).map_err(stat_err)?
+        };
+        src.retiring = Some(Retiring::new(&src.file).map_err(stat_err)?);
+        self.src = Some(src);
+        Ok(())
+    }
+
+    /// Looks in the inbox's directory for the file with this identity (inode and head).
+    pub(super) fn find_in_dir(&self, id: &FileIdentity) -> io::Result<Option<(PathBuf, File)>> {
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.ino() != id.ino || entry.path() == self.path {
+                continue;
+            }
+            let path = entry.path();
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let file = match open_inbox(&path) {
+                Ok(file) => file,
+                // Gone, or replaced by something that is not a regular file, since the listing.
+                Err(_) => continue,
+            };
+            if file.metadata()?.ino() == id.ino && id.head_matches(&file)? {
+                return Ok(Some((path, file)));
+            }
+        }
+        Ok(None)
+    }
+}
