@@ -530,3 +530,6 @@ impl<P> Core<P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

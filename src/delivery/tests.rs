@@ -1,0 +1,186 @@
+//! Focused tests of single rules of the core; the simulator (`tests/sim`) explores their
+//! interleavings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::daemon::health::{Health, TargetState};
+use crate::inbox::LinePos;
+
+const A: FileIdentity = FileIdentity {
+    dev: 1,
+    ino: 10,
+    head_len: 4,
+    head_hash: 0xa,
+};
+const B: FileIdentity = FileIdentity {
+    dev: 1,
+    ino: 11,
+    head_len: 4,
+    head_hash: 0xb,
+};
+
+fn core() -> (Core<u32>, Arc<TargetState>) {
+    let state = Arc::new(TargetState::new("t".into()));
+    let cfg = CoreConfig {
+        name: "t".into(),
+        window: 4,
+        dedupe: true,
+        settle: Duration::from_millis(100),
+    };
+    (Core::new(cfg, state.clone(), None, 7), state)
+}
+
+fn record(file: FileIdentity, offset: u64) -> Input<u32> {
+    Input::Record {
+        pos: LinePos {
+            file,
+            offset,
+            end: offset + 10,
+        },
+        key: format!("k{offset}"),
+        payload: offset as u32,
+        line: b"{}".to_vec(),
+    }
+}
+
+/// Performs every save and read at once (saves succeed, reads return `inputs` once), and returns
+/// the sends and checks asked for.
+fn run(core: &mut Core<u32>, now: Now, mut inputs: Vec<Input<u32>>) -> Vec<Action<u32>> {
+    let mut out = Vec::new();
+    while let Some(action) = core.poll_action(now) {
+        match action {
+            Action::Save { .. } => core.handle(now, Event::Saved(Ok(()))),
+            Action::Read { .. } => core.handle(
+                now,
+                Event::Read {
+                    inputs: std::mem::take(&mut inputs),
+                    caught_up: true,
+                },
+            ),
+            Action::DeadLetter(_) => core.handle(now, Event::DeadLettered(Ok(()))),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn ticket_of(actions: &[Action<u32>]) -> Ticket {
+    match &actions[0] {
+        Action::Send { ticket, .. } | Action::Check { ticket, .. } => *ticket,
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
+#[test]
+fn an_absurd_retry_after_waits_at_most_the_cap() {
+    let (mut c, _) = core();
+    let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
+    c.handle(Now::ZERO, Event::Sent(t, SendResult::Wait(Duration::MAX)));
+    assert!(c.poll_action(Now::ZERO).is_none());
+    assert_eq!(c.next_deadline(), Some(MAX_WAIT));
+    let again = run(&mut c, MAX_WAIT, vec![]);
+    assert!(matches!(again[..], [Action::Send { .. }]), "{again:?}");
+}
+
+#[test]
+fn only_a_refused_refresh_needs_a_person() {
+    let (mut c, state) = core();
+    let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
+    let unauthorized = SendResult::Unauthorized {
+        generation: 3,
+        error: "401".into(),
+    };
+    c.handle(Now::ZERO, Event::Sent(t, unauthorized.clone()));
+    let refresh = run(&mut c, Now::ZERO, vec![]);
+    assert!(
+        matches!(refresh[..], [Action::Refresh { sent_with: 3 }]),
+        "{refresh:?}"
+    );
+    c.handle(
+        Now::ZERO,
+        Event::Refreshed(RefreshResult::Transient("503".into())),
+    );
+    assert!(!matches!(state.health(), Health::NeedsAuthorization(_)));
+    // Nothing goes out until the retry of the refresh, which comes by itself.
+    assert!(run(&mut c, Now::ZERO, vec![]).is_empty());
+    let later = c.next_deadline().expect("a retry is scheduled");
+    let refresh = run(&mut c, later, vec![]);
+    assert!(matches!(refresh[..], [Action::Refresh { sent_with: 3 }]));
+    c.handle(
+        later,
+        Event::Refreshed(RefreshResult::Refused("invalid_grant".into())),
+    );
+    assert!(matches!(state.health(), Health::NeedsAuthorization(_)));
+    assert!(run(&mut c, later, vec![]).is_empty(), "waits for a person");
+    c.handle(later, Event::TokenChanged);
+    let resent = run(&mut c, later, vec![]);
+    assert!(matches!(resent[..], [Action::Send { .. }]), "{resent:?}");
+    assert_eq!(state.health(), Health::Ok);
+}
+
+#[test]
+fn a_failed_save_is_retried_and_the_target_recovers_by_itself() {
+    let (mut c, state) = core();
+    let Some(Action::Save { durable: true, .. }) = c.poll_action(Now::ZERO) else {
+        panic!("the first action promises the window");
+    };
+    c.handle(
+        Now::ZERO,
+        Event::Saved(Err("No space left on device".into())),
+    );
+    let Health::Paused(message) = state.health() else {
+        panic!("{:?}", state.health());
+    };
+    assert!(message.contains("state disk"), "{message}");
+    assert!(
+        c.poll_action(Now::ZERO).is_none(),
+        "nothing before the retry"
+    );
+    let retry = c.next_deadline().expect("a retry is scheduled");
+    assert!(retry > Now::ZERO && retry <= Duration::from_secs(60));
+    let sends = run(&mut c, retry, vec![record(A, 0)]);
+    assert!(matches!(
+        sends[..],
+        [Action::Check { .. }] | [Action::Send { .. }]
+    ));
+    assert_eq!(state.health(), Health::Ok);
+}
+
+#[test]
+fn a_record_of_a_new_file_waits_for_a_durable_checkpoint_naming_it() {
+    let (mut c, _) = core();
+    let first = run(&mut c, Now::ZERO, vec![record(A, 0)]);
+    assert_eq!(first.len(), 1);
+    // A record of file B arrives; the durable checkpoint names only A.
+    c.handle(Now::ZERO, Event::Wake);
+    let Some(Action::Read { .. }) = c.poll_action(Now::ZERO) else {
+        panic!("reads");
+    };
+    c.handle(
+        Now::ZERO,
+        Event::Read {
+            inputs: vec![record(B, 0)],
+            caught_up: true,
+        },
+    );
+    let Some(Action::Save {
+        checkpoint,
+        durable: true,
+    }) = c.poll_action(Now::ZERO)
+    else {
+        panic!("a durable save comes before B's record");
+    };
+    assert_eq!(checkpoint.file, Some(A));
+    assert_eq!(checkpoint.next, vec![B]);
+    assert!(
+        c.poll_action(Now::ZERO).is_none(),
+        "held until it is on disk"
+    );
+    c.handle(Now::ZERO, Event::Saved(Ok(())));
+    assert!(matches!(
+        c.poll_action(Now::ZERO),
+        Some(Action::Send { .. })
+    ));
+}
