@@ -580,6 +580,15 @@ fn faults_before_and_after_the_write() {
         assert_error(s, &b, status, code, "");
         assert_eq!(h["retry-after"], "1");
     }
+    // `storm_token` confines the storms to one token's requests.
+    let other = t.emu.mint_token();
+    t.emu.set_faults(Faults {
+        storm_429: 1.0,
+        storm_token: Some(other.clone()),
+        ..Faults::default()
+    });
+    assert_eq!(t.call("GET", "/v1/users/me", V25, None).0, 200);
+    assert_eq!(t.call_as(&other, "GET", "/v1/users/me", V25, None).0, 429);
     t.emu.set_faults(Faults {
         latency: Duration::from_millis(150),
         ..Faults::default()

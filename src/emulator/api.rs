@@ -100,6 +100,7 @@ struct Dice {
     storm_429: bool,
     storm_529: bool,
     storm_retry_after: Option<String>,
+    storm_token: Option<String>,
     error_before: Option<u16>,
     timeout_after: bool,
     drop_after: bool,
@@ -129,6 +130,7 @@ fn roll(shared: &Shared) -> Dice {
         storm_429,
         storm_529,
         storm_retry_after: f.storm_retry_after.clone(),
+        storm_token: f.storm_token.clone(),
         error_before: error_before.then_some(code),
         timeout_after,
         drop_after,
@@ -210,7 +212,8 @@ async fn prelude(
             secs,
         ));
     }
-    if dice.storm_429 {
+    let stormed = dice.storm_token.as_ref().is_none_or(|t| *t == token);
+    if dice.storm_429 && stormed {
         shared.fault("storm_429");
         return Err(storm_retry_after(
             error(
@@ -222,7 +225,7 @@ async fn prelude(
             dice.storm_retry_after.as_deref(),
         ));
     }
-    if dice.storm_529 {
+    if dice.storm_529 && stormed {
         shared.fault("storm_529");
         return Err(storm_retry_after(
             error(

@@ -84,6 +84,9 @@ pub struct Faults {
     /// The `Retry-After` header of the storms' 429s and 529s, sent verbatim (an absurd number,
     /// an HTTP date...) instead of 1.
     pub storm_retry_after: Option<String>,
+    /// The storms hit only the requests sent with this token (None: every request), so that a
+    /// test can storm one target and watch another.
+    pub storm_token: Option<String>,
     /// New pages are invisible to queries for this long.
     #[serde(with = "humantime_serde_compat")]
     pub query_lag: Duration,

@@ -98,9 +98,20 @@ impl World {
 
     /// Writes the config for `targets` (mode 600: it holds tokens).
     pub fn write_config(&self, targets: &[TargetSpec], daemon_extra: &str) -> PathBuf {
+        self.write_config_with(targets, "", daemon_extra)
+    }
+
+    /// Like [`World::write_config`], with `notion_extra` (such as `requests_per_second = 3\n`)
+    /// added to `[notion]`.
+    pub fn write_config_with(
+        &self,
+        targets: &[TargetSpec],
+        notion_extra: &str,
+        daemon_extra: &str,
+    ) -> PathBuf {
         std::fs::create_dir_all(self.path("spool")).unwrap();
         let mut text = format!(
-            "[notion]\napi_base = \"{}\"\nversion = \"2025-09-03\"\n\n[daemon]\nstate_dir = \"state\"\nreconcile_interval = \"500ms\"\nshutdown_grace = \"5s\"\ndedupe_settle = \"50ms\"\n{daemon_extra}\n",
+            "[notion]\napi_base = \"{}\"\nversion = \"2025-09-03\"\n{notion_extra}\n[daemon]\nstate_dir = \"state\"\nreconcile_interval = \"500ms\"\nshutdown_grace = \"5s\"\ndedupe_settle = \"50ms\"\n{daemon_extra}\n",
             self.emu.url()
         );
         for t in targets {
