@@ -271,11 +271,15 @@ fn an_absurd_retry_after_is_capped_and_the_daemon_keeps_delivering() {
         published_counter(&w, "storm", "rate_limited") >= 1
     });
     assert!(alive(&mut w), "the daemon died\n{}", w.logs());
+    // A 15-minute wait is worth telling: the storm target says why it is not sending.
+    w.wait_for("the storm target's health names the wait", || {
+        health(&w, "storm").1.contains("asked to wait 15m")
+    });
     let (storm_state, storm_message) = health(&w, "storm");
     let (calm_state, _) = health(&w, "calm");
     eprintln!("storm target health: {storm_state} {storm_message:?}");
-    // Waiting out Notion's (capped) Retry-After is normal work, not a failure of the target.
-    assert_eq!(storm_state, "ok", "{storm_message}\n{}", w.logs());
+    assert_eq!(storm_state, "paused", "{storm_message}\n{}", w.logs());
+    assert!(storm_message.contains("capped"), "{storm_message}");
     assert_eq!(calm_state, "ok");
     // The capped wait is honoured: the record was sent once, not again and again.
     assert_eq!(fault_count(&w, "storm_429"), 1, "{:?}", w.emu.stats());

@@ -234,6 +234,23 @@ impl<P> Core<P> {
         }
     }
 
+    /// A wait of a minute or more is worth telling the operator (it shows in the health until a
+    /// record gets through).
+    fn note_long_wait(&mut self, wait: Duration) {
+        if wait >= Duration::from_secs(60) {
+            let capped = wait.min(super::MAX_WAIT);
+            let mut message = format!(
+                "target {}: Notion asked to wait {} before the next request (Retry-After)",
+                self.cfg.name,
+                humantime::format_duration(Duration::from_secs(capped.as_secs()))
+            );
+            if wait >= super::MAX_WAIT {
+                message.push_str(", the longest wait accepted (a longer Retry-After is capped)");
+            }
+            self.long_wait = Some(message);
+        }
+    }
+
     fn backoff(&mut self, ticket: Ticket) -> Duration {
         let rng = &mut self.rng;
         self.commit
@@ -245,6 +262,7 @@ impl<P> Core<P> {
     fn delivered(&mut self, now: Now, ticket: Ticket) {
         self.state.mark_delivered();
         self.pause_message = None;
+        self.long_wait = None;
         self.lost = None;
         self.pause_backoff.reset();
         self.auth_backoff.reset();
@@ -265,6 +283,7 @@ impl<P> Core<P> {
             SendResult::Created => self.delivered(now, ticket),
             SendResult::Wait(wait) => {
                 Counters::bump(&self.state.counters.rate_limited);
+                self.note_long_wait(wait);
                 self.retry_in(now, ticket, wait);
             }
             SendResult::Unknown(error) => {
@@ -318,6 +337,7 @@ impl<P> Core<P> {
             }
             CheckResult::Wait(wait) => {
                 Counters::bump(&self.state.counters.rate_limited);
+                self.note_long_wait(wait);
                 self.retry_in(now, ticket, wait);
             }
             CheckResult::Failed(error) => {

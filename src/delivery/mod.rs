@@ -113,6 +113,8 @@ pub struct Core<P> {
     /// Why the target is paused; kept until a record gets through.
     pause_message: Option<String>,
     pause_backoff: Backoff,
+    /// Notion asked for a long wait (a minute or more); said in the health until a delivery.
+    long_wait: Option<String>,
     /// A file was lost; said in the health until the next delivery.
     lost: Option<String>,
     read_error: Option<String>,
@@ -219,6 +221,7 @@ impl<P> Core<P> {
             pause_until: None,
             pause_message: None,
             pause_backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+            long_wait: None,
             lost: None,
             read_error: None,
             stopping: false,
@@ -515,7 +518,7 @@ impl<P> Core<P> {
         if let Auth::Refused(m) = &self.auth {
             return Health::NeedsAuthorization(m.clone());
         }
-        if let Some(m) = &self.pause_message {
+        if let Some(m) = self.pause_message.as_ref().or(self.long_wait.as_ref()) {
             return Health::Paused(m.clone());
         }
         if let Some(m) = self.read_error.as_ref().or(self.lost.as_ref()) {
