@@ -5,20 +5,8 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
+use notion_inbox::emulator::{EmulatorOptions, Faults};
 use support::*;
-
-/// An emulator fast enough that tests do not wait on the rate limit, unless they test it.
-fn fast() -> EmulatorOptions {
-    EmulatorOptions {
-        rate: RateLimit {
-            requests_per_second: 100.0,
-            burst: 100,
-        },
-        workspace_rate: None,
-        ..EmulatorOptions::default()
-    }
-}
 
 const FAST: &str = "";
 

@@ -17,18 +17,6 @@ use notion_inbox::state::CheckpointStore;
 use serde_json::Value;
 use support::*;
 
-/// An emulator fast enough that tests do not wait on the rate limit.
-fn fast() -> EmulatorOptions {
-    EmulatorOptions {
-        rate: RateLimit {
-            requests_per_second: 100.0,
-            burst: 100,
-        },
-        workspace_rate: None,
-        ..EmulatorOptions::default()
-    }
-}
-
 /// `[notion]` keys that match [`fast`].
 const FAST_NOTION: &str = "requests_per_second = 50\nburst = 50\n";
 

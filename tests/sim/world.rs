@@ -552,7 +552,16 @@ impl World {
                     .map(|c| (c.file.map(|f| f.ino), c.offset, c.next.len()))
             );
         }
-        // Requests in flight may or may not have been carried out.
+        self.abandon_in_flight();
+        self.core = None;
+        self.tailer = None;
+        self.now += Duration::from_secs(1);
+        let loaded = self.loaded_after_crash();
+        self.start(loaded);
+    }
+
+    /// The process is gone: the requests it had out may or may not have been carried out.
+    fn abandon_in_flight(&mut self) {
         for req in std::mem::take(&mut self.pending) {
             if let Req::Send {
                 payload, token_gen, ..
@@ -565,11 +574,6 @@ impl World {
                 self.notion.rows.push((key, tweet, self.now));
             }
         }
-        self.core = None;
-        self.tailer = None;
-        self.now += Duration::from_secs(1);
-        let loaded = self.loaded_after_crash();
-        self.start(loaded);
     }
 
     /// What a restart after a crash finds: the last durable checkpoint, or a newer one that
@@ -615,24 +619,7 @@ impl World {
                 self.pending.len()
             );
         }
-        for req in std::mem::take(&mut self.pending) {
-            if let Req::Send {
-                payload, token_gen, ..
-            } = req
-                && self.authorized(token_gen)
-                && !payload.1.starts_with('x')
-                && self.rng.random_bool(0.5)
-            {
-                if std::env::var("SIM_TRACE").is_ok() {
-                    eprintln!(
-                        "{:?} stop: abandoned send of {} carried out",
-                        self.now, payload.1
-                    );
-                }
-                let (key, tweet) = (*payload).clone();
-                self.notion.rows.push((key, tweet, self.now));
-            }
-        }
+        self.abandon_in_flight();
         self.core = None;
         self.tailer = None;
         // After a clean stop, the final checkpoint (if it was written) is the newest.

@@ -354,3 +354,15 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// An emulator fast enough that tests do not wait on the rate limit, unless they test it.
+pub fn fast() -> EmulatorOptions {
+    EmulatorOptions {
+        rate: notion_inbox::emulator::RateLimit {
+            requests_per_second: 100.0,
+            burst: 100,
+        },
+        workspace_rate: None,
+        ..EmulatorOptions::default()
+    }
+}
