@@ -304,7 +304,7 @@ impl TargetRunner {
             if core.finished() {
                 break;
             }
-            let deadline = core.next_deadline().map(|d| epoch + d);
+            let deadline = core.next_deadline(epoch.elapsed()).map(|d| epoch + d);
             let event = tokio::select! {
                 Some(done) = requests.join_next() => match done {
                     Ok(event) => event,

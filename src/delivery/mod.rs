@@ -277,10 +277,16 @@ impl<P> Core<P> {
         self.files.iter()
     }
 
-    /// When the core next wants a [`Event::Tick`], if ever.
-    pub fn next_deadline(&self) -> Option<Now> {
+    /// When, after `now`, the core next wants a [`Event::Tick`], if ever. Never `now` or earlier:
+    /// the runner sleeps until it, and what was due by `now` was handed out by
+    /// [`Core::poll_action`] already or waits for an event (a save in flight, say), not for time.
+    pub fn next_deadline(&self, now: Now) -> Option<Now> {
         let mut at: Option<Now> = None;
-        let mut consider = |t: Now| at = Some(at.map_or(t, |a| a.min(t)));
+        let mut consider = |t: Now| {
+            if t > now {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        };
         if let Some(std::cmp::Reverse((t, _))) = self.timers.peek() {
             consider(*t);
         }

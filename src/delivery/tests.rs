@@ -79,7 +79,7 @@ fn an_absurd_retry_after_waits_at_most_the_cap() {
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
     c.handle(Now::ZERO, Event::Sent(t, SendResult::Wait(Duration::MAX)));
     assert!(c.poll_action(Now::ZERO).is_none());
-    assert_eq!(c.next_deadline(), Some(MAX_WAIT));
+    assert_eq!(c.next_deadline(Now::ZERO), Some(MAX_WAIT));
     let again = run(&mut c, MAX_WAIT, vec![]);
     assert!(matches!(again[..], [Action::Send { .. }]), "{again:?}");
 }
@@ -105,7 +105,7 @@ fn only_a_refused_refresh_needs_a_person() {
     assert!(!matches!(state.health(), Health::NeedsAuthorization(_)));
     // Nothing goes out until the retry of the refresh, which comes by itself.
     assert!(run(&mut c, Now::ZERO, vec![]).is_empty());
-    let later = c.next_deadline().expect("a retry is scheduled");
+    let later = c.next_deadline(Now::ZERO).expect("a retry is scheduled");
     let refresh = run(&mut c, later, vec![]);
     assert!(matches!(refresh[..], [Action::Refresh { sent_with: 3 }]));
     c.handle(
@@ -138,7 +138,7 @@ fn a_failed_save_is_retried_and_the_target_recovers_by_itself() {
         c.poll_action(Now::ZERO).is_none(),
         "nothing before the retry"
     );
-    let retry = c.next_deadline().expect("a retry is scheduled");
+    let retry = c.next_deadline(Now::ZERO).expect("a retry is scheduled");
     assert!(retry > Now::ZERO && retry <= Duration::from_secs(60));
     let sends = run(&mut c, retry, vec![record(A, 0)]);
     assert!(matches!(
@@ -183,4 +183,50 @@ fn a_record_of_a_new_file_waits_for_a_durable_checkpoint_naming_it() {
         c.poll_action(Now::ZERO),
         Some(Action::Send { .. })
     ));
+}
+
+#[test]
+fn no_deadline_in_the_past_while_a_save_is_in_flight() {
+    // The runner sleeps until the deadline: one in the past would make it spin on a worker.
+    let (mut c, _) = core();
+    let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
+    let now = Duration::from_millis(10);
+    c.handle(now, Event::Sent(t, SendResult::Created));
+    // The periodic save comes a second later; answer nothing, so it stays in flight.
+    let later = now + CHECKPOINT_EVERY;
+    let Some(Action::Save { durable: false, .. }) = c.poll_action(later) else {
+        panic!("a periodic save");
+    };
+    let t2 = {
+        c.handle(later, Event::Wake);
+        let Some(Action::Read { .. }) = c.poll_action(later) else {
+            panic!("reads");
+        };
+        c.handle(
+            later,
+            Event::Read {
+                inputs: vec![record(A, 10)],
+                caught_up: true,
+            },
+        );
+        ticket_of(&[c.poll_action(later).expect("the second record goes out")])
+    };
+    let much_later = later + 3 * CHECKPOINT_EVERY;
+    c.handle(much_later, Event::Sent(t2, SendResult::Created));
+    assert!(
+        c.poll_action(much_later).is_none(),
+        "the save is still in flight"
+    );
+    if let Some(d) = c.next_deadline(much_later) {
+        assert!(
+            d > much_later,
+            "a deadline in the past: {d:?} <= {much_later:?}"
+        );
+    }
+    // While stopping, with a request in flight, no periodic deadline either.
+    c.handle(much_later, Event::Saved(Ok(())));
+    c.handle(much_later, Event::Stop);
+    if let Some(d) = c.next_deadline(much_later + CHECKPOINT_EVERY * 5) {
+        assert!(d > much_later + CHECKPOINT_EVERY * 5, "{d:?}");
+    }
 }

@@ -407,7 +407,8 @@ impl World {
     // ---- the daemon's I/O ---------------------------------------------------------------------
 
     fn advance(&mut self) {
-        let next = self.core().next_deadline();
+        let now = self.now;
+        let next = self.core().next_deadline(now);
         self.now = match next {
             Some(t) if t > self.now && self.rng.random_bool(0.7) => t,
             _ => self.now + Duration::from_millis(self.rng.random_range(1..1500)),
