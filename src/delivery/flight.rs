@@ -403,6 +403,7 @@ impl<P> Core<P> {
         match result {
             RefreshResult::Ok => {
                 self.auth = Auth::Ok;
+                self.auth_trouble = None;
                 self.refreshed_since_success = true;
             }
             RefreshResult::Transient(error) => {
@@ -412,11 +413,12 @@ impl<P> Core<P> {
                     .next_delay(&mut self.rng)
                     .max(Duration::from_secs(1));
                 let message = format!(
-                    "target {}: the token could not be refreshed for now ({error}); trying again in {wait:?}",
+                    "target {}: the token could not be refreshed for now ({error}); retrying by itself (next in {wait:?})",
                     self.cfg.name
                 );
                 tracing::warn!(target_name = %self.cfg.name, "{message}");
-                self.state.record_error(message);
+                self.state.record_error(message.clone());
+                self.auth_trouble = Some(message);
                 self.auth = Auth::Retry {
                     until: now.saturating_add(wait),
                     sent_with,

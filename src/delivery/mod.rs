@@ -106,6 +106,8 @@ pub struct Core<P> {
     dirty_since: Option<Now>,
     auth: Auth,
     auth_backoff: Backoff,
+    /// Why the token could not be refreshed for now (said in the health until a refresh works).
+    auth_trouble: Option<String>,
     /// A refresh succeeded and no request has succeeded since (a second 401 then backs off).
     refreshed_since_success: bool,
     /// Notion refuses access to the database: sends wait until then.
@@ -217,6 +219,7 @@ impl<P> Core<P> {
             dirty_since: None,
             auth: Auth::Ok,
             auth_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            auth_trouble: None,
             refreshed_since_success: false,
             pause_until: None,
             pause_message: None,
@@ -335,6 +338,7 @@ impl<P> Core<P> {
                 if matches!(self.auth, Auth::Refused(_) | Auth::Retry { .. }) {
                     tracing::info!(target_name = %self.cfg.name, "the token changed; trying it");
                     self.auth = Auth::Ok;
+                    self.auth_trouble = None;
                     self.auth_backoff.reset();
                 }
             }
@@ -521,8 +525,14 @@ impl<P> Core<P> {
                 "target {name}: state disk trouble, retrying by itself: {e}"
             ));
         }
-        if let Auth::Refused(m) = &self.auth {
-            return Health::NeedsAuthorization(m.clone());
+        match &self.auth {
+            Auth::Refused(m) => return Health::NeedsAuthorization(m.clone()),
+            Auth::Ok => {}
+            _ => {
+                if let Some(m) = &self.auth_trouble {
+                    return Health::Paused(m.clone());
+                }
+            }
         }
         if let Some(m) = self.pause_message.as_ref().or(self.long_wait.as_ref()) {
             return Health::Paused(m.clone());

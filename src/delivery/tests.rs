@@ -102,7 +102,10 @@ fn only_a_refused_refresh_needs_a_person() {
         Now::ZERO,
         Event::Refreshed(RefreshResult::Transient("503".into())),
     );
-    assert!(!matches!(state.health(), Health::NeedsAuthorization(_)));
+    let Health::Paused(message) = state.health() else {
+        panic!("{:?}", state.health());
+    };
+    assert!(message.contains("retrying by itself"), "{message}");
     // Nothing goes out until the retry of the refresh, which comes by itself.
     assert!(run(&mut c, Now::ZERO, vec![]).is_empty());
     let later = c.next_deadline(Now::ZERO).expect("a retry is scheduled");
