@@ -290,6 +290,7 @@ impl TargetRunner {
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut stopped = false;
+        let mut look = false;
         loop {
             while let Some(action) = core.poll_action(epoch.elapsed()) {
                 match io.perform(action) {
@@ -304,6 +305,11 @@ impl TargetRunner {
             if core.finished() {
                 break;
             }
+            // A wake-up reads first (the read looks at the path too); only a core that cannot
+            // read now (the window is full) looks at the path without reading.
+            if std::mem::take(&mut look) && !core.is_reading() {
+                local.spawn(Self::observe(&io));
+            }
             let deadline = core.next_deadline(epoch.elapsed()).map(|d| epoch + d);
             let event = tokio::select! {
                 Some(done) = requests.join_next() => match done {
@@ -314,12 +320,16 @@ impl TargetRunner {
                     Ok(event) => event,
                     Err(_) => continue,
                 },
-                () = self.wake.notified() => self.observe(&io).await,
+                () = self.wake.notified() => {
+                    look = true;
+                    Event::Wake
+                }
                 _ = reconcile.tick() => {
-                    if self.token_changed(&io, &token).await {
+                    let (changed, event) = self.reconcile(&io, &token).await;
+                    if changed {
                         core.handle(epoch.elapsed(), Event::TokenChanged);
                     }
-                    self.observe(&io).await
+                    event
                 }
                 () = sleep_until(deadline) => Event::Tick,
                 () = stop.cancelled(), if !stopped => {
@@ -337,42 +347,35 @@ impl TargetRunner {
         }
     }
 
-    /// The inbox's directory changed: look for new files at the path (a rotation seen while the
-    /// window is full must not wait for the next read), then read.
-    async fn observe(&self, io: &Arc<Io>) -> Event<Value> {
+    /// Looks at the inbox path for new files without reading (a rotation seen while the window
+    /// is full must not wait for the next read), on the blocking pool.
+    fn observe(io: &Arc<Io>) -> impl std::future::Future<Output = Event<Value>> + Send + 'static {
         let io = io.clone();
-        let observed = tokio::task::spawn_blocking(move || {
-            let queued = io
-                .tailer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .observe();
-            queued
-                .into_iter()
-                .map(crate::delivery::Input::Queued)
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        if observed.is_empty() {
-            Event::Wake
-        } else {
-            Event::Observed(observed)
+        async move {
+            let queued = tokio::task::spawn_blocking(move || {
+                io.tailer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .observe()
+            })
+            .await
+            .unwrap_or_default();
+            observed(queued)
         }
     }
 
-    /// The periodic look without a file event: the backlog for status, and whether someone wrote a
-    /// new token.
-    async fn token_changed(&self, io: &Arc<Io>, token: &TokenHandle) -> bool {
-        let tailer = io.tailer.clone();
-        let token = token.clone();
+    /// The periodic look without a file event, in one trip to the blocking pool: the backlog for
+    /// status, whether someone wrote a new token, and new files at the path.
+    async fn reconcile(&self, io: &Arc<Io>, token: &TokenHandle) -> (bool, Event<Value>) {
+        let (tailer, token) = (io.tailer.clone(), token.clone());
         let looked = tokio::task::spawn_blocking(move || {
-            let backlog = tailer.lock().unwrap_or_else(|e| e.into_inner()).backlog();
-            (backlog, token.reload_if_changed().unwrap_or(false))
+            let mut tailer = tailer.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = token.reload_if_changed().unwrap_or(false);
+            (tailer.backlog(), changed, tailer.observe())
         })
         .await;
-        let Ok((backlog, changed)) = looked else {
-            return false;
+        let Ok((backlog, changed, queued)) = looked else {
+            return (false, Event::Wake);
         };
         if let Ok(b) = backlog {
             self.state
@@ -385,7 +388,21 @@ impl TargetRunner {
             .counters
             .effective_rate_milli
             .store((rate * 1000.0) as u64, std::sync::atomic::Ordering::Relaxed);
-        changed
+        (changed, observed(queued))
+    }
+}
+
+/// The event for files the tailer queued: none is a plain wake-up (the inbox may have grown).
+fn observed(queued: Vec<crate::inbox::FileIdentity>) -> Event<Value> {
+    if queued.is_empty() {
+        Event::Wake
+    } else {
+        Event::Observed(
+            queued
+                .into_iter()
+                .map(crate::delivery::Input::Queued)
+                .collect(),
+        )
     }
 }
 

@@ -239,6 +239,11 @@ impl<P> Core<P> {
         self.finished
     }
 
+    /// Whether a read is in flight.
+    pub fn is_reading(&self) -> bool {
+        self.reading
+    }
+
     /// Records registered and not committed yet.
     pub fn unfinished(&self) -> usize {
         self.commit.len()
