@@ -21,8 +21,15 @@ use crate::notion::{CreateOutcome, NotionClient, NotionError, Resolved, TokenHan
 use crate::record::Mapper;
 use crate::state::checkpoint::CheckpointWriter;
 
-/// A boxed future yielding the event to feed back.
-pub type Work = Pin<Box<dyn Future<Output = Event<Value>> + Send>>;
+/// The work of one action, yielding the event to feed back: a request to Notion (a future, run as
+/// a task and abandoned after the grace period), or disk work (a closure run on the blocking pool:
+/// one hop, no task in between, which is most of the latency of an idle target's first record).
+pub enum Work {
+    /// A request to Notion.
+    Request(Pin<Box<dyn Future<Output = Event<Value>> + Send>>),
+    /// Reading the inbox, saving a checkpoint, writing dead letters.
+    Local(Box<dyn FnOnce() -> Event<Value> + Send>),
+}
 
 /// Everything the actions of one target need.
 pub struct Io {
@@ -52,91 +59,43 @@ pub struct Io {
     pub state: Arc<crate::daemon::health::TargetState>,
 }
 
-/// Whether an action is a request to Notion (abandoned after the grace period) or local I/O.
-pub enum Kind {
-    /// A request to Notion.
-    Request,
-    /// Disk work: reading, saving, dead-lettering.
-    Local,
-}
-
 impl Io {
     /// The work for `action`. A panic in it becomes the event of a failure of that action (the
     /// core then retries it), never a record stuck in flight.
-    pub fn perform(self: &Arc<Self>, action: Action<Value>) -> (Kind, Work) {
-        let fallback: fn() -> Event<Value> = match &action {
-            Action::Read { .. } => || Event::ReadFailed("the reader crashed".into()),
-            Action::Save { .. } => || Event::Saved(Err("the checkpoint writer crashed".into())),
-            Action::DeadLetter(_) => {
-                || Event::DeadLettered(Err("the dead-letter writer crashed".into()))
-            }
-            Action::Refresh { .. } => {
-                || Event::Refreshed(RefreshResult::Transient("the refresh crashed".into()))
-            }
-            Action::Send { .. } | Action::Check { .. } => || Event::Tick,
-        };
-        let crash_ticket = match &action {
-            Action::Send { ticket, .. } => Some((*ticket, true)),
-            Action::Check { ticket, .. } => Some((*ticket, false)),
-            _ => None,
-        };
-        let (kind, work) = self.work(action);
-        let guarded = async move {
-            use futures::FutureExt;
-            match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-                Ok(event) => event,
-                Err(_) => match crash_ticket {
-                    Some((t, true)) => {
-                        Event::Sent(t, SendResult::Unknown("the sender crashed".into()))
-                    }
-                    Some((t, false)) => {
-                        Event::Checked(t, CheckResult::Failed("the check crashed".into()))
-                    }
-                    None => fallback(),
-                },
-            }
-        };
-        (kind, Box::pin(guarded))
-    }
-
-    fn work(self: &Arc<Self>, action: Action<Value>) -> (Kind, Work) {
+    pub fn perform(self: &Arc<Self>, action: Action<Value>) -> Work {
         let io = self.clone();
         match action {
-            Action::Read { max_items } => (Kind::Local, Box::pin(io.read(max_items))),
+            Action::Read { max_items } => local(
+                move || io.read(max_items),
+                || Event::ReadFailed("the reader crashed".into()),
+            ),
             Action::Save {
                 checkpoint,
                 durable,
-            } => (
-                Kind::Local,
-                Box::pin(async move {
-                    let name = io.name.clone();
-                    let writer = io.writer.clone();
-                    let result = blocking(move || {
-                        lock(&writer)
-                            .save(&checkpoint, durable)
-                            .map_err(|e| format!("target {name}: {}; free space or fix permissions in the state directory (delivery resumes by itself)", error_chain(&e)))
-                    })
-                    .await;
-                    Event::Saved(result)
-                }),
+            } => local(
+                move || {
+                    let saved = lock(&io.writer).save(&checkpoint, durable);
+                    Event::Saved(saved.map_err(|e| format!(
+                        "target {}: {}; free space or fix permissions in the state directory (delivery resumes by itself)",
+                        io.name,
+                        error_chain(&e)
+                    )))
+                },
+                || Event::Saved(Err("the checkpoint writer crashed".into())),
             ),
-            Action::DeadLetter(requests) => (
-                Kind::Local,
-                Box::pin(async move {
-                    let result = blocking(move || io.write_dead_letters(requests)).await;
-                    Event::DeadLettered(result)
-                }),
+            Action::DeadLetter(requests) => local(
+                move || Event::DeadLettered(io.write_dead_letters(requests)),
+                || Event::DeadLettered(Err("the dead-letter writer crashed".into())),
             ),
-            Action::Send { ticket, payload } => (
-                Kind::Request,
-                Box::pin(async move {
+            Action::Send { ticket, payload } => request(
+                async move {
                     let outcome = io.client.create_page(&io.token, &payload).await;
                     Event::Sent(ticket, io.classify_create(outcome))
-                }),
+                },
+                move || Event::Sent(ticket, SendResult::Unknown("the sender crashed".into())),
             ),
-            Action::Check { ticket, key } => (
-                Kind::Request,
-                Box::pin(async move {
+            Action::Check { ticket, key } => request(
+                async move {
                     let generation = io.token.generation();
                     let property = io.dedupe_property.clone().unwrap_or_default();
                     let answer = io
@@ -144,38 +103,29 @@ impl Io {
                         .find_by_key(&io.token, &io.resolved, &property, &key)
                         .await;
                     Event::Checked(ticket, classify_check(answer, generation, &property))
-                }),
+                },
+                move || Event::Checked(ticket, CheckResult::Failed("the check crashed".into())),
             ),
-            Action::Refresh { sent_with } => (
-                Kind::Request,
-                Box::pin(async move { Event::Refreshed(io.refresh(sent_with).await) }),
+            Action::Refresh { sent_with } => request(
+                async move { Event::Refreshed(io.refresh(sent_with).await) },
+                || Event::Refreshed(RefreshResult::Transient("the refresh crashed".into())),
             ),
         }
     }
 
-    /// Reads a batch on the blocking pool and prepares each line (parse, key, map) there too.
-    async fn read(self: Arc<Self>, max_items: usize) -> Event<Value> {
-        let io = self.clone();
-        let name = self.name.clone();
-        let batch = blocking(move || {
-            lock(&io.tailer)
-                .next_batch(max_items, 8 << 20)
-                .map(|items| items.into_iter().filter_map(|i| io.prepare(i)).collect())
-                .map_err(|e| format!("target {}: {}", io.name, error_chain(&e)))
-        })
-        .await;
+    /// Reads a batch and prepares each line (parse, key, map), on the blocking pool.
+    fn read(&self, max_items: usize) -> Event<Value> {
+        let batch = lock(&self.tailer).next_batch(max_items, 8 << 20);
         match batch {
-            Ok(inputs) => {
-                let inputs: Vec<Input<Value>> = inputs;
+            Ok(items) => {
+                let inputs: Vec<Input<Value>> =
+                    items.into_iter().filter_map(|i| self.prepare(i)).collect();
                 let caught_up = !inputs
                     .iter()
                     .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
                 Event::Read { inputs, caught_up }
             }
-            Err(message) => {
-                tracing::debug!(target_name = %name, "read failed: {message}");
-                Event::ReadFailed(message)
-            }
+            Err(e) => Event::ReadFailed(format!("target {}: {}", self.name, error_chain(&e))),
         }
     }
 
@@ -346,13 +296,28 @@ fn classify_check(
     }
 }
 
-/// Runs `f` on the blocking pool; a panic there becomes an error message, never a lost event.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(format!("a disk task crashed: {e}")))
+/// Disk work, with the event to report if it panics.
+fn local(
+    f: impl FnOnce() -> Event<Value> + Send + 'static,
+    crashed: impl FnOnce() -> Event<Value> + Send + 'static,
+) -> Work {
+    Work::Local(Box::new(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| crashed())
+    }))
+}
+
+/// A request, with the event to report if it panics.
+fn request(
+    f: impl Future<Output = Event<Value>> + Send + 'static,
+    crashed: impl FnOnce() -> Event<Value> + Send + 'static,
+) -> Work {
+    Work::Request(Box::pin(async move {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(f).catch_unwind().await {
+            Ok(event) => event,
+            Err(_) => crashed(),
+        }
+    }))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

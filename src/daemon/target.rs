@@ -15,7 +15,7 @@ use crate::config::{Config, Target};
 use crate::daemon::backoff::Backoff;
 use crate::daemon::deadletter::DeadLetterFile;
 use crate::daemon::health::{Health, TargetState};
-use crate::daemon::perform::{Io, Kind, error_chain};
+use crate::daemon::perform::{Io, Work, error_chain};
 use crate::delivery::{Core, CoreConfig, Event};
 use crate::inbox::{TailOptions, Tailer};
 use crate::notion::{NotionClient, Resolved, TokenHandle};
@@ -294,8 +294,8 @@ impl TargetRunner {
         loop {
             while let Some(action) = core.poll_action(epoch.elapsed()) {
                 match io.perform(action) {
-                    (Kind::Request, work) => requests.spawn(work),
-                    (Kind::Local, work) => local.spawn(work),
+                    Work::Request(work) => requests.spawn(work),
+                    Work::Local(work) => local.spawn_blocking(work),
                 };
             }
             self.state
@@ -308,7 +308,7 @@ impl TargetRunner {
             // A wake-up reads first (the read looks at the path too); only a core that cannot
             // read now (the window is full) looks at the path without reading.
             if std::mem::take(&mut look) && !core.is_reading() {
-                local.spawn(Self::observe(&io));
+                local.spawn_blocking(Self::observe(&io));
             }
             let deadline = core.next_deadline(epoch.elapsed()).map(|d| epoch + d);
             let event = tokio::select! {
@@ -325,11 +325,11 @@ impl TargetRunner {
                     Event::Wake
                 }
                 _ = reconcile.tick() => {
-                    let (changed, event) = self.reconcile(&io, &token).await;
-                    if changed {
+                    if self.reconcile(&io, &token) {
                         core.handle(epoch.elapsed(), Event::TokenChanged);
                     }
-                    event
+                    look = true;
+                    Event::Wake
                 }
                 () = sleep_until(deadline) => Event::Tick,
                 () = stop.cancelled(), if !stopped => {
@@ -348,36 +348,27 @@ impl TargetRunner {
     }
 
     /// Looks at the inbox path for new files without reading (a rotation seen while the window
-    /// is full must not wait for the next read), on the blocking pool.
-    fn observe(io: &Arc<Io>) -> impl std::future::Future<Output = Event<Value>> + Send + 'static {
+    /// is full must not wait for the next read); run on the blocking pool.
+    fn observe(io: &Arc<Io>) -> impl FnOnce() -> Event<Value> + Send + 'static {
         let io = io.clone();
-        async move {
-            let queued = tokio::task::spawn_blocking(move || {
+        move || {
+            observed(
                 io.tailer
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .observe()
-            })
-            .await
-            .unwrap_or_default();
-            observed(queued)
+                    .observe(),
+            )
         }
     }
 
-    /// The periodic look without a file event, in one trip to the blocking pool: the backlog for
-    /// status, whether someone wrote a new token, and new files at the path.
-    async fn reconcile(&self, io: &Arc<Io>, token: &TokenHandle) -> (bool, Event<Value>) {
-        let (tailer, token) = (io.tailer.clone(), token.clone());
-        let looked = tokio::task::spawn_blocking(move || {
-            let mut tailer = tailer.lock().unwrap_or_else(|e| e.into_inner());
-            let changed = token.reload_if_changed().unwrap_or(false);
-            (tailer.backlog(), changed, tailer.observe())
-        })
-        .await;
-        let Ok((backlog, changed, queued)) = looked else {
-            return (false, Event::Wake);
-        };
-        if let Ok(b) = backlog {
+    /// The periodic look without a file event: the backlog for status and whether someone wrote a
+    /// new token. Both are `stat`s of files whose type is known (the tailer's open file, the
+    /// token file in the state directory), so they run here, without a trip to the blocking pool;
+    /// the backlog is skipped when a read holds the tailer.
+    fn reconcile(&self, io: &Arc<Io>, token: &TokenHandle) -> bool {
+        if let Ok(tailer) = io.tailer.try_lock()
+            && let Ok(b) = tailer.backlog()
+        {
             self.state
                 .counters
                 .backlog_bytes
@@ -388,7 +379,7 @@ impl TargetRunner {
             .counters
             .effective_rate_milli
             .store((rate * 1000.0) as u64, std::sync::atomic::Ordering::Relaxed);
-        (changed, observed(queued))
+        token.reload_if_changed().unwrap_or(false)
     }
 }
 
