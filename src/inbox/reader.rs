@@ -178,6 +178,9 @@ impl Source {
         self.pos = 0;
         self.identity = None;
         self.skipping = None;
+        // Its new identity is reported in its place in the reading order, before the files queued
+        // behind it (they wait for it to settle).
+        self.reported = false;
     }
 
     /// The identity, computing it if needed. `None` only if the file shrank under us.
