@@ -115,11 +115,15 @@ impl Io {
 
     /// Reads a batch and prepares each line (parse, key, map), on the blocking pool.
     fn read(&self, max_items: usize) -> Event<Value> {
-        let batch = lock(&self.tailer).next_batch(max_items, 8 << 20);
+        let mut tailer = lock(&self.tailer);
+        let batch = tailer.next_batch(max_items, 8 << 20);
         match batch {
             Ok(items) => {
-                let inputs: Vec<Input<Value>> =
+                let mut inputs: Vec<Input<Value>> =
                     items.into_iter().filter_map(|i| self.prepare(i)).collect();
+                if inputs.iter().any(|i| matches!(i, Input::Queued(_))) {
+                    inputs.push(Input::Order(tailer.order()));
+                }
                 let caught_up = !inputs
                     .iter()
                     .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));

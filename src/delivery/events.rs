@@ -58,6 +58,10 @@ pub enum Input<P> {
     },
     /// The tailer will read this file after the ones before it (a rotation seen while behind).
     Queued(FileIdentity),
+    /// The order in which the tailer will read the files it holds (sent with [`Input::Queued`]):
+    /// a file rewritten in place gets a new identity but keeps its place, which noting files in
+    /// the order they are reported would not give.
+    Order(Vec<FileIdentity>),
 }
 
 /// What happened, for [`Core::handle`].

@@ -418,6 +418,10 @@ impl<P> Core<P> {
                     self.note_file(file);
                     continue;
                 }
+                Input::Order(order) => {
+                    self.reorder(order);
+                    continue;
+                }
                 Input::Record {
                     pos,
                     key,
@@ -459,6 +463,33 @@ impl<P> Core<P> {
                 } else {
                     self.ready.push_back(ticket);
                 }
+            }
+        }
+    }
+
+    /// Forgets the files before the position's file in the reading order: the position has
+    /// moved past them.
+    fn prune_files(&mut self) {
+        if let Some(pos) = self.commit.resume_position()
+            && let Some(i) = self.files.iter().position(|f| *f == pos.file)
+        {
+            self.files.drain(..i);
+        }
+    }
+
+    /// Takes the tailer's order for the files it holds: they keep the places they have in the
+    /// reading order, filled in the tailer's order (a file rewritten in place has a new identity
+    /// but is read where the old one was). Files the tailer does not hold (read already, or named
+    /// by the checkpoint and not found) keep their places.
+    fn reorder(&mut self, order: Vec<FileIdentity>) {
+        for file in &order {
+            self.note_file(*file);
+        }
+        let slots: Vec<FileIdentity> = order.clone();
+        let mut held = order.into_iter();
+        for slot in self.files.iter_mut() {
+            if slots.contains(slot) {
+                *slot = held.next().expect("one slot per held file");
             }
         }
     }
@@ -508,12 +539,7 @@ impl<P> Core<P> {
     fn finish(&mut self, now: Now, ticket: Ticket) {
         if self.commit.finish(ticket) {
             self.dirty_since.get_or_insert(now);
-            // Forget the files the position has moved past (only those before its file).
-            if let Some(pos) = self.commit.resume_position()
-                && let Some(i) = self.files.iter().position(|f| *f == pos.file)
-            {
-                self.files.drain(..i);
-            }
+            self.prune_files();
         }
     }
 

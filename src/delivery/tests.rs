@@ -233,3 +233,27 @@ fn no_deadline_in_the_past_while_a_save_is_in_flight() {
         assert!(d > much_later + CHECKPOINT_EVERY * 5, "{d:?}");
     }
 }
+
+#[test]
+fn a_file_rewritten_in_place_keeps_its_place_before_the_files_queued_behind_it() {
+    let (mut c, _) = core();
+    run(&mut c, Now::ZERO, vec![record(A, 0)]);
+    // B is queued behind A; then A is rewritten in place (a new identity, same place).
+    let rewritten = FileIdentity {
+        head_hash: 0xaa,
+        ..A
+    };
+    c.handle(
+        Now::ZERO,
+        Event::Observed(vec![Input::Queued(B), Input::Order(vec![A, B])]),
+    );
+    c.handle(
+        Now::ZERO,
+        Event::Observed(vec![
+            Input::Queued(rewritten),
+            Input::Order(vec![rewritten, B]),
+        ]),
+    );
+    let order: Vec<FileIdentity> = c.files().copied().collect();
+    assert_eq!(order, vec![A, rewritten, B]);
+}

@@ -272,6 +272,15 @@ impl Tailer {
         }
     }
 
+    /// The files being read and queued whose identity is known, in reading order.
+    pub fn order(&self) -> Vec<FileIdentity> {
+        self.src
+            .iter()
+            .chain(self.queue.iter())
+            .filter_map(|s| s.identity)
+            .collect()
+    }
+
     /// Whether the file `(dev, ino)` is being read or queued.
     fn holds(&self, dev: u64, ino: u64) -> bool {
         self.src

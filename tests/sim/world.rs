@@ -390,6 +390,7 @@ impl World {
             return;
         };
         let queued = tailer.observe();
+        let order = tailer.order();
         if std::env::var("SIM_TRACE").is_ok() && !queued.is_empty() {
             eprintln!(
                 "{:?} queued {:?}",
@@ -398,9 +399,9 @@ impl World {
             );
         }
         if !queued.is_empty() {
-            self.feed(Event::Observed(
-                queued.into_iter().map(Input::Queued).collect(),
-            ));
+            let mut inputs: Vec<Input<P>> = queued.into_iter().map(Input::Queued).collect();
+            inputs.push(Input::Order(order));
+            self.feed(Event::Observed(inputs));
         }
     }
 
@@ -530,6 +531,9 @@ impl World {
                     }
                 }
             }
+        }
+        if inputs.iter().any(|i| matches!(i, Input::Queued(_))) {
+            inputs.push(Input::Order(self.tailer.as_ref().expect("running").order()));
         }
         let caught_up = !inputs
             .iter()
