@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::PathBuf;
 
 use super::{Retiring, Source, Tailer};
-use crate::inbox::{FileIdentity, InboxError, Position, TailEvent, TailOptions, open_inbox};
+use crate::inbox::{FileIdentity, InboxError, Item, Position, TailEvent, TailOptions, open_inbox};
 
 impl Tailer {
     /// Like [`Tailer::new`], then queues the files `next` names (a checkpoint's
@@ -37,6 +37,16 @@ impl Tailer {
         if tailer.src.is_none() {
             tailer.src = tailer.queue.pop_front();
         }
+        // Hold the file at the path from the start too: one rotated away before the first read
+        // would otherwise be missed (found by the simulator, SIM_SEED=88817).
+        let mut seen = Vec::new();
+        tailer.check_path(&mut seen)?;
+        tailer
+            .events
+            .extend(seen.into_iter().filter_map(|item| match item {
+                Item::Event(event) => Some(event),
+                _ => None,
+            }));
         Ok(tailer)
     }
 
