@@ -4,9 +4,10 @@
 //! appended with one `write` on an `O_APPEND` descriptor under an exclusive advisory lock (`flock`),
 //! so concurrent producers never interleave. If the inbox ends with a partial line (a producer died
 //! mid-write), a newline is written first, so that the partial line becomes a line of its own (which
-//! the daemon dead-letters) instead of corrupting the first new record.
+//! the daemon dead-letters) instead of corrupting the first new record. The inbox is opened as the
+//! daemon opens it ([`crate::inbox::open_inbox_for_append`]): a symlink, FIFO or device planted at
+//! the path is refused, not followed.
 
-use std::fs::OpenOptions;
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -56,6 +57,12 @@ pub enum PushError {
         #[source]
         source: std::io::Error,
     },
+    /// Something other than a regular file is at the inbox path.
+    #[error(transparent)]
+    Inbox(crate::inbox::InboxError),
+    /// The caller's check refused the inbox file (it says why).
+    #[error("the inbox was refused")]
+    Refused,
     /// Reading stdin failed.
     #[error("cannot read stdin: {0}")]
     Stdin(#[source] std::io::Error),
@@ -155,18 +162,16 @@ pub fn append_lines(path: &Path, lines: &[Vec<u8>]) -> Result<(), PushError> {
 pub fn append_lines_with(
     path: &Path,
     lines: &[Vec<u8>],
-    before_write: impl FnOnce(&std::fs::File, u64) -> std::io::Result<()>,
+    before_write: impl FnOnce(&std::fs::File, u64) -> Result<(), PushError>,
 ) -> Result<(), PushError> {
     let err = |source| PushError::Write {
         path: path.to_owned(),
         source,
     };
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
-        .map_err(err)?;
+    let mut file = crate::inbox::open_inbox_for_append(path).map_err(|e| match e {
+        crate::inbox::InboxError::Io { source, .. } => err(source),
+        other => PushError::Inbox(other),
+    })?;
     file.lock().map_err(err)?;
     let mut buf = Vec::with_capacity(lines.iter().map(Vec::len).sum::<usize>() + 1);
     let len = file.metadata().map_err(err)?.len();
@@ -182,7 +187,7 @@ pub fn append_lines_with(
     for line in lines {
         buf.extend_from_slice(line);
     }
-    before_write(&file, start).map_err(err)?;
+    before_write(&file, start)?;
     // O_APPEND: the write lands at the end whatever the seek above did.
     file.write_all(&buf).map_err(err)?;
     file.sync_data().map_err(err)?;

@@ -329,7 +329,8 @@ impl<P> Core<P> {
                 self.reading = false;
                 self.caught_up = true;
                 if self.read_error.as_ref() != Some(&message) {
-                    tracing::error!(target_name = %self.cfg.name, "{message}");
+                    // The health it leads to is logged as an error when it changes.
+                    tracing::debug!(target_name = %self.cfg.name, "{message}");
                     self.state.record_error(message.clone());
                 }
                 self.read_error = Some(message);

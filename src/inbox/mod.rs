@@ -258,25 +258,59 @@ impl fmt::Display for TailEvent {
 
 /// Opens an inbox file for reading without following a symlink and without blocking (a FIFO at
 /// the path would block `open` forever), then checks with `fstat` that what was opened is a
-/// regular file. Every open of an inbox goes through here: a producer who may write the spool may
-/// also plant a symlink to a secret, a FIFO or a device there, and must gain nothing by it.
+/// regular file. Every open of an inbox goes through here or [`open_inbox_for_append`]: a producer
+/// who may write the spool may also plant a symlink to a secret, a FIFO or a device there, and
+/// must gain nothing by it.
 pub fn open_inbox(path: &Path) -> Result<std::fs::File, InboxError> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| match source.raw_os_error() {
-            Some(libc::ELOOP) => InboxError::NotAFile {
-                path: path.to_owned(),
-                what: "a symbolic link",
-            },
-            _ => InboxError::Io {
-                action: "open",
-                path: path.to_owned(),
-                source,
-            },
-        })?;
+        .open(path);
+    regular_only(path, opened)
+}
+
+/// Opens (creating if missing) an inbox file for appending, with the same care as
+/// [`open_inbox`]: no symlink is followed, a FIFO neither blocks nor is written, and only a
+/// regular file is returned. Readable too, to see whether the file ends with a newline. A new file
+/// is shared with the group (producers) and nobody else.
+pub fn open_inbox_for_append(path: &Path) -> Result<std::fs::File, InboxError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o660)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    regular_only(path, opened)
+}
+
+/// The file `opened` at `path` if it is a regular file; otherwise what is there instead.
+fn regular_only(
+    path: &Path,
+    opened: io::Result<std::fs::File>,
+) -> Result<std::fs::File, InboxError> {
+    use std::os::unix::fs::FileTypeExt;
+    let not_a_file = |what| InboxError::NotAFile {
+        path: path.to_owned(),
+        what,
+    };
+    let file = opened.map_err(|source| match source.raw_os_error() {
+        Some(libc::ELOOP) => not_a_file("a symbolic link"),
+        // A socket, or a FIFO without a reader opened for writing: `lstat` names which (it only
+        // words the message; nothing was opened).
+        Some(libc::ENXIO) => not_a_file(match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => "a socket",
+            _ => "a FIFO",
+        }),
+        Some(libc::EISDIR) => not_a_file("a directory"),
+        _ => InboxError::Io {
+            action: "open",
+            path: path.to_owned(),
+            source,
+        },
+    })?;
     let ty = file
         .metadata()
         .map_err(|source| InboxError::Io {
@@ -298,10 +332,7 @@ pub fn open_inbox(path: &Path) -> Result<std::fs::File, InboxError> {
     } else {
         "not a regular file"
     };
-    Err(InboxError::NotAFile {
-        path: path.to_owned(),
-        what,
-    })
+    Err(not_a_file(what))
 }
 
 /// How the tailer reads.

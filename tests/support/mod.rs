@@ -206,6 +206,44 @@ impl World {
         }
     }
 
+    /// Runs a one-shot command of the real binary on the config; returns its exit code, stdout
+    /// and stderr. A command that has not exited within [`DEADLINE`] is killed and fails the test
+    /// (a hung `status` is a defect, not a slow test).
+    pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+            .arg("--config")
+            .arg(self.path("config.toml"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        // Drained by threads, so a full pipe never stalls the command.
+        let drain = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = r.read_to_string(&mut text);
+                text
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().unwrap()));
+        let err = drain(Box::new(child.stderr.take().unwrap()));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                panic!("notion-inbox {args:?} did not exit within {DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status.code(), out.join().unwrap(), err.join().unwrap())
+    }
+
     /// Appends `text` to `path` with one write on an O_APPEND descriptor.
     pub fn append(&self, path: &Path, text: &str) {
         append_bytes(path, text.as_bytes());
