@@ -56,7 +56,7 @@ pub enum Command {
     /// Append records to a target's inbox safely (validated, one locked O_APPEND write).
     Push(crate::commands::push::PushArgs),
     /// Move a target's dead letters back into its inbox, exactly once (after fixing their cause).
-    Requeue(TargetArgs),
+    Requeue(crate::commands::requeue::RequeueArgs),
     /// Start a Notion API emulator on loopback.
     Emulator(crate::emulator::EmulatorArgs),
     /// Run a self-contained demonstration against the emulator.

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use notion_inbox::cli::{Cli, Command};
+use notion_inbox::commands::requeue::RequeueArgs;
 use notion_inbox::config::Config;
 
 fn main() -> ExitCode {
@@ -125,29 +126,63 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Requeue(args) => {
             let config = Config::load(&cli.config)?;
-            let done = notion_inbox::commands::requeue::run(&config, &args.target)?;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"appended": done.appended, "kept": done.kept})
-                );
-            } else {
-                eprintln!(
-                    "moved {} dead letter(s) of target {} back into {}{}",
-                    done.appended,
-                    args.target,
-                    config.target(&args.target)?.inbox.display(),
-                    if done.kept > 0 {
-                        format!(
-                            "; {} kept (lines over max_line_bytes, whose bytes were not kept)",
-                            done.kept
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
-            }
+            requeue(&config, &args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `requeue`: list, dry-run, purge or requeue, and say what was done.
+fn requeue(config: &Config, args: &RequeueArgs) -> anyhow::Result<()> {
+    use notion_inbox::commands::requeue;
+    if args.list {
+        let entries = requeue::list(config, args)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&entries)?);
+        } else {
+            requeue::print_list(&args.target, &entries);
+        }
+        return Ok(());
+    }
+    let done = requeue::run(config, args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&done)?);
+        return Ok(());
+    }
+    let inbox = config.target(&args.target)?.inbox.display().to_string();
+    let would = if done.dry_run { "would " } else { "" };
+    if args.purge {
+        eprintln!(
+            "{would}purge {} dead letter(s) of target {} (kept in {})",
+            done.purged,
+            args.target,
+            config
+                .daemon
+                .state_dir
+                .join("purged")
+                .join(format!("{}.jsonl", args.target))
+                .display()
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "{}{} dead letter(s) of target {} back into {inbox}{}",
+        if done.dry_run {
+            "would move "
+        } else {
+            "moved "
+        },
+        done.appended,
+        args.target,
+        if done.kept > 0 {
+            format!(
+                "; {} selected entr{} kept (lost-file reports, or lines over max_line_bytes whose bytes were not kept: see requeue --list; remove them with --purge)",
+                done.kept,
+                if done.kept == 1 { "y" } else { "ies" }
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }

@@ -22,18 +22,7 @@ fn fast_world() -> World {
 }
 
 fn cli(w: &World, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
-        .arg("--config")
-        .arg(w.path("config.toml"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    w.cli(args)
 }
 
 fn free_port() -> u16 {
@@ -129,10 +118,10 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
         .unwrap()
         .replace("kind = \"Kind\"\n", "");
     std::fs::write(&path, text).unwrap();
-    let (code, _, err) = cli(&w, &["requeue", "--target", "t"]);
+    let (code, _, err) = cli(&w, &["requeue", "--target", "t", "--allow-root"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("moved 2 dead letter(s)"), "{err}");
-    let (_, _, err) = cli(&w, &["requeue", "--target", "t"]);
+    let (_, _, err) = cli(&w, &["requeue", "--target", "t", "--allow-root"]);
     assert!(
         err.contains("moved 0 dead letter(s)"),
         "requeue twice moves nothing twice: {err}"

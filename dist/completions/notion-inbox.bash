@@ -583,7 +583,7 @@ _notion__inbox() {
             return 0
             ;;
         notion__subcmd__inbox__subcmd__requeue)
-            opts="-t -h --target --json --config --log-format --help"
+            opts="-t -h --target --json --list --dry-run --reason --line --purge --allow-root --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -594,6 +594,14 @@ _notion__inbox() {
                     return 0
                     ;;
                 -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --line)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

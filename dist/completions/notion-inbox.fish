@@ -87,11 +87,17 @@ text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l reason -d 'Only the entries whose reason contains TEXT' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l line -d 'Only entry N of `--list` (repeatable)' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l list -d 'List the dead letters, numbered, and change nothing'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l dry-run -d 'Say what would be requeued (or purged) and into which file, and change nothing'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l purge -d 'Remove the selected entries instead of requeueing them (for records that can never succeed); they are kept in `<state_dir>/purged/<target>.jsonl`'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l allow-root -d 'Run even as root. `requeue` appends to a path that producers control; run it as the daemon\'s user instead (`sudo -u notion-inbox notion-inbox requeue …`)'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l listen -d 'Where to listen (loopback; port 0 picks a free one)' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l seed -d 'Seed of the workspace\'s ids and secrets, and of the faults' -r

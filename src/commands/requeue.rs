@@ -1,185 +1,422 @@
 //! `notion-inbox requeue`: after the cause is fixed, move a target's dead letters back into its
-//! inbox, exactly once.
+//! inbox, exactly once, without giving anyone who may write the spool a way to make it write
+//! elsewhere.
 //!
-//! 1. Under the dead-letter file's lock, rename it to a batch file in `<state_dir>/requeue/`: the
-//!    daemon then starts a new dead-letter file, and nothing is both requeued and kept.
-//! 2. Append the batch's original lines to the inbox with one locked write (as `push` does). Just
-//!    before the write, under the inbox's lock, a journal records the inbox file and the offset the
-//!    lines will start at.
-//! 3. Remove the batch and its journal.
+//! 1. Under the dead-letter file's lock, the selected entries (all that hold a line, or those the
+//!    filters pick) are written to a batch file in `<state_dir>/requeue/`, then the dead-letter
+//!    file is rewritten without them. A batch is removed from the dead-letter file before anything
+//!    else happens to it, so an interrupted split is finished by the next run: nothing is both
+//!    requeued and kept.
+//! 2. The batch's original lines are appended to the inbox with one locked write (the lock `push`
+//!    takes). Under that lock, on the descriptor about to be written, the inbox is checked (see
+//!    [`check_inbox`]), and a journal records the file and the offset the lines will start at.
+//! 3. The batch and its journal are removed.
 //!
 //! A crash between any two steps is repaired by the next `requeue`: a batch without a journal was
 //! not appended; a batch with a journal was appended if the inbox holds its bytes at the journal's
 //! offset, and is appended otherwise. So no record is lost and none is appended twice.
 
+mod batch;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::commands::push::append_lines_with;
 use crate::config::{Config, Target};
 use crate::daemon::deadletter::{self, DeadLetter};
+use crate::state::checkpoint::CheckpointStore;
 
-/// What `requeue` did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Requeued {
-    /// Lines appended to the inbox.
-    pub appended: usize,
-    /// Dead letters that cannot be requeued (a line over max_line_bytes, whose bytes were not
-    /// kept); they stay in the dead-letter file.
-    pub kept: usize,
+/// Arguments of `requeue`.
+#[derive(Debug, Default, clap::Args)]
+pub struct RequeueArgs {
+    /// The target's name, as in its [[target]] table.
+    #[arg(long, short)]
+    pub target: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// List the dead letters, numbered, and change nothing.
+    #[arg(long)]
+    pub list: bool,
+    /// Say what would be requeued (or purged) and into which file, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only the entries whose reason contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Only entry N of `--list` (repeatable).
+    #[arg(long = "line", value_name = "N")]
+    pub lines: Vec<usize>,
+    /// Remove the selected entries instead of requeueing them (for records that can never
+    /// succeed); they are kept in `<state_dir>/purged/<target>.jsonl`.
+    #[arg(long)]
+    pub purge: bool,
+    /// Run even as root. `requeue` appends to a path that producers control; run it as the
+    /// daemon's user instead (`sudo -u notion-inbox notion-inbox requeue …`).
+    #[arg(long)]
+    pub allow_root: bool,
 }
 
-/// Where a batch was appended.
-#[derive(Debug, Serialize, Deserialize)]
-struct Journal {
-    /// The inbox file's device.
-    dev: u64,
-    /// The inbox file's inode.
-    ino: u64,
-    /// The offset of the batch's first byte.
-    offset: u64,
+/// Errors of `requeue`.
+#[derive(Debug, thiserror::Error)]
+pub enum RequeueError {
+    /// Running as root without `--allow-root`.
+    #[error(
+        "refusing to requeue as root: requeue appends to {inbox}, a path that producers may replace; run it as the daemon's user (sudo -u <daemon user> notion-inbox requeue --target {target}), or pass --allow-root"
+    )]
+    Root {
+        /// The target.
+        target: String,
+        /// Its inbox.
+        inbox: PathBuf,
+    },
+    /// The inbox is not a file requeue may append to.
+    #[error(
+        "refusing to append to inbox {path}: {why}; nothing was requeued and the dead letters are unchanged"
+    )]
+    Inbox {
+        /// The inbox path.
+        path: PathBuf,
+        /// What is wrong, and the fix.
+        why: String,
+    },
+    /// A batch was taken from the dead-letter file but could not be appended.
+    #[error(
+        "{source}; the entries taken wait in {batch}, and the next requeue appends them (or run requeue --list: they are not in the dead-letter file meanwhile)"
+    )]
+    Waiting {
+        /// The batch file.
+        batch: PathBuf,
+        /// Why it was not appended.
+        source: Box<RequeueError>,
+    },
+    /// `--line` names an entry that does not exist.
+    #[error(
+        "the dead-letter file of target {target} has {count} entries; there is no entry {line} (see requeue --list)"
+    )]
+    NoSuchLine {
+        /// The target.
+        target: String,
+        /// How many entries there are.
+        count: usize,
+        /// The number asked for.
+        line: usize,
+    },
+    /// The state directory could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Appending to the inbox failed.
+    #[error(transparent)]
+    Append(#[from] crate::commands::push::PushError),
 }
 
-/// Requeues target `name`'s dead letters.
-pub fn run(config: &Config, name: &str) -> anyhow::Result<Requeued> {
-    let target = config.target(name)?;
-    let dir = config.daemon.state_dir.join("requeue");
-    std::fs::create_dir_all(&dir)?;
-    let mut total = Requeued::default();
-    // Finish batches a crashed run left, then take the current dead letters.
-    let mut batches = pending_batches(&dir, name)?;
-    if let Some(batch) = take_dead_letters(target, config, &dir)? {
-        batches.push(batch);
+impl RequeueError {
+    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RequeueError {
+        let path = path.to_owned();
+        move |source| RequeueError::Io { what, path, source }
     }
-    for batch in batches {
-        let done = requeue_batch(target, config, &batch)?;
-        total.appended += done.appended;
-        total.kept += done.kept;
+}
+
+/// One dead letter as `--list` shows it.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    /// Its number, for `--line`.
+    pub number: usize,
+    /// Whether `requeue` can move it back (it holds the line's bytes and is not a loss report).
+    pub requeueable: bool,
+    /// Whether it is the report of a lost file rather than a record.
+    pub lost: bool,
+    /// The byte offset in the inbox file it came from.
+    pub offset: u64,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// When.
+    pub time: String,
+}
+
+/// What `requeue` did, or would do with `--dry-run`.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Requeued {
+    /// Lines appended to the inbox (with `--dry-run`: that would be).
+    pub appended: usize,
+    /// Selected entries that cannot be requeued (a line over max_line_bytes, whose bytes were not
+    /// kept, or the report of a lost file); they stay in the dead-letter file.
+    pub kept: usize,
+    /// Entries removed by `--purge`.
+    pub purged: usize,
+    /// Whether nothing was changed (`--dry-run`).
+    pub dry_run: bool,
+}
+
+/// Lists target `args.target`'s dead letters.
+pub fn list(config: &Config, args: &RequeueArgs) -> Result<Vec<Listed>, RequeueError> {
+    let target = config
+        .target(&args.target)
+        .map_err(|e| RequeueError::Inbox {
+            path: PathBuf::new(),
+            why: e.to_string(),
+        })?;
+    let path = target.dead_letter_path(&config.daemon);
+    let entries = deadletter::read_all(&path).map_err(RequeueError::io("cannot read", &path))?;
+    Ok(entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Listed {
+            number: i + 1,
+            requeueable: requeueable(e),
+            lost: e.lost,
+            offset: e.offset,
+            reason: e.reason.clone(),
+            time: e.time.clone(),
+        })
+        .collect())
+}
+
+/// Requeues (or purges) target `args.target`'s selected dead letters.
+pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
+    let target = config.target(&args.target)?;
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 && !args.allow_root {
+        return Err(RequeueError::Root {
+            target: target.name.clone(),
+            inbox: target.inbox.clone(),
+        }
+        .into());
+    }
+    let select = Selection::of(args);
+    if args.dry_run {
+        return Ok(dry_run(config, target, &select, args.purge)?);
+    }
+    let dir = config.daemon.state_dir.join("requeue");
+    crate::state::create_private_dir(&dir).map_err(RequeueError::io("cannot create", &dir))?;
+    let dead = target.dead_letter_path(&config.daemon);
+    if args.purge {
+        let purged = config.daemon.state_dir.join("purged");
+        crate::state::create_private_dir(&purged)
+            .map_err(RequeueError::io("cannot create", &purged))?;
+        let n = batch::purge(
+            &dead,
+            &purged.join(format!("{}.jsonl", target.name)),
+            &select,
+            &target.name,
+        )?;
+        return Ok(Requeued {
+            purged: n,
+            ..Requeued::default()
+        });
+    }
+    // Refuse a bad inbox before anything moves; the check is made again on the descriptor that is
+    // written, under its lock.
+    let known = known_files(config, target);
+    precheck(target, &known)?;
+    // Finish batches a crashed run left, then take the selected dead letters.
+    let mut batches = batch::pending(&dir, &target.name)?;
+    let pending = batch::lines_of(&batches)?;
+    let mut total = Requeued::default();
+    let (taken, kept) = batch::take(&dead, &dir, &target.name, &select, &pending)?;
+    batches.extend(taken);
+    total.kept = kept;
+    for b in batches {
+        total.appended += batch::append(target, &b, |file| check_inbox(target, file, &known))
+            .map_err(|e| RequeueError::Waiting {
+                batch: b.clone(),
+                source: Box::new(e),
+            })?;
     }
     Ok(total)
 }
 
-fn pending_batches(dir: &Path, name: &str) -> std::io::Result<Vec<PathBuf>> {
-    let prefix = format!("{name}.");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let f = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-            f.starts_with(&prefix) && f.ends_with(".batch.jsonl")
-        })
-        .collect();
-    found.sort();
-    Ok(found)
+/// Which entries a run acts on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selection {
+    reason: Option<String>,
+    lines: Vec<usize>,
 }
 
-fn take_dead_letters(
-    target: &Target,
+impl Selection {
+    fn of(args: &RequeueArgs) -> Selection {
+        Selection {
+            reason: args.reason.clone(),
+            lines: args.lines.clone(),
+        }
+    }
+
+    /// Whether entry `number` (1-based) is selected.
+    fn picks(&self, number: usize, entry: &DeadLetter) -> bool {
+        (self.lines.is_empty() || self.lines.contains(&number))
+            && self
+                .reason
+                .as_ref()
+                .is_none_or(|r| entry.reason.contains(r.as_str()))
+    }
+
+    /// Fails if `--line` names an entry past the last of `count`.
+    fn check_lines(&self, target: &str, count: usize) -> Result<(), RequeueError> {
+        match self.lines.iter().find(|&&n| n == 0 || n > count) {
+            Some(&line) => Err(RequeueError::NoSuchLine {
+                target: target.to_owned(),
+                count,
+                line,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether an entry holds a record's bytes that can go back into the inbox.
+pub(crate) fn requeueable(e: &DeadLetter) -> bool {
+    !e.lost && (!e.line.is_empty() || e.line_base64.is_some())
+}
+
+fn dry_run(
     config: &Config,
-    dir: &Path,
-) -> std::io::Result<Option<PathBuf>> {
-    let path = target.dead_letter_path(&config.daemon);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let file = deadletter::open_locked(&path)?;
-    if file.metadata()?.len() == 0 {
-        return Ok(None);
-    }
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
-    let batch = dir.join(format!("{}.{stamp}.batch.jsonl", target.name));
-    std::fs::rename(&path, &batch)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    drop(file);
-    Ok(Some(batch))
-}
-
-fn requeue_batch(target: &Target, config: &Config, batch: &Path) -> anyhow::Result<Requeued> {
-    let journal_path = batch.with_extension("journal");
-    let entries: Vec<DeadLetter> = deadletter::read_all(batch)?;
-    let (lines, kept): (Vec<&DeadLetter>, Vec<&DeadLetter>) = entries
+    target: &Target,
+    select: &Selection,
+    purge: bool,
+) -> Result<Requeued, RequeueError> {
+    let dead = target.dead_letter_path(&config.daemon);
+    let entries = deadletter::read_all(&dead).map_err(RequeueError::io("cannot read", &dead))?;
+    select.check_lines(&target.name, entries.len())?;
+    let picked: Vec<&DeadLetter> = entries
         .iter()
-        .partition(|e| !(e.line.is_empty() && e.line_base64.is_none()));
-    let payload: Vec<Vec<u8>> = lines
-        .iter()
-        .map(|e| {
-            let mut l = e.original_bytes();
-            l.push(b'\n');
-            l
-        })
+        .enumerate()
+        .filter(|(i, e)| select.picks(i + 1, e))
+        .map(|(_, e)| e)
         .collect();
-    let bytes: Vec<u8> = payload.concat();
-    let already = match std::fs::read(&journal_path) {
-        Ok(j) => {
-            let journal: Journal = serde_json::from_slice(&j)?;
-            appended_at(&target.inbox, &journal, &bytes)?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(e.into()),
-    };
-    if !already && !payload.is_empty() {
-        append_lines_with(&target.inbox, &payload, |file, offset| {
-            let meta = file.metadata()?;
-            let journal = Journal {
-                dev: meta.dev(),
-                ino: meta.ino(),
-                offset,
-            };
-            let tmp = journal_path.with_extension("journal.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&journal)?)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &journal_path)
-        })?;
+    if purge {
+        return Ok(Requeued {
+            purged: picked.len(),
+            dry_run: true,
+            ..Requeued::default()
+        });
     }
-    // Dead letters whose bytes were not kept go back to the dead-letter file.
-    if !kept.is_empty() {
-        let mut dl = deadletter::DeadLetterFile::new(target.dead_letter_path(&config.daemon));
-        for e in &kept {
-            dl.append(e)?;
+    let mut pending = 0;
+    let dir = config.daemon.state_dir.join("requeue");
+    if dir.is_dir() {
+        for b in batch::pending(&dir, &target.name)? {
+            pending += deadletter::read_all(&b)
+                .map_err(RequeueError::io("cannot read", &b))?
+                .len();
         }
     }
-    std::fs::remove_file(batch)?;
-    let _ = std::fs::remove_file(&journal_path);
+    let appended = picked.iter().filter(|e| requeueable(e)).count() + pending;
+    if appended > 0 {
+        precheck(target, &known_files(config, target))?;
+    }
     Ok(Requeued {
-        appended: payload.len(),
-        kept: kept.len(),
+        appended,
+        kept: picked.len() + pending - appended,
+        purged: 0,
+        dry_run: true,
     })
 }
 
-/// Whether the inbox file named in `journal` holds `bytes` at its offset.
-fn appended_at(inbox: &Path, journal: &Journal, bytes: &[u8]) -> std::io::Result<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    let file = match std::fs::metadata(inbox) {
-        Ok(m) if (m.dev(), m.ino()) == (journal.dev, journal.ino) => std::fs::File::open(inbox)?,
-        // The inbox was rotated since: the batch was written before the rotation, or the write
-        // never happened and the file we appended to is gone. Look for the file among its siblings.
-        _ => match sibling_with_inode(inbox, journal)? {
-            Some(f) => f,
-            None => return Ok(false),
-        },
-    };
-    let mut file = file;
-    if file.metadata()?.len() < journal.offset + bytes.len() as u64 {
-        return Ok(false);
+/// The files (device, inode) the target's checkpoint names: the daemon has read them as this
+/// target's inbox, so they are the inbox whoever owns them.
+fn known_files(config: &Config, target: &Target) -> Vec<(u64, u64)> {
+    let state = &config.daemon.state_dir;
+    if !state.join("checkpoints").is_dir() {
+        return Vec::new();
     }
-    file.seek(SeekFrom::Start(journal.offset))?;
-    let mut found = vec![0; bytes.len()];
-    file.read_exact(&mut found)?;
-    Ok(found == bytes)
+    let Ok(Some(checkpoint)) = CheckpointStore::open(state).and_then(|s| s.load(&target.name))
+    else {
+        return Vec::new();
+    };
+    checkpoint
+        .file
+        .iter()
+        .chain(&checkpoint.next)
+        .map(|f| (f.dev, f.ino))
+        .collect()
 }
 
-fn sibling_with_inode(inbox: &Path, journal: &Journal) -> std::io::Result<Option<std::fs::File>> {
-    let Some(dir) = inbox.parent() else {
-        return Ok(None);
-    };
-    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
-        if let Ok(m) = entry.metadata()
-            && (m.dev(), m.ino()) == (journal.dev, journal.ino)
-        {
-            return Ok(Some(std::fs::File::open(entry.path())?));
+/// Checks the inbox as it is now, opened as the daemon opens it; a missing inbox is fine (it is
+/// created).
+fn precheck(target: &Target, known: &[(u64, u64)]) -> Result<(), RequeueError> {
+    use crate::inbox::InboxError;
+    match crate::inbox::open_inbox(&target.inbox) {
+        Ok(file) => check_inbox(target, &file, known),
+        Err(InboxError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(())
         }
+        Err(InboxError::NotAFile { what, .. }) => Err(RequeueError::Inbox {
+            path: target.inbox.clone(),
+            why: format!(
+                "it is {what}, not a regular file (a producer may have planted it): remove it, and let producers create the file by appending"
+            ),
+        }),
+        Err(e) => Err(RequeueError::Inbox {
+            path: target.inbox.clone(),
+            why: e.to_string(),
+        }),
     }
-    Ok(None)
+}
+
+/// Whether `file`, opened at the inbox path without following links, may receive the batch: a
+/// regular file with one link (a hard link to another file would be written through), that is a
+/// file the checkpoint names or is owned by the user running `requeue`.
+fn check_inbox(
+    target: &Target,
+    file: &std::fs::File,
+    known: &[(u64, u64)],
+) -> Result<(), RequeueError> {
+    let refuse = |why: String| RequeueError::Inbox {
+        path: target.inbox.clone(),
+        why,
+    };
+    let meta = file
+        .metadata()
+        .map_err(RequeueError::io("cannot stat", &target.inbox))?;
+    if !meta.is_file() {
+        return Err(refuse("it is not a regular file".into()));
+    }
+    if meta.nlink() != 1 {
+        return Err(refuse(format!(
+            "it has {} hard links, so it may be another file as well; move it away and let producers create a new one",
+            meta.nlink()
+        )));
+    }
+    if known.contains(&(meta.dev(), meta.ino())) {
+        return Ok(());
+    }
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() == me {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "it is owned by uid {} and is not the file the daemon's checkpoint names (a producer may have replaced it); let the daemon read it first (then its checkpoint names it), or run requeue as uid {}",
+        meta.uid(),
+        meta.uid()
+    )))
+}
+
+/// Prints `--list` as text.
+pub fn print_list(target: &str, entries: &[Listed]) {
+    if entries.is_empty() {
+        eprintln!("target {target} has no dead letters");
+        return;
+    }
+    for e in entries {
+        let tag = if e.lost {
+            " [lost file report: kept]"
+        } else if !e.requeueable {
+            " [line not kept: cannot be requeued]"
+        } else {
+            ""
+        };
+        println!(
+            "{:>5}  {}  offset {}  {}{tag}",
+            e.number, e.time, e.offset, e.reason
+        );
+    }
 }

@@ -18,6 +18,16 @@ use std::path::PathBuf;
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CheckpointWriter, InFlight};
 pub use commit::{Commit, Ticket};
 
+/// Creates `path` and its missing parents with mode 0700 whatever the umask: the state directory
+/// holds tokens and record content.
+pub fn create_private_dir(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// What can go wrong with durable state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -1,0 +1,286 @@
+//! The steps of `requeue` on disk: batches taken from the dead-letter file, appended to the inbox
+//! with a journal, and purged entries.
+//!
+//! Entries are handled as the exact lines of the dead-letter file, so "remove the batch's entries
+//! from the dead-letter file" compares bytes, not parsed values.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{RequeueError, Selection, requeueable};
+use crate::commands::push::{PushError, append_lines_with};
+use crate::config::Target;
+use crate::daemon::deadletter::{self, DeadLetter};
+use crate::notion::token::write_private_atomically;
+
+/// Where a batch was appended.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    /// The inbox file's device.
+    dev: u64,
+    /// The inbox file's inode.
+    ino: u64,
+    /// The offset of the batch's first byte.
+    offset: u64,
+}
+
+/// The batches of target `name` that a crashed run left in `dir`, oldest first.
+pub(super) fn pending(dir: &Path, name: &str) -> Result<Vec<PathBuf>, RequeueError> {
+    let prefix = format!("{name}.");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(RequeueError::io("cannot list", dir))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let f = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            f.starts_with(&prefix) && f.ends_with(".batch.jsonl")
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The entries of a dead-letter (or batch) file with their exact lines.
+fn read_lines(path: &Path) -> Result<Vec<(String, DeadLetter)>, RequeueError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(RequeueError::io("cannot read", path)(e)),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map(|e| (l.to_owned(), e))
+                .map_err(|e| RequeueError::Io {
+                    what: "cannot parse",
+                    path: path.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("line {}: not a dead-letter entry: {e}", i + 1),
+                    ),
+                })
+        })
+        .collect()
+}
+
+fn joined<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(l.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Replaces the dead-letter file (whose lock the caller holds) by `keep`, atomically; removes it
+/// if `keep` is empty. The daemon's writer notices the new file when it next takes the lock.
+fn rewrite(dead: &Path, keep: &[&str]) -> Result<(), RequeueError> {
+    if keep.is_empty() {
+        std::fs::remove_file(dead).map_err(RequeueError::io("cannot remove", dead))?;
+        if let Some(dir) = dead.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(RequeueError::io("cannot sync", dir))?;
+        }
+        return Ok(());
+    }
+    write_private_atomically(dead, &joined(keep.iter().copied()))
+        .map_err(RequeueError::io("cannot rewrite", dead))
+}
+
+/// The exact lines of the entries `batches` hold.
+pub(super) fn lines_of(batches: &[PathBuf]) -> Result<HashSet<String>, RequeueError> {
+    let mut taken = HashSet::new();
+    for b in batches {
+        taken.extend(read_lines(b)?.into_iter().map(|(l, _)| l));
+    }
+    Ok(taken)
+}
+
+/// Under the dead-letter file's lock, moves the selected entries that can be requeued into a new
+/// batch in `dir`, and drops the entries of earlier batches (`pending`: a run that wrote a batch
+/// may have stopped before it rewrote the dead-letter file). Entries are numbered as `--list`
+/// shows the file. Returns the batch (if any entry was moved) and how many selected entries could
+/// not be requeued and stay.
+pub(super) fn take(
+    dead: &Path,
+    dir: &Path,
+    name: &str,
+    select: &Selection,
+    pending: &HashSet<String>,
+) -> Result<(Option<PathBuf>, usize), RequeueError> {
+    if !dead.exists() {
+        select.check_lines(name, 0)?;
+        return Ok((None, 0));
+    }
+    let _lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
+    let lines = read_lines(dead)?;
+    select.check_lines(name, lines.len())?;
+    let (mut moved, mut keep, mut kept) = (Vec::new(), Vec::new(), 0);
+    for (i, (line, entry)) in lines.iter().enumerate() {
+        let picked = select.picks(i + 1, entry);
+        if pending.contains(line) {
+            continue;
+        } else if picked && requeueable(entry) {
+            moved.push(line.as_str());
+        } else {
+            kept += usize::from(picked);
+            keep.push(line.as_str());
+        }
+    }
+    if moved.is_empty() {
+        if keep.len() < lines.len() {
+            rewrite(dead, &keep)?;
+        }
+        return Ok((None, kept));
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    let batch = dir.join(format!("{name}.{stamp}.batch.jsonl"));
+    write_private_atomically(&batch, &joined(moved.iter().copied()))
+        .map_err(RequeueError::io("cannot write", &batch))?;
+    rewrite(dead, &keep)?;
+    Ok((Some(batch), kept))
+}
+
+/// Appends a batch's lines to the inbox (unless a journal shows they already were), calling
+/// `check` on the inbox descriptor under its lock before writing, then removes the batch.
+/// Returns how many lines it holds.
+pub(super) fn append(
+    target: &Target,
+    batch: &Path,
+    check: impl FnOnce(&File) -> Result<(), RequeueError>,
+) -> Result<usize, RequeueError> {
+    let journal_path = batch.with_extension("journal");
+    let payload: Vec<Vec<u8>> = read_lines(batch)?
+        .iter()
+        .map(|(_, e)| {
+            let mut l = e.original_bytes();
+            l.push(b'\n');
+            l
+        })
+        .collect();
+    let bytes: Vec<u8> = payload.concat();
+    let already = match std::fs::read(&journal_path) {
+        Ok(j) => {
+            let journal: Journal = serde_json::from_slice(&j).map_err(|e| RequeueError::Io {
+                what: "cannot parse",
+                path: journal_path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+            appended_at(&target.inbox, &journal, &bytes)
+                .map_err(RequeueError::io("cannot check", &target.inbox))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(RequeueError::io("cannot read", &journal_path)(e)),
+    };
+    if !already && !payload.is_empty() {
+        let mut refused = None;
+        let appended = append_lines_with(&target.inbox, &payload, |file, offset| {
+            if let Err(e) = check(file) {
+                refused = Some(e);
+                return Err(PushError::Refused);
+            }
+            write_journal(&journal_path, file, offset).map_err(|source| PushError::Write {
+                path: journal_path.clone(),
+                source,
+            })
+        });
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        appended?;
+    }
+    std::fs::remove_file(batch).map_err(RequeueError::io("cannot remove", batch))?;
+    let _ = std::fs::remove_file(&journal_path);
+    Ok(payload.len())
+}
+
+fn write_journal(path: &Path, file: &File, offset: u64) -> std::io::Result<()> {
+    let meta = file.metadata()?;
+    let journal = Journal {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        offset,
+    };
+    write_private_atomically(path, &serde_json::to_vec(&journal)?)
+}
+
+/// Whether the inbox file named in `journal` holds `bytes` at its offset.
+fn appended_at(inbox: &Path, journal: &Journal, bytes: &[u8]) -> std::io::Result<bool> {
+    let same = |f: &File| {
+        f.metadata()
+            .is_ok_and(|m| (m.dev(), m.ino()) == (journal.dev, journal.ino))
+    };
+    let file = match crate::inbox::open_inbox(inbox) {
+        Ok(f) if same(&f) => f,
+        // The inbox was rotated since: the batch was written before the rotation, or the write
+        // never happened and the file we appended to is gone. Look for the file among its siblings.
+        _ => match sibling_with_inode(inbox, journal)? {
+            Some(f) => f,
+            None => return Ok(false),
+        },
+    };
+    let mut file = file;
+    if file.metadata()?.len() < journal.offset + bytes.len() as u64 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(journal.offset))?;
+    let mut found = vec![0; bytes.len()];
+    file.read_exact(&mut found)?;
+    Ok(found == bytes)
+}
+
+fn sibling_with_inode(inbox: &Path, journal: &Journal) -> std::io::Result<Option<File>> {
+    let Some(dir) = inbox.parent() else {
+        return Ok(None);
+    };
+    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        // `DirEntry::metadata` does not follow symlinks; the open below does not either.
+        if let Ok(m) = entry.metadata()
+            && (m.dev(), m.ino()) == (journal.dev, journal.ino)
+            && let Ok(f) = crate::inbox::open_inbox(&entry.path())
+        {
+            return Ok(Some(f));
+        }
+    }
+    Ok(None)
+}
+
+/// Under the dead-letter file's lock, moves the selected entries to `archive` (appended, 0600,
+/// synced before the dead-letter file is rewritten). Returns how many were purged.
+pub(super) fn purge(
+    dead: &Path,
+    archive: &Path,
+    select: &Selection,
+    name: &str,
+) -> Result<usize, RequeueError> {
+    if !dead.exists() {
+        select.check_lines(name, 0)?;
+        return Ok(0);
+    }
+    let _lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
+    let lines = read_lines(dead)?;
+    select.check_lines(name, lines.len())?;
+    let (gone, keep): (Vec<_>, Vec<_>) = lines
+        .iter()
+        .enumerate()
+        .partition(|(i, (_, e))| select.picks(i + 1, e));
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let mut out =
+        deadletter::open_locked(archive).map_err(RequeueError::io("cannot open", archive))?;
+    out.write_all(&joined(gone.iter().map(|(_, (l, _))| l.as_str())))
+        .and_then(|()| out.sync_data())
+        .map_err(RequeueError::io("cannot write", archive))?;
+    let keep: Vec<&str> = keep.iter().map(|(_, (l, _))| l.as_str()).collect();
+    rewrite(dead, &keep)?;
+    Ok(gone.len())
+}

@@ -1,0 +1,226 @@
+//! `requeue` against the real binary, without a daemon: listing, dry runs, filters, purge, and the
+//! repair of a run that stopped half-way.
+
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use support::*;
+
+fn entry(line: &str, reason: &str) -> serde_json::Value {
+    json!({"line": line, "offset": 0, "inbox": "x", "reason": reason, "time": "2026-12-01T00:00:00.000Z"})
+}
+
+/// A world with target `t` and a dead-letter file holding `entries`.
+fn world_with(entries: &[serde_json::Value]) -> (World, PathBuf) {
+    let w = World::default_world();
+    let t = w.target("t");
+    w.write_config(&[t], "");
+    let dead = w.path("state/dead-letter/t.jsonl");
+    std::fs::create_dir_all(dead.parent().unwrap()).unwrap();
+    let text: String = entries.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(&dead, text).unwrap();
+    (w, dead)
+}
+
+fn run(w: &World, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["requeue", "--target", "t", "--allow-root"];
+    all.extend_from_slice(args);
+    w.cli(&all)
+}
+
+fn reasons(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn four() -> Vec<serde_json::Value> {
+    let mut lost = entry("", "file gone");
+    lost["lost"] = json!(true);
+    vec![
+        entry(
+            "{\"handle\":\"@a\",\"tweet\":\"x\"}",
+            "validation_error: Kind is not a property",
+        ),
+        entry("{not json", "invalid JSON: key must be a string"),
+        entry("", "line over max_line_bytes"),
+        lost,
+    ]
+}
+
+#[test]
+fn list_dry_run_filters_and_purge_act_on_exactly_the_chosen_entries() {
+    let (w, dead) = world_with(&four());
+    let before = std::fs::read(&dead).unwrap();
+
+    let (code, out, err) = run(&w, &["--list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let flags: Vec<(u64, bool, bool)> = listed
+        .iter()
+        .map(|e| {
+            (
+                e["number"].as_u64().unwrap(),
+                e["requeueable"].as_bool().unwrap(),
+                e["lost"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            (1, true, false),
+            (2, true, false),
+            (3, false, false),
+            (4, false, true)
+        ]
+    );
+
+    let (code, _, err) = run(&w, &["--dry-run", "--reason", "invalid JSON"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("would move 1 dead letter(s)"), "{err}");
+    assert_eq!(
+        std::fs::read(&dead).unwrap(),
+        before,
+        "a dry run changes nothing"
+    );
+    assert!(!w.inbox("t").exists(), "a dry run creates no inbox");
+    assert!(!w.path("state/requeue").exists());
+
+    let (code, _, err) = run(&w, &["--line", "9"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("there is no entry 9"), "{err}");
+    assert_eq!(std::fs::read(&dead).unwrap(), before);
+
+    let (code, _, err) = run(&w, &["--line", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("moved 1 dead letter(s)"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(w.inbox("t")).unwrap(),
+        "{\"handle\":\"@a\",\"tweet\":\"x\"}\n"
+    );
+    assert_eq!(
+        reasons(&dead),
+        [
+            "invalid JSON: key must be a string",
+            "line over max_line_bytes",
+            "file gone"
+        ]
+    );
+
+    let (code, _, err) = run(&w, &["--purge", "--line", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("purge 1 dead letter(s)"), "{err}");
+    assert_eq!(
+        reasons(&w.path("state/purged/t.jsonl")),
+        ["line over max_line_bytes"]
+    );
+    assert_eq!(
+        reasons(&dead),
+        ["invalid JSON: key must be a string", "file gone"]
+    );
+
+    // Everything else: the bad JSON goes back; the loss report stays.
+    let (code, _, err) = run(&w, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("moved 1 dead letter(s)") && err.contains("1 selected entry kept"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.inbox("t")).unwrap(),
+        "{\"handle\":\"@a\",\"tweet\":\"x\"}\n{not json\n"
+    );
+    assert_eq!(reasons(&dead), ["file gone"]);
+    assert!(
+        std::fs::read_dir(w.path("state/requeue"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no batch left"
+    );
+}
+
+#[test]
+fn a_run_that_stopped_after_taking_its_batch_is_finished_once() {
+    let all = four();
+    let (w, dead) = world_with(&all);
+    // The batch was written, the dead-letter file not yet rewritten.
+    let dir = w.path("state/requeue");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("t.20261201T000000.000000Z.batch.jsonl"),
+        format!("{}\n", all[0]),
+    )
+    .unwrap();
+    let (code, _, err) = run(&w, &["--reason", "nothing matches this"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("moved 1 dead letter(s)"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(w.inbox("t")).unwrap(),
+        "{\"handle\":\"@a\",\"tweet\":\"x\"}\n"
+    );
+    assert_eq!(
+        reasons(&dead).len(),
+        3,
+        "the batch's entry left the dead-letter file"
+    );
+}
+
+#[test]
+fn a_run_that_stopped_after_appending_does_not_append_again() {
+    let all = four();
+    let (w, dead) = world_with(&all);
+    std::fs::create_dir_all(w.path("spool")).unwrap();
+    std::fs::write(
+        w.inbox("t"),
+        "{\"handle\":\"@old\"}\n{\"handle\":\"@a\",\"tweet\":\"x\"}\n",
+    )
+    .unwrap();
+    let meta = std::fs::metadata(w.inbox("t")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let dir = w.path("state/requeue");
+    std::fs::create_dir_all(&dir).unwrap();
+    let batch = dir.join("t.20261201T000000.000000Z.batch.jsonl");
+    std::fs::write(&batch, format!("{}\n", all[0])).unwrap();
+    std::fs::write(
+        batch.with_extension("journal"),
+        json!({"dev": meta.dev(), "ino": meta.ino(), "offset": 18}).to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = run(&w, &["--line", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(w.inbox("t")).unwrap(),
+        "{\"handle\":\"@old\"}\n{\"handle\":\"@a\",\"tweet\":\"x\"}\n{not json\n",
+        "the journalled batch is not appended twice; the new selection is appended once"
+    );
+    assert_eq!(reasons(&dead), ["line over max_line_bytes", "file gone"]);
+}
+
+#[test]
+fn requeue_as_root_needs_allow_root() {
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED requeue_as_root_needs_allow_root: not running as root");
+        return;
+    }
+    let (w, dead) = world_with(&four());
+    let before = std::fs::read(&dead).unwrap();
+    let (code, _, err) = w.cli(&["requeue", "--target", "t"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("refusing to requeue as root") && err.contains("--allow-root"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&dead).unwrap(), before);
+}
