@@ -333,8 +333,10 @@ impl Tailer {
 
     /// Bytes not read yet, for status reports.
     pub fn backlog(&self) -> io::Result<Backlog> {
-        let at_path = match fs::metadata(&self.path) {
-            Ok(meta) => Some(meta),
+        // Only a regular file counts: a symlink is not followed even to read its target's size.
+        let at_path = match fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.is_file() => Some(meta),
+            Ok(_) => None,
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
