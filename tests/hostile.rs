@@ -250,7 +250,12 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
     let mut names: Vec<String> = fifos.clone();
     names.extend(["sock", "dir", "dev", "late", "good"].map(String::from));
     let specs: Vec<TargetSpec> = names.iter().map(|n| w.target(n)).collect();
-    w.write_config(&specs, "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    w.write_config(&specs, &format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
     for n in &names {
         w.append(&w.inbox(n), &rec(&format!("@{n}"), "first"));
     }
@@ -318,6 +323,16 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
     ]);
     assert_ne!(code, Some(0));
     assert!(err.contains("is a FIFO"), "{err}");
+    let metrics = w
+        .rt
+        .block_on(async {
+            let get = reqwest::get(format!("http://127.0.0.1:{port}/metrics"));
+            tokio::time::timeout(Duration::from_secs(10), get).await
+        })
+        .expect("/metrics answers")
+        .unwrap();
+    let metrics = w.rt.block_on(metrics.text()).unwrap();
+    assert!(metrics.contains("notion_inbox_delivered_total{target=\"good\"} 2"), "{metrics}");
     let (code, out, _) = w.cli(&["status"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("fifo0"), "{out}");
