@@ -323,16 +323,18 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
     ]);
     assert_ne!(code, Some(0));
     assert!(err.contains("is a FIFO"), "{err}");
-    let metrics = w
-        .rt
-        .block_on(async {
+    let metrics =
+        w.rt.block_on(async {
             let get = reqwest::get(format!("http://127.0.0.1:{port}/metrics"));
             tokio::time::timeout(Duration::from_secs(10), get).await
         })
         .expect("/metrics answers")
         .unwrap();
     let metrics = w.rt.block_on(metrics.text()).unwrap();
-    assert!(metrics.contains("notion_inbox_delivered_total{target=\"good\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("notion_inbox_delivered_total{target=\"good\"} 2"),
+        "{metrics}"
+    );
     let (code, out, _) = w.cli(&["status"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("fifo0"), "{out}");

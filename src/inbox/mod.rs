@@ -249,7 +249,7 @@ impl fmt::Display for TailEvent {
             ),
             TailEvent::Vanished { path } => write!(
                 f,
-                "inbox {} was deleted; still reading the open file until a new one appears",
+                "inbox {} was deleted (or replaced by something that is not a regular file); still reading the open file until a new one appears",
                 path.display()
             ),
         }

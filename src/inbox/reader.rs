@@ -60,6 +60,8 @@ pub struct Tailer {
     queue: VecDeque<Source>,
     /// Whether [`TailEvent::Waiting`] was reported since the inbox was last seen.
     waiting_reported: bool,
+    /// Something other than a regular file was at the inbox path at the last look.
+    refused: bool,
     /// Events from [`Tailer::new`], handed out with the first batch.
     events: Vec<TailEvent>,
     /// The read buffer, reused while there is a backlog and freed when caught up.
@@ -217,6 +219,7 @@ impl Tailer {
             src: None,
             queue: VecDeque::new(),
             waiting_reported: false,
+            refused: false,
             events: Vec::new(),
             buf: Vec::new(),
         };
@@ -328,6 +331,16 @@ impl Tailer {
         }
         // Caught up: hold no buffer while idle (a daemon may tail a thousand inboxes).
         self.buf = Vec::new();
+        if self.refused && out.is_empty() {
+            // What it is, exactly, comes from the one safe open.
+            return Err(match open_inbox(&self.path) {
+                Err(e) => e,
+                Ok(_) => InboxError::NotAFile {
+                    path: self.path.clone(),
+                    what: "not a regular file",
+                },
+            });
+        }
         Ok(out)
     }
 
@@ -389,48 +402,51 @@ impl Tailer {
         }
     }
 
+    /// No file to read is at the path: the current one is retired (it may still grow until the
+    /// grace passes), or the wait for a first one is reported.
+    fn vacate(&mut self, out: &mut Vec<Item>, report_waiting: bool) -> Result<(), InboxError> {
+        match &mut self.src {
+            None if report_waiting && !self.waiting_reported => {
+                self.waiting_reported = true;
+                out.push(Item::Event(TailEvent::Waiting {
+                    path: self.path.clone(),
+                }));
+            }
+            None => {}
+            Some(src) if src.retiring.is_none() => {
+                src.retiring = Some(Retiring::new(&src.file).map_err(|e| InboxError::Io {
+                    action: "stat",
+                    path: self.path.clone(),
+                    source: e,
+                })?);
+                out.push(Item::Event(TailEvent::Vanished {
+                    path: self.path.clone(),
+                }));
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
     /// Compares the inbox path with the source and reacts (see the module docs).
     fn check_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
         // Not `metadata`: a symlink at the path is refused, not followed.
         let meta = match fs::symlink_metadata(&self.path) {
-            Ok(meta) => meta,
+            Ok(meta) if meta.is_file() => meta,
+            // Something else is at the path (a symlink, FIFO...): nothing is read from it, but
+            // the files already held are drained as if the path were empty; `next_batch` reports
+            // it once they are.
+            Ok(_) => {
+                self.refused = true;
+                return self.vacate(out, false);
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.check_dir()?;
-                match &mut self.src {
-                    None if !self.waiting_reported => {
-                        self.waiting_reported = true;
-                        out.push(Item::Event(TailEvent::Waiting {
-                            path: self.path.clone(),
-                        }));
-                    }
-                    None => {}
-                    Some(src) if src.retiring.is_none() => {
-                        src.retiring =
-                            Some(Retiring::new(&src.file).map_err(|e| InboxError::Io {
-                                action: "stat",
-                                path: self.path.clone(),
-                                source: e,
-                            })?);
-                        out.push(Item::Event(TailEvent::Vanished {
-                            path: self.path.clone(),
-                        }));
-                    }
-                    Some(_) => {}
-                }
-                return Ok(());
+                return self.vacate(out, true);
             }
             Err(e) => return Err(self.io_error("stat", e)),
         };
-        if !meta.is_file() {
-            // What it is, exactly, comes from the one safe open.
-            return match open_inbox(&self.path) {
-                Err(e) => Err(e),
-                Ok(_) => Err(InboxError::NotAFile {
-                    path: self.path.clone(),
-                    what: "not a regular file",
-                }),
-            };
-        }
+        self.refused = false;
         let Some(src) = &mut self.src else {
             return self.open_path(out);
         };

@@ -452,3 +452,58 @@ fn keys_are_stable_across_restarts() {
     assert_eq!(first, again);
     assert_eq!(first.len(), 2);
 }
+
+/// Calls `next_batch` until it fails; returns what was read and the error.
+fn read_until_error(tailer: &mut Tailer) -> (Vec<Item>, String) {
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        match tailer.next_batch(1000, 1 << 20) {
+            Ok(batch) => all.extend(batch),
+            Err(e) => return (all, e.to_string()),
+        }
+    }
+    panic!("no error after 100 batches: {all:?}");
+}
+
+#[test]
+fn a_symlink_or_fifo_planted_after_a_rotation_is_refused_but_the_rotated_file_is_drained() {
+    for fifo in [false, true] {
+        let fx = Fixture::new();
+        append(&fx.path, b"{\"n\":1}\n");
+        let mut t = fx.tailer();
+        assert_eq!(texts(&drain(&mut t)), ["{\"n\":1}"]);
+        // The producer writes more, rotates, and leaves something that is not a file behind.
+        append(&fx.path, b"{\"n\":2}\n");
+        fs::rename(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
+        append(&fx.path, b"");
+        fs::remove_file(&fx.path).unwrap();
+        fs::write(fx.at("secret"), "{\"secret\":true}\n").unwrap();
+        if fifo {
+            let c = std::ffi::CString::new(fx.path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: mkfifo(3) with a valid path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        } else {
+            std::os::unix::fs::symlink(fx.at("secret"), &fx.path).unwrap();
+        }
+        let (items, err) = read_until_error(&mut t);
+        assert_eq!(
+            texts(&items),
+            ["{\"n\":2}"],
+            "the rotated file is drained first"
+        );
+        let what = if fifo {
+            "is a FIFO"
+        } else {
+            "is a symbolic link"
+        };
+        assert!(err.contains(what), "{err}");
+        // Restarted at the position, with the thing still there: the same, and nothing read.
+        let (items, err) = read_until_error(&mut fx.tailer());
+        assert!(texts(&items).is_empty() || !texts(&items).concat().contains("secret"));
+        assert!(err.contains(what), "{err}");
+        // Replaced by a regular file: reading goes on.
+        fs::remove_file(&fx.path).unwrap();
+        append(&fx.path, b"{\"n\":3}\n");
+        assert_eq!(texts(&drain(&mut t)), ["{\"n\":3}"]);
+    }
+}

@@ -107,6 +107,11 @@ pub struct World {
     rotated: Vec<(PathBuf, usize)>,
     next_line: u64,
     next_rotation: u64,
+    /// A hostile producer left a symlink (to a file of records it may not read) or a FIFO at the
+    /// inbox path after a rotation; the next append replaces it with a regular file.
+    planted: bool,
+    /// The file the planted symlinks point at.
+    secret: PathBuf,
     faults: bool,
     crashes: u32,
     /// A clean stop is in progress, since when.
@@ -120,6 +125,12 @@ impl World {
         let spool = dir.path().join("spool");
         std::fs::create_dir(&spool).unwrap();
         let dead_path = dir.path().join("dead.jsonl");
+        let secret = dir.path().join("secret.jsonl");
+        std::fs::write(
+            &secret,
+            "{\"handle\":\"@secret\",\"tweet\":\"secret\"}\nsecret not json\n",
+        )
+        .unwrap();
         let mut w = World {
             seed,
             rng: StdRng::seed_from_u64(seed),
@@ -145,6 +156,8 @@ impl World {
             rotated: Vec::new(),
             next_line: 0,
             next_rotation: 0,
+            planted: false,
+            secret,
             faults: true,
             crashes: 0,
             stopping: None,
@@ -276,6 +289,9 @@ impl World {
 
     fn append(&mut self, text: &str) {
         use std::io::Write;
+        if std::mem::take(&mut self.planted) {
+            std::fs::remove_file(&self.inbox).unwrap();
+        }
         if self.current.is_none() || !self.inbox.exists() {
             self.deleted.push(false);
             self.current = Some(self.deleted.len() - 1);
@@ -335,7 +351,7 @@ impl World {
             let cut = self.rng.random_range(1..line.len());
             self.append(&line[..cut]);
             self.partial = Some(format!("{}\n", &line[cut..]));
-        } else if op < 85 && self.inbox.exists() {
+        } else if op < 85 && self.inbox.exists() && !self.planted {
             // Rotation by rename (several in a row when it comes up again soon).
             let to = self
                 .inbox
@@ -352,6 +368,9 @@ impl World {
             }
             self.rotated
                 .push((to, self.current.take().expect("a file")));
+            if self.rng.random_bool(0.2) {
+                self.plant();
+            }
         } else if op < 92 && !self.rotated.is_empty() {
             // Compress-and-delete of a rotated file (logrotate without delaycompress).
             let i = self.rng.random_range(0..self.rotated.len());
@@ -361,7 +380,7 @@ impl World {
                 eprintln!("{:?} delete file {file} at {}", self.now, path.display());
             }
             self.deleted[file] = true;
-        } else if self.inbox.exists() && self.everything_read() {
+        } else if !self.planted && self.inbox.exists() && self.everything_read() {
             // copytruncate, once everything in the file was delivered (otherwise copytruncate
             // itself loses what was written between its copy and its truncation).
             let to = self
@@ -378,6 +397,18 @@ impl World {
         }
         self.observe();
         self.feed(Event::Wake);
+    }
+
+    /// Puts a symlink to the secret file, or a FIFO, where the inbox was.
+    fn plant(&mut self) {
+        if self.rng.random_bool(0.5) {
+            std::os::unix::fs::symlink(&self.secret, &self.inbox).unwrap();
+        } else {
+            let c = std::ffi::CString::new(self.inbox.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: mkfifo(3) with a valid path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        self.planted = true;
     }
 
     fn everything_read(&mut self) -> bool {

@@ -120,6 +120,8 @@ impl Tailer {
                 }
             }
             Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            // Not read from; the checkpoint's file may still be elsewhere in the directory.
+            Err(InboxError::NotAFile { .. }) => {}
             Err(e) => return Err(e),
         }
         let Some((found, file)) = self.find_in_dir(&id).map_err(|e| InboxError::Io {

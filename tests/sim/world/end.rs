@@ -79,6 +79,11 @@ impl World {
         for (_, tweet, _) in &self.notion.rows {
             *rows.entry(tweet.as_str()).or_default() += 1;
         }
+        assert!(
+            !rows.contains_key("secret") && !dead.iter().any(|d| d.line.contains("secret")),
+            "a line of the file a planted symlink points at was read (seed {})",
+            self.seed
+        );
         let mut extra = 0;
         for (id, (kind, file)) in &self.lines {
             let dead_entries = dead
