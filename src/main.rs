@@ -184,5 +184,13 @@ fn requeue(config: &Config, args: &RequeueArgs) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if done.unsettled > 0 {
+        eprintln!(
+            "{} selected entr{} left for now: the daemon has not yet saved a checkpoint past {} line; run requeue again in a few seconds",
+            done.unsettled,
+            if done.unsettled == 1 { "y" } else { "ies" },
+            if done.unsettled == 1 { "its" } else { "their" }
+        );
+    }
     Ok(())
 }

@@ -224,3 +224,54 @@ fn requeue_as_root_needs_allow_root() {
     );
     assert_eq!(std::fs::read(&dead).unwrap(), before);
 }
+
+#[test]
+fn entries_the_daemon_has_not_committed_past_wait_for_a_later_run() {
+    use notion_inbox::inbox::{FileIdentity, Position};
+    use notion_inbox::state::{Checkpoint, CheckpointStore};
+    let file = FileIdentity {
+        dev: 1,
+        ino: 0xabc,
+        head_len: 10,
+        head_hash: 0x1234,
+    };
+    let name = |offset: u64| format!("{}-{offset}-00000000000000ff", file.key_prefix());
+    let mut before = entry(
+        "{\"handle\":\"@a\",\"tweet\":\"x\"}",
+        "validation_error: before",
+    );
+    before["offset"] = json!(50);
+    before["position"] = json!(name(50));
+    let mut after = entry(
+        "{\"handle\":\"@b\",\"tweet\":\"y\"}",
+        "validation_error: after",
+    );
+    after["offset"] = json!(150);
+    after["position"] = json!(name(150));
+    let (w, dead) = world_with(&[before, after]);
+    let store = CheckpointStore::open(&w.path("state")).unwrap();
+    store
+        .save(
+            "t",
+            &Checkpoint::new(Some(Position { file, offset: 100 }), vec![]),
+        )
+        .unwrap();
+    let (code, _, err) = run(&w, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("would move 1 dead letter(s)")
+            && err.contains("1 selected entry left for now"),
+        "{err}"
+    );
+    let (code, _, err) = run(&w, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("moved 1 dead letter(s)") && err.contains("1 selected entry left for now"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.inbox("t")).unwrap(),
+        "{\"handle\":\"@a\",\"tweet\":\"x\"}\n"
+    );
+    assert_eq!(reasons(&dead), ["validation_error: after"]);
+}

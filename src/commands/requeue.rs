@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Target};
 use crate::daemon::deadletter::{self, DeadLetter};
-use crate::state::checkpoint::CheckpointStore;
+use crate::state::checkpoint::{Checkpoint, CheckpointStore};
 
 /// Arguments of `requeue`.
 #[derive(Debug, Default, clap::Args)]
@@ -151,6 +151,9 @@ pub struct Requeued {
     /// Selected entries that cannot be requeued (a line over max_line_bytes, whose bytes were not
     /// kept, or the report of a lost file); they stay in the dead-letter file.
     pub kept: usize,
+    /// Selected entries left for a later run: the daemon has not yet committed past their line,
+    /// so a restart could read and dead-letter it again (requeued, it would then be there twice).
+    pub unsettled: usize,
     /// Entries removed by `--purge`.
     pub purged: usize,
     /// Whether nothing was changed (`--dry-run`).
@@ -216,15 +219,18 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
     }
     // Refuse a bad inbox before anything moves; the check is made again on the descriptor that is
     // written, under its lock.
-    let known = known_files(config, target);
+    let checkpoint = checkpoint_of(config, target);
+    let known = known_files(checkpoint.as_ref());
     precheck(target, &known)?;
+    let select = select.settled_by(checkpoint.as_ref());
     // Finish batches a crashed run left, then take the selected dead letters.
     let mut batches = batch::pending(&dir, &target.name)?;
     let pending = batch::lines_of(&batches)?;
     let mut total = Requeued::default();
-    let (taken, kept) = batch::take(&dead, &dir, &target.name, &select, &pending)?;
-    batches.extend(taken);
-    total.kept = kept;
+    let taken = batch::take(&dead, &dir, &target.name, &select, &pending)?;
+    batches.extend(taken.batch);
+    total.kept = taken.kept;
+    total.unsettled = taken.unsettled;
     for b in batches {
         total.appended += batch::append(target, &b, |file| check_inbox(target, file, &known))
             .map_err(|e| RequeueError::Waiting {
@@ -240,6 +246,9 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
 pub(crate) struct Selection {
     reason: Option<String>,
     lines: Vec<usize>,
+    /// Where the daemon's committed position is: the entry-name prefix of each file the
+    /// checkpoint names, and the offset from which its lines are not committed yet.
+    unsettled_from: Vec<(String, u64)>,
 }
 
 impl Selection {
@@ -247,7 +256,33 @@ impl Selection {
         Selection {
             reason: args.reason.clone(),
             lines: args.lines.clone(),
+            unsettled_from: Vec::new(),
         }
+    }
+
+    /// The same selection, knowing the checkpoint: the position's file from its offset, and the
+    /// files queued after it from 0, are not committed yet.
+    fn settled_by(mut self, checkpoint: Option<&Checkpoint>) -> Selection {
+        if let Some(c) = checkpoint {
+            if let Some(f) = &c.file {
+                self.unsettled_from
+                    .push((format!("{}-", f.key_prefix()), c.offset));
+            }
+            for f in &c.next {
+                self.unsettled_from
+                    .push((format!("{}-", f.key_prefix()), 0));
+            }
+        }
+        self
+    }
+
+    /// Whether the daemon may still read an entry's line again after a restart.
+    fn unsettled(&self, entry: &DeadLetter) -> bool {
+        entry.position.as_ref().is_some_and(|p| {
+            self.unsettled_from
+                .iter()
+                .any(|(prefix, from)| p.starts_with(prefix.as_str()) && entry.offset >= *from)
+        })
     }
 
     /// Whether entry `number` (1-based) is selected.
@@ -308,33 +343,45 @@ fn dry_run(
                 .len();
         }
     }
-    let appended = picked.iter().filter(|e| requeueable(e)).count() + pending;
+    let checkpoint = checkpoint_of(config, target);
+    let select = select.clone().settled_by(checkpoint.as_ref());
+    let can = |e: &&&DeadLetter| requeueable(e);
+    let unsettled = picked
+        .iter()
+        .filter(can)
+        .filter(|e| select.unsettled(e))
+        .count();
+    let appended = picked.iter().filter(can).count() - unsettled + pending;
     if appended > 0 {
-        precheck(target, &known_files(config, target))?;
+        precheck(target, &known_files(checkpoint.as_ref()))?;
     }
     Ok(Requeued {
         appended,
-        kept: picked.len() + pending - appended,
+        kept: picked.iter().filter(|e| !requeueable(e)).count(),
+        unsettled,
         purged: 0,
         dry_run: true,
     })
 }
 
-/// The files (device, inode) the target's checkpoint names: the daemon has read them as this
-/// target's inbox, so they are the inbox whoever owns them.
-fn known_files(config: &Config, target: &Target) -> Vec<(u64, u64)> {
+/// The target's checkpoint, if it has one that can be read.
+fn checkpoint_of(config: &Config, target: &Target) -> Option<Checkpoint> {
     let state = &config.daemon.state_dir;
     if !state.join("checkpoints").is_dir() {
-        return Vec::new();
+        return None;
     }
-    let Ok(Some(checkpoint)) = CheckpointStore::open(state).and_then(|s| s.load(&target.name))
-    else {
-        return Vec::new();
-    };
+    CheckpointStore::open(state)
+        .and_then(|s| s.load(&target.name))
+        .ok()
+        .flatten()
+}
+
+/// The files (device, inode) the checkpoint names: the daemon has read them as this target's
+/// inbox, so they are the inbox whoever owns them.
+fn known_files(checkpoint: Option<&Checkpoint>) -> Vec<(u64, u64)> {
     checkpoint
-        .file
-        .iter()
-        .chain(&checkpoint.next)
+        .into_iter()
+        .flat_map(|c| c.file.iter().chain(&c.next))
         .map(|f| (f.dev, f.ino))
         .collect()
 }

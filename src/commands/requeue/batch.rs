@@ -104,6 +104,16 @@ pub(super) fn lines_of(batches: &[PathBuf]) -> Result<HashSet<String>, RequeueEr
     Ok(taken)
 }
 
+/// What [`take`] moved and left.
+pub(super) struct Taken {
+    /// The new batch, if any entry was moved.
+    pub batch: Option<PathBuf>,
+    /// Selected entries that can never be requeued.
+    pub kept: usize,
+    /// Selected entries whose line the daemon has not committed past yet.
+    pub unsettled: usize,
+}
+
 /// Under the dead-letter file's lock, moves the selected entries that can be requeued into a new
 /// batch in `dir`, and drops the entries of earlier batches (`pending`: a run that wrote a batch
 /// may have stopped before it rewrote the dead-letter file). Entries are numbered as `--list`
@@ -115,23 +125,32 @@ pub(super) fn take(
     name: &str,
     select: &Selection,
     pending: &HashSet<String>,
-) -> Result<(Option<PathBuf>, usize), RequeueError> {
+) -> Result<Taken, RequeueError> {
+    let mut taken = Taken {
+        batch: None,
+        kept: 0,
+        unsettled: 0,
+    };
     if !dead.exists() {
         select.check_lines(name, 0)?;
-        return Ok((None, 0));
+        return Ok(taken);
     }
     let _lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
     let lines = read_lines(dead)?;
     select.check_lines(name, lines.len())?;
-    let (mut moved, mut keep, mut kept) = (Vec::new(), Vec::new(), 0);
+    let (mut moved, mut keep) = (Vec::new(), Vec::new());
     for (i, (line, entry)) in lines.iter().enumerate() {
         let picked = select.picks(i + 1, entry);
         if pending.contains(line) {
             continue;
-        } else if picked && requeueable(entry) {
+        } else if picked && requeueable(entry) && !select.unsettled(entry) {
             moved.push(line.as_str());
         } else {
-            kept += usize::from(picked);
+            if picked && requeueable(entry) {
+                taken.unsettled += 1;
+            } else if picked {
+                taken.kept += 1;
+            }
             keep.push(line.as_str());
         }
     }
@@ -139,14 +158,15 @@ pub(super) fn take(
         if keep.len() < lines.len() {
             rewrite(dead, &keep)?;
         }
-        return Ok((None, kept));
+        return Ok(taken);
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
     let batch = dir.join(format!("{name}.{stamp}.batch.jsonl"));
     write_private_atomically(&batch, &joined(moved.iter().copied()))
         .map_err(RequeueError::io("cannot write", &batch))?;
     rewrite(dead, &keep)?;
-    Ok((Some(batch), kept))
+    taken.batch = Some(batch);
+    Ok(taken)
 }
 
 /// Appends a batch's lines to the inbox (unless a journal shows they already were), calling
