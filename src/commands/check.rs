@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::config::{Config, Target};
 use crate::notion::{NotionClient, ResolveError};
 use crate::record::Mapper;
+use crate::state::private::create_private_dir;
 
 /// One finding.
 #[derive(Debug, Serialize, PartialEq)]
@@ -63,7 +64,7 @@ pub async fn run(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Find
 
 fn check_state_dir(config: &Config) -> Finding {
     let dir = &config.daemon.state_dir;
-    let probe = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir).map(drop));
+    let probe = create_private_dir(dir).and_then(|()| tempfile::tempfile_in(dir).map(drop));
     match probe {
         Ok(()) => Finding {
             target: None,

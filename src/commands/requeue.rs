@@ -46,7 +46,7 @@ struct Journal {
 pub fn run(config: &Config, name: &str) -> anyhow::Result<Requeued> {
     let target = config.target(name)?;
     let dir = config.daemon.state_dir.join("requeue");
-    std::fs::create_dir_all(&dir)?;
+    crate::state::private::create_private_dir(&dir)?;
     let mut total = Requeued::default();
     // Finish batches a crashed run left, then take the current dead letters.
     let mut batches = pending_batches(&dir, name)?;
@@ -128,7 +128,7 @@ fn requeue_batch(target: &Target, config: &Config, batch: &Path) -> anyhow::Resu
                 offset,
             };
             let tmp = journal_path.with_extension("journal.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&journal)?)?;
+            crate::state::private::write_private(&tmp, &serde_json::to_vec(&journal)?)?;
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &journal_path)
         })?;

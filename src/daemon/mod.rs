@@ -291,7 +291,7 @@ fn status_line(running: &BTreeMap<String, Running>) -> String {
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
     for sub in ["checkpoints", "dead-letter", "tokens"] {
         let path = dir.join(sub);
-        std::fs::create_dir_all(&path).map_err(|e| {
+        crate::state::private::create_private_dir(&path).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create {}: {e}; create the state directory and make it writable by this user, or set [daemon] state_dir",
                 path.display()

@@ -12,8 +12,7 @@
 //! ([`TokenChange::Refreshed`]: same `obtained_at`) from a new authorization
 //! ([`TokenChange::Reauthorized`]: `authorize` exchanged a new code).
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +24,7 @@ use crate::config::{Config, Target, TokenSource, check_private_file};
 use crate::inbox::identity::fnv1a64;
 use crate::notion::error::NotionError;
 use crate::notion::oauth::{RefreshError, TokenResponse};
+use crate::state::private::{Durability, private_options, write_private_atomically};
 
 /// The token file of a target, as `authorize` writes it (TOML, mode 600).
 #[derive(Clone, Serialize, Deserialize)]
@@ -132,31 +132,11 @@ impl TokenFile {
     /// Like [`TokenFile::write`], returning the stamp of the file written (see [`FileStamp`]).
     pub fn write_stamped(&self, path: &Path) -> std::io::Result<FileStamp> {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        write_private_atomically_stamped(path, text.as_bytes())
+        // The stamp is the temporary file's own: a write by someone else right after ours has
+        // another stamp.
+        let written = write_private_atomically(path, ".tmp-", text.as_bytes(), Durability::Fsync)?;
+        Ok(FileStamp::of(&written))
     }
-}
-
-/// Writes `bytes` to `path` atomically with mode 600.
-pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_private_atomically_stamped(path, bytes).map(|_| ())
-}
-
-/// Like [`write_private_atomically`], returning the stamp of the file written, taken from the
-/// temporary file itself (a rename keeps inode, mtime and size), so a write by someone else right
-/// after ours has another stamp.
-fn write_private_atomically_stamped(path: &Path, bytes: &[u8]) -> std::io::Result<FileStamp> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    let stamp = FileStamp::of(&tmp.as_file().metadata()?);
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(stamp)
 }
 
 /// Identifies one version of a file: inode, mtime (ns) and size. Every atomic write makes a new
@@ -466,11 +446,10 @@ async fn lock_token_file(path: &Path) -> Result<std::fs::File, RefreshError> {
         source,
     };
     tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-        let f = std::fs::OpenOptions::new()
+        let f = private_options()
             .create(true)
             .truncate(false)
             .write(true)
-            .mode(0o600)
             .open(&lock_path)?;
         f.lock()?;
         Ok(f)

@@ -8,9 +8,12 @@
 //!   fsync when durable) so that one is always whole, and read defensively: if no slot is whole the
 //!   target stops with a message that names the file and the way out; it never silently restarts
 //!   from zero.
+//! - [`private`]: creating state for the service user only (directories 700, files 600, whatever
+//!   the umask).
 
 pub mod checkpoint;
 pub mod commit;
+pub mod private;
 
 use std::io;
 use std::path::PathBuf;
