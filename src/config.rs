@@ -17,6 +17,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::state::private::{PrivateFileError, check_private_file, read_private_file};
+
 /// The path used when neither `--config` nor `$NOTION_INBOX_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/notion-inbox/config.toml";
 /// The state directory used when neither the file nor `$STATE_DIRECTORY` (systemd) names one.
@@ -61,16 +63,10 @@ pub enum ConfigError {
         /// How to fix it.
         fix: String,
     },
-    /// A file that holds a secret can be read by other users.
-    #[error(
-        "{path} holds a secret but is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
-    )]
-    Exposed {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// A file that holds a secret (this config file, when it holds one, or the client secret
+    /// file) is open to other users, missing, unreadable or empty.
+    #[error(transparent)]
+    Private(#[from] PrivateFileError),
 }
 
 /// A place in a configuration file, shown as `path:line:column`.
@@ -181,18 +177,30 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
-    /// Reads the secret.
-    pub fn load(&self) -> Result<SecretString, ConfigError> {
+    /// Reads the secret: a file is read again at each call, so a fixed file is used at once.
+    pub fn load(&self) -> Result<SecretString, PrivateFileError> {
         match self {
             SecretSource::Inline(s) => Ok(s.clone()),
             SecretSource::File(path) => {
-                check_private_file(path)?;
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok(SecretString::from(text.trim_end().to_owned()))
+                const WHAT: &str = "client secret file";
+                let text = read_private_file(path, WHAT)?;
+                let secret = text.trim_end();
+                if secret.is_empty() {
+                    return Err(PrivateFileError::Empty {
+                        what: WHAT,
+                        path: path.clone(),
+                    });
+                }
+                Ok(SecretString::from(secret.to_owned()))
             }
+        }
+    }
+
+    /// The file the secret is read from, if it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            SecretSource::Inline(_) => None,
+            SecretSource::File(path) => Some(path),
         }
     }
 }
@@ -331,7 +339,7 @@ impl Config {
         })?;
         let config = Config::from_toml(path, &text)?;
         if config.holds_inline_secret() {
-            check_private_file(path)?;
+            check_private_file(path, "config file")?;
         }
         Ok(config)
     }
@@ -404,14 +412,8 @@ impl Config {
 
     /// The OAuth client secret: from the file, `client_secret_file`, or systemd's credentials.
     pub fn client_secret(&self) -> Result<SecretString, ConfigError> {
-        if let Some(source) = &self.notion.client_secret {
-            return source.load();
-        }
-        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let path = Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET);
-            if path.exists() {
-                return SecretSource::File(path).load();
-            }
+        if let Some(source) = self.client_secret_source() {
+            return Ok(source.load()?);
         }
         Err(ConfigError::Invalid {
             location: Location {
@@ -426,6 +428,17 @@ impl Config {
         })
     }
 
+    /// Where the OAuth client secret comes from: `[notion]`, else the systemd credential
+    /// `client_secret` if `$CREDENTIALS_DIRECTORY` holds one; `None` if neither.
+    pub fn client_secret_source(&self) -> Option<SecretSource> {
+        if let Some(source) = &self.notion.client_secret {
+            return Some(source.clone());
+        }
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+        let path = Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET);
+        path.exists().then_some(SecretSource::File(path))
+    }
+
     fn holds_inline_secret(&self) -> bool {
         matches!(self.notion.client_secret, Some(SecretSource::Inline(_)))
             || self
@@ -433,23 +446,6 @@ impl Config {
                 .iter()
                 .any(|t| matches!(t.token, TokenSource::Fixed(_)))
     }
-}
-
-/// Refuses a file that holds a secret when group or others may read it.
-pub fn check_private_file(path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ConfigError::Exposed {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    Ok(())
 }
 
 /// Extracts a Notion id (32 hex digits) from an id with or without dashes, or from a Notion URL

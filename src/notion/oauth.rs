@@ -245,7 +245,7 @@ impl RefreshError {
                 };
                 return Self::refused(reason, Some(error));
             }
-            NotionError::Token(_) => {
+            NotionError::Token(_) | NotionError::Local(_) => {
                 return Self::refused(
                     "the token cannot be refreshed without the OAuth client credentials: set client_id and client_secret_file in [notion] of the configuration",
                     Some(error),

@@ -20,11 +20,13 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Target, TokenSource, check_private_file};
+use crate::config::{Config, Target, TokenSource};
 use crate::inbox::identity::fnv1a64;
 use crate::notion::error::NotionError;
 use crate::notion::oauth::{RefreshError, TokenResponse};
-use crate::state::private::{Durability, private_options, write_private_atomically};
+use crate::state::private::{
+    Durability, PrivateFileError, private_options, read_private_file, write_private_atomically,
+};
 
 /// The token file of a target, as `authorize` writes it (TOML, mode 600).
 #[derive(Clone, Serialize, Deserialize)]
@@ -105,15 +107,10 @@ impl TokenFile {
         }
     }
 
-    /// Reads and parses a token file, refusing one that others may read.
+    /// Reads and parses a token file, refusing one that others may read: a file that cannot be
+    /// used as it is on this machine is [`NotionError::Local`].
     pub fn read(path: &Path) -> Result<TokenFile, NotionError> {
-        check_private_file(path).map_err(|e| NotionError::Token(e.to_string()))?;
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            NotionError::Token(format!(
-                "cannot read the token file {}: {e}",
-                path.display()
-            ))
-        })?;
+        let text = read_private_file(path, "token file")?;
         toml::from_str(&text).map_err(|e| {
             NotionError::Token(format!(
                 "the token file {} is not valid ({}); run `notion-inbox authorize` again to rewrite it",
@@ -462,20 +459,20 @@ async fn lock_token_file(path: &Path) -> Result<std::fs::File, RefreshError> {
 /// Reads the token file for a refresh: I/O trouble is [`RefreshError::Io`], content that is not
 /// a token file needs `authorize` ([`RefreshError::Refused`]).
 fn read_for_refresh(path: &Path) -> Result<TokenFile, RefreshError> {
-    let io = |fix, source| RefreshError::Io {
-        action: "read",
-        path: path.to_owned(),
-        fix,
-        source,
-    };
-    check_private_file(path).map_err(|e| {
-        io(
-            "it must exist and be private to the service user (chmod 600)",
-            std::io::Error::other(e),
-        )
+    let text = read_private_file(path, "token file").map_err(|e| {
+        let fix = match &e {
+            PrivateFileError::Exposed { .. } => {
+                "it must be private to the service user (chmod 600)"
+            }
+            _ => "check that it exists and that the service user may read it",
+        };
+        RefreshError::Io {
+            action: "read",
+            path: path.to_owned(),
+            fix,
+            source: std::io::Error::other(e),
+        }
     })?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| io("check that the service user may read it", e))?;
     toml::from_str(&text).map_err(|e| {
         RefreshError::refused(
             format!(

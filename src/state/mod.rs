@@ -9,8 +9,11 @@
 //!   target stops with a message that names the file and the way out; it never silently restarts
 //!   from zero.
 //! - [`private`]: creating state for the service user only (directories 700, files 600, whatever
-//!   the umask).
+//!   the umask) and reading files that hold secrets only when they are private.
+//! - [`audit`]: the state directory, tokens and client secret that other users could read, write
+//!   or own, each with the `chmod` or `chown` that fixes it.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod commit;
 pub mod private;
