@@ -218,7 +218,8 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// The log filter when `RUST_LOG` is not set, such as `info` or `notion_inbox=debug`.
     pub log_level: String,
-    /// Where to serve Prometheus metrics, if anywhere.
+    /// Where to serve Prometheus metrics, if anywhere. A non-loopback address needs
+    /// `metrics_public = true`: the metrics name the targets and carry error texts.
     pub metrics_listen: Option<SocketAddr>,
     /// How long after an unknown outcome to wait before asking Notion whether the row exists.
     pub dedupe_settle: Duration,
@@ -313,6 +314,7 @@ struct RawDaemon {
     shutdown_grace: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
+    metrics_public: Option<Spanned<bool>>,
     dedupe_settle: Option<Spanned<String>>,
 }
 
@@ -683,6 +685,7 @@ impl Cx<'_> {
             shutdown_grace: None,
             log_level: None,
             metrics_listen: None,
+            metrics_public: None,
             dedupe_settle: None,
         });
         let state_dir = match raw.state_dir {
@@ -732,16 +735,11 @@ impl Cx<'_> {
             }
             None => "info".to_owned(),
         };
-        let metrics_listen = match raw.metrics_listen {
-            Some(s) => Some(s.get_ref().parse::<SocketAddr>().map_err(|e| {
-                self.invalid(
-                    s.span(),
-                    format!("metrics_listen {:?} is not an address: {e}", s.get_ref()),
-                    "write an address and port such as \"127.0.0.1:9464\"",
-                )
-            })?),
-            None => None,
-        };
+        let public = raw.metrics_public.as_ref().is_some_and(|p| *p.get_ref());
+        let metrics_listen = raw
+            .metrics_listen
+            .map(|s| self.metrics_listen(&s, public))
+            .transpose()?;
         Ok(DaemonConfig {
             state_dir,
             max_line_bytes,
@@ -751,6 +749,27 @@ impl Cx<'_> {
             metrics_listen,
             dedupe_settle,
         })
+    }
+
+    /// Parses `metrics_listen`; an address other than loopback needs `metrics_public = true`.
+    fn metrics_listen(&self, s: &Spanned<String>, public: bool) -> Result<SocketAddr, ConfigError> {
+        let addr = s.get_ref().parse::<SocketAddr>().map_err(|e| {
+            self.invalid(
+                s.span(),
+                format!("metrics_listen {:?} is not an address: {e}", s.get_ref()),
+                "write an address and port such as \"127.0.0.1:9464\"",
+            )
+        })?;
+        if !addr.ip().is_loopback() && !public {
+            return Err(self.invalid(
+                s.span(),
+                format!(
+                    "metrics_listen {addr} is not a loopback address, and the metrics show target names, workspace counts and error texts to anyone who can reach the port"
+                ),
+                "set metrics_public = true in [daemon] if that is intended, or listen on 127.0.0.1",
+            ));
+        }
+        Ok(addr)
     }
 
     fn target(
