@@ -17,6 +17,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::state::private::{PrivateFileError, check_private_file, read_private_file};
+
 /// The path used when neither `--config` nor `$NOTION_INBOX_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/notion-inbox/config.toml";
 /// The state directory used when neither the file nor `$STATE_DIRECTORY` (systemd) names one.
@@ -61,16 +63,10 @@ pub enum ConfigError {
         /// How to fix it.
         fix: String,
     },
-    /// A file that holds a secret can be read by other users.
-    #[error(
-        "{path} holds a secret but is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
-    )]
-    Exposed {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// A file that holds a secret (this config file, when it holds one, or the client secret
+    /// file) is open to other users, missing, unreadable or empty.
+    #[error(transparent)]
+    Private(#[from] PrivateFileError),
 }
 
 /// A place in a configuration file, shown as `path:line:column`.
@@ -181,18 +177,30 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
-    /// Reads the secret.
-    pub fn load(&self) -> Result<SecretString, ConfigError> {
+    /// Reads the secret: a file is read again at each call, so a fixed file is used at once.
+    pub fn load(&self) -> Result<SecretString, PrivateFileError> {
         match self {
             SecretSource::Inline(s) => Ok(s.clone()),
             SecretSource::File(path) => {
-                check_private_file(path)?;
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok(SecretString::from(text.trim_end().to_owned()))
+                const WHAT: &str = "client secret file";
+                let text = read_private_file(path, WHAT)?;
+                let secret = text.trim_end();
+                if secret.is_empty() {
+                    return Err(PrivateFileError::Empty {
+                        what: WHAT,
+                        path: path.clone(),
+                    });
+                }
+                Ok(SecretString::from(secret.to_owned()))
             }
+        }
+    }
+
+    /// The file the secret is read from, if it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            SecretSource::Inline(_) => None,
+            SecretSource::File(path) => Some(path),
         }
     }
 }
@@ -210,7 +218,8 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// The log filter when `RUST_LOG` is not set, such as `info` or `notion_inbox=debug`.
     pub log_level: String,
-    /// Where to serve Prometheus metrics, if anywhere.
+    /// Where to serve Prometheus metrics, if anywhere. A non-loopback address needs
+    /// `metrics_public = true`: the metrics name the targets and carry error texts.
     pub metrics_listen: Option<SocketAddr>,
     /// How long after an unknown outcome to wait before asking Notion whether the row exists.
     pub dedupe_settle: Duration,
@@ -305,6 +314,7 @@ struct RawDaemon {
     shutdown_grace: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
+    metrics_public: Option<Spanned<bool>>,
     dedupe_settle: Option<Spanned<String>>,
 }
 
@@ -331,7 +341,7 @@ impl Config {
         })?;
         let config = Config::from_toml(path, &text)?;
         if config.holds_inline_secret() {
-            check_private_file(path)?;
+            check_private_file(path, "config file")?;
         }
         Ok(config)
     }
@@ -404,14 +414,8 @@ impl Config {
 
     /// The OAuth client secret: from the file, `client_secret_file`, or systemd's credentials.
     pub fn client_secret(&self) -> Result<SecretString, ConfigError> {
-        if let Some(source) = &self.notion.client_secret {
-            return source.load();
-        }
-        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let path = Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET);
-            if path.exists() {
-                return SecretSource::File(path).load();
-            }
+        if let Some(source) = self.client_secret_source() {
+            return Ok(source.load()?);
         }
         Err(ConfigError::Invalid {
             location: Location {
@@ -426,6 +430,17 @@ impl Config {
         })
     }
 
+    /// Where the OAuth client secret comes from: `[notion]`, else the systemd credential
+    /// `client_secret` if `$CREDENTIALS_DIRECTORY` holds one; `None` if neither.
+    pub fn client_secret_source(&self) -> Option<SecretSource> {
+        if let Some(source) = &self.notion.client_secret {
+            return Some(source.clone());
+        }
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+        let path = Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET);
+        path.exists().then_some(SecretSource::File(path))
+    }
+
     fn holds_inline_secret(&self) -> bool {
         matches!(self.notion.client_secret, Some(SecretSource::Inline(_)))
             || self
@@ -433,23 +448,6 @@ impl Config {
                 .iter()
                 .any(|t| matches!(t.token, TokenSource::Fixed(_)))
     }
-}
-
-/// Refuses a file that holds a secret when group or others may read it.
-pub fn check_private_file(path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ConfigError::Exposed {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    Ok(())
 }
 
 /// Extracts a Notion id (32 hex digits) from an id with or without dashes, or from a Notion URL
@@ -687,6 +685,7 @@ impl Cx<'_> {
             shutdown_grace: None,
             log_level: None,
             metrics_listen: None,
+            metrics_public: None,
             dedupe_settle: None,
         });
         let state_dir = match raw.state_dir {
@@ -736,16 +735,11 @@ impl Cx<'_> {
             }
             None => "info".to_owned(),
         };
-        let metrics_listen = match raw.metrics_listen {
-            Some(s) => Some(s.get_ref().parse::<SocketAddr>().map_err(|e| {
-                self.invalid(
-                    s.span(),
-                    format!("metrics_listen {:?} is not an address: {e}", s.get_ref()),
-                    "write an address and port such as \"127.0.0.1:9464\"",
-                )
-            })?),
-            None => None,
-        };
+        let public = raw.metrics_public.as_ref().is_some_and(|p| *p.get_ref());
+        let metrics_listen = raw
+            .metrics_listen
+            .map(|s| self.metrics_listen(&s, public))
+            .transpose()?;
         Ok(DaemonConfig {
             state_dir,
             max_line_bytes,
@@ -755,6 +749,27 @@ impl Cx<'_> {
             metrics_listen,
             dedupe_settle,
         })
+    }
+
+    /// Parses `metrics_listen`; an address other than loopback needs `metrics_public = true`.
+    fn metrics_listen(&self, s: &Spanned<String>, public: bool) -> Result<SocketAddr, ConfigError> {
+        let addr = s.get_ref().parse::<SocketAddr>().map_err(|e| {
+            self.invalid(
+                s.span(),
+                format!("metrics_listen {:?} is not an address: {e}", s.get_ref()),
+                "write an address and port such as \"127.0.0.1:9464\"",
+            )
+        })?;
+        if !addr.ip().is_loopback() && !public {
+            return Err(self.invalid(
+                s.span(),
+                format!(
+                    "metrics_listen {addr} is not a loopback address, and the metrics show target names, workspace counts and error texts to anyone who can reach the port"
+                ),
+                "set metrics_public = true in [daemon] if that is intended, or listen on 127.0.0.1",
+            ));
+        }
+        Ok(addr)
     }
 
     fn target(

@@ -195,6 +195,50 @@ fn bad_files_name_the_place_and_the_fix() {
 }
 
 #[test]
+fn metrics_on_a_public_address_need_metrics_public() {
+    let at = |listen: &str, public: &str| {
+        minimal("").replacen(
+            "[daemon]\n",
+            &format!("[daemon]\nmetrics_listen = \"{listen}\"\n{public}"),
+            1,
+        )
+    };
+    for listen in ["0.0.0.0:9464", "192.0.2.7:9464", "[::]:9464"] {
+        check_err(
+            &at(listen, ""),
+            &[
+                "config.toml:2:18",
+                "not a loopback address",
+                "target names, workspace counts and error texts",
+                "set metrics_public = true",
+                "or listen on 127.0.0.1",
+            ],
+        );
+        check_err(
+            &at(listen, "metrics_public = false\n"),
+            &["metrics_public = true"],
+        );
+        let c = Config::from_toml(
+            Path::new("/etc/ni/config.toml"),
+            &at(listen, "metrics_public = true\n"),
+        )
+        .unwrap();
+        assert_eq!(c.daemon.metrics_listen.unwrap().port(), 9464, "{listen}");
+    }
+    for listen in ["127.0.0.1:9464", "127.1.2.3:9464", "[::1]:9464"] {
+        let c = Config::from_toml(Path::new("/etc/ni/config.toml"), &at(listen, "")).unwrap();
+        assert!(
+            c.daemon.metrics_listen.unwrap().ip().is_loopback(),
+            "{listen}"
+        );
+    }
+    check_err(
+        &at("127.0.0.1:9464", "metrics_public = \"yes\"\n"),
+        &["config.toml:3", "invalid type"],
+    );
+}
+
+#[test]
 fn bad_targets_name_the_place_and_the_fix() {
     let cases: &[(String, &[&str])] = &[
         (

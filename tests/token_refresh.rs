@@ -11,7 +11,7 @@ use notion_inbox::config::Config;
 use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::notion::oauth::{Redirect, authorize_url, new_state, parse_redirect};
 use notion_inbox::notion::{
-    CreateOutcome, NotionClient, RefreshError, TokenChange, TokenFile, TokenHandle,
+    CreateOutcome, NotionClient, NotionError, RefreshError, TokenChange, TokenFile, TokenHandle,
 };
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -348,4 +348,45 @@ fn a_handle_tells_its_own_refresh_from_one_elsewhere_and_from_a_new_authorizatio
         a.secret().expose_secret(),
         s.on_disk().access_token.expose_secret()
     );
+}
+
+#[test]
+fn a_client_secret_file_that_cannot_be_used_is_a_local_problem_and_read_again_at_each_refresh() {
+    let s = Setup::new();
+    s.expire();
+    let a = s.handle();
+    let secret = s.w.path("client_secret");
+    let chmod = |mode| {
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    s.w.rt.block_on(async {
+        chmod(0o644);
+        let e = a.refresh_from(&s.client, a.generation()).await.unwrap_err();
+        assert!(matches!(e, RefreshError::ClientSecret { .. }), "{e:?}");
+        assert!(!e.needs_authorization(), "{e}");
+        assert_eq!(e.local_file(), Some(secret.as_path()));
+        let chain = NotionError::from(e).to_string();
+        assert!(
+            chain.contains("mode 0644")
+                && chain.contains(&format!("chmod 600 {}", secret.display())),
+            "{chain}"
+        );
+        s.assert_no_secret(&chain);
+        chmod(0o600);
+        let value = std::fs::read(&secret).unwrap();
+        std::fs::write(&secret, "").unwrap();
+        let e = a.refresh_from(&s.client, a.generation()).await.unwrap_err();
+        assert!(matches!(e, RefreshError::ClientSecret { .. }), "{e:?}");
+        std::fs::write(&secret, value).unwrap();
+        // The same handle and client: the fixed file is read at the next attempt.
+        let before = a.generation();
+        a.refresh_from(&s.client, before).await.unwrap();
+        assert_eq!(a.generation(), before + 1);
+        assert!(matches!(
+            s.client.create_page(&a, &s.page()).await,
+            CreateOutcome::Created { .. }
+        ));
+    });
+    // The code exchange and the one refresh that could load the secret.
+    assert_eq!(s.token_requests(), 2);
 }

@@ -6,6 +6,8 @@ use serde::Serialize;
 use crate::config::{Config, Target};
 use crate::notion::{NotionClient, ResolveError};
 use crate::record::Mapper;
+use crate::state::audit::{Exposure, audit};
+use crate::state::private::create_private_dir;
 
 /// One finding.
 #[derive(Debug, Serialize, PartialEq)]
@@ -54,16 +56,62 @@ pub async fn run(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Find
         ),
     }];
     findings.push(check_state_dir(config));
+    let exposures = audit(config);
+    findings.extend(exposures.iter().map(|e| Finding {
+        target: e.target.clone(),
+        ok: false,
+        message: e.to_string(),
+    }));
+    findings.extend(check_client_secret(config, &exposures));
     let client = NotionClient::new(&config.notion)?;
     for target in targets {
+        // A token file that cannot be used as it is was reported above, with its fix.
+        if exposures
+            .iter()
+            .any(|e| e.target.as_deref() == Some(&target.name))
+        {
+            continue;
+        }
         check_target(config, &client, target, &mut findings).await;
     }
     Ok(findings)
 }
 
+/// Loads the OAuth client secret, if one is configured (the daemon needs it for every refresh).
+/// A secret file whose mode or owner the audit reported is not reported again.
+fn check_client_secret(config: &Config, exposures: &[Exposure]) -> Option<Finding> {
+    let source = config.client_secret_source()?;
+    let finding = |ok, message| Finding {
+        target: None,
+        ok,
+        message,
+    };
+    match (source.load(), source.path()) {
+        (Ok(_), Some(path)) => Some(finding(
+            true,
+            format!("the client secret loads from {}", path.display()),
+        )),
+        (Ok(_), None) => Some(finding(
+            true,
+            format!("the client secret is set in {}", config.path.display()),
+        )),
+        (Err(_), _)
+            if exposures
+                .iter()
+                .any(|x| Some(x.path.as_path()) == source.path()) =>
+        {
+            None
+        }
+        (Err(e), _) => Some(finding(
+            false,
+            format!("{e} (the daemon needs the client secret to refresh tokens)"),
+        )),
+    }
+}
+
 fn check_state_dir(config: &Config) -> Finding {
     let dir = &config.daemon.state_dir;
-    let probe = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir).map(drop));
+    let probe = create_private_dir(dir).and_then(|()| tempfile::tempfile_in(dir).map(drop));
     match probe {
         Ok(()) => Finding {
             target: None,

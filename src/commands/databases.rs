@@ -65,12 +65,19 @@ pub async fn usable_token(
     match client.users_me(&token).await {
         Ok(_) => Ok(token),
         Err(e) if e.is_unauthorized() && token.can_refresh() => {
-            token.refresh(client).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "target {}: the token was refused and refreshing it failed ({e}); run `notion-inbox authorize --target {}`",
+            token.refresh(client).await.map_err(|e| match e.local_file() {
+                // A file on this machine: its fix, not an authorization, is what is needed.
+                Some(_) => anyhow::anyhow!(
+                    "target {}: the token was refused and cannot be refreshed: {}",
                     target.name,
+                    crate::daemon::perform::error_chain(&e)
+                ),
+                None => anyhow::anyhow!(
+                    "target {}: the token was refused and refreshing it failed ({}); run `notion-inbox authorize --target {}`",
+                    target.name,
+                    crate::daemon::perform::error_chain(&e),
                     target.name
-                )
+                ),
             })?;
             Ok(token)
         }

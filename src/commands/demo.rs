@@ -4,7 +4,6 @@
 //! records, runs the daemon, shows progress, prints the rows as a table, then keeps watching for
 //! records the user pushes until Ctrl-C. Nothing outside the temporary directory is touched.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -71,8 +70,7 @@ pub async fn run(
     // The config, as a user would write it.
     std::fs::create_dir_all(root.join("spool"))?;
     let secret_file = root.join("client_secret");
-    std::fs::write(&secret_file, &info.client_secret)?;
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))?;
+    crate::state::private::write_private(&secret_file, info.client_secret.as_bytes())?;
     let config_path = root.join("config.toml");
     std::fs::write(
         &config_path,

@@ -8,12 +8,14 @@
 //! file for each entry, takes the lock, and checks that the descriptor is still the file at the path
 //! (a rename may have happened between its open and its lock); if not, it opens again.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+
+use crate::state::private::{create_private_dir, private_options};
 
 /// One dead-lettered record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -277,17 +279,16 @@ struct PositionOnly {
 /// Opens `path` for appending (creating it and its directory) under an exclusive lock, making sure
 /// the locked descriptor is the file now at `path`.
 pub fn open_locked(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
     }
     loop {
         // Dead letters hold record content: private whatever the umask.
-        let file = OpenOptions::new()
+        let file = private_options()
             .create(true)
             .append(true)
             .read(true)
-            .mode(0o600)
             .open(path)?;
         file.lock()?;
         let held = file.metadata()?;

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::state::private::{Durability, write_private_atomically};
+
 /// Whether a target is sending, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "message", rename_all = "snake_case")]
@@ -256,16 +258,10 @@ impl StatusWriter {
         for s in &mut snapshots {
             s.updated.clone_from(&now);
         }
-        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-        let mut tmp = tempfile::Builder::new()
-            .prefix(STATUS_TEMP_PREFIX)
-            .tempfile_in(dir)?;
-        let mut out = std::io::BufWriter::new(&mut tmp);
-        serde_json::to_writer_pretty(&mut out, &snapshots)?;
-        // Flushed explicitly: a failed write (a full disk) must not put a truncated file in place.
-        std::io::Write::flush(&mut out)?;
-        drop(out);
-        tmp.persist(&self.path).map_err(|e| e.error)?;
+        // Written whole before the rename: a failed write (a full disk) puts no truncated file
+        // in place. Private: it holds error texts, which may quote records.
+        let bytes = serde_json::to_vec_pretty(&snapshots)?;
+        write_private_atomically(&self.path, STATUS_TEMP_PREFIX, &bytes, Durability::NoFsync)?;
         self.last = Some((content, std::time::Instant::now()));
         Ok(())
     }

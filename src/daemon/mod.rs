@@ -59,6 +59,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let config = Arc::new(Config::load(&config_path)?);
     prepare_state_dir(&config.daemon.state_dir)?;
+    warn_exposures(&config);
     let mut client = NotionClient::new(&config.notion)?;
     let watcher = std::sync::Mutex::new(InboxWatcher::new()?);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
@@ -94,6 +95,7 @@ pub async fn run_with(
                                 stop_all(std::mem::take(&mut running).into_iter().collect()).await;
                             }
                             current = new;
+                            warn_exposures(&current);
                             apply(&current, &client, &watcher, &mut running).await?;
                             metric_targets.set(running.values().map(|r| r.state.clone()));
                             tracing::info!(targets = running.len(), "configuration reloaded");
@@ -291,7 +293,7 @@ fn status_line(running: &BTreeMap<String, Running>) -> String {
 fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
     for sub in ["checkpoints", "dead-letter", "tokens"] {
         let path = dir.join(sub);
-        std::fs::create_dir_all(&path).map_err(|e| {
+        crate::state::private::create_private_dir(&path).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create {}: {e}; create the state directory and make it writable by this user, or set [daemon] state_dir",
                 path.display()
@@ -299,6 +301,26 @@ fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Logs a warning, with the fix, for each state or secret file that other users could read, write
+/// or own (see [`crate::state::audit`]), and for a client secret that cannot be loaded.
+fn warn_exposures(config: &Config) {
+    let exposures = crate::state::audit::audit(config);
+    for e in &exposures {
+        match &e.target {
+            Some(name) => tracing::warn!(target_name = %name, "{e}"),
+            None => tracing::warn!("{e}"),
+        }
+    }
+    if let Some(source) = config.client_secret_source()
+        && let Err(e) = source.load()
+        && !exposures.iter().any(|x| x.path == e.path())
+    {
+        tracing::warn!(
+            "{e}; token refreshes fail until it is fixed (it is read again at each one)"
+        );
+    }
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -265,6 +265,8 @@ impl Io {
                 "target {name} needs authorization: Notion refused to refresh its token ({e}); run `notion-inbox authorize --target {name}`; \
                  delivery resumes by itself when the token file changes"
             )),
+            // A file on this machine: fixable there, and the next attempt reads it again.
+            Err(e) if e.local_file().is_some() => RefreshResult::Local(error_chain(&e)),
             Err(e) => RefreshResult::Transient(error_chain(&e)),
         }
     }

@@ -18,7 +18,7 @@ use crate::daemon::health::{Health, TargetState};
 use crate::daemon::perform::{Io, Work, error_chain};
 use crate::delivery::{Core, CoreConfig, Event};
 use crate::inbox::{TailOptions, Tailer};
-use crate::notion::{NotionClient, Resolved, TokenHandle};
+use crate::notion::{NotionClient, NotionError, Resolved, TokenHandle};
 use crate::record::Mapper;
 use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter};
 
@@ -44,6 +44,18 @@ struct Prepared {
     resolved: Resolved,
     mapper: Mapper,
     tailer: Tailer,
+}
+
+/// What `prepare` waits for before connecting again.
+#[derive(Debug)]
+enum Wait {
+    /// The slow backoff, and at least this long.
+    AtLeast(Duration),
+    /// A new token: Notion refused this one and a person must authorize.
+    NewToken,
+    /// A change to this file on this machine (a `chmod`, a `chown`, a rewrite), or the slow
+    /// backoff, whichever comes first.
+    FileFixed(std::path::PathBuf),
 }
 
 impl TargetRunner {
@@ -105,28 +117,7 @@ impl TargetRunner {
                 return None;
             }
         };
-        slow.reset();
-        let (token, resolved, mapper) = loop {
-            match self.connect().await {
-                Ok(ready) => break ready,
-                Err((health, retry)) => {
-                    let needs_auth = matches!(health, Health::NeedsAuthorization(_));
-                    self.state.set_health(health);
-                    if needs_auth {
-                        // Asking Notion again would only spend the budget: wait until the token
-                        // changes (`authorize` rewrites the file; a fixed token changes by reload).
-                        if !self.wait_for_new_token(stop).await {
-                            return None;
-                        }
-                        continue;
-                    }
-                    let wait = slow.next_delay(&mut rng).max(retry);
-                    if !self.pause(stop, wait).await {
-                        return None;
-                    }
-                }
-            }
-        };
+        let (token, resolved, mapper) = self.connect_until_ready(stop).await?;
         let opts = TailOptions {
             max_line: daemon.max_line_bytes as usize,
             ..TailOptions::default()
@@ -165,47 +156,121 @@ impl TargetRunner {
         })
     }
 
-    /// Waits until the target's token file is written anew (false if stopped first). A fixed token
-    /// only changes with the configuration, which restarts the target, so this waits for the stop.
+    /// Connects (see [`TargetRunner::connect`]) until it works, showing in the health why not yet
+    /// and waiting as the failure says. `None` when stopped first.
+    async fn connect_until_ready(
+        &self,
+        stop: &CancellationToken,
+    ) -> Option<(TokenHandle, Resolved, Mapper)> {
+        let mut slow = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        loop {
+            let (health, wait) = match self.connect().await {
+                Ok(ready) => return Some(ready),
+                Err(not_ready) => not_ready,
+            };
+            self.state.set_health(health);
+            let go_on = match wait {
+                // Asking Notion again would only spend the budget: wait until the token changes
+                // (`authorize` rewrites the file; a fixed token changes by reload).
+                Wait::NewToken => self.wait_for_new_token(stop).await,
+                // A file on this machine must be fixed: try again as soon as it changes, or after
+                // the backoff.
+                Wait::FileFixed(path) => {
+                    let limit = slow.next_delay(&mut rng).max(Duration::from_secs(1));
+                    self.wait_for_change(&path, stop, Some(limit)).await
+                }
+                Wait::AtLeast(least) => {
+                    self.pause(stop, slow.next_delay(&mut rng).max(least)).await
+                }
+            };
+            if !go_on {
+                return None;
+            }
+        }
+    }
+
+    /// Waits until the target's token file is written anew or its mode or owner change (false if
+    /// stopped first). A fixed token only changes with the configuration, which restarts the
+    /// target, so this waits for the stop.
     async fn wait_for_new_token(&self, stop: &CancellationToken) -> bool {
         let crate::config::TokenSource::File(path) = &self.target.token else {
             stop.cancelled().await;
             return false;
         };
+        self.wait_for_change(path, stop, None).await
+    }
+
+    /// Waits until the file at `path` changes (content, inode, mode or owner: a rewrite, a
+    /// `chmod` or a `chown`), or `limit` passes; checked every `reconcile_interval`. False if
+    /// stopped first.
+    async fn wait_for_change(
+        &self,
+        path: &std::path::Path,
+        stop: &CancellationToken,
+        limit: Option<Duration>,
+    ) -> bool {
         let stamp = |p: &std::path::Path| {
             std::fs::metadata(p).ok().map(|m| {
                 use std::os::unix::fs::MetadataExt;
-                (m.ino(), m.mtime(), m.mtime_nsec(), m.size())
+                // ctime moves with chmod and chown; mtime and size with a rewrite in place.
+                (
+                    m.ino(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.size(),
+                )
             })
         };
         let before = stamp(path);
+        let until = limit.map(|l| tokio::time::Instant::now() + l);
         loop {
+            let tick = self.config.daemon.reconcile_interval;
+            let tick = until.map_or(tick, |u| {
+                tick.min(u.saturating_duration_since(tokio::time::Instant::now()))
+            });
             tokio::select! {
-                () = tokio::time::sleep(self.config.daemon.reconcile_interval) => {}
+                () = tokio::time::sleep(tick) => {}
                 () = stop.cancelled() => return false,
             }
             if stamp(path) != before {
-                tracing::info!(target_name = %self.target.name, token_file = %path.display(), "the token file changed; trying it");
+                tracing::info!(target_name = %self.target.name, file = %path.display(), "the file changed; trying again");
+                return true;
+            }
+            if until.is_some_and(|u| u <= tokio::time::Instant::now()) {
                 return true;
             }
         }
     }
 
     /// Loads the token, resolves the destination and checks the mapping. On failure, the health to
-    /// show and the least time to wait before trying again.
-    async fn connect(&self) -> Result<(TokenHandle, Resolved, Mapper), (Health, Duration)> {
+    /// show and what to wait for before trying again.
+    async fn connect(&self) -> Result<(TokenHandle, Resolved, Mapper), (Health, Wait)> {
         let name = &self.target.name;
-        let retry = self.config.daemon.reconcile_interval;
         let needs_auth = |why: String| {
             (
                 Health::NeedsAuthorization(format!(
                     "target {name} needs authorization: {why}; run `notion-inbox authorize --target {name}`"
                 )),
-                retry,
+                Wait::NewToken,
             )
         };
-        let token =
-            TokenHandle::load(&self.target, &self.config).map_err(|e| needs_auth(e.to_string()))?;
+        let fix_file = |why: String, path: &std::path::Path| {
+            (
+                Health::Paused(format!("target {name}: {why}")),
+                Wait::FileFixed(path.to_owned()),
+            )
+        };
+        let token = match TokenHandle::load(&self.target, &self.config) {
+            Ok(token) => token,
+            Err(NotionError::Local(e)) => {
+                let why = format!("{e}; delivery resumes by itself once it is fixed");
+                return Err(fix_file(why, e.path()));
+            }
+            Err(e) => return Err(needs_auth(e.to_string())),
+        };
         let mut refreshed = false;
         let resolved = loop {
             let sent_with = token.generation();
@@ -218,15 +283,20 @@ impl TargetRunner {
                         Err(e) if e.needs_authorization() => {
                             return Err(needs_auth(error_chain(&e)));
                         }
-                        // The token endpoint failed for now: try again later, not a person's job.
                         Err(e) => {
-                            return Err((
-                                Health::Paused(format!(
-                                    "target {name}: the token could not be refreshed for now ({}); retrying by itself",
-                                    error_chain(&e)
-                                )),
-                                Duration::ZERO,
-                            ));
+                            return Err(match e.local_file() {
+                                // A file on this machine: its fix is picked up when it changes.
+                                Some(path) => fix_file(error_chain(&e), path),
+                                // The token endpoint failed for now: try again later, not a
+                                // person's job.
+                                None => (
+                                    Health::Paused(format!(
+                                        "target {name}: the token could not be refreshed for now ({}); retrying by itself",
+                                        error_chain(&e)
+                                    )),
+                                    Wait::AtLeast(Duration::ZERO),
+                                ),
+                            });
                         }
                     }
                 }
@@ -238,7 +308,7 @@ impl TargetRunner {
                 Err(e) => {
                     return Err((
                         Health::Paused(format!("target {name}: {e}")),
-                        Duration::ZERO,
+                        Wait::AtLeast(Duration::ZERO),
                     ));
                 }
             }
@@ -249,7 +319,7 @@ impl TargetRunner {
                     "target {name}: the mapping does not fit {}: {e}; fix [target.properties] or the database (checked again periodically)",
                     resolved.describe()
                 )),
-                Duration::from_secs(30),
+                Wait::AtLeast(Duration::from_secs(30)),
             )
         })?;
         Ok((token, resolved, mapper))

@@ -68,9 +68,17 @@ pub enum RefreshResult {
     Ok,
     /// The token endpoint failed for now (network, 5xx, a lost answer): try again later.
     Transient(String),
+    /// A file on this machine that the refresh needs cannot be used (the client secret's file is
+    /// open to others, say): try again soon, as the file is read again at each attempt and no
+    /// request reaches Notion before it loads; the message says the fix.
+    Local(String),
     /// The refresh was refused (`invalid_grant`, no refresh token): a person must authorize.
     Refused(String),
 }
+
+/// The longest wait between two refreshes held up by a local file ([`RefreshResult::Local`]):
+/// an attempt only reads files, so the fix is picked up within this time.
+pub const LOCAL_REFRESH_RETRY_CAP: Duration = Duration::from_secs(10);
 
 /// Where a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,6 +404,24 @@ impl<P> Core<P> {
         ));
     }
 
+    /// A refresh failed but may work later: says why in the health and tries again after `wait`
+    /// (at least a second).
+    fn refresh_later(&mut self, now: Now, sent_with: u64, wait: Duration, error: &str, then: &str) {
+        Counters::bump(&self.state.counters.retried);
+        let wait = wait.max(Duration::from_secs(1));
+        let message = format!(
+            "target {}: the token could not be refreshed for now ({error}); {then} (next in {wait:?})",
+            self.cfg.name
+        );
+        tracing::warn!(target_name = %self.cfg.name, "{message}");
+        self.state.record_error(message.clone());
+        self.auth_trouble = Some(message);
+        self.auth = Auth::Retry {
+            until: now.saturating_add(wait),
+            sent_with,
+        };
+    }
+
     pub(super) fn refreshed(&mut self, now: Now, result: RefreshResult) {
         let Auth::Refreshing { sent_with } = self.auth else {
             return;
@@ -407,22 +433,21 @@ impl<P> Core<P> {
                 self.refreshed_since_success = true;
             }
             RefreshResult::Transient(error) => {
-                Counters::bump(&self.state.counters.retried);
+                let wait = self.auth_backoff.next_delay(&mut self.rng);
+                self.refresh_later(now, sent_with, wait, &error, "retrying by itself");
+            }
+            RefreshResult::Local(error) => {
                 let wait = self
                     .auth_backoff
                     .next_delay(&mut self.rng)
-                    .max(Duration::from_secs(1));
-                let message = format!(
-                    "target {}: the token could not be refreshed for now ({error}); retrying by itself (next in {wait:?})",
-                    self.cfg.name
-                );
-                tracing::warn!(target_name = %self.cfg.name, "{message}");
-                self.state.record_error(message.clone());
-                self.auth_trouble = Some(message);
-                self.auth = Auth::Retry {
-                    until: now.saturating_add(wait),
+                    .min(LOCAL_REFRESH_RETRY_CAP);
+                self.refresh_later(
+                    now,
                     sent_with,
-                };
+                    wait,
+                    &error,
+                    "retrying by itself once fixed",
+                );
             }
             RefreshResult::Refused(message) => self.auth = Auth::Refused(message),
         }

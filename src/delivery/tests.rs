@@ -85,6 +85,42 @@ fn an_absurd_retry_after_waits_at_most_the_cap() {
 }
 
 #[test]
+fn a_refresh_held_up_by_a_local_file_is_retried_soon_and_the_health_names_the_fix() {
+    let (mut c, state) = core();
+    let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
+    let unauthorized = SendResult::Unauthorized {
+        generation: 0,
+        error: "401".into(),
+    };
+    c.handle(Now::ZERO, Event::Sent(t, unauthorized));
+    let mut now = Now::ZERO;
+    // However often it fails, the next attempt is at most the local cap away, and the target
+    // never waits for a person.
+    for _ in 0..12 {
+        let refresh = run(&mut c, now, vec![]);
+        assert!(
+            matches!(refresh[..], [Action::Refresh { sent_with: 0 }]),
+            "{refresh:?}"
+        );
+        let fix = "the client secret file /s is mode 0644; run `chmod 600 /s`";
+        c.handle(now, Event::Refreshed(RefreshResult::Local(fix.into())));
+        let Health::Paused(message) = state.health() else {
+            panic!("{:?}", state.health());
+        };
+        assert!(message.contains("chmod 600 /s"), "{message}");
+        let next = c.next_deadline(now).expect("a retry is scheduled");
+        assert!(next.saturating_sub(now) <= flight::LOCAL_REFRESH_RETRY_CAP);
+        now = next;
+    }
+    let refresh = run(&mut c, now, vec![]);
+    assert!(matches!(refresh[..], [Action::Refresh { sent_with: 0 }]));
+    c.handle(now, Event::Refreshed(RefreshResult::Ok));
+    let resent = run(&mut c, now, vec![]);
+    assert!(matches!(resent[..], [Action::Send { .. }]), "{resent:?}");
+    assert_eq!(state.health(), Health::Ok);
+}
+
+#[test]
 fn only_a_refused_refresh_needs_a_person() {
     let (mut c, state) = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));

@@ -177,9 +177,14 @@ pub enum NotionError {
         /// What was wrong with it.
         detail: String,
     },
-    /// A token could not be used or refreshed (its file is missing or unreadable, say).
+    /// A token could not be used or refreshed (no token file, no client credentials, say).
     #[error("{0}")]
     Token(String),
+    /// A file on this machine that holds a secret (a token file, the client secret file) cannot
+    /// be used as it is: open to others, unreadable, missing or empty. Fixing the file is enough;
+    /// no authorization is needed.
+    #[error(transparent)]
+    Local(#[from] crate::state::private::PrivateFileError),
 }
 
 impl NotionError {
@@ -214,7 +219,7 @@ impl NotionError {
         match self {
             Self::Api(e) => matches!(e.status, 409 | 429 | 500 | 502 | 503 | 504 | 529),
             Self::Transport { .. } => true,
-            Self::Decode { .. } | Self::Token(_) => false,
+            Self::Decode { .. } | Self::Token(_) | Self::Local(_) => false,
         }
     }
 }
@@ -291,7 +296,9 @@ impl CreateOutcome {
             NotionError::Transport { sent: true, .. } | NotionError::Decode { .. } => {
                 CreateOutcome::Unknown { error }
             }
-            NotionError::Token(_) => CreateOutcome::Unauthorized { error, generation },
+            NotionError::Token(_) | NotionError::Local(_) => {
+                CreateOutcome::Unauthorized { error, generation }
+            }
         }
     }
 }

@@ -119,21 +119,19 @@ impl NotionClient {
         &self.inner.base
     }
 
-    /// The OAuth client id and secret (the secret from the config or systemd's credentials).
+    /// The OAuth client id and secret (the secret from the config or systemd's credentials). The
+    /// secret's file is read at each call, so a file fixed meanwhile is used at once; a file that
+    /// cannot be used is [`NotionError::Local`].
     fn oauth_credentials(&self) -> Result<(&str, SecretString), NotionError> {
         let id = self.inner.client_id.as_deref().ok_or_else(|| {
             NotionError::Token(
                 "no OAuth client_id is configured; set client_id in [notion] of the config".into(),
             )
         })?;
-        let secret = match &self.inner.client_secret {
-            Some(source) => source
-                .load()
-                .map_err(|e| NotionError::Token(e.to_string()))?,
+        let source = match &self.inner.client_secret {
+            Some(source) => source.clone(),
             None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                Some(dir) => SecretSource::File(Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET))
-                    .load()
-                    .map_err(|e| NotionError::Token(e.to_string()))?,
+                Some(dir) => SecretSource::File(Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET)),
                 None => {
                     return Err(NotionError::Token(
                         "no OAuth client secret is configured; set client_secret_file in [notion] of the config".into(),
@@ -141,7 +139,7 @@ impl NotionClient {
                 }
             },
         };
-        Ok((id, secret))
+        Ok((id, source.load()?))
     }
 
     /// Sends one authenticated API request through the limiters and returns the JSON body. One

@@ -203,6 +203,17 @@ pub enum RefreshError {
         #[source]
         source: Option<Box<NotionError>>,
     },
+    /// The OAuth client secret cannot be loaded (its file is open to others, unreadable,
+    /// missing or empty): fixable on this machine, so it is tried again, with no authorization.
+    /// The file is read again at each attempt.
+    #[error(
+        "cannot refresh the token: the OAuth client secret cannot be loaded; the refresh is tried again by itself once the file is fixed"
+    )]
+    ClientSecret {
+        /// What is wrong with the file, and the fix.
+        #[source]
+        source: crate::state::private::PrivateFileError,
+    },
     /// The token file (or its lock file) cannot be read, written or locked.
     #[error("cannot {action} the token file {path}: {fix}")]
     Io {
@@ -232,7 +243,9 @@ impl RefreshError {
     /// `invalid_grant`, `invalid_client` or `unauthorized_client` is a refusal; any other status
     /// (5xx, 429, another 4xx), a transport failure or an unreadable answer is transient: retrying
     /// does no harm (at worst it meets the refusal then), and de-authorizing would need a person.
-    /// A [`NotionError::Token`] here means the OAuth client credentials are missing: refused.
+    /// A [`NotionError::Token`] here means the OAuth client credentials are missing: refused. A
+    /// [`NotionError::Local`] means the client secret's file cannot be used:
+    /// [`RefreshError::ClientSecret`].
     pub fn from_token_endpoint(error: NotionError) -> RefreshError {
         let what = match &error {
             NotionError::Api(api)
@@ -263,11 +276,27 @@ impl RefreshError {
                 format!("{what}, after the request may have reached Notion")
             }
             NotionError::Decode { .. } => "the token endpoint's answer cannot be read".to_owned(),
+            NotionError::Local(_) => {
+                let NotionError::Local(source) = error else {
+                    unreachable!("this arm matched a local error")
+                };
+                return RefreshError::ClientSecret { source };
+            }
         };
         RefreshError::Transient {
             what,
             retry_after: error.api().and_then(|a| a.retry_after),
             source: Box::new(error),
+        }
+    }
+
+    /// The file on this machine whose fix lets the refresh work: the client secret's file
+    /// ([`RefreshError::ClientSecret`]) or the token file ([`RefreshError::Io`]).
+    pub fn local_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::ClientSecret { source } => Some(source.path()),
+            Self::Io { path, .. } => Some(path),
+            Self::Transient { .. } | Self::Refused { .. } => None,
         }
     }
 

@@ -12,8 +12,7 @@
 //! ([`TokenChange::Refreshed`]: same `obtained_at`) from a new authorization
 //! ([`TokenChange::Reauthorized`]: `authorize` exchanged a new code).
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,10 +20,13 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Target, TokenSource, check_private_file};
+use crate::config::{Config, Target, TokenSource};
 use crate::inbox::identity::fnv1a64;
 use crate::notion::error::NotionError;
 use crate::notion::oauth::{RefreshError, TokenResponse};
+use crate::state::private::{
+    Durability, PrivateFileError, private_options, read_private_file, write_private_atomically,
+};
 
 /// The token file of a target, as `authorize` writes it (TOML, mode 600).
 #[derive(Clone, Serialize, Deserialize)]
@@ -105,15 +107,10 @@ impl TokenFile {
         }
     }
 
-    /// Reads and parses a token file, refusing one that others may read.
+    /// Reads and parses a token file, refusing one that others may read: a file that cannot be
+    /// used as it is on this machine is [`NotionError::Local`].
     pub fn read(path: &Path) -> Result<TokenFile, NotionError> {
-        check_private_file(path).map_err(|e| NotionError::Token(e.to_string()))?;
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            NotionError::Token(format!(
-                "cannot read the token file {}: {e}",
-                path.display()
-            ))
-        })?;
+        let text = read_private_file(path, "token file")?;
         toml::from_str(&text).map_err(|e| {
             NotionError::Token(format!(
                 "the token file {} is not valid ({}); run `notion-inbox authorize` again to rewrite it",
@@ -132,31 +129,11 @@ impl TokenFile {
     /// Like [`TokenFile::write`], returning the stamp of the file written (see [`FileStamp`]).
     pub fn write_stamped(&self, path: &Path) -> std::io::Result<FileStamp> {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        write_private_atomically_stamped(path, text.as_bytes())
+        // The stamp is the temporary file's own: a write by someone else right after ours has
+        // another stamp.
+        let written = write_private_atomically(path, ".tmp-", text.as_bytes(), Durability::Fsync)?;
+        Ok(FileStamp::of(&written))
     }
-}
-
-/// Writes `bytes` to `path` atomically with mode 600.
-pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_private_atomically_stamped(path, bytes).map(|_| ())
-}
-
-/// Like [`write_private_atomically`], returning the stamp of the file written, taken from the
-/// temporary file itself (a rename keeps inode, mtime and size), so a write by someone else right
-/// after ours has another stamp.
-fn write_private_atomically_stamped(path: &Path, bytes: &[u8]) -> std::io::Result<FileStamp> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    let stamp = FileStamp::of(&tmp.as_file().metadata()?);
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(stamp)
 }
 
 /// Identifies one version of a file: inode, mtime (ns) and size. Every atomic write makes a new
@@ -466,11 +443,10 @@ async fn lock_token_file(path: &Path) -> Result<std::fs::File, RefreshError> {
         source,
     };
     tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-        let f = std::fs::OpenOptions::new()
+        let f = private_options()
             .create(true)
             .truncate(false)
             .write(true)
-            .mode(0o600)
             .open(&lock_path)?;
         f.lock()?;
         Ok(f)
@@ -483,20 +459,20 @@ async fn lock_token_file(path: &Path) -> Result<std::fs::File, RefreshError> {
 /// Reads the token file for a refresh: I/O trouble is [`RefreshError::Io`], content that is not
 /// a token file needs `authorize` ([`RefreshError::Refused`]).
 fn read_for_refresh(path: &Path) -> Result<TokenFile, RefreshError> {
-    let io = |fix, source| RefreshError::Io {
-        action: "read",
-        path: path.to_owned(),
-        fix,
-        source,
-    };
-    check_private_file(path).map_err(|e| {
-        io(
-            "it must exist and be private to the service user (chmod 600)",
-            std::io::Error::other(e),
-        )
+    let text = read_private_file(path, "token file").map_err(|e| {
+        let fix = match &e {
+            PrivateFileError::Exposed { .. } => {
+                "it must be private to the service user (chmod 600)"
+            }
+            _ => "check that it exists and that the service user may read it",
+        };
+        RefreshError::Io {
+            action: "read",
+            path: path.to_owned(),
+            fix,
+            source: std::io::Error::other(e),
+        }
     })?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| io("check that the service user may read it", e))?;
     toml::from_str(&text).map_err(|e| {
         RefreshError::refused(
             format!(

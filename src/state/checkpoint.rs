@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
+use super::private::{create_private_dir, private_options};
 use crate::inbox::{FileIdentity, Position};
 
 /// The format version written. Version 1 (one file, renamed into place, no sequence number or
@@ -104,7 +105,7 @@ impl CheckpointStore {
     /// Opens (creating if needed) `<state_dir>/checkpoints`.
     pub fn open(state_dir: &Path) -> Result<CheckpointStore, StateError> {
         let dir = state_dir.join("checkpoints");
-        fs::create_dir_all(&dir).map_err(|source| StateError::Dir {
+        create_private_dir(&dir).map_err(|source| StateError::Dir {
             path: dir.clone(),
             source,
         })?;
@@ -305,17 +306,13 @@ impl CheckpointWriter {
         let (file, created) = match fs::OpenOptions::new().write(true).open(path) {
             Ok(file) => (file, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => (
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    // Private whatever the umask: a checkpoint names the inbox files and keys.
-                    fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .mode(0o600)
-                        .open(path)
-                        .map_err(write_err)?
-                },
+                // Private whatever the umask: a checkpoint names the inbox files and keys.
+                private_options()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(write_err)?,
                 true,
             ),
             Err(e) => return Err(write_err(e)),

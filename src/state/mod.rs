@@ -8,25 +8,21 @@
 //!   fsync when durable) so that one is always whole, and read defensively: if no slot is whole the
 //!   target stops with a message that names the file and the way out; it never silently restarts
 //!   from zero.
+//! - [`private`]: creating state for the service user only (directories 700, files 600, whatever
+//!   the umask) and reading files that hold secrets only when they are private.
+//! - [`audit`]: the state directory, tokens and client secret that other users could read, write
+//!   or own, each with the `chmod` or `chown` that fixes it.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod commit;
+pub mod private;
 
 use std::io;
 use std::path::PathBuf;
 
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CheckpointWriter, InFlight};
 pub use commit::{Commit, Ticket};
-
-/// Creates `path` and its missing parents with mode 0700 whatever the umask: the state directory
-/// holds tokens and record content.
-pub fn create_private_dir(path: &std::path::Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-}
 
 /// What can go wrong with durable state.
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,8 @@ pub struct World {
     pub starts: usize,
     /// `RUST_LOG` of the daemon.
     pub log_filter: String,
+    /// The umask the binary runs with ([`World::command`]), if not the test's own.
+    pub umask: Option<u32>,
 }
 
 /// Settings of one target in the generated config.
@@ -68,6 +70,7 @@ impl World {
             daemon: None,
             starts: 0,
             log_filter: "notion_inbox=debug,info".into(),
+            umask: None,
         }
     }
 
@@ -131,14 +134,104 @@ impl World {
         path
     }
 
+    /// Writes the config for `targets` as OAuth targets (token files in `state/tokens/`, the
+    /// emulator's client id), and the emulator's client secret in `client_secret` with `mode`.
+    pub fn write_oauth_config(
+        &self,
+        targets: &[TargetSpec],
+        secret_mode: u32,
+        daemon_extra: &str,
+    ) -> PathBuf {
+        let info = self.emu.info();
+        let secret = self.path("client_secret");
+        std::fs::write(&secret, &info.client_secret).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(secret_mode)).unwrap();
+        let notion = format!(
+            "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{}\"\nrequests_per_second = 50\nburst = 50\n",
+            info.client_id, info.redirect_uris[0]
+        );
+        let path = self.write_config_with(targets, &notion, daemon_extra);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("token = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Plays `authorize` for target `name` in-process (the consent form, the code exchange) and
+    /// writes its token file; returns what was written.
+    pub fn authorize(&self, name: &str) -> notion_inbox::notion::TokenFile {
+        use notion_inbox::notion::TokenFile;
+        use notion_inbox::notion::oauth::TokenResponse;
+        let info = self.emu.info().clone();
+        let redirect = info.redirect_uris[0].clone();
+        let response: serde_json::Value = self.rt.block_on(async {
+            let location = consent_location(&self.emu, &redirect, "s", true).await;
+            let location = url::Url::parse(&location).unwrap();
+            let code = location
+                .query_pairs()
+                .find(|(k, _)| k == "code")
+                .unwrap()
+                .1
+                .into_owned();
+            reqwest::Client::new()
+                .post(format!("{}/v1/oauth/token", info.url))
+                .basic_auth(&info.client_id, Some(&info.client_secret))
+                .json(&serde_json::json!({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        let file = TokenFile::from_response(&TokenResponse::parse(response).unwrap(), None);
+        file.write(&self.path(&format!("state/tokens/{name}.toml")))
+            .unwrap();
+        file
+    }
+
+    /// The binary on this world's config (`--config`, `NO_COLOR`), run with [`World::umask`] if
+    /// set.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_notion-inbox"));
+        c.arg("--config")
+            .arg(self.path("config.toml"))
+            .env("NO_COLOR", "1");
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe and cannot fail.
+            unsafe {
+                c.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
+        c
+    }
+
+    /// The daemon's view of every target (`<state_dir>/status.json`), by name.
+    pub fn status(&self) -> std::collections::HashMap<String, serde_json::Value> {
+        std::fs::read(self.path("state/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s["target"].as_str().unwrap_or_default().to_owned(), s))
+            .collect()
+    }
+
     /// Starts the daemon on the config; its log goes to `daemon-N.log`.
     pub fn start(&mut self) {
         assert!(self.daemon.is_none(), "the daemon is already running");
         self.starts += 1;
         let log = std::fs::File::create(self.path(&format!("daemon-{}.log", self.starts))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
-            .arg("--config")
-            .arg(self.path("config.toml"))
+        let child = self
+            .command()
             .arg("--log-format")
             .arg("text")
             .arg("run")

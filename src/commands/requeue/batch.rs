@@ -16,7 +16,7 @@ use super::{RequeueError, Selection, requeueable};
 use crate::commands::push::{PushError, append_lines_with};
 use crate::config::Target;
 use crate::daemon::deadletter::{self, DeadLetter};
-use crate::notion::token::write_private_atomically;
+use crate::state::private::{Durability, write_private_atomically};
 
 /// Where a batch was appended.
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,7 +91,8 @@ fn rewrite(dead: &Path, keep: &[&str]) -> Result<(), RequeueError> {
         }
         return Ok(());
     }
-    write_private_atomically(dead, &joined(keep.iter().copied()))
+    write_private_atomically(dead, ".tmp-", &joined(keep.iter().copied()), Durability::Fsync)
+        .map(|_| ())
         .map_err(RequeueError::io("cannot rewrite", dead))
 }
 
@@ -162,7 +163,8 @@ pub(super) fn take(
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
     let batch = dir.join(format!("{name}.{stamp}.batch.jsonl"));
-    write_private_atomically(&batch, &joined(moved.iter().copied()))
+    write_private_atomically(&batch, ".tmp-", &joined(moved.iter().copied()), Durability::Fsync)
+        .map(|_| ())
         .map_err(RequeueError::io("cannot write", &batch))?;
     rewrite(dead, &keep)?;
     taken.batch = Some(batch);
@@ -229,7 +231,8 @@ fn write_journal(path: &Path, file: &File, offset: u64) -> std::io::Result<()> {
         ino: meta.ino(),
         offset,
     };
-    write_private_atomically(path, &serde_json::to_vec(&journal)?)
+    let bytes = serde_json::to_vec(&journal)?;
+    write_private_atomically(path, ".tmp-", &bytes, Durability::Fsync).map(|_| ())
 }
 
 /// Whether the inbox file named in `journal` holds `bytes` at its offset.

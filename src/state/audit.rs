@@ -1,0 +1,228 @@
+//! The permission audit: state and secrets that other users could read, write or own. `check`
+//! lists what it finds as problems and the daemon logs each as a warning when it starts (and on a
+//! reload); each finding names the path and the `chmod` or `chown` that fixes it.
+//!
+//! What is audited: the state directory and its `tokens/` directory (writable by group or others:
+//! anyone could swap a token or a checkpoint), every target's token file and the
+//! `client_secret_file` (readable or writable by group or others), and the owner of each.
+//!
+//! The owner expected is the user notion-inbox runs as (its effective uid): the daemon must read
+//! its tokens, which a `sudo notion-inbox authorize` would leave owned by root. When it runs as
+//! root (who may read everything), the expected owner is the state directory's owner, the user the
+//! daemon normally runs as.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, SecretSource, TokenSource};
+
+/// One path that is more open than it should be, or owned by someone else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    /// The target whose token file this is, if it is one.
+    pub target: Option<String>,
+    /// What the path is: "state directory", "token file", …
+    pub what: &'static str,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: Problem,
+}
+
+/// What is wrong with an [`Exposure`]'s path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// A directory group or others may write to (its mode).
+    Writable {
+        /// The permission bits.
+        mode: u32,
+    },
+    /// A secret that group or others may read or write (its mode).
+    Open {
+        /// The permission bits.
+        mode: u32,
+    },
+    /// Owned by another user than the one expected.
+    Owner {
+        /// The owner's uid.
+        owner: u32,
+        /// The uid expected (see the module's documentation).
+        expected: u32,
+    },
+}
+
+impl fmt::Display for Exposure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, path) = (self.what, self.path.display());
+        match self.problem {
+            Problem::Writable { mode } => write!(
+                f,
+                "the {what} {path} is writable by group or others (mode {mode:04o}); run `chmod 700 {path}`"
+            ),
+            Problem::Open { mode } => write!(
+                f,
+                "the {what} {path} is {} group or others (mode {mode:04o}); run `chmod 600 {path}`",
+                if mode & 0o044 != 0 {
+                    "readable by"
+                } else {
+                    "writable by"
+                }
+            ),
+            Problem::Owner { owner, expected } => write!(
+                f,
+                "the {what} {path} belongs to {}, but notion-inbox {} {}; run `chown {} {path}`",
+                describe_uid(owner),
+                if expected == effective_uid() {
+                    "runs as"
+                } else {
+                    "keeps its state as"
+                },
+                describe_uid(expected),
+                name_or_uid(expected),
+            ),
+        }
+    }
+}
+
+/// Audits the state directory, the tokens and the client secret file of `config`.
+pub fn audit(config: &Config) -> Vec<Exposure> {
+    let state_dir = &config.daemon.state_dir;
+    let me = effective_uid();
+    let state_owner = std::fs::metadata(state_dir).ok().map(|m| m.uid());
+    // Root may read anything: the owner that matters is then the daemon's, the state's owner.
+    let expected = if me == 0 { state_owner } else { Some(me) };
+    let mut found = Vec::new();
+    let mut look = |target: Option<&str>, what, path: &Path, dir: bool| {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.mode() & 0o777;
+        let problem = if dir && mode & 0o022 != 0 {
+            Some(Problem::Writable { mode })
+        } else if !dir && mode & 0o077 != 0 {
+            Some(Problem::Open { mode })
+        } else {
+            None
+        };
+        let owner = expected
+            .filter(|&e| meta.uid() != e)
+            .map(|e| Problem::Owner {
+                owner: meta.uid(),
+                expected: e,
+            });
+        for problem in problem.into_iter().chain(owner) {
+            let e = Exposure {
+                target: target.map(str::to_owned),
+                what,
+                path: path.to_owned(),
+                problem,
+            };
+            if !found.contains(&e) {
+                found.push(e);
+            }
+        }
+    };
+    look(None, "state directory", state_dir, true);
+    look(None, "tokens directory", &state_dir.join("tokens"), true);
+    for target in &config.targets {
+        if let TokenSource::File(path) = &target.token {
+            look(Some(&target.name), "token file", path, false);
+        }
+    }
+    if let Some(SecretSource::File(path)) = &config.notion.client_secret {
+        look(None, "client secret file", path, false);
+    }
+    found
+}
+
+/// The process's effective uid.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// "name (uid N)", or "uid N" when the user database has no name for it.
+pub fn describe_uid(uid: u32) -> String {
+    match user_name(uid) {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// The user's name, or the uid as a number (`chown` takes either).
+pub fn name_or_uid(uid: u32) -> String {
+    user_name(uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// The name of `uid` in the user database, if it has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: `passwd` is plain data that getpwuid_r fills in; zeroed is a valid value.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call, and `buf.len()` is the buffer's length.
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
+        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_user_has_a_description() {
+        let me = effective_uid();
+        assert!(describe_uid(me).contains(&format!("uid {me}")));
+        if me == 0 {
+            assert_eq!(user_name(0).as_deref(), Some("root"));
+        }
+        assert_eq!(name_or_uid(4_000_000_000), "4000000000");
+    }
+
+    #[test]
+    fn messages_name_the_path_and_the_fix() {
+        let e = |problem| {
+            Exposure {
+                target: None,
+                what: "state directory",
+                path: "/var/lib/x".into(),
+                problem,
+            }
+            .to_string()
+        };
+        let w = e(Problem::Writable { mode: 0o775 });
+        assert!(
+            w.contains("mode 0775") && w.contains("chmod 700 /var/lib/x"),
+            "{w}"
+        );
+        let o = e(Problem::Open { mode: 0o644 });
+        assert!(
+            o.contains("readable by") && o.contains("chmod 600 /var/lib/x"),
+            "{o}"
+        );
+        let me = effective_uid();
+        let c = e(Problem::Owner {
+            owner: 4_000_000_000,
+            expected: me,
+        });
+        assert!(c.contains("uid 4000000000"), "{c}");
+        assert!(
+            c.contains(&format!("chown {} /var/lib/x", name_or_uid(me))),
+            "{c}"
+        );
+    }
+}
