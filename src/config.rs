@@ -430,15 +430,17 @@ impl Config {
         })
     }
 
-    /// Where the OAuth client secret comes from: `[notion]`, else the systemd credential
-    /// `client_secret` if `$CREDENTIALS_DIRECTORY` holds one; `None` if neither.
+    /// Where the OAuth client secret comes from: the systemd credential `client_secret` if
+    /// `$CREDENTIALS_DIRECTORY` holds one (under the unit: systemd read the root-only file and
+    /// handed the daemon's user a copy), else `[notion]`; `None` if neither.
     pub fn client_secret_source(&self) -> Option<SecretSource> {
-        if let Some(source) = &self.notion.client_secret {
-            return Some(source.clone());
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let path = Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET);
+            if path.exists() {
+                return Some(SecretSource::File(path));
+            }
         }
-        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-        let path = Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET);
-        path.exists().then_some(SecretSource::File(path))
+        self.notion.client_secret.clone()
     }
 
     fn holds_inline_secret(&self) -> bool {

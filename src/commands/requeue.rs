@@ -200,7 +200,8 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
         return Ok(dry_run(config, target, &select, args.purge)?);
     }
     let dir = config.daemon.state_dir.join("requeue");
-    crate::state::private::create_private_dir(&dir).map_err(RequeueError::io("cannot create", &dir))?;
+    crate::state::private::create_private_dir(&dir)
+        .map_err(RequeueError::io("cannot create", &dir))?;
     let dead = target.dead_letter_path(&config.daemon);
     if args.purge {
         let purged = config.daemon.state_dir.join("purged");

@@ -91,9 +91,14 @@ fn rewrite(dead: &Path, keep: &[&str]) -> Result<(), RequeueError> {
         }
         return Ok(());
     }
-    write_private_atomically(dead, ".tmp-", &joined(keep.iter().copied()), Durability::Fsync)
-        .map(|_| ())
-        .map_err(RequeueError::io("cannot rewrite", dead))
+    write_private_atomically(
+        dead,
+        ".tmp-",
+        &joined(keep.iter().copied()),
+        Durability::Fsync,
+    )
+    .map(|_| ())
+    .map_err(RequeueError::io("cannot rewrite", dead))
 }
 
 /// The exact lines of the entries `batches` hold.
@@ -163,9 +168,14 @@ pub(super) fn take(
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
     let batch = dir.join(format!("{name}.{stamp}.batch.jsonl"));
-    write_private_atomically(&batch, ".tmp-", &joined(moved.iter().copied()), Durability::Fsync)
-        .map(|_| ())
-        .map_err(RequeueError::io("cannot write", &batch))?;
+    write_private_atomically(
+        &batch,
+        ".tmp-",
+        &joined(moved.iter().copied()),
+        Durability::Fsync,
+    )
+    .map(|_| ())
+    .map_err(RequeueError::io("cannot write", &batch))?;
     rewrite(dead, &keep)?;
     taken.batch = Some(batch);
     Ok(taken)
