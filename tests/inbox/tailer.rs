@@ -507,3 +507,27 @@ fn a_symlink_or_fifo_planted_after_a_rotation_is_refused_but_the_rotated_file_is
         assert_eq!(texts(&drain(&mut t)), ["{\"n\":3}"]);
     }
 }
+
+#[test]
+fn a_huge_sparse_file_is_read_in_bounded_memory_and_its_records_found() {
+    // A producer may plant a file of any size: 128 MiB of NULs (a hole), one line of 8 MiB with no
+    // record in it, then a record. It costs reading time, not memory (and not the other targets'
+    // time: each target reads on the blocking pool).
+    let fx = Fixture::new();
+    let f = std::fs::File::create(&fx.path).unwrap();
+    f.set_len(128 << 20).unwrap();
+    drop(f);
+    append(&fx.path, &vec![b'x'; 8 << 20]);
+    append(&fx.path, b"\n{\"n\":1}\n");
+    let mut t = fx.tailer();
+    let items = drain(&mut t);
+    assert_eq!(texts(&items), ["{\"n\":1}"]);
+    let oversized: Vec<u64> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Oversized { len, .. } => Some(*len),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(oversized, [8 << 20]);
+}
