@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::extract::{RawQuery, State};
 use axum::response::Html;
+use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use url::Url;
 
@@ -196,13 +197,13 @@ struct Flow {
 impl Flow {
     /// Checks a redirect's query, exchanges the code and writes the token file.
     async fn complete(&self, query: &str) -> Result<TokenResponse, String> {
-        let code = match parse_redirect(query, &self.state)? {
+        let code = match parse_redirect(query, &self.state).map_err(|e| e.to_string())? {
             Redirect::Code(code) => code,
             Redirect::Error(e) => return Err(e),
         };
         let response = self
             .client
-            .exchange_code(&code, &self.redirect_uri)
+            .exchange_code(code.expose_secret(), &self.redirect_uri)
             .await
             .map_err(|e| format!("exchanging the code failed: {e}"))?;
         let file = TokenFile::from_response(&response, None);
