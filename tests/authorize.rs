@@ -1,0 +1,280 @@
+//! `notion-inbox authorize`'s loopback listener against requests from others on the machine:
+//! forged or incomplete redirects, two redirects at once, half-sent requests. The real binary,
+//! against the emulator.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use notion_inbox::notion::TokenFile;
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One test's setting: the emulator, a config whose OAuth target "t" redirects to
+/// `http://{host}:{port}/callback`, and the token endpoint at `api_base` (the emulator's unless a
+/// test puts something in front of it).
+struct Auth {
+    w: World,
+    redirect: String,
+    port: u16,
+}
+
+impl Auth {
+    fn new(host: &str) -> Auth {
+        let w = World::new(fast());
+        let port = free_port();
+        let redirect = format!("http://{host}:{port}/callback");
+        w.emu.register_redirect_uri(&redirect);
+        let info = w.emu.info().clone();
+        std::fs::create_dir_all(w.path("spool")).unwrap();
+        std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
+        std::fs::set_permissions(
+            w.path("client_secret"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let auth = Auth { w, redirect, port };
+        auth.write_config(&info.url);
+        auth
+    }
+
+    fn write_config(&self, api_base: &str) {
+        let info = self.w.emu.info();
+        std::fs::write(
+            self.w.path("config.toml"),
+            format!(
+                "[notion]\napi_base = \"{api_base}\"\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{}\"\n\n[daemon]\nstate_dir = \"state\"\n\n[[target]]\nname = \"t\"\ninbox = \"spool/t.jsonl\"\ndatabase_id = \"{}\"\n[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n",
+                info.client_id, self.redirect, info.database_id
+            ),
+        )
+        .unwrap();
+    }
+
+    fn token_path(&self) -> std::path::PathBuf {
+        self.w.path("state/tokens/t.toml")
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_notion-inbox"));
+        c.arg("--config")
+            .arg(self.w.path("config.toml"))
+            .args(["authorize", "--target", "t", "--no-browser"])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Starts `authorize`; returns it, once it listens, with the URL and `state` it printed.
+    fn start(&self, extra: &[&str]) -> (Child, url::Url, String) {
+        let mut child = self.command(extra).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = url::Url::parse(line.trim()).expect("the first stdout line is the URL");
+        let state = url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .expect("the URL has a state");
+        (child, url, state)
+    }
+
+    /// Waits for `authorize` to exit; returns its exit code and stderr, checked for secrets.
+    fn finish(&self, child: Child) -> (Option<i32>, String) {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        for secret in self.w.emu.secrets() {
+            assert!(!stderr.contains(&secret), "a secret was printed: {stderr}");
+        }
+        (out.status.code(), stderr)
+    }
+
+    /// A GET to `url` (no redirects followed): status and body.
+    fn get(&self, url: &str) -> (u16, String) {
+        self.w.rt.block_on(get(url))
+    }
+
+    /// Plays the user (Allow) and follows the redirect to the listener; returns the page's status
+    /// and body.
+    fn consent(&self, state: &str) -> (u16, String) {
+        let location = self.location(state);
+        self.get(&location)
+    }
+
+    /// The address Notion redirects the browser to after Allow, not followed.
+    fn location(&self, state: &str) -> String {
+        self.w
+            .rt
+            .block_on(consent_location(&self.w.emu, &self.redirect, state, true))
+    }
+
+    fn tokens_written(&self) -> TokenFile {
+        TokenFile::read(&self.token_path()).expect("a token file was written")
+    }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[test]
+fn forged_redirects_get_400_and_the_real_one_still_completes_the_flow() {
+    let a = Auth::new("127.0.0.1");
+    let (child, _url, state) = a.start(&[]);
+    for forged in [
+        format!("{}?code=forgedcode42&state=0123", a.redirect),
+        format!("{}?code=forgedcode42", a.redirect),
+        format!("{}?error=access_denied&state=0123", a.redirect),
+        format!("{}?code=forgedcode42&state={state}&state=0123", a.redirect),
+    ] {
+        let (status, page) = a.get(&forged);
+        assert_eq!(status, 400, "{forged}: {page}");
+        assert!(page.contains("keeps waiting"), "{page}");
+        assert!(!page.contains("forgedcode42"), "the page echoes the code");
+    }
+    let (status, page) = a.get(&format!("{}?code=x&state=0123", a.redirect));
+    assert!(page.contains("state does not match"), "{status} {page}");
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("notion-inbox is authorized"), "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("Ignored a request"), "{stderr}");
+    assert_eq!(a.tokens_written().workspace_name.as_deref(), Some("Acme"));
+}
+
+#[test]
+fn a_redirect_without_a_code_gets_400_and_the_flow_continues() {
+    let a = Auth::new("127.0.0.1");
+    let (child, _url, state) = a.start(&[]);
+    for query in [format!("state={state}"), format!("code=&state={state}")] {
+        let (status, page) = a.get(&format!("{}?{query}", a.redirect));
+        assert_eq!(status, 400, "{page}");
+        assert!(page.contains("neither a code nor an error"), "{page}");
+    }
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(a.token_path().exists());
+}
+
+/// A token endpoint in front of the emulator's that holds each request until the test releases
+/// it, so that a second redirect can arrive while the first one's code is being exchanged.
+struct HeldTokenEndpoint {
+    url: String,
+    arrived: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl HeldTokenEndpoint {
+    fn start(rt: &tokio::runtime::Runtime, emulator: String) -> HeldTokenEndpoint {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (a, r) = (arrived.clone(), release.clone());
+        let forward = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (a, r, emulator) = (a.clone(), r.clone(), emulator.clone());
+            async move {
+                a.fetch_add(1, Ordering::SeqCst);
+                r.acquire().await.unwrap().forget();
+                let mut req = reqwest::Client::new()
+                    .post(format!("{emulator}/v1/oauth/token"))
+                    .body(body);
+                for name in ["authorization", "content-type", "notion-version"] {
+                    if let Some(v) = headers.get(name) {
+                        req = req.header(name, v.to_str().unwrap());
+                    }
+                }
+                let answer = req.send().await.unwrap();
+                let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
+                (
+                    status,
+                    [("content-type", "application/json")],
+                    answer.bytes().await.unwrap(),
+                )
+            }
+        };
+        let app = axum::Router::new().route("/v1/oauth/token", axum::routing::post(forward));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        HeldTokenEndpoint {
+            url,
+            arrived,
+            release,
+        }
+    }
+}
+
+#[test]
+fn two_redirects_at_once_exchange_the_code_once() {
+    let a = Auth::new("127.0.0.1");
+    let held = HeldTokenEndpoint::start(&a.w.rt, a.w.emu.url());
+    a.write_config(&held.url);
+    let (child, _url, state) = a.start(&[]);
+    let location = a.location(&state);
+    let first = a.w.rt.spawn({
+        let location = location.clone();
+        async move { get(&location).await }
+    });
+    wait_until("the first redirect's code exchange", || {
+        held.arrived.load(Ordering::SeqCst) == 1
+    });
+    // While the first one's exchange is held, the same redirect again.
+    let (status, page) = a.get(&location);
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("already being completed"), "{page}");
+    held.release.add_permits(10);
+    let (status, page) = a.w.rt.block_on(first).unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("notion-inbox is authorized"), "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(held.arrived.load(Ordering::SeqCst), 1, "exchanged twice");
+    assert_eq!(a.w.emu.stats().requests["POST /v1/oauth/token"], 1);
+    assert!(a.token_path().exists());
+}
+
+#[test]
+fn a_half_sent_request_does_not_hold_up_the_flow() {
+    let a = Auth::new("127.0.0.1");
+    let (child, _url, state) = a.start(&["--timeout", "60s"]);
+    // Two connections that never finish a request, held open until the end of the test.
+    let mut half = std::net::TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+    half.write_all(b"GET /callback?state=").unwrap();
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+    let started = Instant::now();
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "authorize took {:?} with a half-sent request open (timeout 60s)",
+        started.elapsed()
+    );
+    assert!(a.token_path().exists());
+}
