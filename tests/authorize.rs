@@ -1,6 +1,6 @@
 //! `notion-inbox authorize`'s loopback listener against requests from others on the machine:
-//! forged or incomplete redirects, two redirects at once, half-sent requests. The real binary,
-//! against the emulator.
+//! forged or incomplete redirects, two redirects at once, half-sent requests, both loopbacks of
+//! `localhost`. The real binary, against the emulator.
 
 mod support;
 
@@ -20,6 +20,11 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Whether this machine has an IPv6 loopback to bind.
+fn has_ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
 /// One test's setting: the emulator, a config whose OAuth target "t" redirects to
@@ -277,4 +282,42 @@ fn a_half_sent_request_does_not_hold_up_the_flow() {
         started.elapsed()
     );
     assert!(a.token_path().exists());
+}
+
+#[test]
+fn a_localhost_redirect_is_served_on_both_loopbacks() {
+    let a = Auth::new("localhost");
+    let (child, _url, state) = a.start(&[]);
+    let (status, _) = a.get(&format!("http://127.0.0.1:{}/callback?state=x", a.port));
+    assert_eq!(status, 400, "127.0.0.1 answers");
+    if has_ipv6_loopback() {
+        let (status, _) = a.get(&format!("http://[::1]:{}/callback?state=x", a.port));
+        assert_eq!(status, 400, "[::1] answers");
+    } else {
+        eprintln!("skipped the [::1] part: this machine has no IPv6 loopback");
+    }
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_localhost_redirect_whose_ipv6_port_is_taken_fails_naming_it() {
+    if !has_ipv6_loopback() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let a = Auth::new("localhost");
+    // Someone else holds [::1]:PORT, where the browser may well send the code.
+    let _other = std::net::TcpListener::bind(("::1", a.port)).unwrap();
+    let out = a.command(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(out.stdout.is_empty(), "the URL was printed");
+    let port = a.port;
+    assert!(
+        stderr.contains(&format!("[::1]:{port}")) && stderr.contains(&format!("port {port}")),
+        "{stderr}"
+    );
 }

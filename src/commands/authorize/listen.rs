@@ -7,7 +7,7 @@
 //! when the flow ends, only connections whose request is being answered get a short grace to
 //! receive their page; the others are dropped.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +30,8 @@ pub(super) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
 /// The addresses to listen on for a redirect URI of `http` to a loopback host with a port: the
-/// IP literal's, or 127.0.0.1 for `localhost`. None for any other URI.
+/// IP literal's, or for `localhost` both 127.0.0.1 and [::1] (browsers may resolve it to either,
+/// and whoever holds the other address would receive the code). None for any other URI.
 pub(super) fn addresses(uri: &Url) -> Option<Vec<SocketAddr>> {
     if uri.scheme() != "http" {
         return None;
@@ -40,7 +41,7 @@ pub(super) fn addresses(uri: &Url) -> Option<Vec<SocketAddr>> {
         url::Host::Ipv4(ip) if ip.is_loopback() => vec![IpAddr::V4(ip)],
         url::Host::Ipv6(ip) if ip.is_loopback() => vec![IpAddr::V6(ip)],
         url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => {
-            vec![Ipv4Addr::LOCALHOST.into()]
+            vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
         }
         _ => return None,
     };
@@ -51,15 +52,22 @@ pub(super) fn addresses(uri: &Url) -> Option<Vec<SocketAddr>> {
     )
 }
 
-/// Binds `addrs` (from [`addresses`]), all of them or none.
+/// Binds `addrs` (from [`addresses`]), all of them or none. The one exception: for `localhost`,
+/// a machine without an IPv6 loopback cannot bind [::1], and 127.0.0.1 alone is then enough
+/// (nobody else can bind [::1] there either).
 pub(super) async fn bind(
     uri: &Url,
     addrs: &[SocketAddr],
 ) -> Result<Vec<TcpListener>, AuthorizeError> {
+    let localhost = matches!(uri.host(), Some(url::Host::Domain(_)));
     let mut listeners = Vec::new();
     for &addr in addrs {
         match TcpListener::bind(addr).await {
             Ok(listener) => listeners.push(listener),
+            Err(e) if localhost && addr.is_ipv6() && no_ipv6_loopback(&e) => eprintln!(
+                "(this machine has no IPv6 loopback; listening on 127.0.0.1:{} only)",
+                addr.port()
+            ),
             Err(source) => {
                 return Err(AuthorizeError::Bind {
                     addr,
@@ -71,6 +79,11 @@ pub(super) async fn bind(
         }
     }
     Ok(listeners)
+}
+
+/// Whether binding failed because the machine has no IPv6 loopback address.
+fn no_ipv6_loopback(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(libc::EAFNOSUPPORT)
 }
 
 /// The running listener: an accept loop per address and a task per connection.
@@ -177,16 +190,16 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
-    fn only_http_loopback_redirects_are_listened_for() {
+    fn http_loopback_redirects_are_listened_for_on_every_loopback_of_their_host() {
         let at = |s: &str| addresses(&Url::parse(s).unwrap());
         let addrs = |v: &[&str]| Some(v.iter().map(|a| a.parse().unwrap()).collect::<Vec<_>>());
         assert_eq!(
             at("http://localhost:8765/callback"),
-            addrs(&["127.0.0.1:8765"])
+            addrs(&["127.0.0.1:8765", "[::1]:8765"])
         );
         assert_eq!(
             at("http://LocalHost:8765/callback"),
-            addrs(&["127.0.0.1:8765"])
+            addrs(&["127.0.0.1:8765", "[::1]:8765"])
         );
         assert_eq!(at("http://127.0.0.1:9/cb"), addrs(&["127.0.0.1:9"]));
         assert_eq!(at("http://[::1]:9/cb"), addrs(&["[::1]:9"]));
@@ -194,6 +207,19 @@ mod tests {
         assert_eq!(at("https://localhost:9/cb"), None);
         assert_eq!(at("http://example.com:9/cb"), None);
         assert_eq!(at("http://localhost/cb"), None);
+    }
+
+    #[test]
+    fn only_a_missing_ipv6_loopback_excuses_a_failed_bind() {
+        use std::io::{Error, ErrorKind};
+        assert!(no_ipv6_loopback(&Error::from(ErrorKind::AddrNotAvailable)));
+        assert!(no_ipv6_loopback(&Error::from_raw_os_error(
+            libc::EAFNOSUPPORT
+        )));
+        assert!(!no_ipv6_loopback(&Error::from_raw_os_error(
+            libc::EADDRINUSE
+        )));
+        assert!(!no_ipv6_loopback(&Error::from_raw_os_error(libc::EACCES)));
     }
 
     /// A connection that never finishes its headers is closed after the header timeout, and
