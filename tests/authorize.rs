@@ -1,6 +1,6 @@
 //! `notion-inbox authorize`'s loopback listener against requests from others on the machine:
 //! forged or incomplete redirects, two redirects at once, half-sent requests, both loopbacks of
-//! `localhost`. The real binary, against the emulator.
+//! `localhost`, and a token file of another workspace. The real binary, against the emulator.
 
 mod support;
 
@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use notion_inbox::notion::TokenFile;
+use secrecy::ExposeSecret;
 use support::*;
 
 fn free_port() -> u16 {
@@ -319,5 +320,71 @@ fn a_localhost_redirect_whose_ipv6_port_is_taken_fails_naming_it() {
     assert!(
         stderr.contains(&format!("[::1]:{port}")) && stderr.contains(&format!("port {port}")),
         "{stderr}"
+    );
+}
+
+/// A token file of workspace "Elsewhere", with a recognizable access token.
+fn other_workspace_file(a: &Auth) {
+    let path = a.token_path();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        "access_token = \"ntn_elsewhere_secret\"\ntoken_type = \"bearer\"\nworkspace_id = \"0badc0de-0000-4000-8000-000000000000\"\nworkspace_name = \"Elsewhere\"\nobtained_at = \"2026-01-01T00:00:00Z\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn a_token_file_of_another_workspace_is_replaced_only_with_force() {
+    let a = Auth::new("127.0.0.1");
+    other_workspace_file(&a);
+    let (child, _url, state) = a.start(&[]);
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 500, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_ne!(code, Some(0), "{stderr}");
+    let path = a.token_path().display().to_string();
+    for part in ["\"Elsewhere\"", "\"Acme\"", "--force", path.as_str()] {
+        assert!(stderr.contains(part), "no {part} in: {stderr}");
+    }
+    assert!(!stderr.contains("ntn_elsewhere_secret"), "{stderr}");
+    let kept = a.tokens_written();
+    assert_eq!(kept.access_token.expose_secret(), "ntn_elsewhere_secret");
+
+    let (child, _url, state) = a.start(&["--force"]);
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("\"Elsewhere\"") && stderr.contains(&path),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ntn_elsewhere_secret"), "{stderr}");
+    let replaced = a.tokens_written();
+    assert_eq!(replaced.workspace_name.as_deref(), Some("Acme"));
+    assert_ne!(
+        replaced.access_token.expose_secret(),
+        "ntn_elsewhere_secret"
+    );
+}
+
+#[test]
+fn authorizing_the_same_workspace_again_replaces_the_file_without_a_word() {
+    let a = Auth::new("127.0.0.1");
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (child, _url, state) = a.start(&[]);
+        let (status, page) = a.consent(&state);
+        assert_eq!(status, 200, "{page}");
+        let (code, stderr) = a.finish(child);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        tokens.push(a.tokens_written().access_token.expose_secret().to_owned());
+    }
+    assert_ne!(
+        tokens[0], tokens[1],
+        "the second authorization was not written"
     );
 }

@@ -46,6 +46,33 @@ pub enum AuthorizeError {
     /// The code exchange failed.
     #[error("exchanging the code for a token failed; run `notion-inbox authorize` again")]
     Exchange(#[source] NotionError),
+    /// The token file holds the authorization of another workspace, and `--force` was not given.
+    #[error(
+        "the token file {path} holds the authorization of workspace {existing}, but this grant is for workspace {granted}; the file was left as it was: run `notion-inbox authorize --target {target} --force` to replace it"
+    )]
+    OtherWorkspace {
+        /// The token file.
+        path: PathBuf,
+        /// The target.
+        target: String,
+        /// The workspace of the file, for people (name and id).
+        existing: String,
+        /// The workspace of the new grant, for people.
+        granted: String,
+    },
+    /// The token file exists but cannot be read to see whose authorization it holds.
+    #[error(
+        "the token file {path} cannot be read to check which workspace it belongs to; fix its permissions, or run `notion-inbox authorize --target {target} --force` to replace it"
+    )]
+    ReadExisting {
+        /// The token file.
+        path: PathBuf,
+        /// The target.
+        target: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The token file cannot be written.
     #[error("cannot write the token file {path}; make its directory writable and authorize again")]
     Write {

@@ -6,7 +6,7 @@
 //! a redirect with this flow's `state` may end it, and only the first one: it takes the flow's
 //! claim before anything else, so the code is exchanged at most once; a later one is answered 409.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
@@ -30,8 +30,12 @@ pub(super) struct Flow {
     state: String,
     /// Sent again with the code exchange, as Notion requires.
     redirect_uri: Url,
+    /// The target, named in the fixes of errors.
+    target: String,
     /// Where the tokens go.
     token_file: PathBuf,
+    /// Whether a token file of another workspace may be replaced.
+    force: bool,
     /// The flow's claim: taken by the first redirect with the right `state`, which alone ends the
     /// flow, through this sender. Empty once taken.
     claim: Mutex<Option<oneshot::Sender<Outcome>>>,
@@ -45,8 +49,12 @@ pub(super) struct FlowSettings {
     pub state: String,
     /// See [`Flow::redirect_uri`].
     pub redirect_uri: Url,
+    /// See [`Flow::target`].
+    pub target: String,
     /// See [`Flow::token_file`].
     pub token_file: PathBuf,
+    /// See [`Flow::force`].
+    pub force: bool,
 }
 
 impl Flow {
@@ -57,7 +65,9 @@ impl Flow {
             client: settings.client,
             state: settings.state,
             redirect_uri: settings.redirect_uri,
+            target: settings.target,
             token_file: settings.token_file,
+            force: settings.force,
             claim: Mutex::new(Some(tx)),
         };
         (Arc::new(flow), rx)
@@ -128,14 +138,89 @@ impl Flow {
         Ok(response)
     }
 
-    /// Writes the token file.
+    /// Writes the token file, if [`Flow::may_replace`] allows.
     fn save(&self, response: &TokenResponse) -> Result<(), AuthorizeError> {
+        self.may_replace(response)?;
         TokenFile::from_response(response, None)
             .write(&self.token_file)
             .map_err(|source| AuthorizeError::Write {
                 path: self.token_file.clone(),
                 source,
             })
+    }
+
+    /// Whether the token file may be replaced by `response`'s grant: yes when there is none, when
+    /// it holds the same workspace (that is authorizing again) or no workspace at all; for another
+    /// workspace's, or one that cannot be read, only with `--force`, and then with a warning.
+    fn may_replace(&self, response: &TokenResponse) -> Result<(), AuthorizeError> {
+        let path = &self.token_file;
+        let old = match existing_workspace(path) {
+            Ok(Some(old))
+                if !old.workspace_id.is_empty() && old.workspace_id != response.workspace_id =>
+            {
+                old
+            }
+            Ok(_) => return Ok(()),
+            Err(source) if !self.force => {
+                return Err(AuthorizeError::ReadExisting {
+                    path: path.clone(),
+                    target: self.target.clone(),
+                    source,
+                });
+            }
+            Err(e) => {
+                eprintln!(
+                    "warning: --force: replacing the token file {}, which cannot be read ({e})",
+                    path.display()
+                );
+                return Ok(());
+            }
+        };
+        let existing = describe(old.workspace_name.as_deref(), &old.workspace_id);
+        let granted = describe(response.workspace_name.as_deref(), &response.workspace_id);
+        if !self.force {
+            return Err(AuthorizeError::OtherWorkspace {
+                path: path.clone(),
+                target: self.target.clone(),
+                existing,
+                granted,
+            });
+        }
+        eprintln!(
+            "warning: --force: replacing the token file {} of workspace {existing} with the authorization of workspace {granted}",
+            path.display()
+        );
+        Ok(())
+    }
+}
+
+/// The workspace named in an existing token file.
+#[derive(serde::Deserialize)]
+struct ExistingWorkspace {
+    /// Its id (empty in a file that does not say).
+    #[serde(default)]
+    workspace_id: String,
+    /// Its name, if the file has one.
+    #[serde(default)]
+    workspace_name: Option<String>,
+}
+
+/// The workspace of the token file at `path`: None when there is no file, or when it is not a
+/// token file (a broken file belongs to nobody, and authorizing again is its fix). Only the
+/// workspace fields are parsed; the tokens in the text are dropped unread.
+fn existing_workspace(path: &Path) -> std::io::Result<Option<ExistingWorkspace>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(toml::from_str(&text).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A workspace for people: `"Acme" (id)`, or the id alone.
+fn describe(name: Option<&str>, id: &str) -> String {
+    match name {
+        Some(name) if !name.is_empty() => format!("\"{name}\" ({id})"),
+        _ => id.to_owned(),
     }
 }
 
@@ -183,6 +268,25 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_file_names_its_workspace_and_a_broken_one_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        assert!(existing_workspace(&path).unwrap().is_none());
+        std::fs::write(
+            &path,
+            "access_token = \"secret\"\nworkspace_id = \"w1\"\nworkspace_name = \"Acme\"\nobtained_at = \"2026-01-01T00:00:00Z\"\n",
+        )
+        .unwrap();
+        let found = existing_workspace(&path).unwrap().unwrap();
+        assert_eq!(
+            describe(found.workspace_name.as_deref(), &found.workspace_id),
+            "\"Acme\" (w1)"
+        );
+        std::fs::write(&path, "not toml [").unwrap();
+        assert!(existing_workspace(&path).unwrap().is_none());
+    }
 
     #[test]
     fn pages_escape_what_they_show() {

@@ -1,7 +1,7 @@
 //! `notion-inbox authorize --target NAME`: the OAuth flow of a public integration. Prints the
 //! authorize URL, takes the redirect on a loopback listener (`listen`; or pasted on stdin), checks
 //! `state`, exchanges the code once (`flow`) and writes the target's token file (atomically, mode
-//! 600).
+//! 600), refusing to replace another workspace's without `--force`.
 
 mod error;
 mod flow;
@@ -38,6 +38,10 @@ pub struct AuthorizeArgs {
     /// How long to wait for the redirect.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Replace the target's token file even if it holds the authorization of another workspace
+    /// (without it, a grant for another workspace is refused and the file kept as it was).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// What `authorize` obtained.
@@ -102,7 +106,9 @@ pub async fn run_with(
         client,
         state,
         redirect_uri: redirect_uri.clone(),
+        target: args.target.clone(),
         token_file: token_file.clone(),
+        force: args.force,
     });
     let response = match listeners {
         Some(listeners) => {
