@@ -138,8 +138,8 @@ fn authorize_allow_writes_a_private_token_file_and_the_token_works() {
 }
 
 #[test]
-fn authorize_cancel_wrong_state_and_timeout_fail_clearly() {
-    let (w, redirect) = oauth_world("2025-09-03");
+fn authorize_cancel_and_timeout_fail_clearly() {
+    let (w, _) = oauth_world("2025-09-03");
     // Cancel on the consent page.
     let (child, url) = start_authorize(&w, &[]);
     w.rt.block_on(notion_inbox::emulator::consent(&url, false))
@@ -147,14 +147,8 @@ fn authorize_cancel_wrong_state_and_timeout_fail_clearly() {
     let (code, stderr) = finish(child);
     assert_ne!(code, Some(0));
     assert!(stderr.contains("access was denied"), "{stderr}");
-    // A redirect with another state (a stale or forged one).
-    let (child, _url) = start_authorize(&w, &[]);
-    let forged = format!("{redirect}?code=abc&state=0123");
-    let _ = w.rt.block_on(reqwest::get(forged));
-    let (code, stderr) = finish(child);
-    assert_ne!(code, Some(0));
-    assert!(stderr.contains("state does not match"), "{stderr}");
-    // Nobody comes back.
+    // Nobody comes back. (A redirect with another state is refused and the flow goes on waiting:
+    // tests/authorize.rs.)
     let (child, _url) = start_authorize(&w, &["--timeout", "1s"]);
     let (code, stderr) = finish(child);
     assert_ne!(code, Some(0));

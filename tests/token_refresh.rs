@@ -103,7 +103,7 @@ impl Setup {
             };
             let response = self
                 .client
-                .exchange_code(&code, &n.redirect_uri)
+                .exchange_code(code.expose_secret(), &n.redirect_uri)
                 .await
                 .unwrap();
             TokenFile::from_response(&response, None)

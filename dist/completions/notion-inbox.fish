@@ -55,6 +55,7 @@ text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l no-browser -d 'Do not try to open a browser; just print the URL'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l paste -d 'Read the redirected URL from stdin instead of listening for it'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l force -d 'Replace the target\'s token file even if it holds the authorization of another workspace (without it, a grant for another workspace is refused and the file kept as it was)'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -l config -d 'The configuration file' -r -F

@@ -89,6 +89,7 @@ pub async fn run(
         no_browser: true,
         paste: false,
         timeout: Duration::from_secs(30),
+        force: false,
     };
     let (url_tx, mut url_rx) = mpsc::channel::<url::Url>(1);
     let browser = tokio::spawn(async move {

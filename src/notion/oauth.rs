@@ -323,46 +323,80 @@ impl From<RefreshError> for NotionError {
     }
 }
 
-/// What an OAuth redirect carried.
-#[derive(Debug, PartialEq, Eq)]
+/// What an OAuth redirect carried, once its `state` matched.
+#[derive(Debug)]
 pub enum Redirect {
-    /// The user allowed access.
-    Code(String),
-    /// The user refused, or the server failed (`error` and its description).
+    /// The user allowed access: the authorization code, a secret until it is exchanged.
+    Code(SecretString),
+    /// The user refused, or Notion failed: what it said, for people.
     Error(String),
 }
 
-/// Reads a redirect's query string, checking `state`.
-pub fn parse_redirect(query: &str, expected_state: &str) -> Result<Redirect, String> {
+/// Why a request to the redirect URI is not this authorization's redirect. None of them echoes
+/// what the request carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectError {
+    /// No `state` parameter: not a redirect of this program's authorize URL.
+    #[error("the redirect has no state parameter")]
+    NoState,
+    /// Another `state`: a stale redirect (of an earlier `authorize`) or a forged one.
+    #[error("the redirect's state does not match this authorization (a stale or forged redirect)")]
+    StateMismatch,
+    /// A parameter given twice, which OAuth forbids (RFC 6749 §3.1): which one to believe is
+    /// not for this program to guess.
+    #[error("the redirect repeats its {0} parameter")]
+    Repeated(&'static str),
+    /// The right `state`, but neither `code` nor `error`.
+    #[error("the redirect carries neither a code nor an error")]
+    NoCode,
+}
+
+/// Reads a redirect's query string, checking `state` first: a request whose `state` is missing
+/// or wrong is refused before anything else in it is looked at.
+pub fn parse_redirect(query: &str, expected_state: &str) -> Result<Redirect, RedirectError> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    match get("state") {
-        Some(s) if s == expected_state => {}
-        Some(_) => {
-            return Err("the redirect's state does not match this authorization (a stale or forged redirect); start `notion-inbox authorize` again".into());
+    let get = |k: &'static str| -> Result<Option<String>, RedirectError> {
+        let mut values = pairs.iter().filter(|(n, _)| n == k).map(|(_, v)| v);
+        match (values.next(), values.next()) {
+            (Some(_), Some(_)) => Err(RedirectError::Repeated(k)),
+            (value, _) => Ok(value.cloned()),
         }
-        None => return Err("the redirect has no state parameter".into()),
+    };
+    match get("state")? {
+        Some(s) if same_secret(&s, expected_state) => {}
+        Some(_) => return Err(RedirectError::StateMismatch),
+        None => return Err(RedirectError::NoState),
     }
-    if let Some(error) = get("error") {
+    if let Some(error) = get("error")? {
         let text = match error.as_str() {
             "access_denied" => {
                 "access was denied on Notion's consent page (Cancel was chosen)".to_owned()
             }
             other => format!(
                 "Notion refused the authorization: {other}{}",
-                get("error_description")
+                get("error_description")?
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default()
             ),
         };
         return Ok(Redirect::Error(text));
     }
-    match get("code") {
-        Some(code) if !code.is_empty() => Ok(Redirect::Code(code)),
-        _ => Err("the redirect carries neither a code nor an error".into()),
+    match get("code")? {
+        Some(code) if !code.is_empty() => Ok(Redirect::Code(SecretString::from(code))),
+        _ => Err(RedirectError::NoCode),
     }
+}
+
+/// Compares two secrets without stopping at the first difference, so the time taken does not
+/// tell how much of a guess was right (only whether the lengths differ, which is no secret).
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -382,20 +416,32 @@ mod tests {
 
     #[test]
     fn redirects_are_checked() {
-        assert_eq!(
+        assert!(matches!(
             parse_redirect("code=abc&state=s1", "s1"),
-            Ok(Redirect::Code("abc".into()))
-        );
+            Ok(Redirect::Code(c)) if c.expose_secret() == "abc"
+        ));
         assert!(matches!(
             parse_redirect("error=access_denied&state=s1", "s1"),
             Ok(Redirect::Error(e)) if e.contains("denied")
         ));
-        assert!(
-            parse_redirect("code=abc&state=evil", "s1")
-                .unwrap_err()
-                .contains("does not match")
-        );
-        assert!(parse_redirect("code=abc", "s1").is_err());
+        for (query, why) in [
+            ("code=abc&state=evil", RedirectError::StateMismatch),
+            ("code=abc&state=s", RedirectError::StateMismatch),
+            ("error=access_denied&state=s2", RedirectError::StateMismatch),
+            ("code=abc", RedirectError::NoState),
+            ("state=s1", RedirectError::NoCode),
+            ("code=&state=s1", RedirectError::NoCode),
+            ("code=a&state=s1&state=s1", RedirectError::Repeated("state")),
+            ("code=a&code=b&state=s1", RedirectError::Repeated("code")),
+        ] {
+            assert_eq!(parse_redirect(query, "s1").unwrap_err(), why, "{query}");
+        }
+    }
+
+    #[test]
+    fn a_code_is_not_in_debug_output() {
+        let r = parse_redirect("code=sekrit&state=s1", "s1").unwrap();
+        assert!(!format!("{r:?}").contains("sekrit"));
     }
 
     #[test]

@@ -1,0 +1,225 @@
+//! `notion-inbox authorize --target NAME`: the OAuth flow of a public integration. Prints the
+//! authorize URL, takes the redirect on a loopback listener (`listen`; or pasted on stdin), checks
+//! `state`, exchanges the code once (`flow`) and writes the target's token file (atomically, mode
+//! 600), refusing to replace another workspace's without `--force`.
+
+mod error;
+mod flow;
+mod listen;
+
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::extract::{RawQuery, State};
+use tokio::sync::oneshot;
+use url::Url;
+
+pub use error::AuthorizeError;
+use flow::{Flow, FlowSettings, Outcome};
+
+use crate::config::{Config, Target, TokenSource};
+use crate::notion::NotionClient;
+use crate::notion::oauth::{Redirect, TokenResponse, authorize_url, new_state, parse_redirect};
+
+/// Arguments of `authorize`.
+#[derive(Debug, clap::Args)]
+pub struct AuthorizeArgs {
+    /// The target's name, as in its [[target]] table.
+    #[arg(long, short)]
+    pub target: String,
+    /// Do not try to open a browser; just print the URL.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Read the redirected URL from stdin instead of listening for it.
+    #[arg(long)]
+    pub paste: bool,
+    /// How long to wait for the redirect.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Replace the target's token file even if it holds the authorization of another workspace
+    /// (without it, a grant for another workspace is refused and the file kept as it was).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What `authorize` obtained.
+#[derive(Debug)]
+pub struct Authorized {
+    /// The workspace name (or id).
+    pub workspace: String,
+    /// Who authorized, if Notion said.
+    pub owner: Option<String>,
+    /// Where the token was written.
+    pub token_file: std::path::PathBuf,
+}
+
+/// Runs the flow for `args.target`, reading a pasted redirect from `stdin` when needed: prints the
+/// URL on stdout and opens a browser unless `--no-browser`.
+pub async fn run(
+    config: &Config,
+    args: &AuthorizeArgs,
+    stdin: &mut (dyn BufRead + Send),
+) -> anyhow::Result<Authorized> {
+    let no_browser = args.no_browser;
+    run_with(config, args, stdin, &mut |url| {
+        println!("{url}");
+        if !no_browser {
+            open_browser(url.as_str());
+        }
+    })
+    .await
+}
+
+/// Runs the flow, handing the authorize URL to `on_url` (the demo and tests act as the browser).
+/// With a loopback redirect URI, the listener is up before `on_url` is called.
+pub async fn run_with(
+    config: &Config,
+    args: &AuthorizeArgs,
+    stdin: &mut (dyn BufRead + Send),
+    on_url: &mut (dyn FnMut(&Url) + Send),
+) -> anyhow::Result<Authorized> {
+    let target = config.target(&args.target)?;
+    let token_file = token_file_of(target)?;
+    let client_id = config.notion.client_id.clone().with_context(|| {
+        format!(
+            "{}: [notion] has no client_id; copy it from your integration's settings at https://www.notion.so/profile/integrations",
+            config.path.display()
+        )
+    })?;
+    config.client_secret()?;
+    let client = NotionClient::new(&config.notion)?;
+    let redirect_uri = config.notion.redirect_uri.clone();
+    let state = new_state();
+    let url = authorize_url(&config.notion.api_base, &client_id, &redirect_uri, &state);
+
+    let listeners = match listen::addresses(&redirect_uri) {
+        Some(addrs) if !args.paste => Some(listen::bind(&redirect_uri, &addrs).await?),
+        _ => None,
+    };
+    eprintln!(
+        "Open this URL in a browser, pick the database to share with notion-inbox, and choose Allow:"
+    );
+    on_url(&url);
+    let (flow, outcome) = Flow::new(FlowSettings {
+        client,
+        state,
+        redirect_uri: redirect_uri.clone(),
+        target: args.target.clone(),
+        token_file: token_file.clone(),
+        force: args.force,
+    });
+    let response = match listeners {
+        Some(listeners) => {
+            eprintln!("Waiting for Notion to redirect to {redirect_uri} ...");
+            listen_for(listeners, &redirect_uri, flow, outcome, args.timeout).await?
+        }
+        None => {
+            eprintln!(
+                "Then paste the address the browser was sent to (it starts with {redirect_uri}):"
+            );
+            let mut line = String::new();
+            stdin
+                .read_line(&mut line)
+                .context("cannot read the redirected URL from stdin")?;
+            pasted(&flow, &query_of(line.trim())).await?
+        }
+    };
+    Ok(Authorized {
+        workspace: response
+            .workspace_name
+            .clone()
+            .unwrap_or_else(|| response.workspace_id.clone()),
+        owner: response.owner_name(),
+        token_file,
+    })
+}
+
+/// The token file of a target that uses OAuth.
+fn token_file_of(target: &Target) -> anyhow::Result<std::path::PathBuf> {
+    match &target.token {
+        TokenSource::File(path) => Ok(path.clone()),
+        TokenSource::Fixed(_) => bail!(
+            "target {} has a fixed `token` in the config; remove it (the token file defaults to <state_dir>/tokens/{}.toml) to authorize with OAuth",
+            target.name,
+            target.name
+        ),
+    }
+}
+
+/// Completes the flow with a pasted redirect: one chance, so a wrong one ends it.
+async fn pasted(flow: &Flow, query: &str) -> Result<TokenResponse, AuthorizeError> {
+    match parse_redirect(query, flow.state()).map_err(AuthorizeError::Pasted)? {
+        Redirect::Code(code) => flow.redeem(&code).await,
+        Redirect::Error(what) => Err(AuthorizeError::Refused(what)),
+    }
+}
+
+/// Serves the redirect URI's path on `listeners` until a redirect ended the flow, or `timeout`
+/// passed without one. A redirect that took the flow's claim before the timeout still completes.
+async fn listen_for(
+    listeners: Vec<tokio::net::TcpListener>,
+    redirect_uri: &Url,
+    flow: Arc<Flow>,
+    mut outcome: oneshot::Receiver<Outcome>,
+    timeout: Duration,
+) -> Result<TokenResponse, AuthorizeError> {
+    let app = axum::Router::new()
+        .route(redirect_uri.path(), axum::routing::get(callback))
+        .with_state(flow.clone());
+    let server = listen::Server::start(listeners, app, listen::HEADER_TIMEOUT);
+    let ended = match tokio::time::timeout(timeout, &mut outcome).await {
+        Ok(ended) => ended,
+        Err(_) if flow.claimed() => outcome.await,
+        Err(_) => Ok(Err(AuthorizeError::Timeout { timeout })),
+    };
+    server.shutdown().await;
+    ended.unwrap_or(Err(AuthorizeError::Interrupted))
+}
+
+async fn callback(
+    State(flow): State<Arc<Flow>>,
+    RawQuery(query): RawQuery,
+) -> (axum::http::StatusCode, axum::response::Html<String>) {
+    flow.answer(query.as_deref().unwrap_or("")).await
+}
+
+/// The query string of a pasted URL (or a bare query).
+fn query_of(pasted: &str) -> String {
+    match Url::parse(pasted) {
+        Ok(u) => u.query().unwrap_or("").to_owned(),
+        Err(_) => pasted.trim_start_matches('?').to_owned(),
+    }
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let spawned = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if spawned.is_err() {
+        eprintln!("(could not start a browser with {opener}; open the URL above yourself)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pasted_url_or_query_gives_its_query() {
+        assert_eq!(
+            query_of("http://localhost:1/cb?code=a&state=b"),
+            "code=a&state=b"
+        );
+        assert_eq!(query_of("?code=a&state=b"), "code=a&state=b");
+    }
+}

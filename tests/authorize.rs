@@ -1,0 +1,390 @@
+//! `notion-inbox authorize`'s loopback listener against requests from others on the machine:
+//! forged or incomplete redirects, two redirects at once, half-sent requests, both loopbacks of
+//! `localhost`, and a token file of another workspace. The real binary, against the emulator.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use notion_inbox::notion::TokenFile;
+use secrecy::ExposeSecret;
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether this machine has an IPv6 loopback to bind.
+fn has_ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// One test's setting: the emulator, a config whose OAuth target "t" redirects to
+/// `http://{host}:{port}/callback`, and the token endpoint at `api_base` (the emulator's unless a
+/// test puts something in front of it).
+struct Auth {
+    w: World,
+    redirect: String,
+    port: u16,
+}
+
+impl Auth {
+    fn new(host: &str) -> Auth {
+        let w = World::new(fast());
+        let port = free_port();
+        let redirect = format!("http://{host}:{port}/callback");
+        w.emu.register_redirect_uri(&redirect);
+        let info = w.emu.info().clone();
+        std::fs::create_dir_all(w.path("spool")).unwrap();
+        std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
+        std::fs::set_permissions(
+            w.path("client_secret"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let auth = Auth { w, redirect, port };
+        auth.write_config(&info.url);
+        auth
+    }
+
+    fn write_config(&self, api_base: &str) {
+        let info = self.w.emu.info();
+        std::fs::write(
+            self.w.path("config.toml"),
+            format!(
+                "[notion]\napi_base = \"{api_base}\"\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{}\"\n\n[daemon]\nstate_dir = \"state\"\n\n[[target]]\nname = \"t\"\ninbox = \"spool/t.jsonl\"\ndatabase_id = \"{}\"\n[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n",
+                info.client_id, self.redirect, info.database_id
+            ),
+        )
+        .unwrap();
+    }
+
+    fn token_path(&self) -> std::path::PathBuf {
+        self.w.path("state/tokens/t.toml")
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_notion-inbox"));
+        c.arg("--config")
+            .arg(self.w.path("config.toml"))
+            .args(["authorize", "--target", "t", "--no-browser"])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Starts `authorize`; returns it, once it listens, with the URL and `state` it printed.
+    fn start(&self, extra: &[&str]) -> (Child, url::Url, String) {
+        let mut child = self.command(extra).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = url::Url::parse(line.trim()).expect("the first stdout line is the URL");
+        let state = url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .expect("the URL has a state");
+        (child, url, state)
+    }
+
+    /// Waits for `authorize` to exit; returns its exit code and stderr, checked for secrets.
+    fn finish(&self, child: Child) -> (Option<i32>, String) {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        for secret in self.w.emu.secrets() {
+            assert!(!stderr.contains(&secret), "a secret was printed: {stderr}");
+        }
+        (out.status.code(), stderr)
+    }
+
+    /// A GET to `url` (no redirects followed): status and body.
+    fn get(&self, url: &str) -> (u16, String) {
+        self.w.rt.block_on(get(url))
+    }
+
+    /// Plays the user (Allow) and follows the redirect to the listener; returns the page's status
+    /// and body.
+    fn consent(&self, state: &str) -> (u16, String) {
+        let location = self.location(state);
+        self.get(&location)
+    }
+
+    /// The address Notion redirects the browser to after Allow, not followed.
+    fn location(&self, state: &str) -> String {
+        self.w
+            .rt
+            .block_on(consent_location(&self.w.emu, &self.redirect, state, true))
+    }
+
+    fn tokens_written(&self) -> TokenFile {
+        TokenFile::read(&self.token_path()).expect("a token file was written")
+    }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[test]
+fn forged_redirects_get_400_and_the_real_one_still_completes_the_flow() {
+    let a = Auth::new("127.0.0.1");
+    let (child, _url, state) = a.start(&[]);
+    for forged in [
+        format!("{}?code=forgedcode42&state=0123", a.redirect),
+        format!("{}?code=forgedcode42", a.redirect),
+        format!("{}?error=access_denied&state=0123", a.redirect),
+        format!("{}?code=forgedcode42&state={state}&state=0123", a.redirect),
+    ] {
+        let (status, page) = a.get(&forged);
+        assert_eq!(status, 400, "{forged}: {page}");
+        assert!(page.contains("keeps waiting"), "{page}");
+        assert!(!page.contains("forgedcode42"), "the page echoes the code");
+    }
+    let (status, page) = a.get(&format!("{}?code=x&state=0123", a.redirect));
+    assert!(page.contains("state does not match"), "{status} {page}");
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("notion-inbox is authorized"), "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("Ignored a request"), "{stderr}");
+    assert_eq!(a.tokens_written().workspace_name.as_deref(), Some("Acme"));
+}
+
+#[test]
+fn a_redirect_without_a_code_gets_400_and_the_flow_continues() {
+    let a = Auth::new("127.0.0.1");
+    let (child, _url, state) = a.start(&[]);
+    for query in [format!("state={state}"), format!("code=&state={state}")] {
+        let (status, page) = a.get(&format!("{}?{query}", a.redirect));
+        assert_eq!(status, 400, "{page}");
+        assert!(page.contains("neither a code nor an error"), "{page}");
+    }
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(a.token_path().exists());
+}
+
+/// A token endpoint in front of the emulator's that holds each request until the test releases
+/// it, so that a second redirect can arrive while the first one's code is being exchanged.
+struct HeldTokenEndpoint {
+    url: String,
+    arrived: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl HeldTokenEndpoint {
+    fn start(rt: &tokio::runtime::Runtime, emulator: String) -> HeldTokenEndpoint {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (a, r) = (arrived.clone(), release.clone());
+        let forward = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (a, r, emulator) = (a.clone(), r.clone(), emulator.clone());
+            async move {
+                a.fetch_add(1, Ordering::SeqCst);
+                r.acquire().await.unwrap().forget();
+                let mut req = reqwest::Client::new()
+                    .post(format!("{emulator}/v1/oauth/token"))
+                    .body(body);
+                for name in ["authorization", "content-type", "notion-version"] {
+                    if let Some(v) = headers.get(name) {
+                        req = req.header(name, v.to_str().unwrap());
+                    }
+                }
+                let answer = req.send().await.unwrap();
+                let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
+                (
+                    status,
+                    [("content-type", "application/json")],
+                    answer.bytes().await.unwrap(),
+                )
+            }
+        };
+        let app = axum::Router::new().route("/v1/oauth/token", axum::routing::post(forward));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        HeldTokenEndpoint {
+            url,
+            arrived,
+            release,
+        }
+    }
+}
+
+#[test]
+fn two_redirects_at_once_exchange_the_code_once() {
+    let a = Auth::new("127.0.0.1");
+    let held = HeldTokenEndpoint::start(&a.w.rt, a.w.emu.url());
+    a.write_config(&held.url);
+    let (child, _url, state) = a.start(&[]);
+    let location = a.location(&state);
+    let first = a.w.rt.spawn({
+        let location = location.clone();
+        async move { get(&location).await }
+    });
+    wait_until("the first redirect's code exchange", || {
+        held.arrived.load(Ordering::SeqCst) == 1
+    });
+    // While the first one's exchange is held, the same redirect again.
+    let (status, page) = a.get(&location);
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("already being completed"), "{page}");
+    held.release.add_permits(10);
+    let (status, page) = a.w.rt.block_on(first).unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("notion-inbox is authorized"), "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(held.arrived.load(Ordering::SeqCst), 1, "exchanged twice");
+    assert_eq!(a.w.emu.stats().requests["POST /v1/oauth/token"], 1);
+    assert!(a.token_path().exists());
+}
+
+#[test]
+fn a_half_sent_request_does_not_hold_up_the_flow() {
+    let a = Auth::new("127.0.0.1");
+    let (child, _url, state) = a.start(&["--timeout", "60s"]);
+    // Two connections that never finish a request, held open until the end of the test.
+    let mut half = std::net::TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+    half.write_all(b"GET /callback?state=").unwrap();
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+    let started = Instant::now();
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "authorize took {:?} with a half-sent request open (timeout 60s)",
+        started.elapsed()
+    );
+    assert!(a.token_path().exists());
+}
+
+#[test]
+fn a_localhost_redirect_is_served_on_both_loopbacks() {
+    let a = Auth::new("localhost");
+    let (child, _url, state) = a.start(&[]);
+    let (status, _) = a.get(&format!("http://127.0.0.1:{}/callback?state=x", a.port));
+    assert_eq!(status, 400, "127.0.0.1 answers");
+    if has_ipv6_loopback() {
+        let (status, _) = a.get(&format!("http://[::1]:{}/callback?state=x", a.port));
+        assert_eq!(status, 400, "[::1] answers");
+    } else {
+        eprintln!("skipped the [::1] part: this machine has no IPv6 loopback");
+    }
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_localhost_redirect_whose_ipv6_port_is_taken_fails_naming_it() {
+    if !has_ipv6_loopback() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let a = Auth::new("localhost");
+    // Someone else holds [::1]:PORT, where the browser may well send the code.
+    let _other = std::net::TcpListener::bind(("::1", a.port)).unwrap();
+    let out = a.command(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(out.stdout.is_empty(), "the URL was printed");
+    let port = a.port;
+    assert!(
+        stderr.contains(&format!("[::1]:{port}")) && stderr.contains(&format!("port {port}")),
+        "{stderr}"
+    );
+}
+
+/// A token file of workspace "Elsewhere", with a recognizable access token.
+fn other_workspace_file(a: &Auth) {
+    let path = a.token_path();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        "access_token = \"ntn_elsewhere_secret\"\ntoken_type = \"bearer\"\nworkspace_id = \"0badc0de-0000-4000-8000-000000000000\"\nworkspace_name = \"Elsewhere\"\nobtained_at = \"2026-01-01T00:00:00Z\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn a_token_file_of_another_workspace_is_replaced_only_with_force() {
+    let a = Auth::new("127.0.0.1");
+    other_workspace_file(&a);
+    let (child, _url, state) = a.start(&[]);
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 500, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_ne!(code, Some(0), "{stderr}");
+    let path = a.token_path().display().to_string();
+    for part in ["\"Elsewhere\"", "\"Acme\"", "--force", path.as_str()] {
+        assert!(stderr.contains(part), "no {part} in: {stderr}");
+    }
+    assert!(!stderr.contains("ntn_elsewhere_secret"), "{stderr}");
+    let kept = a.tokens_written();
+    assert_eq!(kept.access_token.expose_secret(), "ntn_elsewhere_secret");
+
+    let (child, _url, state) = a.start(&["--force"]);
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("\"Elsewhere\"") && stderr.contains(&path),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ntn_elsewhere_secret"), "{stderr}");
+    let replaced = a.tokens_written();
+    assert_eq!(replaced.workspace_name.as_deref(), Some("Acme"));
+    assert_ne!(
+        replaced.access_token.expose_secret(),
+        "ntn_elsewhere_secret"
+    );
+}
+
+#[test]
+fn authorizing_the_same_workspace_again_replaces_the_file_without_a_word() {
+    let a = Auth::new("127.0.0.1");
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (child, _url, state) = a.start(&[]);
+        let (status, page) = a.consent(&state);
+        assert_eq!(status, 200, "{page}");
+        let (code, stderr) = a.finish(child);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        tokens.push(a.tokens_written().access_token.expose_secret().to_owned());
+    }
+    assert_ne!(
+        tokens[0], tokens[1],
+        "the second authorization was not written"
+    );
+}
