@@ -199,13 +199,18 @@ fn an_expired_token_is_refreshed_once_with_rotation_even_when_many_ask_at_once()
         let b = TokenHandle::load(target, &config).unwrap();
         let err = client.users_me(&a).await.unwrap_err();
         assert!(err.is_unauthorized(), "{err}");
+        // Every task saw the 401 with the generation its handle held then, as the daemon's
+        // requests do; a task scheduled after another refreshed must not rotate the pair again.
         let mut tasks = Vec::new();
         for i in 0..8 {
             let (h, c) = (
                 if i % 2 == 0 { a.clone() } else { b.clone() },
                 client.clone(),
             );
-            tasks.push(tokio::spawn(async move { h.refresh(&c).await }));
+            let sent_with = h.generation();
+            tasks.push(tokio::spawn(
+                async move { h.refresh_from(&c, sent_with).await },
+            ));
         }
         for t in tasks {
             t.await.unwrap().expect("every refresh call succeeds");

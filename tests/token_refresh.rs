@@ -332,7 +332,7 @@ fn a_handle_tells_its_own_refresh_from_one_elsewhere_and_from_a_new_authorizatio
     let a = s.handle();
     let other = s.handle();
     s.w.rt.block_on(async {
-        a.refresh(&s.client).await.unwrap();
+        a.refresh_from(&s.client, a.generation()).await.unwrap();
     });
     // The handle's own write is no change to it; another handle sees a refresh made elsewhere.
     assert_eq!(a.reload().unwrap(), TokenChange::Unchanged);

@@ -62,10 +62,11 @@ pub async fn usable_token(
             target.name
         )
     })?;
+    let sent_with = token.generation();
     match client.users_me(&token).await {
         Ok(_) => Ok(token),
         Err(e) if e.is_unauthorized() && token.can_refresh() => {
-            token.refresh(client).await.map_err(|e| match e.local_file() {
+            token.refresh_from(client, sent_with).await.map_err(|e| match e.local_file() {
                 // A file on this machine: its fix, not an authorization, is what is needed.
                 Some(_) => anyhow::anyhow!(
                     "target {}: the token was refused and cannot be refreshed: {}",

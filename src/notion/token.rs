@@ -424,13 +424,6 @@ impl TokenHandle {
         tracing::info!(token_file = %path.display(), "refreshed the access token and saved the rotated pair");
         Ok(())
     }
-
-    /// Refreshes the token now held. A caller that knows which generation its failing request was
-    /// sent with should call [`TokenHandle::refresh_from`]: this one reads the generation when
-    /// called, so a 401 that arrives after another caller refreshed rotates the pair again.
-    pub async fn refresh(&self, client: &super::NotionClient) -> Result<(), RefreshError> {
-        self.refresh_from(client, self.generation()).await
-    }
 }
 
 /// Takes the exclusive lock on `<path>.lock` (blocking, on the blocking pool).
