@@ -11,6 +11,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notion_inbox::emulator::{EmulatorOptions, RateLimit};
@@ -349,4 +350,41 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
     );
     assert!(w.dead_letters("fifo0").is_empty());
     assert_eq!(w.pages().len(), names.len() + 2);
+}
+
+#[test]
+fn a_producer_appending_in_a_tight_loop_does_not_hold_up_a_reload() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut w = fast_world();
+    let busy = w.target("busy");
+    w.write_config(std::slice::from_ref(&busy), "");
+    w.start();
+    w.append(&w.inbox("busy"), &rec("@busy", "first"));
+    w.wait_for("the busy target delivers", || {
+        w.handles().contains(&"@busy".to_string())
+    });
+    // Blank lines: a stream of inotify events that costs Notion nothing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (Arc::clone(&stop), w.inbox("busy"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                append_bytes(&path, b"\n");
+            }
+        })
+    };
+    // The added target's inbox is in a directory not watched yet: the reload must add a watch.
+    let added = w.target("added");
+    let path = w.write_config(&[busy, added], "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("spool/added.jsonl", "other/added.jsonl")).unwrap();
+    std::fs::create_dir_all(w.path("other")).unwrap();
+    w.signal(libc::SIGHUP);
+    w.append(&w.path("other/added.jsonl"), &rec("@added", "after the reload"));
+    w.wait_for("the target added by the reload delivers", || {
+        w.handles().contains(&"@added".to_string())
+    });
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(w.stop(), Some(0));
 }

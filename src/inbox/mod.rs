@@ -5,7 +5,7 @@
 //! - [`reader`]: the [`Tailer`], a synchronous reader that owns the open handle and the read position
 //!   and hands out complete lines in bounded batches, following rotation, truncation, deletion and
 //!   replacement of the file.
-//! - [`watch`]: [`InboxWatcher`], one inotify watcher (via `notify`) on the parent directories of all
+//! - [`watch`]: [`InboxWatcher`], one inotify instance (the `inotify` crate) on the parent directories of all
 //!   inboxes, which turns file-system events into coalesced wake-ups per target.
 //!
 //! # How the daemon drives it
@@ -401,7 +401,7 @@ pub enum InboxError {
         dir: PathBuf,
         /// The cause.
         #[source]
-        source: notify::Error,
+        source: io::Error,
     },
     /// Another error from the file watcher.
     #[error("cannot watch {dir} for changes")]
@@ -410,6 +410,6 @@ pub enum InboxError {
         dir: PathBuf,
         /// The cause.
         #[source]
-        source: notify::Error,
+        source: io::Error,
     },
 }
