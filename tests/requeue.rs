@@ -21,7 +21,18 @@ fn world_with(entries: &[serde_json::Value]) -> (World, PathBuf) {
     std::fs::create_dir_all(dead.parent().unwrap()).unwrap();
     let text: String = entries.iter().map(|e| format!("{e}\n")).collect();
     std::fs::write(&dead, text).unwrap();
+    // A checkpoint taken after the entries were written, naming no file: the daemon is done with
+    // their lines.
+    save_checkpoint(&w, None);
     (w, dead)
+}
+
+fn save_checkpoint(w: &World, position: Option<notion_inbox::inbox::Position>) {
+    use notion_inbox::state::{Checkpoint, CheckpointStore};
+    CheckpointStore::open(&w.path("state"))
+        .unwrap()
+        .save("t", &Checkpoint::new(position, vec![]))
+        .unwrap();
 }
 
 fn run(w: &World, args: &[&str]) -> (Option<i32>, String, String) {
@@ -141,13 +152,12 @@ fn list_dry_run_filters_and_purge_act_on_exactly_the_chosen_entries() {
         "{\"handle\":\"@a\",\"tweet\":\"x\"}\n{not json\n"
     );
     assert_eq!(reasons(&dead), ["file gone"]);
-    assert!(
-        std::fs::read_dir(w.path("state/requeue"))
-            .unwrap()
-            .next()
-            .is_none(),
-        "no batch left"
-    );
+    let left: Vec<_> = std::fs::read_dir(w.path("state/requeue"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".batch") || n.contains(".journal"))
+        .collect();
+    assert!(left.is_empty(), "no batch left: {left:?}");
 }
 
 #[test]
@@ -228,7 +238,6 @@ fn requeue_as_root_needs_allow_root() {
 #[test]
 fn entries_the_daemon_has_not_committed_past_wait_for_a_later_run() {
     use notion_inbox::inbox::{FileIdentity, Position};
-    use notion_inbox::state::{Checkpoint, CheckpointStore};
     let file = FileIdentity {
         dev: 1,
         ino: 0xabc,
@@ -249,13 +258,7 @@ fn entries_the_daemon_has_not_committed_past_wait_for_a_later_run() {
     after["offset"] = json!(150);
     after["position"] = json!(name(150));
     let (w, dead) = world_with(&[before, after]);
-    let store = CheckpointStore::open(&w.path("state")).unwrap();
-    store
-        .save(
-            "t",
-            &Checkpoint::new(Some(Position { file, offset: 100 }), vec![]),
-        )
-        .unwrap();
+    save_checkpoint(&w, Some(Position { file, offset: 100 }));
     let (code, _, err) = run(&w, &["--dry-run"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
@@ -274,4 +277,84 @@ fn entries_the_daemon_has_not_committed_past_wait_for_a_later_run() {
         "{\"handle\":\"@a\",\"tweet\":\"x\"}\n"
     );
     assert_eq!(reasons(&dead), ["validation_error: after"]);
+}
+
+#[test]
+fn an_entry_newer_than_the_checkpoint_from_a_file_it_does_not_name_waits() {
+    let mut new = entry(
+        "{\"handle\":\"@n\",\"tweet\":\"x\"}",
+        "validation_error: new",
+    );
+    new["position"] = json!("beef-0000000000000001-0-00000000000000ff");
+    let (w, dead) = world_with(&[]);
+    // Written after the checkpoint: its file may have appeared after the snapshot.
+    new["time"] = json!(
+        chrono::Utc::now()
+            .checked_add_signed(chrono::Duration::seconds(5))
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    std::fs::write(&dead, format!("{new}\n")).unwrap();
+    let (code, _, err) = run(&w, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("moved 0") && err.contains("1 selected entry left for now"),
+        "{err}"
+    );
+    assert_eq!(reasons(&dead), ["validation_error: new"]);
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_read_stops_requeue() {
+    let (w, dead) = world_with(&four());
+    let before = std::fs::read(&dead).unwrap();
+    for slot in std::fs::read_dir(w.path("state/checkpoints")).unwrap() {
+        std::fs::write(slot.unwrap().path(), "{ not a checkpoint").unwrap();
+    }
+    let (code, _, err) = run(&w, &[]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("cannot read the checkpoint of target t"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&dead).unwrap(), before);
+    assert!(!w.inbox("t").exists());
+}
+
+#[test]
+fn requeue_runs_at_the_same_time_append_each_line_once() {
+    for round in 0..8 {
+        let entries: Vec<serde_json::Value> = (0..50)
+            .map(|i| {
+                entry(
+                    &format!("{{\"handle\":\"@r{round}-{i}\"}}"),
+                    "validation_error",
+                )
+            })
+            .collect();
+        let (w, _) = world_with(&entries);
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                let config = w.path("config.toml");
+                std::thread::spawn(move || {
+                    std::process::Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+                        .arg("--config")
+                        .arg(config)
+                        .args(["requeue", "--target", "t", "--allow-root"])
+                        .output()
+                        .unwrap()
+                })
+            })
+            .collect();
+        for r in runs {
+            let out = r.join().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let inbox = std::fs::read_to_string(w.inbox("t")).unwrap();
+        assert_eq!(inbox.lines().count(), 50, "round {round}: {inbox}");
+    }
 }

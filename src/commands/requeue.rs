@@ -17,6 +17,9 @@
 //! offset, and is appended otherwise. So no record is lost and none is appended twice.
 
 mod batch;
+mod select;
+
+pub(crate) use select::Selection;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -90,6 +93,16 @@ pub enum RequeueError {
         batch: PathBuf,
         /// Why it was not appended.
         source: Box<RequeueError>,
+    },
+    /// The checkpoint cannot be read.
+    #[error(
+        "cannot read the checkpoint of target {target} ({why}); requeue needs it to tell which dead-lettered lines the daemon is done with: run notion-inbox status, and fix the checkpoint first"
+    )]
+    Checkpoint {
+        /// The target.
+        target: String,
+        /// Why.
+        why: String,
     },
     /// `--line` names an entry that does not exist.
     #[error(
@@ -202,16 +215,19 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
     let dir = config.daemon.state_dir.join("requeue");
     crate::state::private::create_private_dir(&dir)
         .map_err(RequeueError::io("cannot create", &dir))?;
+    let _run = lock_run(&dir, &target.name)?;
     let dead = target.dead_letter_path(&config.daemon);
     if args.purge {
         let purged = config.daemon.state_dir.join("purged");
         crate::state::private::create_private_dir(&purged)
             .map_err(RequeueError::io("cannot create", &purged))?;
+        let pending = batch::lines_of(&batch::pending(&dir, &target.name)?)?;
         let n = batch::purge(
             &dead,
             &purged.join(format!("{}.jsonl", target.name)),
             &select,
             &target.name,
+            &pending,
         )?;
         return Ok(Requeued {
             purged: n,
@@ -220,7 +236,7 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
     }
     // Refuse a bad inbox before anything moves; the check is made again on the descriptor that is
     // written, under its lock.
-    let checkpoint = checkpoint_of(config, target);
+    let checkpoint = checkpoint_of(config, target)?;
     let known = known_files(checkpoint.as_ref());
     precheck(target, &known)?;
     let select = select.settled_by(checkpoint.as_ref());
@@ -240,72 +256,6 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
             })?;
     }
     Ok(total)
-}
-
-/// Which entries a run acts on.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Selection {
-    reason: Option<String>,
-    lines: Vec<usize>,
-    /// Where the daemon's committed position is: the entry-name prefix of each file the
-    /// checkpoint names, and the offset from which its lines are not committed yet.
-    unsettled_from: Vec<(String, u64)>,
-}
-
-impl Selection {
-    fn of(args: &RequeueArgs) -> Selection {
-        Selection {
-            reason: args.reason.clone(),
-            lines: args.lines.clone(),
-            unsettled_from: Vec::new(),
-        }
-    }
-
-    /// The same selection, knowing the checkpoint: the position's file from its offset, and the
-    /// files queued after it from 0, are not committed yet.
-    fn settled_by(mut self, checkpoint: Option<&Checkpoint>) -> Selection {
-        if let Some(c) = checkpoint {
-            if let Some(f) = &c.file {
-                self.unsettled_from
-                    .push((format!("{}-", f.key_prefix()), c.offset));
-            }
-            for f in &c.next {
-                self.unsettled_from
-                    .push((format!("{}-", f.key_prefix()), 0));
-            }
-        }
-        self
-    }
-
-    /// Whether the daemon may still read an entry's line again after a restart.
-    fn unsettled(&self, entry: &DeadLetter) -> bool {
-        entry.position.as_ref().is_some_and(|p| {
-            self.unsettled_from
-                .iter()
-                .any(|(prefix, from)| p.starts_with(prefix.as_str()) && entry.offset >= *from)
-        })
-    }
-
-    /// Whether entry `number` (1-based) is selected.
-    fn picks(&self, number: usize, entry: &DeadLetter) -> bool {
-        (self.lines.is_empty() || self.lines.contains(&number))
-            && self
-                .reason
-                .as_ref()
-                .is_none_or(|r| entry.reason.contains(r.as_str()))
-    }
-
-    /// Fails if `--line` names an entry past the last of `count`.
-    fn check_lines(&self, target: &str, count: usize) -> Result<(), RequeueError> {
-        match self.lines.iter().find(|&&n| n == 0 || n > count) {
-            Some(&line) => Err(RequeueError::NoSuchLine {
-                target: target.to_owned(),
-                count,
-                line,
-            }),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Whether an entry holds a record's bytes that can go back into the inbox.
@@ -344,7 +294,7 @@ fn dry_run(
                 .len();
         }
     }
-    let checkpoint = checkpoint_of(config, target);
+    let checkpoint = checkpoint_of(config, target)?;
     let select = select.clone().settled_by(checkpoint.as_ref());
     let can = |e: &&&DeadLetter| requeueable(e);
     let unsettled = picked
@@ -365,16 +315,34 @@ fn dry_run(
     })
 }
 
-/// The target's checkpoint, if it has one that can be read.
-fn checkpoint_of(config: &Config, target: &Target) -> Option<Checkpoint> {
+/// The target's checkpoint, if it has one. One that cannot be read stops the run: without it,
+/// requeue cannot tell which lines the daemon is done with.
+fn checkpoint_of(config: &Config, target: &Target) -> Result<Option<Checkpoint>, RequeueError> {
     let state = &config.daemon.state_dir;
     if !state.join("checkpoints").is_dir() {
-        return None;
+        return Ok(None);
     }
     CheckpointStore::open(state)
         .and_then(|s| s.load(&target.name))
-        .ok()
-        .flatten()
+        .map_err(|e| RequeueError::Checkpoint {
+            target: target.name.clone(),
+            why: crate::daemon::perform::error_chain(&e),
+        })
+}
+
+/// Takes `<dir>/<target>.lock` for the whole run: two runs at once would both append a batch the
+/// first one took.
+fn lock_run(dir: &Path, target: &str) -> Result<std::fs::File, RequeueError> {
+    let path = dir.join(format!("{target}.lock"));
+    let file = crate::state::private::private_options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(RequeueError::io("cannot open", &path))?;
+    file.lock()
+        .map_err(RequeueError::io("cannot lock", &path))?;
+    Ok(file)
 }
 
 /// The files (device, inode) the checkpoint names: the daemon has read them as this target's

@@ -276,9 +276,12 @@ fn sibling_with_inode(inbox: &Path, journal: &Journal) -> std::io::Result<Option
     };
     for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
         // `DirEntry::metadata` does not follow symlinks; the open below does not either.
+        // The descriptor is compared too: the name may hold another file by the time it is opened.
+        let same = |m: &std::fs::Metadata| (m.dev(), m.ino()) == (journal.dev, journal.ino);
         if let Ok(m) = entry.metadata()
-            && (m.dev(), m.ino()) == (journal.dev, journal.ino)
+            && same(&m)
             && let Ok(f) = crate::inbox::open_inbox(&entry.path())
+            && f.metadata().is_ok_and(|m| same(&m))
         {
             return Ok(Some(f));
         }
@@ -293,6 +296,7 @@ pub(super) fn purge(
     archive: &Path,
     select: &Selection,
     name: &str,
+    pending: &HashSet<String>,
 ) -> Result<usize, RequeueError> {
     if !dead.exists() {
         select.check_lines(name, 0)?;
@@ -301,9 +305,11 @@ pub(super) fn purge(
     let _lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
     let lines = read_lines(dead)?;
     select.check_lines(name, lines.len())?;
+    // Entries of a batch an interrupted run left are that batch's: neither purged nor kept.
     let (gone, keep): (Vec<_>, Vec<_>) = lines
         .iter()
         .enumerate()
+        .filter(|(_, (l, _))| !pending.contains(l))
         .partition(|(i, (_, e))| select.picks(i + 1, e));
     if gone.is_empty() {
         return Ok(0);
