@@ -144,3 +144,41 @@ fn concurrent_producers_never_interleave() {
     }
     assert_eq!(seen.len(), producers * per);
 }
+
+#[test]
+fn a_new_inbox_is_shared_with_the_group_only_and_a_hard_linked_one_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, config) = setup();
+    let args = ["--target", "tweets", "--handle", "@a", "--tweet", "x"];
+    // Under umask 077 as well as 022, the file push creates is 660.
+    for umask in ["077", "022"] {
+        let inbox = dir.path().join("spool/tweets.jsonl");
+        let _ = std::fs::remove_file(&inbox);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {umask} && exec \"$0\" --config \"$1\" push {}",
+                args.join(" ")
+            ))
+            .arg(env!("CARGO_BIN_EXE_notion-inbox"))
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = std::fs::metadata(&inbox).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o660, "umask {umask}");
+    }
+    // A second name for the inbox: appending would write that file too.
+    let other = dir.path().join("elsewhere.txt");
+    std::fs::hard_link(dir.path().join("spool/tweets.jsonl"), &other).unwrap();
+    let before = std::fs::read(&other).unwrap();
+    let out = push(&config, &args, b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 hard links"), "{err}");
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+}

@@ -272,18 +272,59 @@ pub fn open_inbox(path: &Path) -> Result<std::fs::File, InboxError> {
 
 /// Opens (creating if missing) an inbox file for appending, with the same care as
 /// [`open_inbox`]: no symlink is followed, a FIFO neither blocks nor is written, and only a
-/// regular file is returned. Readable too, to see whether the file ends with a newline. A new file
-/// is shared with the group (producers) and nobody else.
+/// regular file with one link is returned (through a hard link, a write would land in another
+/// file too). Readable too, to see whether the file ends with a newline. A file it creates is mode
+/// 660 whatever the umask: shared with the group (producers, and the daemon) and nobody else.
 pub fn open_inbox_for_append(path: &Path) -> Result<std::fs::File, InboxError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o660)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
-    regular_only(path, opened)
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let file = loop {
+        let existing = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(flags)
+            .open(path);
+        match existing {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => break regular_only(path, other)?,
+        }
+        let created = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o660)
+            .custom_flags(flags)
+            .open(path);
+        match created {
+            // Someone else created it first: open theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Ok(file) => {
+                file.set_permissions(std::fs::Permissions::from_mode(0o660))
+                    .map_err(|source| InboxError::Io {
+                        action: "chmod",
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                break file;
+            }
+            other => break regular_only(path, other)?,
+        }
+    };
+    let links = file
+        .metadata()
+        .map_err(|source| InboxError::Io {
+            action: "stat",
+            path: path.to_owned(),
+            source,
+        })?
+        .nlink();
+    if links != 1 {
+        return Err(InboxError::HardLinked {
+            path: path.to_owned(),
+            links,
+        });
+    }
+    Ok(file)
 }
 
 /// The file `opened` at `path` if it is a regular file; otherwise what is there instead.
@@ -380,6 +421,16 @@ pub enum InboxError {
         path: PathBuf,
         /// What is there instead.
         what: &'static str,
+    },
+    /// The inbox file has more than one name, so appending to it would write another file too.
+    #[error(
+        "inbox {path} has {links} hard links, so it may be another file as well: nothing is written to it; move it away and let producers create a new one"
+    )]
+    HardLinked {
+        /// The inbox path.
+        path: PathBuf,
+        /// How many names the file has.
+        links: u64,
     },
     /// An I/O error on an inbox file.
     #[error("cannot {action} {path}")]
