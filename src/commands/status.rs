@@ -80,12 +80,11 @@ fn one(
             (0, 0, false)
         }
     };
-    let dead_letters = crate::daemon::deadletter::read_all(&target.dead_letter_path(daemon))
-        .map(|d| d.len())
-        .unwrap_or_else(|e| {
-            problem.get_or_insert(e.to_string());
-            0
-        });
+    let dead_path = target.dead_letter_path(daemon);
+    let dead_letters = count_lines(&dead_path).unwrap_or_else(|e| {
+        problem.get_or_insert(format!("cannot read {}: {e}", dead_path.display()));
+        0
+    });
     let token = match &target.token {
         TokenSource::Fixed(_) => "fixed token in the configuration".to_owned(),
         TokenSource::File(path) => match std::fs::metadata(path) {
@@ -210,6 +209,33 @@ pub fn print_text(statuses: &[TargetStatus]) {
         }
         if let Some(p) = &s.problem {
             println!("  problem        {p}");
+        }
+    }
+}
+
+/// The non-empty lines of a file (a missing one has none), counted as it streams by: producers
+/// decide how large a dead-letter file grows, so it is never held in memory.
+fn count_lines(path: &std::path::Path) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut count, mut in_line) = (0, false);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(count + usize::from(in_line));
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                count += usize::from(in_line);
+                in_line = false;
+            } else if !b.is_ascii_whitespace() {
+                in_line = true;
+            }
         }
     }
 }
