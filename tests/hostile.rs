@@ -249,7 +249,7 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let fifos: Vec<String> = (0..cores + 1).map(|i| format!("fifo{i}")).collect();
     let mut names: Vec<String> = fifos.clone();
-    names.extend(["sock", "dir", "dev", "late", "good"].map(String::from));
+    names.extend(["sock", "dir", "dev", "late", "huge", "good"].map(String::from));
     let specs: Vec<TargetSpec> = names.iter().map(|n| w.target(n)).collect();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -285,6 +285,18 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
         std::fs::write(w.inbox("dev"), "").unwrap();
     }
 
+    // A sparse file of 512 MiB of NULs, then a record: read in bounded slices, it holds up nothing.
+    let huge = std::fs::OpenOptions::new()
+        .append(true)
+        .open(w.inbox("huge"))
+        .unwrap();
+    huge.set_len(512 << 20).unwrap();
+    drop(huge);
+    w.append(
+        &w.inbox("huge"),
+        &format!("\n{}", rec("@huge", "after the hole")),
+    );
+
     w.start();
     w.append(&w.inbox("good"), &rec("@good", "second"));
     w.wait_for("the healthy target keeps delivering", || {
@@ -318,6 +330,9 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
             .collect();
         assert_eq!(said.len(), 1, "{line} logged once:\n{}", said.join("\n"));
     }
+    w.wait_for("the record after the hole arrives", || {
+        w.handles().iter().filter(|h| *h == "@huge").count() == 2
+    });
     // push neither blocks on a FIFO nor writes into one.
     let (code, _, err) = w.cli(&[
         "push", "--target", "fifo0", "--handle", "@x", "--tweet", "y",
@@ -349,7 +364,7 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
         start.elapsed()
     );
     assert!(w.dead_letters("fifo0").is_empty());
-    assert_eq!(w.pages().len(), names.len() + 2);
+    assert_eq!(w.pages().len(), names.len() + 3);
 }
 
 #[test]

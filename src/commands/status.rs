@@ -149,7 +149,9 @@ fn backlog(
             }
         }
         if !any {
-            return Ok((bytes, lines, false));
+            // Stopped by the tailer's scan limit (a file of NULs, an endless line): what was
+            // counted is a lower bound.
+            return Ok((bytes, lines, tailer.more()));
         }
         if counted >= COUNT_LIMIT {
             let estimate = (lines as f64 * bytes as f64 / counted as f64).round() as u64;

@@ -124,9 +124,10 @@ impl Io {
                 if inputs.iter().any(|i| matches!(i, Input::Queued(_))) {
                     inputs.push(Input::Order(tailer.order()));
                 }
-                let caught_up = !inputs
-                    .iter()
-                    .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
+                let caught_up = !tailer.more()
+                    && !inputs
+                        .iter()
+                        .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
                 Event::Read { inputs, caught_up }
             }
             Err(e) => Event::ReadFailed(format!("target {}: {}", self.name, error_chain(&e))),

@@ -62,6 +62,8 @@ pub struct Tailer {
     waiting_reported: bool,
     /// Something other than a regular file was at the inbox path at the last look.
     refused: bool,
+    /// The last batch stopped at its budget.
+    more: bool,
     /// Events from [`Tailer::new`], handed out with the first batch.
     events: Vec<TailEvent>,
     /// The read buffer, reused while there is a backlog and freed when caught up.
@@ -123,12 +125,19 @@ struct Retiring {
     quiet_since: Instant,
 }
 
+/// How many bytes one [`Tailer::next_batch`] reads at most, lines or not. A file of NULs or of
+/// one endless line (a planted sparse file of terabytes) is scanned a slice per call, so no call
+/// holds the tailer for long; [`Tailer::more`] says that there is more to read right away.
+const SCAN_LIMIT: usize = 64 << 20;
+
 /// Counts what a batch has taken.
 struct Budget {
     /// Items still allowed.
     items: usize,
     /// Line bytes still allowed.
     bytes: usize,
+    /// Bytes that may still be read from files.
+    scan: usize,
 }
 
 impl Budget {
@@ -138,7 +147,7 @@ impl Budget {
     }
 
     fn full(&self) -> bool {
-        self.items == 0 || self.bytes == 0
+        self.items == 0 || self.bytes == 0 || self.scan == 0
     }
 }
 
@@ -220,6 +229,7 @@ impl Tailer {
             queue: VecDeque::new(),
             waiting_reported: false,
             refused: false,
+            more: false,
             events: Vec::new(),
             buf: Vec::new(),
         };
@@ -292,13 +302,19 @@ impl Tailer {
             .any(|s| (s.dev, s.ino) == (dev, ino))
     }
 
+    /// Whether the last [`Tailer::next_batch`] stopped at its budget, with more to read now.
+    pub fn more(&self) -> bool {
+        self.more
+    }
+
     /// The inbox path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Reads what is complete now: at most `max_items` lines (events do not count) and, past the
-    /// first line, about `max_bytes` bytes of line text. An empty batch means caught up.
+    /// Reads what is complete now: at most `max_items` lines (events do not count), past the
+    /// first line about `max_bytes` bytes of line text, and at most [`SCAN_LIMIT`] bytes in all.
+    /// An empty batch means caught up, unless [`Tailer::more`] says the scan limit stopped it.
     pub fn next_batch(
         &mut self,
         max_items: usize,
@@ -308,13 +324,16 @@ impl Tailer {
         let mut budget = Budget {
             items: max_items.max(1),
             bytes: max_bytes.max(1),
+            scan: SCAN_LIMIT,
         };
+        self.more = false;
         self.check_path(&mut out)?;
         self.report_settled(&mut out, false);
         while let Some(src) = self.src.as_mut() {
             let read = read_lines(src, &mut self.buf, &self.opts, &mut out, &mut budget)
                 .map_err(|e| self.io_error("read", e))?;
             if let Read::Full = read {
+                self.more = true;
                 return Ok(out);
             }
             match self
@@ -583,6 +602,7 @@ fn read_lines(
         buf.resize(have + opts.chunk.max(1), 0);
         let n = read_at(&src.file, &mut buf[have..], src.pos + have as u64)?;
         buf.truncate(have + n);
+        budget.scan = budget.scan.saturating_sub(n);
         if n == 0 {
             return Ok(Read::Eof);
         }

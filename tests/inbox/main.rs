@@ -78,7 +78,7 @@ pub fn drain_with(tailer: &mut Tailer, items: usize, bytes: usize) -> Vec<Item> 
     let mut all = Vec::new();
     loop {
         let batch = tailer.next_batch(items, bytes).unwrap();
-        if batch.is_empty() {
+        if batch.is_empty() && !tailer.more() {
             return all;
         }
         let records = batch

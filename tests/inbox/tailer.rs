@@ -520,6 +520,13 @@ fn a_huge_sparse_file_is_read_in_bounded_memory_and_its_records_found() {
     append(&fx.path, &vec![b'x'; 8 << 20]);
     append(&fx.path, b"\n{\"n\":1}\n");
     let mut t = fx.tailer();
+    // One call scans a bounded slice and says there is more.
+    let first = t.next_batch(1000, 1 << 20).unwrap();
+    assert!(
+        first.iter().all(|i| matches!(i, Item::Event(_))),
+        "{first:?}"
+    );
+    assert!(t.more());
     let items = drain(&mut t);
     assert_eq!(texts(&items), ["{\"n\":1}"]);
     let oversized: Vec<u64> = items
