@@ -520,7 +520,11 @@ impl Tailer {
             Err(e) => return Err(e),
         };
         let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
-        self.queue.push_back(src);
+        // What was opened is compared, not what was seen: a file renamed back to the path
+        // between the look and the open is already held, and must not be read twice.
+        if !self.holds(src.dev, src.ino) {
+            self.queue.push_back(src);
+        }
         Ok(())
     }
 
@@ -535,6 +539,9 @@ impl Tailer {
             Err(e) => return Err(e),
         };
         let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
+        if self.holds(src.dev, src.ino) {
+            return Ok(());
+        }
         out.push(Item::Event(TailEvent::Opened {
             path: self.path.clone(),
             ino: src.ino,
