@@ -190,6 +190,17 @@ fn check_names_state_and_secrets_that_others_could_read_write_or_own() {
     );
     chmod(&state, 0o700);
 
+    // The directory above the spool: whoever may write it could swap the spool for a symlink.
+    chmod(w.dir.path(), 0o777);
+    let (ready, text) = check(&w);
+    assert!(!ready, "{text}");
+    assert!(
+        text.contains(&format!("the directory {}, which holds", w.dir.path().display()))
+            && text.contains("chmod go-w"),
+        "{text}"
+    );
+    chmod(w.dir.path(), 0o700);
+
     chmod(&token, 0o644);
     let (ready, text) = check(&w);
     assert!(!ready, "{text}");

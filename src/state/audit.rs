@@ -44,6 +44,13 @@ pub enum Problem {
         /// The permission bits.
         mode: u32,
     },
+    /// The directory above an inbox's directory, writable by group or others (its mode): they
+    /// could replace the inbox's directory with a symlink, and only an inbox's last path
+    /// component is opened without following links.
+    AboveInbox {
+        /// The permission bits.
+        mode: u32,
+    },
     /// Owned by another user than the one expected.
     Owner {
         /// The owner's uid.
@@ -69,6 +76,10 @@ impl fmt::Display for Exposure {
                 } else {
                     "writable by"
                 }
+            ),
+            Problem::AboveInbox { mode } => write!(
+                f,
+                "the directory {path}, which holds the {what}, is writable by group or others (mode {mode:04o}): they could replace that directory with a symlink (only an inbox's last path component is opened without following links); keep inboxes directly in the shared spool directory, or run `chmod go-w {path}`"
             ),
             Problem::Owner { owner, expected } => write!(
                 f,
@@ -134,7 +145,28 @@ pub fn audit(config: &Config) -> Vec<Exposure> {
     if let Some(SecretSource::File(path)) = &config.notion.client_secret {
         look(None, "client secret file", path, false);
     }
+    for target in &config.targets {
+        found.extend(above_inbox(&target.name, &target.inbox));
+    }
     found
+}
+
+/// The directory above `inbox`'s directory, if group or others may write it (without the sticky
+/// bit, which keeps them from renaming what they do not own).
+fn above_inbox(target: &str, inbox: &Path) -> Option<Exposure> {
+    let above = inbox.parent()?.parent()?;
+    let above = if above.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        above
+    };
+    let mode = std::fs::metadata(above).ok()?.mode();
+    (mode & 0o022 != 0 && mode & 0o1000 == 0).then(|| Exposure {
+        target: Some(target.to_owned()),
+        what: "directory of its inbox",
+        path: above.to_owned(),
+        problem: Problem::AboveInbox { mode: mode & 0o7777 },
+    })
 }
 
 /// The process's effective uid.
