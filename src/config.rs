@@ -357,20 +357,25 @@ impl Config {
         let notion = cx.notion(raw.notion)?;
         let daemon = cx.daemon(raw.daemon, &base_dir)?;
         let mut targets: Vec<Target> = Vec::with_capacity(raw.targets.len());
+        // Names and inboxes seen so far, to their index: duplicates are found in one pass (with
+        // `iter().find` over the targets, 10 000 targets took seconds).
+        let mut names: std::collections::HashMap<String, usize> = Default::default();
+        let mut inboxes: std::collections::HashMap<PathBuf, usize> = Default::default();
         for spanned in raw.targets {
             let span = spanned.span();
             let raw_target = spanned.into_inner();
             let name_span = raw_target.name.span();
             let inbox_span = raw_target.inbox.span();
             let t = cx.target(raw_target, span, &base_dir, &notion, &daemon)?;
-            if targets.iter().any(|o| o.name == t.name) {
+            if names.insert(t.name.clone(), targets.len()).is_some() {
                 return Err(cx.invalid(
                     name_span,
                     format!("a second target is named {:?}", t.name),
                     "give every [[target]] a name of its own",
                 ));
             }
-            if let Some(o) = targets.iter().find(|o| o.inbox == t.inbox) {
+            if let Some(&i) = inboxes.get(&t.inbox) {
+                let o = &targets[i];
                 return Err(cx.invalid(
                     inbox_span,
                     format!(
@@ -382,6 +387,7 @@ impl Config {
                     "give each target its own inbox file",
                 ));
             }
+            inboxes.insert(t.inbox.clone(), targets.len());
             targets.push(t);
         }
         Ok(Config {
