@@ -318,12 +318,11 @@ fn dry_run(
 /// The target's checkpoint, if it has one. One that cannot be read stops the run: without it,
 /// requeue cannot tell which lines the daemon is done with.
 fn checkpoint_of(config: &Config, target: &Target) -> Result<Option<Checkpoint>, RequeueError> {
-    let state = &config.daemon.state_dir;
-    if !state.join("checkpoints").is_dir() {
+    let Some(store) = CheckpointStore::existing(&config.daemon.state_dir) else {
         return Ok(None);
-    }
-    CheckpointStore::open(state)
-        .and_then(|s| s.load(&target.name))
+    };
+    store
+        .load(&target.name)
         .map_err(|e| RequeueError::Checkpoint {
             target: target.name.clone(),
             why: crate::daemon::perform::error_chain(&e),

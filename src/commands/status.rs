@@ -47,30 +47,29 @@ pub fn collect(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Target
         None => config.targets.iter().collect(),
     };
     let published = crate::daemon::health::read_status(&config.daemon.state_dir);
+    // Read only: nothing under the state directory is created by status.
+    let store = CheckpointStore::existing(&config.daemon.state_dir);
     Ok(targets
         .into_iter()
-        .map(|t| one(config, t, &published))
+        .map(|t| one(config, t, store.as_ref(), &published))
         .collect())
 }
 
 fn one(
     config: &Config,
     target: &Target,
+    store: Option<&CheckpointStore>,
     published: &std::collections::HashMap<String, StatusSnapshot>,
 ) -> TargetStatus {
     let daemon = &config.daemon;
     let mut problem = None;
-    // Opening the store would create directories; status only reads.
-    let checkpoint = if daemon.state_dir.join("checkpoints").is_dir() {
-        match CheckpointStore::open(&daemon.state_dir).and_then(|s| s.load(&target.name)) {
-            Ok(c) => c,
-            Err(e) => {
-                problem = Some(e.to_string());
-                None
-            }
+    let checkpoint = match store.map(|s| s.load(&target.name)) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            problem = Some(e.to_string());
+            None
         }
-    } else {
-        None
+        None => None,
     };
     let start = checkpoint.as_ref().and_then(|c| c.position());
     let (backlog_bytes, backlog_lines, backlog_estimated) = match backlog(target, config, start) {

@@ -102,6 +102,13 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
+    /// The store at `<state_dir>/checkpoints` for reading only: `None` if the directory does not
+    /// exist (nothing is created).
+    pub fn existing(state_dir: &Path) -> Option<CheckpointStore> {
+        let dir = state_dir.join("checkpoints");
+        dir.is_dir().then_some(CheckpointStore { dir })
+    }
+
     /// Opens (creating if needed) `<state_dir>/checkpoints`.
     pub fn open(state_dir: &Path) -> Result<CheckpointStore, StateError> {
         let dir = state_dir.join("checkpoints");
@@ -165,7 +172,6 @@ impl CheckpointStore {
     /// Reads both slots and picks the newest whole one. Returns it and its slot.
     fn read_slots(&self, target: &str) -> Result<Option<(Slot, usize)>, StateError> {
         let paths = self.slots(target)?;
-        self.remove_leftovers(target);
         let mut read = Vec::with_capacity(2);
         for (i, path) in paths.iter().enumerate() {
             match fs::read(path) {
@@ -217,6 +223,7 @@ impl CheckpointStore {
         target: &str,
     ) -> Result<(Option<Checkpoint>, CheckpointWriter), StateError> {
         let paths = self.slots(target)?;
+        self.remove_leftovers(target);
         let found = self.read_slots(target)?;
         for path in &paths {
             if let Ok(file) = File::open(path) {
@@ -497,7 +504,11 @@ mod tests {
         // Another target's write in progress, which loading `t` must not touch.
         let other = dir.path().join("checkpoints/.tmp-t.b~x.json");
         fs::write(&other, b"{").unwrap();
+        // Reading ignores it and changes nothing (status reads); opening the writer cleans it.
         assert_eq!(store.load("t").unwrap(), Some(cp.clone()));
+        assert!(leftover.exists(), "a read removed a file");
+        let (loaded, _writer) = store.writer("t").unwrap();
+        assert_eq!(loaded, Some(cp.clone()));
         assert!(!leftover.exists());
         assert!(
             other.exists(),
