@@ -19,8 +19,8 @@ use crate::state::private::{create_private_dir, private_options};
 
 mod read;
 
-pub use read::read_all;
 use read::recent_positions;
+pub use read::{Contents, EntryLine, UnparsedLine, read_all, read_contents};
 
 /// One dead-lettered record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -254,38 +254,4 @@ pub fn open_locked(path: &Path) -> std::io::Result<File> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_round_trip_with_exact_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dl/t.jsonl");
-        let mut f = DeadLetterFile::new(path.clone());
-        assert!(!path.exists(), "nothing is created before the first entry");
-        let good = DeadLetter::new(b"{\"a\":", 10, Path::new("/in"), "invalid JSON".into());
-        let bad_utf8 = DeadLetter::new(
-            b"{\"a\":\"\xff\"}",
-            20,
-            Path::new("/in"),
-            "invalid UTF-8".into(),
-        );
-        f.append(&good).unwrap();
-        f.append(&bad_utf8).unwrap();
-        let back = read_all(&path).unwrap();
-        assert_eq!(back, vec![good, bad_utf8]);
-        assert_eq!(back[0].original_bytes(), b"{\"a\":");
-        assert_eq!(back[1].original_bytes(), b"{\"a\":\"\xff\"}");
-        assert!(back[1].line_base64.is_some());
-    }
-
-    #[test]
-    fn missing_file_has_no_entries_and_garbage_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(read_all(&dir.path().join("none.jsonl")).unwrap().is_empty());
-        let path = dir.path().join("x.jsonl");
-        std::fs::write(&path, "garbage\n").unwrap();
-        let err = read_all(&path).unwrap_err().to_string();
-        assert!(err.contains("x.jsonl:1"), "{err}");
-    }
-}
+mod tests;
