@@ -1,15 +1,20 @@
 //! The dead-letter file: where a record that cannot become a row goes, with the reason.
 //!
-//! One JSON object per line in `<state_dir>/dead-letter/<target>.jsonl`. Each entry is written with one
-//! `write` on an `O_APPEND` descriptor and flushed to disk (`fdatasync`) before the daemon commits past
-//! the record, so a record is never lost between the inbox and this file.
+//! One JSON object per line in `<state_dir>/dead-letter/<target>.jsonl`. Each batch of entries is
+//! written with one `write` on an `O_APPEND` descriptor and flushed to disk (`fdatasync`) before the
+//! daemon commits past its records, so a record is never lost between the inbox and this file.
+//!
+//! A write cut short never hides the entries after it: a write or fsync that fails is cut back to
+//! the file's length before it, and a last line left without its newline (a crash) is ended before
+//! the next batch, so a fragment is a line of its own, which [`read_contents`] keeps apart.
 //!
 //! `requeue` takes the file away by renaming it under an exclusive `flock`. So the writer opens the
 //! file for each entry, takes the lock, and checks that the descriptor is still the file at the path
 //! (a rename may have happened between its open and its lock); if not, it opens again.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -167,14 +172,23 @@ pub struct DeadLetterFile {
     /// Where the entries go; created on the first entry.
     path: PathBuf,
     /// The names of the file's last entries, read once, when the first entry that an earlier run
-    /// may have written comes (at most [`RECENT_ENTRIES`]).
-    recent: Option<std::collections::HashSet<String>>,
+    /// may have written comes (at most [`RECENT_ENTRIES`]); this writer's entries join them once
+    /// they are on disk.
+    recent: Option<HashSet<String>>,
+    /// Makes the next write fail after this many bytes, as a full disk does.
+    #[cfg(test)]
+    torn_write: Option<usize>,
 }
 
 impl DeadLetterFile {
     /// A writer for `path`; nothing is created until the first entry.
     pub fn new(path: PathBuf) -> DeadLetterFile {
-        DeadLetterFile { path, recent: None }
+        DeadLetterFile {
+            path,
+            recent: None,
+            #[cfg(test)]
+            torn_write: None,
+        }
     }
 
     /// The file's path.
@@ -184,48 +198,105 @@ impl DeadLetterFile {
 
     /// Appends one entry durably, unless an entry of the same name is already among the file's last
     /// entries. Returns whether it wrote.
-    pub fn append(&mut self, entry: &DeadLetter) -> std::io::Result<bool> {
+    pub fn append(&mut self, entry: &DeadLetter) -> io::Result<bool> {
         Ok(self.append_batch(&[(entry.clone(), true)])?[0])
     }
 
     /// Appends entries with one write and one fsync. An entry flagged `true` may have been written
     /// by an earlier run (it was read again after a restart): it is skipped if its name is among
-    /// the file's last entries. Returns, per entry, whether it was written.
-    pub fn append_batch(&mut self, entries: &[(DeadLetter, bool)]) -> std::io::Result<Vec<bool>> {
+    /// the file's last entries. Returns, per entry, whether it was written. On an error nothing of
+    /// the batch is left in the file (as far as the disk lets the file be cut back), so the retry
+    /// writes it whole.
+    pub fn append_batch(&mut self, entries: &[(DeadLetter, bool)]) -> io::Result<Vec<bool>> {
         if self.recent.is_none() && entries.iter().any(|(_, maybe)| *maybe) {
             self.recent = Some(recent_positions(&self.path, RECENT_ENTRIES)?);
         }
         let mut bytes = Vec::new();
         let mut wrote = Vec::with_capacity(entries.len());
+        // The names this batch writes, kept apart until the write succeeds: a name in `recent`
+        // whose entry a failed write cut back would have its retry skipped, and the entry lost.
+        let mut named: HashSet<&str> = HashSet::new();
         for (entry, maybe) in entries {
+            let name = entry.position.as_deref();
             let known = *maybe
-                && entry
-                    .position
-                    .as_ref()
-                    .zip(self.recent.as_ref())
-                    .is_some_and(|(p, recent)| recent.contains(p));
+                && name.is_some_and(|p| {
+                    named.contains(p) || self.recent.as_ref().is_some_and(|r| r.contains(p))
+                });
             wrote.push(!known);
             if !known {
-                if let (Some(recent), Some(p)) = (self.recent.as_mut(), &entry.position) {
-                    recent.insert(p.clone());
-                }
-                serde_json::to_writer(&mut bytes, entry).map_err(std::io::Error::other)?;
+                named.extend(name);
+                serde_json::to_writer(&mut bytes, entry).map_err(io::Error::other)?;
                 bytes.push(b'\n');
             }
         }
         if bytes.is_empty() {
             return Ok(wrote);
         }
+        self.write(&bytes)?;
+        if let Some(recent) = self.recent.as_mut() {
+            recent.extend(named.into_iter().map(str::to_owned));
+        }
+        Ok(wrote)
+    }
+
+    /// Appends `bytes` (whole lines) durably under the file's lock.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         let created = !self.path.exists();
-        let mut file = open_locked(&self.path)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        file.unlock()?;
+        let file = open_locked(&self.path)?;
+        #[cfg(test)]
+        let torn = self.torn_write.take();
+        append_lines(&file, bytes, |mut f, b| {
+            #[cfg(test)]
+            if let Some(n) = torn {
+                f.write_all(&b[..n.min(b.len())])?;
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            f.write_all(b)?;
+            f.sync_data()
+        })?;
+        // Closing the file releases the lock.
+        drop(file);
         if created && let Some(dir) = self.path.parent() {
             // A new file's name must survive a power loss as well as its content.
             File::open(dir)?.sync_all()?;
         }
-        Ok(wrote)
+        Ok(())
+    }
+}
+
+/// Appends `bytes` (whole lines) to `file`, which the caller holds locked, through `write`, which
+/// writes them and makes them durable. Returns the file's length after them.
+///
+/// Both repairs keep a torn write a line of its own, so that it never hides the entries after it:
+/// - a last line without its newline (a crash in the middle of a write) is ended first;
+/// - if `write` fails, the file is cut back to its length before, best effort (a full disk may have
+///   taken part of the batch), so that the retry does not append after a fragment.
+fn append_lines(
+    file: &File,
+    bytes: &[u8],
+    write: impl FnOnce(&File, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut last = [0u8];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1)?;
+    }
+    let ended;
+    let bytes = if len > 0 && last[0] != b'\n' {
+        ended = [b"\n", bytes].concat();
+        &ended[..]
+    } else {
+        bytes
+    };
+    match write(file, bytes) {
+        Ok(()) => Ok(len + bytes.len() as u64),
+        Err(e) => {
+            // Best effort: the error that matters is the write's. A cut the disk does not keep
+            // leaves at worst a fragment, which the next append ends.
+            let _ = file.set_len(len).and_then(|()| file.sync_data());
+            Err(e)
+        }
     }
 }
 

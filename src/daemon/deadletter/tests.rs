@@ -34,11 +34,13 @@ fn missing_file_has_no_entries_and_garbage_is_named() {
     assert!(err.contains("x.jsonl:1"), "{err}");
 }
 
-/// An entry for the line `{"n":<n>}`, named by its position.
+/// An entry for the line `{"n":<n>}`, named by its position (the same entry at every call).
 fn entry(n: u64) -> DeadLetter {
     let line = format!("{{\"n\":{n}}}");
-    DeadLetter::new(line.as_bytes(), n * 10, Path::new("/in"), "invalid".into())
-        .at(format!("pos-{n}"))
+    let mut e = DeadLetter::new(line.as_bytes(), n * 10, Path::new("/in"), "invalid".into())
+        .at(format!("pos-{n}"));
+    e.time = "2026-01-01T00:00:00.000Z".into();
+    e
 }
 
 /// The entry's line in the file, without its newline.
@@ -196,4 +198,80 @@ fn the_look_back_finds_an_entry_glued_to_a_fragment() {
     std::fs::write(&path, format!("{a}\n{}{b}\n", &a[..20])).unwrap();
     let found = read::recent_positions(&path, 10).unwrap();
     assert_eq!(found, ["pos-1", "pos-2"].map(str::to_owned).into());
+}
+
+/// A file at `path` holding `bytes`, open as the writer opens it.
+fn file_with(path: &Path, bytes: &[u8]) -> File {
+    std::fs::write(path, bytes).unwrap();
+    open_locked(path).unwrap()
+}
+
+#[test]
+fn a_failed_write_is_cut_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let before = format!("{}\n", json(&entry(1)));
+    let batch = format!("{}\n{}\n", json(&entry(2)), json(&entry(3)));
+    // A full disk part-way, and an fsync that fails after the whole batch was written.
+    for written in [batch.len() / 3, batch.len()] {
+        let file = file_with(&path, before.as_bytes());
+        let err = append_lines(&file, batch.as_bytes(), |mut f, b| {
+            f.write_all(&b[..written])?;
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        })
+        .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "the write's error");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+    let file = file_with(&path, before.as_bytes());
+    let len = append_lines(&file, batch.as_bytes(), |mut f, b| f.write_all(b)).unwrap();
+    assert_eq!(len, (before.len() + batch.len()) as u64);
+    assert_eq!(read_all(&path).unwrap(), [entry(1), entry(2), entry(3)]);
+}
+
+#[test]
+fn an_append_after_a_torn_line_ends_it_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let a = json(&entry(1));
+    let torn = format!("{a}\n{}", &a[..a.len() / 2]);
+    std::fs::write(&path, &torn).unwrap();
+    let mut f = DeadLetterFile::new(path.clone());
+    assert!(f.append(&entry(2)).unwrap());
+    let contents = read_contents(&path).unwrap();
+    let entries: Vec<_> = contents
+        .entries
+        .iter()
+        .map(|e| (e.number, &e.entry))
+        .collect();
+    assert_eq!(entries, [(1, &entry(1)), (3, &entry(2))]);
+    let unparsed: Vec<_> = contents.unparsed.iter().map(|u| u.number).collect();
+    assert_eq!(unparsed, [2], "the fragment is a line of its own");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text, format!("{torn}\n{}\n", json(&entry(2))));
+}
+
+#[test]
+fn an_entry_whose_write_failed_is_written_by_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let mut f = DeadLetterFile::new(path.clone());
+    f.append(&entry(1)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // A loss report is always flagged as maybe written already, so its name is looked for.
+    let batch = [(entry(2), true), (entry(3), false)];
+    f.torn_write = Some(json(&entry(2)).len() + 10);
+    f.append_batch(&batch).unwrap_err();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "nothing of the batch is left"
+    );
+    assert_eq!(f.append_batch(&batch).unwrap(), [true, true]);
+    assert_eq!(read_all(&path).unwrap(), [entry(1), entry(2), entry(3)]);
+    assert_eq!(
+        f.append_batch(&batch[..1]).unwrap(),
+        [false],
+        "written once"
+    );
 }
