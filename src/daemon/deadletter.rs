@@ -175,9 +175,29 @@ pub struct DeadLetterFile {
     /// may have written comes (at most [`RECENT_ENTRIES`]); this writer's entries join them once
     /// they are on disk.
     recent: Option<HashSet<String>>,
+    /// The file this writer last wrote to. A file at the path that is not that one (the first
+    /// write, or `requeue` removed or replaced the file) is new to this writer: its name is made
+    /// durable with an fsync of the directory before the write counts as done.
+    last: Option<Written>,
     /// Makes the next write fail after this many bytes, as a full disk does.
     #[cfg(test)]
     torn_write: Option<usize>,
+    /// How many times the directory was synced.
+    #[cfg(test)]
+    dir_syncs: usize,
+}
+
+/// The file a [`DeadLetterFile`] last wrote to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Written {
+    /// Its device.
+    dev: u64,
+    /// Its inode number.
+    ino: u64,
+    /// Its length after the write. A file with the same inode number but shorter is another one
+    /// (`requeue` removed ours and the number was given to the new file): only this writer appends
+    /// to the file, and `requeue` replaces it rather than cut it.
+    len: u64,
 }
 
 impl DeadLetterFile {
@@ -186,8 +206,11 @@ impl DeadLetterFile {
         DeadLetterFile {
             path,
             recent: None,
+            last: None,
             #[cfg(test)]
             torn_write: None,
+            #[cfg(test)]
+            dir_syncs: 0,
         }
     }
 
@@ -241,24 +264,45 @@ impl DeadLetterFile {
 
     /// Appends `bytes` (whole lines) durably under the file's lock.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let created = !self.path.exists();
+        use std::os::unix::fs::MetadataExt;
         let file = open_locked(&self.path)?;
+        // Whether the file is new is decided from the locked file itself: until we hold the lock,
+        // `requeue` may remove the file (when it takes every entry) or replace it.
+        let held = file.metadata()?;
+        let new = !self
+            .last
+            .is_some_and(|w| (w.dev, w.ino) == (held.dev(), held.ino()) && held.len() >= w.len);
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
         #[cfg(test)]
         let torn = self.torn_write.take();
-        append_lines(&file, bytes, |mut f, b| {
+        let len = append_lines(&file, bytes, |mut f, b| {
             #[cfg(test)]
             if let Some(n) = torn {
                 f.write_all(&b[..n.min(b.len())])?;
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
             f.write_all(b)?;
-            f.sync_data()
+            f.sync_data()?;
+            if new {
+                // A new file's name must survive a power loss as well as its content. Within the
+                // cut-back: if this fails, the retry writes the batch again, and once.
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
         })?;
         // Closing the file releases the lock.
         drop(file);
-        if created && let Some(dir) = self.path.parent() {
-            // A new file's name must survive a power loss as well as its content.
-            File::open(dir)?.sync_all()?;
+        self.last = Some(Written {
+            dev: held.dev(),
+            ino: held.ino(),
+            len,
+        });
+        #[cfg(test)]
+        {
+            self.dir_syncs += usize::from(new);
         }
         Ok(())
     }

@@ -275,3 +275,49 @@ fn an_entry_whose_write_failed_is_written_by_the_retry() {
         "written once"
     );
 }
+
+#[test]
+fn a_file_new_to_the_writer_has_its_directory_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dl/t.jsonl");
+    let mut f = DeadLetterFile::new(path.clone());
+    let mut n = 0;
+    let mut append = |f: &mut DeadLetterFile| {
+        n += 1;
+        f.append(&entry(n)).unwrap();
+        f.dir_syncs
+    };
+    assert_eq!(append(&mut f), 1, "the first write creates the file");
+    assert_eq!(append(&mut f), 1, "the same file");
+    // `requeue` took every entry: the file is gone, and the next write creates it again.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(append(&mut f), 2, "recreated after a removal");
+    assert_eq!(append(&mut f), 2);
+    // `requeue` kept some entries: a new file renamed over the old one.
+    let tmp = dir.path().join("dl/tmp");
+    std::fs::write(&tmp, format!("{}\n", json(&entry(1)))).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert_eq!(append(&mut f), 3, "replaced by a rename");
+    // The same inode number but shorter: how a file recreated with a reused number looks.
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_eq!(append(&mut f), 4, "a reused inode number");
+    assert_eq!(append(&mut f), 4);
+    assert_eq!(read_all(&path).unwrap().len(), 2);
+}
+
+#[test]
+fn a_failed_write_does_not_count_as_the_file_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let mut f = DeadLetterFile::new(path.clone());
+    f.torn_write = Some(5);
+    f.append(&entry(1)).unwrap_err();
+    assert_eq!(f.dir_syncs, 0);
+    f.append(&entry(1)).unwrap();
+    assert_eq!(f.dir_syncs, 1, "the retry syncs the new file's directory");
+}
