@@ -1,21 +1,31 @@
 //! The dead-letter file: where a record that cannot become a row goes, with the reason.
 //!
-//! One JSON object per line in `<state_dir>/dead-letter/<target>.jsonl`. Each entry is written with one
-//! `write` on an `O_APPEND` descriptor and flushed to disk (`fdatasync`) before the daemon commits past
-//! the record, so a record is never lost between the inbox and this file.
+//! One JSON object per line in `<state_dir>/dead-letter/<target>.jsonl`. Each batch of entries is
+//! written with one `write` on an `O_APPEND` descriptor and flushed to disk (`fdatasync`) before the
+//! daemon commits past its records, so a record is never lost between the inbox and this file.
+//!
+//! A write cut short never hides the entries after it: a write or fsync that fails is cut back to
+//! the file's length before it, and a last line left without its newline (a crash) is ended before
+//! the next batch, so a fragment is a line of its own, which [`read_contents`] keeps apart.
 //!
 //! `requeue` takes the file away by renaming it under an exclusive `flock`. So the writer opens the
 //! file for each entry, takes the lock, and checks that the descriptor is still the file at the path
 //! (a rename may have happened between its open and its lock); if not, it opens again.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::state::private::{create_private_dir, private_options};
+
+mod read;
+
+use read::recent_positions;
+pub use read::{Contents, EntryLine, UnparsedLine, read_all, read_contents};
 
 /// One dead-lettered record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -162,14 +172,46 @@ pub struct DeadLetterFile {
     /// Where the entries go; created on the first entry.
     path: PathBuf,
     /// The names of the file's last entries, read once, when the first entry that an earlier run
-    /// may have written comes (at most [`RECENT_ENTRIES`]).
-    recent: Option<std::collections::HashSet<String>>,
+    /// may have written comes (at most [`RECENT_ENTRIES`]); this writer's entries join them once
+    /// they are on disk.
+    recent: Option<HashSet<String>>,
+    /// The file this writer last wrote to. A file at the path that is not that one (the first
+    /// write, or `requeue` removed or replaced the file) is new to this writer: its name is made
+    /// durable with an fsync of the directory before the write counts as done.
+    last: Option<Written>,
+    /// Makes the next write fail after this many bytes, as a full disk does.
+    #[cfg(test)]
+    torn_write: Option<usize>,
+    /// How many times the directory was synced.
+    #[cfg(test)]
+    dir_syncs: usize,
+}
+
+/// The file a [`DeadLetterFile`] last wrote to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Written {
+    /// Its device.
+    dev: u64,
+    /// Its inode number.
+    ino: u64,
+    /// Its length after the write. A file with the same inode number but shorter is another one
+    /// (`requeue` removed ours and the number was given to the new file): only this writer appends
+    /// to the file, and `requeue` replaces it rather than cut it.
+    len: u64,
 }
 
 impl DeadLetterFile {
     /// A writer for `path`; nothing is created until the first entry.
     pub fn new(path: PathBuf) -> DeadLetterFile {
-        DeadLetterFile { path, recent: None }
+        DeadLetterFile {
+            path,
+            recent: None,
+            last: None,
+            #[cfg(test)]
+            torn_write: None,
+            #[cfg(test)]
+            dir_syncs: 0,
+        }
     }
 
     /// The file's path.
@@ -179,101 +221,127 @@ impl DeadLetterFile {
 
     /// Appends one entry durably, unless an entry of the same name is already among the file's last
     /// entries. Returns whether it wrote.
-    pub fn append(&mut self, entry: &DeadLetter) -> std::io::Result<bool> {
+    pub fn append(&mut self, entry: &DeadLetter) -> io::Result<bool> {
         Ok(self.append_batch(&[(entry.clone(), true)])?[0])
     }
 
     /// Appends entries with one write and one fsync. An entry flagged `true` may have been written
     /// by an earlier run (it was read again after a restart): it is skipped if its name is among
-    /// the file's last entries. Returns, per entry, whether it was written.
-    pub fn append_batch(&mut self, entries: &[(DeadLetter, bool)]) -> std::io::Result<Vec<bool>> {
+    /// the file's last entries. Returns, per entry, whether it was written. On an error nothing of
+    /// the batch is left in the file (as far as the disk lets the file be cut back), so the retry
+    /// writes it whole.
+    pub fn append_batch(&mut self, entries: &[(DeadLetter, bool)]) -> io::Result<Vec<bool>> {
         if self.recent.is_none() && entries.iter().any(|(_, maybe)| *maybe) {
             self.recent = Some(recent_positions(&self.path, RECENT_ENTRIES)?);
         }
         let mut bytes = Vec::new();
         let mut wrote = Vec::with_capacity(entries.len());
+        // The names this batch writes, kept apart until the write succeeds: a name in `recent`
+        // whose entry a failed write cut back would have its retry skipped, and the entry lost.
+        let mut named: HashSet<&str> = HashSet::new();
         for (entry, maybe) in entries {
+            let name = entry.position.as_deref();
             let known = *maybe
-                && entry
-                    .position
-                    .as_ref()
-                    .zip(self.recent.as_ref())
-                    .is_some_and(|(p, recent)| recent.contains(p));
+                && name.is_some_and(|p| {
+                    named.contains(p) || self.recent.as_ref().is_some_and(|r| r.contains(p))
+                });
             wrote.push(!known);
             if !known {
-                if let (Some(recent), Some(p)) = (self.recent.as_mut(), &entry.position) {
-                    recent.insert(p.clone());
-                }
-                serde_json::to_writer(&mut bytes, entry).map_err(std::io::Error::other)?;
+                named.extend(name);
+                serde_json::to_writer(&mut bytes, entry).map_err(io::Error::other)?;
                 bytes.push(b'\n');
             }
         }
         if bytes.is_empty() {
             return Ok(wrote);
         }
-        let created = !self.path.exists();
-        let mut file = open_locked(&self.path)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        file.unlock()?;
-        if created && let Some(dir) = self.path.parent() {
-            // A new file's name must survive a power loss as well as its content.
-            File::open(dir)?.sync_all()?;
+        self.write(&bytes)?;
+        if let Some(recent) = self.recent.as_mut() {
+            recent.extend(named.into_iter().map(str::to_owned));
         }
         Ok(wrote)
     }
-}
 
-/// The `position`s of the last `max` entries of a dead-letter file, reading it backwards in chunks
-/// (a missing file has none). Lines that do not parse are skipped: they are not this run's.
-fn recent_positions(path: &Path, max: usize) -> std::io::Result<std::collections::HashSet<String>> {
-    use std::os::unix::fs::FileExt;
-    let mut found = std::collections::HashSet::new();
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e),
-    };
-    let mut end = file.metadata()?.len();
-    let mut carry: Vec<u8> = Vec::new();
-    let mut seen = 0;
-    while end > 0 && seen < max {
-        let start = end.saturating_sub(64 * 1024);
-        let mut chunk = vec![0u8; (end - start) as usize];
-        file.read_exact_at(&mut chunk, start)?;
-        chunk.extend_from_slice(&carry);
-        let mut lines: Vec<&[u8]> = chunk.split(|b| *b == b'\n').collect();
-        // The first piece may be the end of a line that starts in the previous chunk.
-        let first = if start > 0 {
-            lines.remove(0).to_vec()
-        } else {
-            Vec::new()
+    /// Appends `bytes` (whole lines) durably under the file's lock.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let file = open_locked(&self.path)?;
+        // Whether the file is new is decided from the locked file itself: until we hold the lock,
+        // `requeue` may remove the file (when it takes every entry) or replace it.
+        let held = file.metadata()?;
+        let new = !self
+            .last
+            .is_some_and(|w| (w.dev, w.ino) == (held.dev(), held.ino()) && held.len() >= w.len);
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
         };
-        for line in lines.iter().rev() {
-            if line.is_empty() {
-                continue;
+        #[cfg(test)]
+        let torn = self.torn_write.take();
+        let len = append_lines(&file, bytes, |mut f, b| {
+            #[cfg(test)]
+            if let Some(n) = torn {
+                f.write_all(&b[..n.min(b.len())])?;
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
-            seen += 1;
-            if let Ok(entry) = serde_json::from_slice::<PositionOnly>(line)
-                && let Some(p) = entry.position
-            {
-                found.insert(p);
+            f.write_all(b)?;
+            f.sync_data()?;
+            if new {
+                // A new file's name must survive a power loss as well as its content. Within the
+                // cut-back: if this fails, the retry writes the batch again, and once.
+                File::open(dir)?.sync_all()?;
             }
-            if seen >= max {
-                break;
-            }
+            Ok(())
+        })?;
+        // Closing the file releases the lock.
+        drop(file);
+        self.last = Some(Written {
+            dev: held.dev(),
+            ino: held.ino(),
+            len,
+        });
+        #[cfg(test)]
+        {
+            self.dir_syncs += usize::from(new);
         }
-        carry = first;
-        end = start;
+        Ok(())
     }
-    Ok(found)
 }
 
-/// The one field of an entry that [`recent_positions`] needs.
-#[derive(Deserialize)]
-struct PositionOnly {
-    #[serde(default)]
-    position: Option<String>,
+/// Appends `bytes` (whole lines) to `file`, which the caller holds locked, through `write`, which
+/// writes them and makes them durable. Returns the file's length after them.
+///
+/// Both repairs keep a torn write a line of its own, so that it never hides the entries after it:
+/// - a last line without its newline (a crash in the middle of a write) is ended first;
+/// - if `write` fails, the file is cut back to its length before, best effort (a full disk may have
+///   taken part of the batch), so that the retry does not append after a fragment.
+fn append_lines(
+    file: &File,
+    bytes: &[u8],
+    write: impl FnOnce(&File, &[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut last = [0u8];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1)?;
+    }
+    let ended;
+    let bytes = if len > 0 && last[0] != b'\n' {
+        ended = [b"\n", bytes].concat();
+        &ended[..]
+    } else {
+        bytes
+    };
+    match write(file, bytes) {
+        Ok(()) => Ok(len + bytes.len() as u64),
+        Err(e) => {
+            // Best effort: the error that matters is the write's. A cut the disk does not keep
+            // leaves at worst a fragment, which the next append ends.
+            let _ = file.set_len(len).and_then(|()| file.sync_data());
+            Err(e)
+        }
+    }
 }
 
 /// Opens `path` for appending (creating it and its directory) under an exclusive lock, making sure
@@ -300,61 +368,5 @@ pub fn open_locked(path: &Path) -> std::io::Result<File> {
     }
 }
 
-/// Reads every entry of a dead-letter file (a missing file has none). A line that does not parse is
-/// returned as an error naming the file and line.
-pub fn read_all(path: &Path) -> std::io::Result<Vec<DeadLetter>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}:{}: not a dead-letter entry: {e}", path.display(), i + 1),
-                )
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_round_trip_with_exact_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dl/t.jsonl");
-        let mut f = DeadLetterFile::new(path.clone());
-        assert!(!path.exists(), "nothing is created before the first entry");
-        let good = DeadLetter::new(b"{\"a\":", 10, Path::new("/in"), "invalid JSON".into());
-        let bad_utf8 = DeadLetter::new(
-            b"{\"a\":\"\xff\"}",
-            20,
-            Path::new("/in"),
-            "invalid UTF-8".into(),
-        );
-        f.append(&good).unwrap();
-        f.append(&bad_utf8).unwrap();
-        let back = read_all(&path).unwrap();
-        assert_eq!(back, vec![good, bad_utf8]);
-        assert_eq!(back[0].original_bytes(), b"{\"a\":");
-        assert_eq!(back[1].original_bytes(), b"{\"a\":\"\xff\"}");
-        assert!(back[1].line_base64.is_some());
-    }
-
-    #[test]
-    fn missing_file_has_no_entries_and_garbage_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(read_all(&dir.path().join("none.jsonl")).unwrap().is_empty());
-        let path = dir.path().join("x.jsonl");
-        std::fs::write(&path, "garbage\n").unwrap();
-        let err = read_all(&path).unwrap_err().to_string();
-        assert!(err.contains("x.jsonl:1"), "{err}");
-    }
-}
+mod tests;
