@@ -195,8 +195,10 @@ fn check_names_state_and_secrets_that_others_could_read_write_or_own() {
     let (ready, text) = check(&w);
     assert!(!ready, "{text}");
     assert!(
-        text.contains(&format!("the directory {}, which holds", w.dir.path().display()))
-            && text.contains("chmod go-w"),
+        text.contains(&format!(
+            "the directory {}, which holds",
+            w.dir.path().display()
+        )) && text.contains("chmod go-w"),
         "{text}"
     );
     chmod(w.dir.path(), 0o700);

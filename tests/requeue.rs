@@ -358,3 +358,28 @@ fn requeue_runs_at_the_same_time_append_each_line_once() {
         assert_eq!(inbox.lines().count(), 50, "round {round}: {inbox}");
     }
 }
+
+#[test]
+fn a_torn_line_in_the_dead_letter_file_is_kept_byte_for_byte_and_the_rest_requeued() {
+    let (w, dead) = world_with(&four());
+    // A write cut short by a full disk, ending inside a UTF-8 sequence.
+    let mut bytes = std::fs::read(&dead).unwrap();
+    bytes.extend_from_slice(b"{\"line\":\"caf\xc3\n");
+    std::fs::write(&dead, &bytes).unwrap();
+    let (code, out, err) = run(&w, &["--list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .unwrap()
+            .len(),
+        4
+    );
+    let (code, _, err) = run(&w, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("moved 2 dead letter(s)"), "{err}");
+    let left = std::fs::read(&dead).unwrap();
+    assert!(
+        left.ends_with(b"{\"line\":\"caf\xc3\n"),
+        "the fragment is kept as it was"
+    );
+}

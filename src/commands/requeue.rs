@@ -182,7 +182,12 @@ pub fn list(config: &Config, args: &RequeueArgs) -> Result<Vec<Listed>, RequeueE
             why: e.to_string(),
         })?;
     let path = target.dead_letter_path(&config.daemon);
-    let entries = deadletter::read_all(&path).map_err(RequeueError::io("cannot read", &path))?;
+    let contents =
+        deadletter::read_contents(&path).map_err(RequeueError::io("cannot read", &path))?;
+    for u in &contents.unparsed {
+        tracing::warn!("{}", u.to_error(&path));
+    }
+    let entries: Vec<DeadLetter> = contents.entries.into_iter().map(|e| e.entry).collect();
     Ok(entries
         .iter()
         .enumerate()
@@ -270,7 +275,12 @@ fn dry_run(
     purge: bool,
 ) -> Result<Requeued, RequeueError> {
     let dead = target.dead_letter_path(&config.daemon);
-    let entries = deadletter::read_all(&dead).map_err(RequeueError::io("cannot read", &dead))?;
+    let entries: Vec<DeadLetter> = deadletter::read_contents(&dead)
+        .map_err(RequeueError::io("cannot read", &dead))?
+        .entries
+        .into_iter()
+        .map(|e| e.entry)
+        .collect();
     select.check_lines(&target.name, entries.len())?;
     let picked: Vec<&DeadLetter> = entries
         .iter()

@@ -165,7 +165,9 @@ fn above_inbox(target: &str, inbox: &Path) -> Option<Exposure> {
         target: Some(target.to_owned()),
         what: "directory of its inbox",
         path: above.to_owned(),
-        problem: Problem::AboveInbox { mode: mode & 0o7777 },
+        problem: Problem::AboveInbox {
+            mode: mode & 0o7777,
+        },
     })
 }
 

@@ -45,29 +45,37 @@ pub(super) fn pending(dir: &Path, name: &str) -> Result<Vec<PathBuf>, RequeueErr
     Ok(found)
 }
 
-/// The entries of a dead-letter (or batch) file with their exact lines.
+/// A dead-letter file as read: its entries with their exact lines, and the lines that are not
+/// entries (a torn write's fragment), kept byte for byte.
+struct DeadFile {
+    entries: Vec<(String, DeadLetter)>,
+    unparsed: Vec<Vec<u8>>,
+}
+
+fn read_dead(path: &Path) -> Result<DeadFile, RequeueError> {
+    let contents =
+        deadletter::read_contents(path).map_err(RequeueError::io("cannot read", path))?;
+    Ok(DeadFile {
+        entries: contents
+            .entries
+            .into_iter()
+            .map(|e| (e.text, e.entry))
+            .collect(),
+        unparsed: contents.unparsed.into_iter().map(|u| u.bytes).collect(),
+    })
+}
+
+/// The entries of a batch file (written whole, by rename) with their exact lines.
 fn read_lines(path: &Path) -> Result<Vec<(String, DeadLetter)>, RequeueError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(RequeueError::io("cannot read", path)(e)),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map(|e| (l.to_owned(), e))
-                .map_err(|e| RequeueError::Io {
-                    what: "cannot parse",
-                    path: path.to_owned(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("line {}: not a dead-letter entry: {e}", i + 1),
-                    ),
-                })
-        })
-        .collect()
+    let read = read_dead(path)?;
+    if !read.unparsed.is_empty() {
+        let contents =
+            deadletter::read_contents(path).map_err(RequeueError::io("cannot read", path))?;
+        return Err(RequeueError::io("cannot parse", path)(
+            contents.unparsed[0].to_error(path),
+        ));
+    }
+    Ok(read.entries)
 }
 
 fn joined<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
@@ -79,10 +87,11 @@ fn joined<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
     out
 }
 
-/// Replaces the dead-letter file (whose lock the caller holds) by `keep`, atomically; removes it
-/// if `keep` is empty. The daemon's writer notices the new file when it next takes the lock.
-fn rewrite(dead: &Path, keep: &[&str]) -> Result<(), RequeueError> {
-    if keep.is_empty() {
+/// Replaces the dead-letter file (whose lock the caller holds) by `keep` and then the lines that
+/// were not entries, atomically; removes it if both are empty. The daemon's writer notices the new
+/// file when it next takes the lock.
+fn rewrite(dead: &Path, keep: &[&str], unparsed: &[Vec<u8>]) -> Result<(), RequeueError> {
+    if keep.is_empty() && unparsed.is_empty() {
         std::fs::remove_file(dead).map_err(RequeueError::io("cannot remove", dead))?;
         if let Some(dir) = dead.parent() {
             File::open(dir)
@@ -91,14 +100,14 @@ fn rewrite(dead: &Path, keep: &[&str]) -> Result<(), RequeueError> {
         }
         return Ok(());
     }
-    write_private_atomically(
-        dead,
-        ".tmp-",
-        &joined(keep.iter().copied()),
-        Durability::Fsync,
-    )
-    .map(|_| ())
-    .map_err(RequeueError::io("cannot rewrite", dead))
+    let mut bytes = joined(keep.iter().copied());
+    for line in unparsed {
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+    }
+    write_private_atomically(dead, ".tmp-", &bytes, Durability::Fsync)
+        .map(|_| ())
+        .map_err(RequeueError::io("cannot rewrite", dead))
 }
 
 /// The exact lines of the entries `batches` hold.
@@ -142,7 +151,10 @@ pub(super) fn take(
         return Ok(taken);
     }
     let _lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
-    let lines = read_lines(dead)?;
+    let DeadFile {
+        entries: lines,
+        unparsed,
+    } = read_dead(dead)?;
     select.check_lines(name, lines.len())?;
     let (mut moved, mut keep) = (Vec::new(), Vec::new());
     for (i, (line, entry)) in lines.iter().enumerate() {
@@ -162,7 +174,7 @@ pub(super) fn take(
     }
     if moved.is_empty() {
         if keep.len() < lines.len() {
-            rewrite(dead, &keep)?;
+            rewrite(dead, &keep, &unparsed)?;
         }
         return Ok(taken);
     }
@@ -176,7 +188,7 @@ pub(super) fn take(
     )
     .map(|_| ())
     .map_err(RequeueError::io("cannot write", &batch))?;
-    rewrite(dead, &keep)?;
+    rewrite(dead, &keep, &unparsed)?;
     taken.batch = Some(batch);
     Ok(taken)
 }
@@ -303,7 +315,10 @@ pub(super) fn purge(
         return Ok(0);
     }
     let _lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
-    let lines = read_lines(dead)?;
+    let DeadFile {
+        entries: lines,
+        unparsed,
+    } = read_dead(dead)?;
     select.check_lines(name, lines.len())?;
     // Entries of a batch an interrupted run left are that batch's: neither purged nor kept.
     let (gone, keep): (Vec<_>, Vec<_>) = lines
@@ -320,6 +335,6 @@ pub(super) fn purge(
         .and_then(|()| out.sync_data())
         .map_err(RequeueError::io("cannot write", archive))?;
     let keep: Vec<&str> = keep.iter().map(|(_, (l, _))| l.as_str()).collect();
-    rewrite(dead, &keep)?;
+    rewrite(dead, &keep, &unparsed)?;
     Ok(gone.len())
 }
