@@ -377,10 +377,17 @@ fn a_producer_appending_in_a_tight_loop_does_not_hold_up_a_reload() {
     let added = w.target("added");
     let path = w.write_config(&[busy, added], "");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("spool/added.jsonl", "other/added.jsonl")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("spool/added.jsonl", "other/added.jsonl"),
+    )
+    .unwrap();
     std::fs::create_dir_all(w.path("other")).unwrap();
     w.signal(libc::SIGHUP);
-    w.append(&w.path("other/added.jsonl"), &rec("@added", "after the reload"));
+    w.append(
+        &w.path("other/added.jsonl"),
+        &rec("@added", "after the reload"),
+    );
     w.wait_for("the target added by the reload delivers", || {
         w.handles().contains(&"@added".to_string())
     });
