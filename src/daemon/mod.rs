@@ -67,9 +67,10 @@ pub async fn run_with(
     apply(&current, &client, &watcher, &mut running).await?;
     let metric_targets = metrics::Targets::default();
     metric_targets.set(running.values().map(|r| r.state.clone()));
-    if let Some(addr) = current.daemon.metrics_listen {
-        metrics::serve(addr, metric_targets.clone()).await?;
-    }
+    let metrics_server = match current.daemon.metrics_listen {
+        Some(addr) => Some(metrics::serve(addr, metric_targets.clone()).await?),
+        None => None,
+    };
     notify_systemd(&[sd_notify::NotifyState::Ready]);
     tracing::info!(targets = running.len(), config = %config_path.display(), "notion-inbox is running");
 
@@ -149,6 +150,9 @@ pub async fn run_with(
             .write(snapshots)
     })
     .await;
+    if let Some(server) = metrics_server {
+        server.shutdown().await;
+    }
     tracing::info!("stopped; checkpoints saved");
     Ok(())
 }

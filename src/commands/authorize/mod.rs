@@ -168,7 +168,7 @@ async fn listen_for(
     let app = axum::Router::new()
         .route(redirect_uri.path(), axum::routing::get(callback))
         .with_state(flow.clone());
-    let server = listen::Server::start(listeners, app, listen::HEADER_TIMEOUT);
+    let server = crate::serve::Server::start(listeners, app, crate::serve::Limits::default());
     let ended = match tokio::time::timeout(timeout, &mut outcome).await {
         Ok(ended) => ended,
         Err(_) if flow.claimed() => outcome.await,
