@@ -141,7 +141,8 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
 /// number of descriptors: it serves a few connections at once, closes the others as soon as it
 /// accepts them, and closes the idle ones after the header timeout. Meanwhile it opens the new
 /// file after a rotation and delivers from it, and `/metrics` answers. The daemon runs with few
-/// descriptors (160), fewer than the idle connections.
+/// descriptors (soft limit 100, hard 160: it raises the soft limit to the hard one), fewer than
+/// the idle connections.
 #[test]
 fn idle_connections_to_metrics_take_no_descriptors_from_delivery() {
     use std::io::Read;
@@ -149,11 +150,14 @@ fn idle_connections_to_metrics_take_no_descriptors_from_delivery() {
     let port = free_port();
     let t = w.target("t");
     w.write_config(&[t], &format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
-    w.open_files = Some((160, 160));
+    w.open_files = Some((100, 160));
     let inbox = w.inbox("t");
     w.append(&inbox, &rec("@before", "x"));
     w.start();
     w.wait_for("the first row", || w.handles() == ["@before"]);
+    w.wait_for("the raised limit in the log", || {
+        w.logs().contains("the limit of open files is 160")
+    });
 
     let idle: Vec<std::net::TcpStream> = (0..200)
         .map(|i| {
