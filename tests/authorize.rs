@@ -186,6 +186,39 @@ fn a_redirect_without_a_code_gets_400_and_the_flow_continues() {
     assert!(a.token_path().exists());
 }
 
+/// Whether `text` holds a control character other than a line feed.
+fn has_controls(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n')
+}
+
+/// A refusal with the right `state` ends the flow: Cancel on the consent page, or an error of
+/// Notion's, whose text is printed and shown without control characters.
+#[test]
+fn a_refusal_with_the_right_state_ends_the_flow() {
+    let a = Auth::new("127.0.0.1");
+    for (query, said) in [
+        ("error=access_denied", "access was denied"),
+        (
+            "error=server_error%1B%5B2J&error_description=try%0D%0Aagain%07",
+            "server_error[2J (tryagain)",
+        ),
+    ] {
+        let (child, _url, state) = a.start(&[]);
+        let (status, page) = a.get(&format!("{}?{query}&state={state}", a.redirect));
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            page.contains("Authorization not granted") && page.contains(said),
+            "{page}"
+        );
+        assert!(!has_controls(&page), "{page:?}");
+        let (code, stderr) = a.finish(child);
+        assert_ne!(code, Some(0), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(!has_controls(&stderr), "{stderr:?}");
+        assert!(!a.token_path().exists());
+    }
+}
+
 /// A token endpoint in front of the emulator's that holds each request until the test releases
 /// it, so that a second redirect can arrive while the first one's code is being exchanged.
 struct HeldTokenEndpoint {

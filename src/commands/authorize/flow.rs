@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use url::Url;
 
 use super::error::{AuthorizeError, with_causes};
+use crate::notion::error::printable;
 use crate::notion::oauth::{Redirect, TokenResponse, parse_redirect};
 use crate::notion::{NotionClient, TokenFile};
 
@@ -216,11 +217,13 @@ fn existing_workspace(path: &Path) -> std::io::Result<Option<ExistingWorkspace>>
     }
 }
 
-/// A workspace for people: `"Acme" (id)`, or the id alone.
+/// A workspace for people: `"Acme" (id)`, or the id alone, without control characters (the
+/// name is Notion's, the file's or the grant's).
 fn describe(name: Option<&str>, id: &str) -> String {
+    let id = printable(id);
     match name {
-        Some(name) if !name.is_empty() => format!("\"{name}\" ({id})"),
-        _ => id.to_owned(),
+        Some(name) if !name.is_empty() => format!("\"{}\" ({id})", printable(name)),
+        _ => id,
     }
 }
 
@@ -247,9 +250,12 @@ fn outcome_page(outcome: &Outcome) -> (StatusCode, Html<String>) {
     }
 }
 
-/// A small HTML page; `title` and `body` are plain text.
+/// A small HTML page; `title` and `body` are plain text, shown without control characters.
 fn page(status: StatusCode, title: &str, body: &str) -> (StatusCode, Html<String>) {
-    let (title, body) = (html_escape(title), html_escape(body));
+    let (title, body) = (
+        html_escape(&printable(title)),
+        html_escape(&printable(body)),
+    );
     (
         status,
         Html(format!(

@@ -21,6 +21,7 @@ use flow::{Flow, FlowSettings, Outcome};
 
 use crate::config::{Config, Target, TokenSource};
 use crate::notion::NotionClient;
+use crate::notion::error::printable;
 use crate::notion::oauth::{Redirect, TokenResponse, authorize_url, new_state, parse_redirect};
 
 /// Arguments of `authorize`.
@@ -126,12 +127,15 @@ pub async fn run_with(
             pasted(&flow, &query_of(line.trim())).await?
         }
     };
+    // Notion's texts, shown on the terminal: without control characters.
     Ok(Authorized {
-        workspace: response
-            .workspace_name
-            .clone()
-            .unwrap_or_else(|| response.workspace_id.clone()),
-        owner: response.owner_name(),
+        workspace: printable(
+            response
+                .workspace_name
+                .as_deref()
+                .unwrap_or(&response.workspace_id),
+        ),
+        owner: response.owner_name().as_deref().map(printable),
         token_file,
     })
 }
