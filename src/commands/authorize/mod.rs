@@ -1,7 +1,8 @@
 //! `notion-inbox authorize --target NAME`: the OAuth flow of a public integration. Prints the
 //! authorize URL, takes the redirect on a loopback listener (`listen`; or pasted on stdin), checks
-//! `state`, exchanges the code once (`flow`) and writes the target's token file (atomically, mode
-//! 600), refusing to replace another workspace's without `--force`.
+//! `state`, exchanges each code at most once (`flow`; a code Notion refuses leaves the listener
+//! waiting) and writes the target's token file (atomically, mode 600), refusing to replace
+//! another workspace's without `--force`.
 
 mod error;
 mod flow;
@@ -161,7 +162,7 @@ async fn pasted(flow: &Flow, query: &str) -> Result<TokenResponse, AuthorizeErro
 }
 
 /// Serves the redirect URI's path on `listeners` until a redirect ended the flow, or `timeout`
-/// passed without one. A redirect that took the flow's claim before the timeout still completes.
+/// passed without one. A redirect being completed when the time is up still completes.
 async fn listen_for(
     listeners: Vec<tokio::net::TcpListener>,
     redirect_uri: &Url,
@@ -175,8 +176,12 @@ async fn listen_for(
     let server = crate::serve::Server::start(listeners, app, crate::serve::Limits::default());
     let ended = match tokio::time::timeout(timeout, &mut outcome).await {
         Ok(ended) => ended,
-        Err(_) if flow.claimed() => outcome.await,
-        Err(_) => Ok(Err(AuthorizeError::Timeout { timeout })),
+        Err(_) => {
+            flow.close().await;
+            Ok(outcome
+                .try_recv()
+                .unwrap_or(Err(AuthorizeError::Timeout { timeout })))
+        }
     };
     server.shutdown().await;
     ended.unwrap_or(Err(AuthorizeError::Interrupted))
