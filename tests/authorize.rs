@@ -111,9 +111,18 @@ impl Auth {
         (out.status.code(), stderr)
     }
 
-    /// A GET to `url` (no redirects followed): status and body.
+    /// A GET to `url` (no redirects followed): status and body, checked for secrets.
     fn get(&self, url: &str) -> (u16, String) {
-        self.w.rt.block_on(get(url))
+        let (status, page) = self.w.rt.block_on(get(url));
+        self.assert_no_secret(&page);
+        (status, page)
+    }
+
+    /// Panics if `text` holds a token, code or the client secret of the emulator.
+    fn assert_no_secret(&self, text: &str) {
+        for secret in self.w.emu.secrets() {
+            assert!(!text.contains(&secret), "a secret was shown: {text}");
+        }
     }
 
     /// Plays the user (Allow) and follows the redirect to the listener; returns the page's status
@@ -345,6 +354,7 @@ fn two_redirects_at_once_exchange_the_code_once() {
     assert!(page.contains("notion-inbox is authorized"), "{page}");
     let (status, page) = a.w.rt.block_on(second).unwrap();
     assert_eq!(status, 409, "{page}");
+    a.assert_no_secret(&page);
     assert!(page.contains("already completed"), "{page}");
     let (code, stderr) = a.finish(child);
     assert_eq!(code, Some(0), "{stderr}");
@@ -388,6 +398,8 @@ fn a_code_refused_after_the_timeout_ends_the_flow_with_the_refusal() {
     held.release.add_permits(10);
     let (status, page) = a.w.rt.block_on(answer).unwrap();
     assert_eq!(status, 500, "{page}");
+    assert!(!page.contains("unknowncode7"), "the page echoes the code");
+    a.assert_no_secret(&page);
     let status = child.wait().unwrap();
     said.extend(lines.iter());
     let stderr = said.join("\n");
@@ -396,9 +408,8 @@ fn a_code_refused_after_the_timeout_ends_the_flow_with_the_refusal() {
         stderr.contains("exchanging the code for a token failed"),
         "{stderr}"
     );
-    for secret in a.w.emu.secrets() {
-        assert!(!stderr.contains(&secret), "a secret was printed: {stderr}");
-    }
+    assert!(!stderr.contains("unknowncode7"), "{stderr}");
+    a.assert_no_secret(&stderr);
     assert!(!a.token_path().exists());
 }
 
