@@ -14,6 +14,8 @@
 //! - [`state`]: the per-target checkpoint and the commit tracker.
 //! - [`notion`]: the Notion API client: typed errors, rate limits, tokens, OAuth, schemas.
 //! - [`record`]: a record's conversion into a page body through the target's mapping.
+//! - [`serve`]: the HTTP server of `authorize`'s redirect listener and of `/metrics`, which
+//!   anyone on the machine may connect to: bounded connections, each with deadlines.
 
 pub mod cli;
 pub mod commands;
@@ -25,4 +27,5 @@ pub mod inbox;
 pub mod logging;
 pub mod notion;
 pub mod record;
+pub mod serve;
 pub mod state;

@@ -111,9 +111,18 @@ impl Auth {
         (out.status.code(), stderr)
     }
 
-    /// A GET to `url` (no redirects followed): status and body.
+    /// A GET to `url` (no redirects followed): status and body, checked for secrets.
     fn get(&self, url: &str) -> (u16, String) {
-        self.w.rt.block_on(get(url))
+        let (status, page) = self.w.rt.block_on(get(url));
+        self.assert_no_secret(&page);
+        (status, page)
+    }
+
+    /// Panics if `text` holds a token, code or the client secret of the emulator.
+    fn assert_no_secret(&self, text: &str) {
+        for secret in self.w.emu.secrets() {
+            assert!(!text.contains(&secret), "a secret was shown: {text}");
+        }
     }
 
     /// Plays the user (Allow) and follows the redirect to the listener; returns the page's status
@@ -186,22 +195,74 @@ fn a_redirect_without_a_code_gets_400_and_the_flow_continues() {
     assert!(a.token_path().exists());
 }
 
-/// A token endpoint in front of the emulator's that holds each request until the test releases
-/// it, so that a second redirect can arrive while the first one's code is being exchanged.
-struct HeldTokenEndpoint {
+/// Whether `text` holds a control character other than a line feed.
+fn has_controls(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n')
+}
+
+/// A refusal with the right `state` ends the flow: Cancel on the consent page, or an error of
+/// Notion's, whose text is printed and shown without control characters.
+#[test]
+fn a_refusal_with_the_right_state_ends_the_flow() {
+    let a = Auth::new("127.0.0.1");
+    for (query, said) in [
+        ("error=access_denied", "access was denied"),
+        (
+            "error=server_error%1B%5B2J&error_description=try%0D%0Aagain%07",
+            "server_error[2J (tryagain)",
+        ),
+    ] {
+        let (child, _url, state) = a.start(&[]);
+        let (status, page) = a.get(&format!("{}?{query}&state={state}", a.redirect));
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            page.contains("Authorization not granted") && page.contains(said),
+            "{page}"
+        );
+        assert!(!has_controls(&page), "{page:?}");
+        let (code, stderr) = a.finish(child);
+        assert_ne!(code, Some(0), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(!has_controls(&stderr), "{stderr:?}");
+        assert!(!a.token_path().exists());
+    }
+}
+
+/// The code someone who read the `state` makes up.
+const FORGED_CODE: &str = "forgedcode42";
+
+/// What the token endpoint in front of the emulator's answers for [`FORGED_CODE`]: Notion's
+/// refusal, with control characters that would clear a terminal and fake a prompt.
+const REFUSAL: &str = "{\"error\":\"invalid_grant\",\"error_description\":\"no such code\\u001b[2J\\u0007\\r\\nuser@host$ \"}";
+
+/// A token endpoint in front of the emulator's. It refuses [`FORGED_CODE`] with [`REFUSAL`], and
+/// holds every other request until the test releases it (when started held), so that a second
+/// redirect can arrive while the first one's code is being exchanged.
+struct TokenEndpoint {
     url: String,
     arrived: Arc<AtomicUsize>,
     release: Arc<tokio::sync::Semaphore>,
 }
 
-impl HeldTokenEndpoint {
-    fn start(rt: &tokio::runtime::Runtime, emulator: String) -> HeldTokenEndpoint {
+impl TokenEndpoint {
+    fn start(rt: &tokio::runtime::Runtime, emulator: String, held: bool) -> TokenEndpoint {
         let arrived = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let permits = if held {
+            0
+        } else {
+            tokio::sync::Semaphore::MAX_PERMITS
+        };
+        let release = Arc::new(tokio::sync::Semaphore::new(permits));
         let (a, r) = (arrived.clone(), release.clone());
         let forward = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
             let (a, r, emulator) = (a.clone(), r.clone(), emulator.clone());
             async move {
+                let json = [("content-type", "application/json")];
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                if request["code"] == FORGED_CODE {
+                    let refusal = axum::body::Bytes::from_static(REFUSAL.as_bytes());
+                    return (axum::http::StatusCode::BAD_REQUEST, json, refusal);
+                }
                 a.fetch_add(1, Ordering::SeqCst);
                 r.acquire().await.unwrap().forget();
                 let mut req = reqwest::Client::new()
@@ -214,11 +275,7 @@ impl HeldTokenEndpoint {
                 }
                 let answer = req.send().await.unwrap();
                 let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
-                (
-                    status,
-                    [("content-type", "application/json")],
-                    answer.bytes().await.unwrap(),
-                )
+                (status, json, answer.bytes().await.unwrap())
             }
         };
         let app = axum::Router::new().route("/v1/oauth/token", axum::routing::post(forward));
@@ -227,7 +284,7 @@ impl HeldTokenEndpoint {
             .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        HeldTokenEndpoint {
+        TokenEndpoint {
             url,
             arrived,
             release,
@@ -235,33 +292,125 @@ impl HeldTokenEndpoint {
     }
 }
 
+/// Anyone who read the authorize URL (on the browser's command line) knows its `state`. A
+/// redirect with that `state` and a code Notion refuses gets a page saying so, and the flow waits
+/// on: the real redirect still completes it. Notion's refusal reaches the page and the terminal
+/// without its control characters.
+#[test]
+fn a_refused_code_with_the_right_state_leaves_the_flow_waiting_for_the_real_redirect() {
+    let a = Auth::new("127.0.0.1");
+    let front = TokenEndpoint::start(&a.w.rt, a.w.emu.url(), false);
+    a.write_config(&front.url);
+    let (child, _url, state) = a.start(&[]);
+    let forged = format!("{}?code={FORGED_CODE}&state={state}", a.redirect);
+    for _ in 0..2 {
+        let (status, page) = a.get(&forged);
+        assert_eq!(status, 400, "{page}");
+        assert!(
+            page.contains("keeps waiting") && page.contains("no such code"),
+            "{page}"
+        );
+        assert!(!page.contains(FORGED_CODE), "the page echoes the code");
+        assert!(!has_controls(&page), "{page:?}");
+    }
+    let (status, page) = a.consent(&state);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("notion-inbox is authorized"), "{page}");
+    let (code, stderr) = a.finish(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("still waiting") && stderr.contains("no such code"),
+        "{stderr}"
+    );
+    assert!(!has_controls(&stderr), "{stderr:?}");
+    assert!(!stderr.contains(FORGED_CODE), "{stderr}");
+    assert_eq!(front.arrived.load(Ordering::SeqCst), 1, "the real code");
+    assert_eq!(a.tokens_written().workspace_name.as_deref(), Some("Acme"));
+}
+
+/// A second redirect arriving while the first one's code is being exchanged waits for it, and
+/// is turned away once the first completed the flow: the code is exchanged once.
 #[test]
 fn two_redirects_at_once_exchange_the_code_once() {
     let a = Auth::new("127.0.0.1");
-    let held = HeldTokenEndpoint::start(&a.w.rt, a.w.emu.url());
+    let held = TokenEndpoint::start(&a.w.rt, a.w.emu.url(), true);
     a.write_config(&held.url);
     let (child, _url, state) = a.start(&[]);
     let location = a.location(&state);
-    let first = a.w.rt.spawn({
-        let location = location.clone();
-        async move { get(&location).await }
-    });
+    let send = |location: &str| {
+        let location = location.to_owned();
+        a.w.rt.spawn(async move { get(&location).await })
+    };
+    let first = send(&location);
     wait_until("the first redirect's code exchange", || {
         held.arrived.load(Ordering::SeqCst) == 1
     });
-    // While the first one's exchange is held, the same redirect again.
-    let (status, page) = a.get(&location);
-    assert_eq!(status, 409, "{page}");
-    assert!(page.contains("already being completed"), "{page}");
+    // While the first one's exchange is held, the same redirect again: it waits for the first
+    // (or, on a slow machine, comes after it), and either way it is turned away.
+    let second = send(&location);
     held.release.add_permits(10);
     let (status, page) = a.w.rt.block_on(first).unwrap();
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("notion-inbox is authorized"), "{page}");
+    let (status, page) = a.w.rt.block_on(second).unwrap();
+    assert_eq!(status, 409, "{page}");
+    a.assert_no_secret(&page);
+    assert!(page.contains("already completed"), "{page}");
     let (code, stderr) = a.finish(child);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(held.arrived.load(Ordering::SeqCst), 1, "exchanged twice");
     assert_eq!(a.w.emu.stats().requests["POST /v1/oauth/token"], 1);
     assert!(a.token_path().exists());
+}
+
+/// A code still being exchanged when `--timeout` is up is waited for, and when Notion refuses it
+/// the flow ends with the refusal: there is no more time to wait for another redirect.
+#[test]
+fn a_code_refused_after_the_timeout_ends_the_flow_with_the_refusal() {
+    let a = Auth::new("127.0.0.1");
+    let held = TokenEndpoint::start(&a.w.rt, a.w.emu.url(), true);
+    a.write_config(&held.url);
+    let (mut child, _url, state) = a.start(&["--timeout", "5s"]);
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // A code Notion does not know, held at the token endpoint past the timeout.
+    let redirect = format!("{}?code=unknowncode7&state={state}", a.redirect);
+    let answer = a.w.rt.spawn(async move { get(&redirect).await });
+    wait_until("the code exchange", || {
+        held.arrived.load(Ordering::SeqCst) == 1
+    });
+    let mut said = Vec::new();
+    let start = Instant::now();
+    while !said.iter().any(|l: &String| l.contains("The time is up")) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no word of the timeout: {said:?}"
+        );
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            said.push(line);
+        }
+    }
+    held.release.add_permits(10);
+    let (status, page) = a.w.rt.block_on(answer).unwrap();
+    assert_eq!(status, 500, "{page}");
+    assert!(!page.contains("unknowncode7"), "the page echoes the code");
+    a.assert_no_secret(&page);
+    let status = child.wait().unwrap();
+    said.extend(lines.iter());
+    let stderr = said.join("\n");
+    assert_ne!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("exchanging the code for a token failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("unknowncode7"), "{stderr}");
+    a.assert_no_secret(&stderr);
+    assert!(!a.token_path().exists());
 }
 
 #[test]

@@ -137,6 +137,76 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
     assert_eq!(w.pages().len(), 6);
 }
 
+/// Idle connections to `/metrics`, which any local user can open, cost the daemon only a bounded
+/// number of descriptors: it serves a few connections at once, closes the others as soon as it
+/// accepts them, and closes the idle ones after the header timeout. Meanwhile it opens the new
+/// file after a rotation and delivers from it, and `/metrics` answers. The daemon runs with few
+/// descriptors (soft limit 100, hard 160: it raises the soft limit to the hard one), fewer than
+/// the idle connections.
+#[test]
+fn idle_connections_to_metrics_take_no_descriptors_from_delivery() {
+    use std::io::Read;
+    let mut w = fast_world();
+    let port = free_port();
+    let t = w.target("t");
+    w.write_config(&[t], &format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    w.open_files = Some((100, 160));
+    let inbox = w.inbox("t");
+    w.append(&inbox, &rec("@before", "x"));
+    w.start();
+    w.wait_for("the first row", || w.handles() == ["@before"]);
+    w.wait_for("the raised limit in the log", || {
+        w.logs().contains("the limit of open files is 160")
+    });
+
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|i| {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
+        .collect();
+    // A rotation while they are open: the daemon needs a descriptor for the new file.
+    std::fs::rename(&inbox, w.path("spool/t.jsonl.1")).unwrap();
+    w.append(&inbox, &rec("@during", "y"));
+    w.wait_for("the row from the new inbox", || {
+        w.handles().iter().any(|h| h == "@during")
+    });
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let start = Instant::now();
+    let metrics = loop {
+        // A scrape arriving while every connection slot is taken is closed: it is tried again.
+        let got = w.rt.block_on(async {
+            let get = async { reqwest::get(&url).await?.error_for_status()?.text().await };
+            tokio::time::timeout(Duration::from_secs(10), get).await
+        });
+        match got {
+            Ok(Ok(text)) => break text,
+            other => assert!(
+                start.elapsed() < DEADLINE,
+                "/metrics did not answer within {DEADLINE:?}: {other:?}\nlogs:\n{}",
+                w.logs()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        metrics.contains("notion_inbox_delivered_total{target=\"t\"} 2"),
+        "{metrics}"
+    );
+    for (i, mut c) in idle.into_iter().enumerate() {
+        c.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest)
+            .unwrap_or_else(|e| panic!("idle connection {i} was not closed by the daemon: {e}"));
+    }
+    let logs = w.logs();
+    assert!(
+        !logs.contains("Too many open files"),
+        "the daemon ran out of descriptors:\n{logs}"
+    );
+    assert_eq!(w.stop(), Some(0));
+}
+
 #[test]
 fn log_formats_json_for_pipelines_and_plain_under_journald() {
     let mut w = fast_world();

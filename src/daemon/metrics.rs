@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::daemon::health::{Health, TargetState};
+use crate::serve::{Limits, Server};
 
 /// The targets being run, as the metrics see them; the supervisor keeps it current.
 #[derive(Debug, Default, Clone)]
@@ -151,8 +152,10 @@ pub fn render(targets: &Targets) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, targets: Targets) -> std::io::Result<()> {
+/// Serves `GET /metrics` on `addr` until the returned server is shut down, through
+/// [`crate::serve::Server`]: anyone who can reach the port may connect, and its connections are
+/// bounded in number and time.
+pub async fn serve(addr: SocketAddr, targets: Targets) -> std::io::Result<Server> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -177,12 +180,7 @@ pub async fn serve(addr: SocketAddr, targets: Targets) -> std::io::Result<()> {
         }),
     );
     tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("the metrics server stopped: {e}");
-        }
-    });
-    Ok(())
+    Ok(Server::start(vec![listener], app, Limits::default()))
 }
 
 #[cfg(test)]

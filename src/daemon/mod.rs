@@ -48,6 +48,7 @@ struct Running {
 
 /// Runs the daemon with the configuration at `config_path` until a stop signal arrives.
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let intents = signals::listen()?;
     run_with(config_path, intents).await
 }
@@ -67,9 +68,10 @@ pub async fn run_with(
     apply(&current, &client, &watcher, &mut running).await?;
     let metric_targets = metrics::Targets::default();
     metric_targets.set(running.values().map(|r| r.state.clone()));
-    if let Some(addr) = current.daemon.metrics_listen {
-        metrics::serve(addr, metric_targets.clone()).await?;
-    }
+    let metrics_server = match current.daemon.metrics_listen {
+        Some(addr) => Some(metrics::serve(addr, metric_targets.clone()).await?),
+        None => None,
+    };
     notify_systemd(&[sd_notify::NotifyState::Ready]);
     tracing::info!(targets = running.len(), config = %config_path.display(), "notion-inbox is running");
 
@@ -149,6 +151,9 @@ pub async fn run_with(
             .write(snapshots)
     })
     .await;
+    if let Some(server) = metrics_server {
+        server.shutdown().await;
+    }
     tracing::info!("stopped; checkpoints saved");
     Ok(())
 }
@@ -321,6 +326,48 @@ fn warn_exposures(config: &Config) {
             "{e}; token refreshes fail until it is fixed (it is read again at each one)"
         );
     }
+}
+
+/// Raises the soft limit of open files to the hard one, and logs the limit in force (at debug).
+/// Each target holds descriptors: its inbox file and the rotated files it has not read to their
+/// end, its connections to Notion (up to `max_in_flight`), and briefly its state files. The soft
+/// limit is often 1024 where the hard one is far higher (systemd's default is 1024:524288); under
+/// the unit, `LimitNOFILE=` sets both and there is nothing to raise.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) fills in the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::debug!("cannot read the limit of open files: {e}");
+        return;
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit(2) reads the struct it is given; raising the soft limit up to the
+        // hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            let e = std::io::Error::last_os_error();
+            tracing::debug!(
+                "cannot raise the limit of open files from {before} to {}: {e}",
+                limit.rlim_max
+            );
+        }
+    }
+    tracing::debug!(
+        hard = limit.rlim_max,
+        raised_from = before,
+        "the limit of open files is {}",
+        limit.rlim_cur
+    );
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

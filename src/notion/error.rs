@@ -139,6 +139,27 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
 }
 
+impl ApiError {
+    /// The error with its texts (message, request id, an unknown code) rid of control characters:
+    /// they come from the other end of the connection and are shown on terminals, in logs, in
+    /// `status.json` and on `authorize`'s pages, where an escape sequence could rewrite what is
+    /// shown.
+    pub fn printable(mut self) -> ApiError {
+        self.message = printable(&self.message);
+        self.request_id = self.request_id.as_deref().map(printable);
+        if let ErrorCode::Other(code) = &mut self.code {
+            *code = printable(code);
+        }
+        self
+    }
+}
+
+/// `text` without its control characters ([`char::is_control`]: C0 controls such as ESC, CR and
+/// LF, DEL, and the C1 controls), for text from elsewhere that is shown to people.
+pub fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -306,6 +327,22 @@ impl CreateOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_from_notion_lose_their_control_characters() {
+        let e = ApiError {
+            status: 400,
+            code: ErrorCode::parse("odd\u{1b}[31m"),
+            message: "bad\u{1b}[2J code\u{7}\r\n\u{9b}31m$ ".into(),
+            request_id: Some("r\u{0}1".into()),
+            retry_after: None,
+        }
+        .printable();
+        assert_eq!(e.message, "bad[2J code31m$ ");
+        assert_eq!(e.code.as_str(), "odd[31m");
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert_eq!(printable("Acme · 東京 ✓"), "Acme · 東京 ✓");
+    }
 
     fn api(status: u16, code: &str, retry_after: Option<u64>) -> NotionError {
         NotionError::Api(ApiError {

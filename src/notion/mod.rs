@@ -297,7 +297,7 @@ impl NotionClient {
             }
         };
         error.retry_after = retry_after;
-        Err(NotionError::Api(error))
+        Err(NotionError::Api(error.printable()))
     }
 
     /// A POST with HTTP Basic auth (the OAuth endpoints).

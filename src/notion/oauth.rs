@@ -10,7 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::notion::NotionClient;
-use crate::notion::error::{ApiError, ErrorCode, NotionError};
+use crate::notion::error::{ApiError, ErrorCode, NotionError, printable};
 
 /// Notion's answer to a token request. The secrets are kept apart from the rest.
 #[derive(Clone)]
@@ -370,14 +370,16 @@ pub fn parse_redirect(query: &str, expected_state: &str) -> Result<Redirect, Red
         None => return Err(RedirectError::NoState),
     }
     if let Some(error) = get("error")? {
+        // Whoever sent the request chose these texts: they are shown without control characters.
         let text = match error.as_str() {
             "access_denied" => {
                 "access was denied on Notion's consent page (Cancel was chosen)".to_owned()
             }
             other => format!(
-                "Notion refused the authorization: {other}{}",
+                "Notion refused the authorization: {}{}",
+                printable(other),
                 get("error_description")?
-                    .map(|d| format!(" ({d})"))
+                    .map(|d| format!(" ({})", printable(&d)))
                     .unwrap_or_default()
             ),
         };
@@ -435,6 +437,17 @@ mod tests {
             ("code=a&code=b&state=s1", RedirectError::Repeated("code")),
         ] {
             assert_eq!(parse_redirect(query, "s1").unwrap_err(), why, "{query}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_error_is_shown_without_control_characters() {
+        let query = "state=s1&error=odd%1B%5B2J&error_description=line%0D%0Aover%07";
+        match parse_redirect(query, "s1").unwrap() {
+            Redirect::Error(text) => {
+                assert_eq!(text, "Notion refused the authorization: odd[2J (lineover)")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

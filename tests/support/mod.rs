@@ -42,6 +42,9 @@ pub struct World {
     pub log_filter: String,
     /// The umask the binary runs with ([`World::command`]), if not the test's own.
     pub umask: Option<u32>,
+    /// The soft and hard limits of open files the binary runs with ([`World::command`]), if
+    /// not the test's own.
+    pub open_files: Option<(u64, u64)>,
 }
 
 /// Settings of one target in the generated config.
@@ -71,6 +74,7 @@ impl World {
             starts: 0,
             log_filter: "notion_inbox=debug,info".into(),
             umask: None,
+            open_files: None,
         }
     }
 
@@ -194,8 +198,8 @@ impl World {
         file
     }
 
-    /// The binary on this world's config (`--config`, `NO_COLOR`), run with [`World::umask`] if
-    /// set.
+    /// The binary on this world's config (`--config`, `NO_COLOR`), run with [`World::umask`] and
+    /// [`World::open_files`] if set.
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_notion-inbox"));
         c.arg("--config")
@@ -207,6 +211,22 @@ impl World {
             unsafe {
                 c.pre_exec(move || {
                     libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
+        if let Some((soft, hard)) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            // SAFETY: setrlimit(2) is async-signal-safe; lowering a limit needs no privilege.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                     Ok(())
                 });
             }

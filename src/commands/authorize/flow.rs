@@ -1,21 +1,26 @@
-//! One authorization in progress: which requests to the redirect URI may end it, the single
-//! exchange of its code, and the token file it writes.
+//! One authorization in progress: which requests to the redirect URI may end it, the exchange of
+//! their codes, and the token file it writes.
 //!
-//! Anyone on the machine can send a request to the loopback listener. A request whose `state` is
-//! missing or wrong, or that carries no code, is answered 400 and the flow goes on waiting. Only
-//! a redirect with this flow's `state` may end it, and only the first one: it takes the flow's
-//! claim before anything else, so the code is exchanged at most once; a later one is answered 409.
+//! Anyone on the machine can send a request to the loopback listener, and the authorize URL, with
+//! its `state`, is on the browser's command line for them to read. A request whose `state` is
+//! missing or wrong, or that carries no code, is answered 400 and the flow goes on waiting. A
+//! redirect with this flow's `state` takes the flow's claim (one at a time: the others wait their
+//! turn), so a code is exchanged at most once and never two at once. The flow ends only when a
+//! code is exchanged, or with Notion's refusal (`error=`); a code Notion does not exchange, such
+//! as one made up by someone who read the `state`, is answered 400 and the claim given back.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::StatusCode;
 use axum::response::Html;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::oneshot;
+use tokio::sync::{Mutex, oneshot};
 use url::Url;
 
 use super::error::{AuthorizeError, with_causes};
+use crate::notion::error::printable;
 use crate::notion::oauth::{Redirect, TokenResponse, parse_redirect};
 use crate::notion::{NotionClient, TokenFile};
 
@@ -36,9 +41,13 @@ pub(super) struct Flow {
     token_file: PathBuf,
     /// Whether a token file of another workspace may be replaced.
     force: bool,
-    /// The flow's claim: taken by the first redirect with the right `state`, which alone ends the
-    /// flow, through this sender. Empty once taken.
+    /// The flow's claim, held by one redirect with the right `state` at a time while it is
+    /// completed (the others wait for the lock). A redirect that ends the flow sends its outcome
+    /// through the sender, leaving it empty; one whose code Notion does not exchange leaves it.
     claim: Mutex<Option<oneshot::Sender<Outcome>>>,
+    /// Set when the flow's time is up: a redirect that gets the claim afterwards is turned away,
+    /// and a failed exchange still in progress then ends the flow with its error.
+    closed: AtomicBool,
 }
 
 /// What a [`Flow`] needs to know.
@@ -69,6 +78,7 @@ impl Flow {
             token_file: settings.token_file,
             force: settings.force,
             claim: Mutex::new(Some(tx)),
+            closed: AtomicBool::new(false),
         };
         (Arc::new(flow), rx)
     }
@@ -78,9 +88,18 @@ impl Flow {
         &self.state
     }
 
-    /// Whether a redirect took the claim (its code may still be being exchanged).
-    pub fn claimed(&self) -> bool {
-        self.claim.lock().expect("not poisoned").is_none()
+    /// Ends the wait for a redirect: one being completed finishes first (its outcome, if it ended
+    /// the flow, is then in the receiver), and any later one is turned away.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut claim = match self.claim.try_lock() {
+            Ok(claim) => claim,
+            Err(_) => {
+                eprintln!("The time is up; waiting for the redirect being completed");
+                self.claim.lock().await
+            }
+        };
+        claim.take();
     }
 
     /// Answers one request to the redirect URI, with `query` its query string.
@@ -98,33 +117,52 @@ impl Flow {
                 );
             }
         };
-        let Some(done) = self.claim.lock().expect("not poisoned").take() else {
-            eprintln!(
-                "Ignored a request to the redirect URI: the authorization is already being completed"
-            );
-            return page(
-                StatusCode::CONFLICT,
-                "Already being completed",
-                "This authorization is already being completed (or was completed) by another request. You can close this tab.",
-            );
-        };
-        match redirect {
-            Redirect::Error(what) => {
-                let outcome = Err(AuthorizeError::Refused(what));
-                let answer = outcome_page(&outcome);
-                let _ = done.send(outcome);
-                answer
-            }
-            // On a task of its own, so that the flow completes even if the browser goes away.
-            Redirect::Code(code) => tokio::spawn(async move {
-                let outcome = self.redeem(&code).await;
-                let answer = outcome_page(&outcome);
-                let _ = done.send(outcome);
-                answer
-            })
+        // On a task of its own, so that the flow completes even if the browser goes away.
+        tokio::spawn(async move { self.complete(redirect).await })
             .await
-            .unwrap_or_else(|_| outcome_page(&Err(AuthorizeError::Interrupted))),
-        }
+            .unwrap_or_else(|_| outcome_page(&Err(AuthorizeError::Interrupted)))
+    }
+
+    /// Completes the flow with a redirect that carries its `state`, once it holds the claim.
+    async fn complete(&self, redirect: Redirect) -> (StatusCode, Html<String>) {
+        let mut claim = self.claim.lock().await;
+        let done = match claim.take() {
+            Some(done) if !self.closed.load(Ordering::SeqCst) => done,
+            _ => {
+                eprintln!(
+                    "Ignored a request to the redirect URI: the authorization was already completed"
+                );
+                return page(
+                    StatusCode::CONFLICT,
+                    "Already completed",
+                    "This authorization was already completed (or ended) by another request. You can close this tab.",
+                );
+            }
+        };
+        let outcome = match redirect {
+            Redirect::Error(what) => Err(AuthorizeError::Refused(what)),
+            Redirect::Code(code) => match self.redeem(&code).await {
+                // A code anyone could have made up ends nothing while the flow waits.
+                Err(AuthorizeError::Exchange(e)) if !self.closed.load(Ordering::SeqCst) => {
+                    *claim = Some(done);
+                    let why = printable(&with_causes(&e));
+                    eprintln!(
+                        "A redirect's code was not exchanged for a token ({why}); still waiting for the redirect"
+                    );
+                    return page(
+                        StatusCode::BAD_REQUEST,
+                        "The code was not accepted",
+                        &format!(
+                            "Notion did not exchange this redirect's code for a token ({why}). notion-inbox keeps waiting for the redirect of the authorization it started: open the URL it printed again and choose Allow."
+                        ),
+                    );
+                }
+                outcome => outcome,
+            },
+        };
+        let answer = outcome_page(&outcome);
+        let _ = done.send(outcome);
+        answer
     }
 
     /// Exchanges `code` and writes the token file.
@@ -216,11 +254,13 @@ fn existing_workspace(path: &Path) -> std::io::Result<Option<ExistingWorkspace>>
     }
 }
 
-/// A workspace for people: `"Acme" (id)`, or the id alone.
+/// A workspace for people: `"Acme" (id)`, or the id alone, without control characters (the
+/// name is Notion's, the file's or the grant's).
 fn describe(name: Option<&str>, id: &str) -> String {
+    let id = printable(id);
     match name {
-        Some(name) if !name.is_empty() => format!("\"{name}\" ({id})"),
-        _ => id.to_owned(),
+        Some(name) if !name.is_empty() => format!("\"{}\" ({id})", printable(name)),
+        _ => id,
     }
 }
 
@@ -247,9 +287,12 @@ fn outcome_page(outcome: &Outcome) -> (StatusCode, Html<String>) {
     }
 }
 
-/// A small HTML page; `title` and `body` are plain text.
+/// A small HTML page; `title` and `body` are plain text, shown without control characters.
 fn page(status: StatusCode, title: &str, body: &str) -> (StatusCode, Html<String>) {
-    let (title, body) = (html_escape(title), html_escape(body));
+    let (title, body) = (
+        html_escape(&printable(title)),
+        html_escape(&printable(body)),
+    );
     (
         status,
         Html(format!(

@@ -1,7 +1,8 @@
 //! `notion-inbox authorize --target NAME`: the OAuth flow of a public integration. Prints the
 //! authorize URL, takes the redirect on a loopback listener (`listen`; or pasted on stdin), checks
-//! `state`, exchanges the code once (`flow`) and writes the target's token file (atomically, mode
-//! 600), refusing to replace another workspace's without `--force`.
+//! `state`, exchanges each code at most once (`flow`; a code Notion refuses leaves the listener
+//! waiting) and writes the target's token file (atomically, mode 600), refusing to replace
+//! another workspace's without `--force`.
 
 mod error;
 mod flow;
@@ -21,6 +22,7 @@ use flow::{Flow, FlowSettings, Outcome};
 
 use crate::config::{Config, Target, TokenSource};
 use crate::notion::NotionClient;
+use crate::notion::error::printable;
 use crate::notion::oauth::{Redirect, TokenResponse, authorize_url, new_state, parse_redirect};
 
 /// Arguments of `authorize`.
@@ -126,12 +128,15 @@ pub async fn run_with(
             pasted(&flow, &query_of(line.trim())).await?
         }
     };
+    // Notion's texts, shown on the terminal: without control characters.
     Ok(Authorized {
-        workspace: response
-            .workspace_name
-            .clone()
-            .unwrap_or_else(|| response.workspace_id.clone()),
-        owner: response.owner_name(),
+        workspace: printable(
+            response
+                .workspace_name
+                .as_deref()
+                .unwrap_or(&response.workspace_id),
+        ),
+        owner: response.owner_name().as_deref().map(printable),
         token_file,
     })
 }
@@ -157,7 +162,7 @@ async fn pasted(flow: &Flow, query: &str) -> Result<TokenResponse, AuthorizeErro
 }
 
 /// Serves the redirect URI's path on `listeners` until a redirect ended the flow, or `timeout`
-/// passed without one. A redirect that took the flow's claim before the timeout still completes.
+/// passed without one. A redirect being completed when the time is up still completes.
 async fn listen_for(
     listeners: Vec<tokio::net::TcpListener>,
     redirect_uri: &Url,
@@ -168,11 +173,15 @@ async fn listen_for(
     let app = axum::Router::new()
         .route(redirect_uri.path(), axum::routing::get(callback))
         .with_state(flow.clone());
-    let server = listen::Server::start(listeners, app, listen::HEADER_TIMEOUT);
+    let server = crate::serve::Server::start(listeners, app, crate::serve::Limits::default());
     let ended = match tokio::time::timeout(timeout, &mut outcome).await {
         Ok(ended) => ended,
-        Err(_) if flow.claimed() => outcome.await,
-        Err(_) => Ok(Err(AuthorizeError::Timeout { timeout })),
+        Err(_) => {
+            flow.close().await;
+            Ok(outcome
+                .try_recv()
+                .unwrap_or(Err(AuthorizeError::Timeout { timeout })))
+        }
     };
     server.shutdown().await;
     ended.unwrap_or(Err(AuthorizeError::Interrupted))

@@ -1,0 +1,280 @@
+//! The HTTP server under both listeners notion-inbox opens: `authorize`'s redirect listener and
+//! the daemon's `/metrics`. Any local user can connect to either, so a connection gets little:
+//! one request (no keep-alive), a deadline for its request line and headers, a deadline for the
+//! whole connection, and one of a fixed number of places; a connection arriving when every place
+//! is taken is closed as soon as it is accepted. So however many connections others open, the
+//! server holds at most [`Limits::max_connections`] descriptors for them.
+//!
+//! Hand-written around hyper rather than `axum::serve`, which sets no timer (so no header
+//! deadline), serves any number of connections, and whose graceful shutdown waits for every
+//! connection to close. Here, when the server stops, only connections whose request is being
+//! answered get a short grace to receive their page; the others are dropped.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// What one connection may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a connection may take to send its request line and headers. A browser or a
+    /// scraper sends them at once; a connection that dawdles (or sends nothing) is closed.
+    pub header_timeout: Duration,
+    /// How long a connection may last in all, its answer included; then it is closed.
+    pub connection_timeout: Duration,
+    /// How many connections are served at once (across all listeners of one server).
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// 5 s for the headers, 60 s in all (above the Notion client's request timeout, which an
+    /// answer of `authorize` may wait for), 32 connections.
+    fn default() -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(60),
+            max_connections: 32,
+        }
+    }
+}
+
+/// How long, once the server stops, a request being answered may take to receive its answer.
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// A running server: an accept loop per listener and a task per connection.
+pub struct Server {
+    /// Ends the accept loops, and the connections not being answered.
+    stop: CancellationToken,
+    /// Every accept loop and connection task, waited for by [`Server::shutdown`].
+    tasks: TaskTracker,
+}
+
+impl Server {
+    /// Serves `router` on `listeners` within `limits`.
+    pub fn start(listeners: Vec<TcpListener>, router: axum::Router, limits: Limits) -> Server {
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let places = Arc::new(Semaphore::new(limits.max_connections));
+        for listener in listeners {
+            tasks.spawn(accept_loop(Accept {
+                listener,
+                router: router.clone(),
+                limits,
+                places: places.clone(),
+                stop: stop.clone(),
+                tasks: tasks.clone(),
+            }));
+        }
+        Server { stop, tasks }
+    }
+
+    /// Stops listening (the ports are free when this returns), lets the requests being answered
+    /// receive their answers (for at most [`ANSWER_GRACE`]) and drops every other connection.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// One accept loop's share of the server.
+struct Accept {
+    /// Where connections come from.
+    listener: TcpListener,
+    /// What answers their requests.
+    router: axum::Router,
+    /// What each connection may take.
+    limits: Limits,
+    /// The server's connection places, shared by its listeners.
+    places: Arc<Semaphore>,
+    /// Ends the loop.
+    stop: CancellationToken,
+    /// Where connection tasks are spawned, so that shutdown waits for them.
+    tasks: TaskTracker,
+}
+
+async fn accept_loop(a: Accept) {
+    loop {
+        let stream = tokio::select! {
+            accepted = a.listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: the connections being served will free some.
+                    tracing::debug!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = a.stop.cancelled() => return,
+        };
+        let Ok(place) = a.places.clone().try_acquire_owned() else {
+            // Every place is taken: closed at once, so it holds no descriptor.
+            drop(stream);
+            continue;
+        };
+        a.tasks.spawn(serve_connection(
+            stream,
+            a.router.clone(),
+            a.limits,
+            a.stop.clone(),
+            place,
+        ));
+    }
+}
+
+/// Serves one connection (one request: no keep-alive) until it ends, its time is up or the
+/// server stops; `_place` is given back when it returns.
+async fn serve_connection(
+    stream: TcpStream,
+    router: axum::Router,
+    limits: Limits,
+    stop: CancellationToken,
+    _place: OwnedSemaphorePermit,
+) {
+    // Set once the request line and headers were read and the request was handed to the router.
+    let answering = Arc::new(AtomicBool::new(false));
+    let seen = answering.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        seen.store(true, Ordering::SeqCst);
+        router.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        () = tokio::time::sleep(limits.connection_timeout) => return,
+        () = stop.cancelled() => {}
+    }
+    if answering.load(Ordering::SeqCst) {
+        conn.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(ANSWER_GRACE, conn).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A generous deadline for what the tests wait on; it only guards against a hang.
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    fn limits(header_timeout: Duration, max_connections: usize) -> Limits {
+        Limits {
+            header_timeout,
+            connection_timeout: Duration::from_secs(3600),
+            max_connections,
+        }
+    }
+
+    async fn start(limits: Limits) -> (Server, std::net::SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = axum::Router::new()
+            .route("/cb", axum::routing::get(|| async { "ok" }))
+            .route("/never", axum::routing::get(std::future::pending::<()>));
+        (Server::start(vec![listener], router, limits), addr)
+    }
+
+    /// Sends a GET of `path` on a new connection; returns the whole answer ("" if the server
+    /// closed the connection without one).
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+        let mut answer = String::new();
+        if c.write_all(request.as_bytes()).await.is_ok() {
+            let _ = c.read_to_string(&mut answer).await;
+        }
+        answer
+    }
+
+    /// Reads `c` to its end; panics if the server has not closed it within [`DEADLINE`].
+    async fn closed_by_server(c: &mut TcpStream, what: &str) {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, c.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "{what} was never closed");
+    }
+
+    /// A connection that never finishes its headers is closed after the header timeout, and
+    /// meanwhile another connection is served.
+    #[tokio::test]
+    async fn a_half_sent_request_is_closed_and_holds_up_nobody() {
+        let (server, addr) = start(limits(Duration::from_millis(300), 32)).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /cb?state=").await.unwrap();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let answer = get(addr, "/cb").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        closed_by_server(&mut slow, "the half-sent request").await;
+        closed_by_server(&mut silent, "the connection that sent nothing").await;
+        server.shutdown().await;
+    }
+
+    /// Shutting down does not wait for a connection that has not sent its request.
+    #[tokio::test]
+    async fn shutdown_drops_connections_that_sent_no_request() {
+        let (server, addr) = start(limits(Duration::from_secs(3600), 32)).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /cb?sta").await.unwrap();
+        // Once this one is answered, the other connection was accepted too (same listener, earlier).
+        let answer = get(addr, "/cb").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tokio::time::timeout(DEADLINE, server.shutdown())
+            .await
+            .expect("shutdown waits for the half-sent request");
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    }
+
+    /// With every place taken, a new connection is closed unanswered at once (the header timeout
+    /// is an hour); once a place is free, requests are served again.
+    #[tokio::test]
+    async fn connections_beyond_the_limit_are_closed_at_once() {
+        let (server, addr) = start(limits(Duration::from_secs(3600), 2)).await;
+        let mut held: Vec<TcpStream> = Vec::new();
+        for _ in 0..2 {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Connections are accepted in turn and take their place as they are: this one finds none.
+        let mut beyond = TcpStream::connect(addr).await.unwrap();
+        closed_by_server(&mut beyond, "the connection beyond the limit").await;
+        assert_eq!(get(addr, "/cb").await, "", "answered beyond the limit");
+        drop(held.pop());
+        let start = tokio::time::Instant::now();
+        loop {
+            let answer = get(addr, "/cb").await;
+            if answer.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(start.elapsed() < DEADLINE, "no place was given back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.shutdown().await;
+    }
+
+    /// A connection whose answer never comes is closed when its time is up.
+    #[tokio::test]
+    async fn a_connection_is_closed_when_its_time_is_up() {
+        let (server, addr) = start(Limits {
+            connection_timeout: Duration::from_millis(300),
+            ..limits(Duration::from_secs(3600), 32)
+        })
+        .await;
+        let answer = tokio::time::timeout(DEADLINE, get(addr, "/never"))
+            .await
+            .expect("the connection was never closed");
+        assert_eq!(answer, "");
+        server.shutdown().await;
+    }
+}
