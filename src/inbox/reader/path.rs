@@ -1,0 +1,165 @@
+//! The tailer's look at the inbox path: what is there now, compared with the files it holds, and
+//! what follows (a file to open or queue, a retirement, a wait, a refusal).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+
+use super::{Retiring, Source, Tailer};
+use crate::inbox::{InboxError, Item, TailEvent, open_inbox};
+
+impl Tailer {
+    pub(super) fn check_dir(&self) -> Result<(), InboxError> {
+        match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(self.dir_missing()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.dir_missing()),
+            Err(source) => Err(InboxError::Io {
+                action: "stat",
+                path: self.dir.clone(),
+                source,
+            }),
+        }
+    }
+
+    pub(super) fn dir_missing(&self) -> InboxError {
+        InboxError::DirectoryMissing {
+            dir: self.dir.clone(),
+            inbox: self.path.clone(),
+        }
+    }
+
+    /// No file to read is at the path: the current one is retired (it may still grow until the
+    /// grace passes), or the wait for a first one is reported.
+    pub(super) fn vacate(
+        &mut self,
+        out: &mut Vec<Item>,
+        report_waiting: bool,
+    ) -> Result<(), InboxError> {
+        match &mut self.src {
+            None if report_waiting && !self.waiting_reported => {
+                self.waiting_reported = true;
+                out.push(Item::Event(TailEvent::Waiting {
+                    path: self.path.clone(),
+                }));
+            }
+            None => {}
+            Some(src) if src.retiring.is_none() => {
+                src.retiring = Some(Retiring::new(&src.file).map_err(|e| InboxError::Io {
+                    action: "stat",
+                    path: self.path.clone(),
+                    source: e,
+                })?);
+                out.push(Item::Event(TailEvent::Vanished {
+                    path: self.path.clone(),
+                }));
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Compares the inbox path with the source and reacts (see the module docs).
+    pub(super) fn check_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
+        // Not `metadata`: a symlink at the path is refused, not followed.
+        let meta = match fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.is_file() => meta,
+            // Something else is at the path (a symlink, FIFO...): nothing is read from it, but
+            // the files already held are drained as if the path were empty; `next_batch` reports
+            // it once they are.
+            Ok(_) => {
+                self.refused = true;
+                return self.vacate(out, false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.check_dir()?;
+                return self.vacate(out, true);
+            }
+            Err(e) => return Err(self.io_error("stat", e)),
+        };
+        self.refused = false;
+        let Some(src) = &mut self.src else {
+            return self.open_path(out);
+        };
+        if (meta.dev(), meta.ino()) == (src.dev, src.ino) {
+            // Renamed away and back, or re-linked: it is the current file again.
+            src.retiring = None;
+            let rewritten = match src.identity {
+                Some(id) => !id.head_matches(&src.file).map_err(|e| InboxError::Io {
+                    action: "read",
+                    path: self.path.clone(),
+                    source: e,
+                })?,
+                None => false,
+            };
+            if meta.len() < src.pos {
+                out.push(Item::Event(TailEvent::Truncated {
+                    ino: src.ino,
+                    at: src.pos,
+                    len: meta.len(),
+                }));
+                src.restart();
+            } else if rewritten {
+                out.push(Item::Event(TailEvent::Rewritten { ino: src.ino }));
+                src.restart();
+            }
+        } else {
+            if src.retiring.is_none() {
+                src.retiring = Some(Retiring::new(&src.file).map_err(|e| InboxError::Io {
+                    action: "stat",
+                    path: self.path.clone(),
+                    source: e,
+                })?);
+                out.push(Item::Event(TailEvent::RotationSeen {
+                    old_ino: src.ino,
+                    new_ino: meta.ino(),
+                }));
+            }
+            if !self.holds(meta.dev(), meta.ino()) {
+                self.queue_path()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the file at the inbox path and queues it behind the files being read.
+    pub(super) fn queue_path(&mut self) -> Result<(), InboxError> {
+        let file = match open_inbox(&self.path) {
+            Ok(file) => file,
+            Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
+        // What was opened is compared, not what was seen: a file renamed back to the path
+        // between the look and the open is already held, and must not be read twice.
+        if !self.holds(src.dev, src.ino) {
+            self.queue.push_back(src);
+        }
+        Ok(())
+    }
+
+    /// Opens the file at the inbox path, at 0.
+    pub(super) fn open_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
+        let file = match open_inbox(&self.path) {
+            Ok(file) => file,
+            // Gone again between the stat and the open: the next call sees it.
+            Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
+        if self.holds(src.dev, src.ino) {
+            return Ok(());
+        }
+        out.push(Item::Event(TailEvent::Opened {
+            path: self.path.clone(),
+            ino: src.ino,
+        }));
+        self.waiting_reported = false;
+        self.src = Some(src);
+        Ok(())
+    }
+}
