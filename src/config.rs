@@ -27,6 +27,20 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/notion-inbox";
 pub const DEFAULT_API_BASE: &str = "https://api.notion.com";
 /// The redirect URI used when the file names none; it must be registered with the integration.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:8765/callback";
+/// Where the OAuth client secret comes from: the systemd credential `client_secret` if
+/// `$CREDENTIALS_DIRECTORY` holds one (under the unit: systemd read the root-only file and handed
+/// the daemon's user a copy), else what `[notion]` configures; `None` if neither. The one rule for
+/// `check`, the audit and the client alike.
+pub fn secret_source(configured: Option<&SecretSource>) -> Option<SecretSource> {
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET);
+        if path.exists() {
+            return Some(SecretSource::File(path));
+        }
+    }
+    configured.cloned()
+}
+
 /// The name of the client secret inside systemd's `$CREDENTIALS_DIRECTORY` (`LoadCredential=`).
 pub const CREDENTIAL_CLIENT_SECRET: &str = "client_secret";
 
@@ -436,17 +450,9 @@ impl Config {
         })
     }
 
-    /// Where the OAuth client secret comes from: the systemd credential `client_secret` if
-    /// `$CREDENTIALS_DIRECTORY` holds one (under the unit: systemd read the root-only file and
-    /// handed the daemon's user a copy), else `[notion]`; `None` if neither.
+    /// Where the OAuth client secret comes from (see [`secret_source`]).
     pub fn client_secret_source(&self) -> Option<SecretSource> {
-        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let path = Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET);
-            if path.exists() {
-                return Some(SecretSource::File(path));
-            }
-        }
-        self.notion.client_secret.clone()
+        secret_source(self.notion.client_secret.as_ref())
     }
 
     fn holds_inline_secret(&self) -> bool {

@@ -10,7 +10,6 @@ pub mod schema;
 pub mod token;
 
 use std::error::Error as _;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ pub use oauth::RefreshError;
 pub use schema::{Property, PropertyKind, ResolveError, Resolved};
 pub use token::{TokenChange, TokenFile, TokenHandle};
 
-use crate::config::{CREDENTIAL_CLIENT_SECRET, NotionConfig, NotionVersion, SecretSource};
+use crate::config::{NotionConfig, NotionVersion, SecretSource};
 use limit::Limiters;
 pub use limit::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
 pub use pace::{MIN_RATE, RAISE_EVERY, RAISE_STEP, RATE_CUT};
@@ -128,16 +127,10 @@ impl NotionClient {
                 "no OAuth client_id is configured; set client_id in [notion] of the config".into(),
             )
         })?;
-        let source = match &self.inner.client_secret {
-            Some(source) => source.clone(),
-            None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                Some(dir) => SecretSource::File(Path::new(&dir).join(CREDENTIAL_CLIENT_SECRET)),
-                None => {
-                    return Err(NotionError::Token(
-                        "no OAuth client secret is configured; set client_secret_file in [notion] of the config".into(),
-                    ));
-                }
-            },
+        let Some(source) = crate::config::secret_source(self.inner.client_secret.as_ref()) else {
+            return Err(NotionError::Token(
+                "no OAuth client secret is configured; set client_secret_file in [notion] of the config, or pass the systemd credential client_secret".into(),
+            ));
         };
         Ok((id, source.load()?))
     }

@@ -180,6 +180,10 @@ enum Source {
         path: PathBuf,
         /// The file as this handle last read or wrote it.
         seen: Mutex<FileStamp>,
+        /// A rotated pair in use that could not be saved yet (a full disk): the old pair on disk
+        /// is void, so this one is written again at every look until it is on disk, and the file
+        /// is not read meanwhile.
+        unsaved: Mutex<Option<Box<TokenFile>>>,
     },
 }
 
@@ -257,6 +261,7 @@ impl TokenHandle {
                         source: Source::File {
                             path: path.clone(),
                             seen: Mutex::new(stamp),
+                            unsaved: Mutex::new(None),
                         },
                         current: Mutex::new(Current::from_file(file, 0)),
                         refresh: tokio::sync::Mutex::new(()),
@@ -333,9 +338,17 @@ impl TokenHandle {
     /// [`TokenChange::Refreshed`] (another process refreshed), with another `obtained_at` it is
     /// [`TokenChange::Reauthorized`].
     pub fn reload(&self) -> Result<TokenChange, NotionError> {
-        let Source::File { path, seen } = &self.inner.source else {
+        let Source::File {
+            path,
+            seen,
+            unsaved,
+        } = &self.inner.source
+        else {
             return Ok(TokenChange::Unchanged);
         };
+        if save_unsaved(path, seen, unsaved).is_err() {
+            return Ok(TokenChange::Unchanged);
+        }
         let stamp = FileStamp::read(path)
             .map_err(|e| NotionError::Token(format!("cannot read {}: {e}", path.display())))?;
         if *seen.lock().expect("not poisoned") == stamp {
@@ -378,7 +391,12 @@ impl TokenHandle {
         client: &super::NotionClient,
         sent_with: u64,
     ) -> Result<(), RefreshError> {
-        let Source::File { path, seen } = &self.inner.source else {
+        let Source::File {
+            path,
+            seen,
+            unsaved,
+        } = &self.inner.source
+        else {
             return Err(RefreshError::refused(
                 "a fixed token cannot be refreshed: replace it in the configuration",
                 None,
@@ -392,6 +410,13 @@ impl TokenHandle {
             return Ok(());
         }
         let lock = lock_token_file(path).await?;
+        // A pair this handle could not save is the valid one: save it before anything else.
+        save_unsaved(path, seen, unsaved).map_err(|source| RefreshError::Io {
+            action: "save the refreshed token to",
+            path: path.clone(),
+            fix: "the pair in use is held in memory until it is saved: free space or fix the permissions of the directory",
+            source,
+        })?;
         // Another process may have refreshed (or `authorize` rewritten the file) meanwhile.
         let on_disk = read_for_refresh(path)?;
         if self.adopt(on_disk.clone()) || self.generation() != sent_with {
@@ -411,19 +436,38 @@ impl TokenHandle {
             .await
             .map_err(RefreshError::from_token_endpoint)?;
         let file = TokenFile::from_response(&response, Some(&on_disk));
-        let stamp = file.write_stamped(path).map_err(|source| RefreshError::Io {
-            action: "save the refreshed token to",
-            path: path.clone(),
-            fix: "Notion rotated the pair, so the old refresh token is void: free space or fix the permissions of the directory, then run `notion-inbox authorize` for this target again",
-            source,
-        })?;
-        // The stamp of our own write, taken from the file we wrote: `reload` does not report it.
-        *seen.lock().expect("not poisoned") = stamp;
+        match file.write_stamped(path) {
+            // The stamp of our own write, taken from the file we wrote: `reload` does not report it.
+            Ok(stamp) => *seen.lock().expect("not poisoned") = stamp,
+            // Notion rotated the pair, so the one on disk is void: use the new one and keep
+            // trying to save it (each reconcile tick and each refresh).
+            Err(error) => {
+                tracing::error!(token_file = %path.display(), %error, "cannot save the refreshed token; the new pair is used from memory and saved again until it is on disk: free space or fix the permissions of the directory");
+                *unsaved.lock().expect("not poisoned") = Some(Box::new(file.clone()));
+            }
+        }
         self.adopt(file);
         drop(lock);
         tracing::info!(token_file = %path.display(), "refreshed the access token and saved the rotated pair");
         Ok(())
     }
+}
+
+/// Writes the pair a refresh could not save, if any; the error if it still cannot.
+fn save_unsaved(
+    path: &Path,
+    seen: &Mutex<FileStamp>,
+    unsaved: &Mutex<Option<Box<TokenFile>>>,
+) -> std::io::Result<()> {
+    let mut pending = unsaved.lock().expect("not poisoned");
+    let Some(file) = pending.as_ref() else {
+        return Ok(());
+    };
+    let stamp = file.write_stamped(path)?;
+    *seen.lock().expect("not poisoned") = stamp;
+    *pending = None;
+    tracing::info!(token_file = %path.display(), "saved the refreshed token");
+    Ok(())
 }
 
 /// Takes the exclusive lock on `<path>.lock` (blocking, on the blocking pool).

@@ -142,7 +142,11 @@ pub fn audit(config: &Config) -> Vec<Exposure> {
             look(Some(&target.name), "token file", path, false);
         }
     }
-    if let Some(SecretSource::File(path)) = &config.notion.client_secret {
+    // Only the configured file when it is the one used: under the unit systemd's copy is (systemd
+    // makes it readable by the service), and the root-only file it read must stay root's.
+    if let Some(SecretSource::File(path)) = &config.notion.client_secret
+        && matches!(config.client_secret_source(), Some(SecretSource::File(used)) if used == *path)
+    {
         look(None, "client secret file", path, false);
     }
     for target in &config.targets {

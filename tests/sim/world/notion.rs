@@ -98,7 +98,10 @@ impl World {
             0
         };
         match roll {
-            0..=59 => {
+            // The client secret's or token's file cannot be used (mode, owner): nothing reached
+            // Notion; the operator's `chmod` comes later.
+            55..=59 => RefreshResult::Local("the client secret file is mode 0644".into()),
+            0..=54 => {
                 self.notion.valid_gen += 1;
                 self.notion.expired = false;
                 self.token_gen = self.notion.valid_gen;
