@@ -345,9 +345,15 @@ fn raise_open_files_limit() {
         return;
     }
     let before = limit.rlim_cur;
-    if limit.rlim_cur < limit.rlim_max {
+    // An unlimited hard limit cannot be the soft one: the kernel caps descriptors at nr_open.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+        .unwrap_or(1 << 20);
+    let target = limit.rlim_max.min(nr_open);
+    if limit.rlim_cur < target {
         let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
+            rlim_cur: target,
             rlim_max: limit.rlim_max,
         };
         // SAFETY: setrlimit(2) reads the struct it is given; raising the soft limit up to the
@@ -356,10 +362,7 @@ fn raise_open_files_limit() {
             limit = raised;
         } else {
             let e = std::io::Error::last_os_error();
-            tracing::debug!(
-                "cannot raise the limit of open files from {before} to {}: {e}",
-                limit.rlim_max
-            );
+            tracing::debug!("cannot raise the limit of open files from {before} to {target}: {e}");
         }
     }
     tracing::debug!(

@@ -409,11 +409,21 @@ impl<P> Core<P> {
     fn refresh_later(&mut self, now: Now, sent_with: u64, wait: Duration, error: &str, then: &str) {
         Counters::bump(&self.state.counters.retried);
         let wait = wait.max(Duration::from_secs(1));
-        let message = format!(
-            "target {}: the token could not be refreshed for now ({error}); {then} (next in {wait:?})",
+        let cause = format!(
+            "target {}: the token could not be refreshed for now ({error}); {then}",
             self.cfg.name
         );
-        tracing::warn!(target_name = %self.cfg.name, "{message}");
+        let message = format!("{cause} (next in {wait:?})");
+        // Said once as a warning; the retries of the same trouble only at debug.
+        if self
+            .auth_trouble
+            .as_deref()
+            .is_some_and(|m| m.starts_with(&cause))
+        {
+            tracing::debug!(target_name = %self.cfg.name, "{message}");
+        } else {
+            tracing::warn!(target_name = %self.cfg.name, "{message}");
+        }
         self.state.record_error(message.clone());
         self.auth_trouble = Some(message);
         self.auth = Auth::Retry {

@@ -28,6 +28,9 @@ use crate::notion::{NotionClient, TokenFile};
 pub(super) type Outcome = Result<TokenResponse, AuthorizeError>;
 
 /// One authorization in progress.
+/// How many redirects carrying the flow's `state` may be completed or wait at once.
+const MAX_WAITING: usize = 4;
+
 pub(super) struct Flow {
     /// Exchanges the code.
     client: NotionClient,
@@ -45,6 +48,9 @@ pub(super) struct Flow {
     /// completed (the others wait for the lock). A redirect that ends the flow sends its outcome
     /// through the sender, leaving it empty; one whose code Notion does not exchange leaves it.
     claim: Mutex<Option<oneshot::Sender<Outcome>>>,
+    /// Redirects with the flow's `state` being completed or waiting for the claim: at most
+    /// [`MAX_WAITING`], so someone who read the `state` cannot queue exchanges without end.
+    waiting: std::sync::atomic::AtomicUsize,
     /// Set when the flow's time is up: a redirect that gets the claim afterwards is turned away,
     /// and a failed exchange still in progress then ends the flow with its error.
     closed: AtomicBool,
@@ -78,6 +84,7 @@ impl Flow {
             token_file: settings.token_file,
             force: settings.force,
             claim: Mutex::new(Some(tx)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         };
         (Arc::new(flow), rx)
@@ -117,10 +124,27 @@ impl Flow {
                 );
             }
         };
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            eprintln!(
+                "Turned a redirect away: {MAX_WAITING} others are being completed; still waiting"
+            );
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "Other redirects of this authorization are being completed. Reload this page in a moment.",
+            );
+        }
         // On a task of its own, so that the flow completes even if the browser goes away.
-        tokio::spawn(async move { self.complete(redirect).await })
-            .await
-            .unwrap_or_else(|_| outcome_page(&Err(AuthorizeError::Interrupted)))
+        // The place is given back when the task ends, even if this request is gone by then.
+        let flow = Arc::clone(&self);
+        tokio::spawn(async move {
+            let answer = flow.complete(redirect).await;
+            flow.waiting.fetch_sub(1, Ordering::SeqCst);
+            answer
+        })
+        .await
+        .unwrap_or_else(|_| outcome_page(&Err(AuthorizeError::Interrupted)))
     }
 
     /// Completes the flow with a redirect that carries its `state`, once it holds the claim.
