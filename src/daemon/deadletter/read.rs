@@ -188,7 +188,9 @@ pub(super) fn recent_positions(
     let mut carry: Vec<u8> = Vec::new();
     let mut seen = 0;
     while end > 0 && seen < max {
-        let start = end.saturating_sub(64 * 1024);
+        // At least as much as the line carried over: across a long line the reads double, so
+        // the copies into `chunk` cost the line's length, not its square.
+        let start = end.saturating_sub((64 * 1024).max(carry.len() as u64));
         let mut chunk = vec![0u8; (end - start) as usize];
         file.read_exact_at(&mut chunk, start)?;
         chunk.extend_from_slice(&carry);
