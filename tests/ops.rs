@@ -84,6 +84,9 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
     let (code, out, _) = cli(&w, &["status"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("t") && out.contains("dead letters"), "{out}");
+    assert!(out.contains("daemon         pid"), "{out}");
+    let (_, out, _) = cli(&w, &["status", "--json"]);
+    assert!(out.contains("\"daemon_running\": true"), "{out}");
 
     // Metrics.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -112,6 +115,14 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
         "{metrics}"
     );
     assert_eq!(w.stop(), Some(0));
+    // Stopped: status says so, from the pid, whatever status.json last said.
+    let (_, out, _) = cli(&w, &["status"]);
+    assert!(
+        out.contains("daemon         not running (last seen as pid"),
+        "{out}"
+    );
+    let (_, out, _) = cli(&w, &["status", "--json"]);
+    assert!(out.contains("\"daemon_running\": false"), "{out}");
 
     // The user fixes the cause (drops the `kind` mapping), then requeues: exactly once.
     let text = std::fs::read_to_string(&path)
@@ -410,4 +421,21 @@ fn ctrl_c_during_delivery_stops_the_demo_cleanly() {
         "went on to watch after Ctrl-C: {rest:?}"
     );
     assert!(!dir.exists(), "the demo removes its temporary directory");
+}
+
+#[test]
+fn status_says_a_killed_daemon_is_not_running() {
+    let mut w = fast_world();
+    let t = w.target("t");
+    w.write_config(&[t], "");
+    w.start();
+    w.append(&w.inbox("t"), &rec("@k", "x"));
+    w.wait_for("a row, and the status file naming the daemon", || {
+        let (_, out, _) = cli(&w, &["status", "--json"]);
+        w.pages().len() == 1 && out.contains("\"daemon_running\": true")
+    });
+    w.kill();
+    let (code, out, _) = cli(&w, &["status"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("daemon         not running"), "{out}");
 }

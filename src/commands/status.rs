@@ -36,6 +36,9 @@ pub struct TargetStatus {
     pub token: String,
     /// What the daemon last published, if it ran.
     pub daemon: Option<StatusSnapshot>,
+    /// Whether the daemon that published `daemon` is running now (its pid is alive and is a
+    /// notion-inbox); false when it stopped or was killed since.
+    pub daemon_running: bool,
     /// A problem reading this target's state, if any.
     pub problem: Option<String>,
 }
@@ -116,6 +119,7 @@ fn one(
         eta_seconds: backlog_lines as f64 / config.notion.requests_per_second,
         dead_letters,
         token,
+        daemon_running: snapshot.as_ref().is_some_and(|d| is_running(d.pid)),
         daemon: snapshot,
         problem,
     }
@@ -184,10 +188,17 @@ pub fn print_text(statuses: &[TargetStatus]) {
                     .get("state")
                     .and_then(|v| v.as_str())
                     .unwrap_or("?");
-                println!(
-                    "  daemon         pid {}, {state} (as of {})",
-                    d.pid, d.updated
-                );
+                if s.daemon_running {
+                    println!(
+                        "  daemon         pid {}, {state} (as of {})",
+                        d.pid, d.updated
+                    );
+                } else {
+                    println!(
+                        "  daemon         not running (last seen as pid {}, {state}, as of {}); start it with `systemctl start notion-inbox`",
+                        d.pid, d.updated
+                    );
+                }
                 if let Some(m) = d.health.get("message").and_then(|v| v.as_str()) {
                     println!("  why            {m}");
                 }
@@ -239,4 +250,18 @@ fn count_lines(path: &std::path::Path) -> std::io::Result<usize> {
             }
         }
     }
+}
+
+/// Whether process `pid` exists and, where its name can be read, is a notion-inbox: a pid the
+/// kernel gave to another program since is not the daemon.
+fn is_running(pid: u32) -> bool {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(raw, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive
+        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map_or(true, |comm| comm.trim_end() == "notion-inbox")
 }
