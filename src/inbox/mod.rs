@@ -310,14 +310,7 @@ pub fn open_inbox_for_append(path: &Path) -> Result<std::fs::File, InboxError> {
             other => break regular_only(path, other)?,
         }
     };
-    let links = file
-        .metadata()
-        .map_err(|source| InboxError::Io {
-            action: "stat",
-            path: path.to_owned(),
-            source,
-        })?
-        .nlink();
+    let links = stat(path, &file)?.nlink();
     if links != 1 {
         return Err(InboxError::HardLinked {
             path: path.to_owned(),
@@ -325,6 +318,15 @@ pub fn open_inbox_for_append(path: &Path) -> Result<std::fs::File, InboxError> {
         });
     }
     Ok(file)
+}
+
+/// `fstat` of the inbox file opened at `path`.
+fn stat(path: &Path, file: &std::fs::File) -> Result<std::fs::Metadata, InboxError> {
+    file.metadata().map_err(|source| InboxError::Io {
+        action: "stat",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The file `opened` at `path` if it is a regular file; otherwise what is there instead.
@@ -352,14 +354,7 @@ fn regular_only(
             source,
         },
     })?;
-    let ty = file
-        .metadata()
-        .map_err(|source| InboxError::Io {
-            action: "stat",
-            path: path.to_owned(),
-            source,
-        })?
-        .file_type();
+    let ty = stat(path, &file)?.file_type();
     let what = if ty.is_file() {
         return Ok(file);
     } else if ty.is_dir() {

@@ -65,6 +65,23 @@ fn read_dead(path: &Path) -> Result<DeadFile, RequeueError> {
     })
 }
 
+/// The dead-letter file read under its lock (held while the returned file lives), after checking
+/// that `--line` names entries it has; `None` if there is no file.
+fn read_locked(
+    dead: &Path,
+    name: &str,
+    select: &Selection,
+) -> Result<Option<(File, DeadFile)>, RequeueError> {
+    if !dead.exists() {
+        select.check_lines(name, 0)?;
+        return Ok(None);
+    }
+    let lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
+    let read = read_dead(dead)?;
+    select.check_lines(name, read.entries.len())?;
+    Ok(Some((lock, read)))
+}
+
 /// The entries of a batch file (written whole, by rename) with their exact lines.
 fn read_lines(path: &Path) -> Result<Vec<(String, DeadLetter)>, RequeueError> {
     let read = read_dead(path)?;
@@ -146,16 +163,16 @@ pub(super) fn take(
         kept: 0,
         unsettled: 0,
     };
-    if !dead.exists() {
-        select.check_lines(name, 0)?;
+    let Some((
+        _lock,
+        DeadFile {
+            entries: lines,
+            unparsed,
+        },
+    )) = read_locked(dead, name, select)?
+    else {
         return Ok(taken);
-    }
-    let _lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
-    let DeadFile {
-        entries: lines,
-        unparsed,
-    } = read_dead(dead)?;
-    select.check_lines(name, lines.len())?;
+    };
     let (mut moved, mut keep) = (Vec::new(), Vec::new());
     for (i, (line, entry)) in lines.iter().enumerate() {
         let picked = select.picks(i + 1, entry);
@@ -310,16 +327,16 @@ pub(super) fn purge(
     name: &str,
     pending: &HashSet<String>,
 ) -> Result<usize, RequeueError> {
-    if !dead.exists() {
-        select.check_lines(name, 0)?;
+    let Some((
+        _lock,
+        DeadFile {
+            entries: lines,
+            unparsed,
+        },
+    )) = read_locked(dead, name, select)?
+    else {
         return Ok(0);
-    }
-    let _lock = deadletter::open_locked(dead).map_err(RequeueError::io("cannot lock", dead))?;
-    let DeadFile {
-        entries: lines,
-        unparsed,
-    } = read_dead(dead)?;
-    select.check_lines(name, lines.len())?;
+    };
     // Entries of a batch an interrupted run left are that batch's: neither purged nor kept.
     let (gone, keep): (Vec<_>, Vec<_>) = lines
         .iter()
