@@ -9,20 +9,32 @@
 //!   `redirect_uri?code=…&state=…` or `?error=access_denied&state=…`. [`consent`] plays the user.
 //!   `POST /v1/oauth/token` (Basic auth; JSON or form body; `authorization_code` and
 //!   `refresh_token` grants with rotation), `revoke`, `introspect`.
-//! - The API: `users/me`, `search`, `databases/{id}`, `data_sources/{id}`, `pages`, and both
-//!   query endpoints, per `Notion-Version` (2022-06-28, 2025-09-03, 2026-03-11), with Notion's
-//!   validation and error bodies.
+//! - The API: `users/me`, `search`, `databases/{id}`, `data_sources/{id}`, `pages` (create,
+//!   retrieve, update, trash, property items), and both query endpoints (filters, sorts), per
+//!   `Notion-Version` (2021-08-16 to 2026-03-11), with Notion's validation and error bodies.
 //! - Rate limits per token and per workspace (429 with `Retry-After`), and seeded faults
 //!   ([`Faults`]): latency, 5xx before the write, 504 or a dropped connection after it, 429/529
 //!   storms, query lag; on the token endpoint, a 503 before the grant or a dropped connection
 //!   after a refresh was carried out.
-//! - `/_emulator/…`: the inspection API (pages, stats, faults, tokens, sharing).
+//! - `/_emulator/…`: the inspection API (pages, stats, faults, tokens, sharing, the trash).
 
+// The route modules' handlers return an axum `Response` as their error: built once per failed
+// request, its size is of no consequence, and boxing it would only add noise.
+#[allow(clippy::result_large_err)]
 mod api;
 mod cli;
+mod filter;
+mod inspect;
 mod oauth;
 pub mod objects;
+#[allow(clippy::result_large_err)]
+mod pages;
+#[allow(clippy::result_large_err)]
+mod query;
+#[allow(clippy::result_large_err)]
+mod search;
 pub mod state;
+mod values;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -96,6 +108,10 @@ pub struct Faults {
     /// Probability that a refresh grant is carried out (the old refresh token is spent and a new
     /// pair issued, as Notion does), then the connection is dropped unanswered.
     pub token_drop_after_refresh: f64,
+    /// The next this many API requests (of `storm_token` only, if set) are answered 429
+    /// `rate_limited` with `Retry-After: 1` (or `storm_retry_after`): a rate limit a test can
+    /// count on, where the storms are random.
+    pub rate_limit_next: u32,
 }
 
 /// Durations as humantime strings ("250ms") in JSON.
@@ -231,6 +247,8 @@ pub(crate) struct Shared {
     pub per_workspace: Option<DefaultKeyedRateLimiter<String>>,
     pub access_token_ttl: Option<Duration>,
     pub request_seq: AtomicU64,
+    /// Request ids differ from run to run, as Notion's do: this is drawn at start.
+    pub request_salt: u64,
     pub info: EmulatorInfo,
 }
 
@@ -247,10 +265,10 @@ impl Shared {
         self.count(|s| *s.faults.entry(kind.to_owned()).or_default() += 1);
     }
 
-    /// A fresh request id.
+    /// A fresh request id, unique within the run and unlike any other run's.
     pub fn request_id(&self) -> String {
         let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
-        state::make_id(0x5EED, n)
+        state::make_id(self.request_salt, n)
     }
 }
 
@@ -306,6 +324,7 @@ impl Emulator {
             per_workspace: opts.workspace_rate.map(|r| RateLimiter::keyed(quota(r))),
             access_token_ttl: opts.access_token_ttl,
             request_seq: AtomicU64::new(1),
+            request_salt: rand::random(),
             info,
         });
         let stop = CancellationToken::new();
@@ -366,7 +385,7 @@ impl Emulator {
 
     /// Replaces the faults (the RNG is re-seeded from `faults.seed`).
     pub fn set_faults(&self, faults: Faults) {
-        api::set_faults(&self.shared, faults);
+        inspect::set_faults(&self.shared, faults);
     }
 
     /// The token stops working (401).
@@ -385,12 +404,23 @@ impl Emulator {
 
     /// The database (and its data sources) become invisible to every token.
     pub fn unshare(&self, database_id: &str) {
-        api::set_shared(&self.shared, database_id, false);
+        inspect::set_shared(&self.shared, database_id, false);
     }
 
     /// Undoes [`Emulator::unshare`].
     pub fn share(&self, database_id: &str) {
-        api::set_shared(&self.shared, database_id, true);
+        inspect::set_shared(&self.shared, database_id, true);
+    }
+
+    /// The database goes to the trash: still readable (with `in_trash: true`), but a row
+    /// created in it gets Notion's 400 "Can't edit block that is archived".
+    pub fn trash_database(&self, database_id: &str) {
+        inspect::set_trashed(&self.shared, database_id, true);
+    }
+
+    /// Undoes [`Emulator::trash_database`].
+    pub fn restore_database(&self, database_id: &str) {
+        inspect::set_trashed(&self.shared, database_id, false);
     }
 
     /// A new internal token with the same grants as `info().token`.

@@ -33,6 +33,41 @@ pub struct Db {
     pub data_sources: Vec<String>,
     /// Unshared through the inspection API: invisible to every token.
     pub unshared: bool,
+    /// Moved to the trash through the inspection API: still readable, no longer writable.
+    pub in_trash: bool,
+    /// Created and last edited, RFC 3339 (search orders by the latter).
+    pub times: Times,
+}
+
+/// An object's `created_time` and `last_edited_time`, RFC 3339 with milliseconds and `Z`, so that
+/// comparing the strings compares the times.
+#[derive(Debug, Clone)]
+pub struct Times {
+    /// `created_time`.
+    pub created: String,
+    /// `last_edited_time`.
+    pub edited: String,
+}
+
+impl Times {
+    /// Created and last edited at `t`.
+    pub fn at(t: &str) -> Times {
+        Times {
+            created: t.to_owned(),
+            edited: t.to_owned(),
+        }
+    }
+}
+
+/// A page that is not a database row.
+#[derive(Debug, Clone)]
+pub struct PlainPage {
+    /// Id (dashed).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Created and last edited.
+    pub times: Times,
 }
 
 /// A data source: a schema and rows.
@@ -46,6 +81,8 @@ pub struct Ds {
     pub database_id: String,
     /// Schema, in display order.
     pub props: Vec<PropDef>,
+    /// Created and last edited.
+    pub times: Times,
 }
 
 /// How a token came to be.
@@ -103,8 +140,12 @@ pub struct Row {
     pub page: StoredPage,
     /// Queries see it from this instant on.
     pub visible_at: Instant,
-    /// Created time, RFC 3339.
-    pub created: String,
+    /// Created and last edited.
+    pub times: Times,
+    /// In the trash (`PATCH /v1/pages/{id}` with `in_trash` or `archived`).
+    pub in_trash: bool,
+    /// Locked (`is_locked`).
+    pub is_locked: bool,
 }
 
 /// The workspace.
@@ -126,8 +167,8 @@ pub struct Workspace {
     pub dbs: Vec<Db>,
     /// Data sources.
     pub dss: Vec<Ds>,
-    /// Plain pages: (id, title).
-    pub plain_pages: Vec<(String, String)>,
+    /// Pages that are not rows.
+    pub plain_pages: Vec<PlainPage>,
     /// Rows, in creation order.
     pub rows: Vec<Row>,
     /// Access tokens.
@@ -140,8 +181,6 @@ pub struct Workspace {
     pub counter: u64,
     /// The seed of ids and secrets.
     pub seed: u64,
-    /// Created time of the seeded objects.
-    pub epoch: String,
 }
 
 /// A deterministic, UUID-shaped id from a seed and a counter.
@@ -201,8 +240,10 @@ impl Workspace {
             codes: HashMap::new(),
             counter: 100,
             seed,
-            epoch: "2026-01-05T09:00:00.000Z".into(),
         };
+        // The seeded objects were edited at different times, and in another order than they were
+        // created, so that search's default order (last edited first) is not creation order.
+        let at = |hour: u32| Times::at(&format!("2026-01-05T{hour:02}:00:00.000Z"));
         let twitter = make_id(seed, 10);
         let twitter_ds = make_id(seed, 11);
         let mut kind = prop("Kind", "%3CkNd", "select");
@@ -214,6 +255,8 @@ impl Workspace {
             title: "Twitter".into(),
             data_sources: vec![twitter_ds.clone()],
             unshared: false,
+            in_trash: false,
+            times: at(9),
         });
         ws.dss.push(Ds {
             id: twitter_ds,
@@ -232,6 +275,7 @@ impl Workspace {
                 prop("Email", "eM%60l", "email"),
                 prop("Phone", "pH%7Bn", "phone_number"),
             ],
+            times: at(9),
         });
         let projects = make_id(seed, 12);
         let (tasks, bugs) = (make_id(seed, 13), make_id(seed, 14));
@@ -240,8 +284,10 @@ impl Workspace {
             title: "Projects".into(),
             data_sources: vec![tasks.clone(), bugs.clone()],
             unshared: false,
+            in_trash: false,
+            times: at(10),
         });
-        for (id, name) in [(tasks, "Tasks"), (bugs, "Bugs")] {
+        for (id, name, hour) in [(tasks, "Tasks", 10), (bugs, "Bugs", 11)] {
             ws.dss.push(Ds {
                 id,
                 name: name.into(),
@@ -250,6 +296,7 @@ impl Workspace {
                     prop("Name", "title", "title"),
                     prop("Notes", "n%3Ats", "rich_text"),
                 ],
+                times: at(hour),
             });
         }
         let hidden = make_id(seed, 15);
@@ -259,15 +306,21 @@ impl Workspace {
             title: "Hidden".into(),
             data_sources: vec![hidden_ds.clone()],
             unshared: false,
+            in_trash: false,
+            times: at(12),
         });
         ws.dss.push(Ds {
             id: hidden_ds,
             name: "Hidden".into(),
             database_id: hidden,
             props: vec![prop("Name", "title", "title")],
+            times: at(12),
         });
-        ws.plain_pages
-            .push((make_id(seed, 17), "Inbox notes".into()));
+        ws.plain_pages.push(PlainPage {
+            id: make_id(seed, 17),
+            title: "Inbox notes".into(),
+            times: at(13),
+        });
         ws
     }
 
@@ -292,7 +345,7 @@ impl Workspace {
                 .filter(|d| d.title != "Hidden")
                 .map(|d| d.id.clone())
                 .collect(),
-            self.plain_pages.iter().map(|(id, _)| id.clone()).collect(),
+            self.plain_pages.iter().map(|p| p.id.clone()).collect(),
         )
     }
 
@@ -330,13 +383,22 @@ impl Workspace {
         Some(ds)
     }
 
-    /// Rows of a data source that queries may see now.
-    pub fn visible_rows(&self, ds_id: &str) -> impl Iterator<Item = &Row> {
+    /// Rows of a data source that queries may see now: those in the trash when `in_trash`, the
+    /// others otherwise.
+    pub fn visible_rows(&self, ds_id: &str, in_trash: bool) -> impl Iterator<Item = &Row> {
         let now = Instant::now();
         let ds_id = ds_id.to_owned();
-        self.rows
-            .iter()
-            .filter(move |r| r.page.data_source_id == ds_id && r.visible_at <= now)
+        self.rows.iter().filter(move |r| {
+            r.page.data_source_id == ds_id && r.visible_at <= now && r.in_trash == in_trash
+        })
+    }
+
+    /// A row by page id (dashed or not), if `token` may see its data source.
+    pub fn row_index(&self, token: &TokenInfo, id: &str) -> Option<usize> {
+        let id = normalize(id)?;
+        let i = self.rows.iter().position(|r| r.page.id == id)?;
+        self.ds(token, &self.rows[i].page.data_source_id)?;
+        Some(i)
     }
 
     /// Codes older than 10 minutes are forgotten.
