@@ -188,7 +188,7 @@ fn page_common(
 }
 
 /// A page object (a row). `only` keeps just the properties with these ids (the
-/// `filter_properties` query parameter).
+/// `filter_properties` query parameter), given as stored (`sC%3Fr`) or with escapes decoded.
 pub fn page(ws: &Workspace, row: &Row, ds: &Ds, v: Version, only: Option<&[String]>) -> Value {
     let parent = if v.data_sources() {
         json!({"type": "data_source_id", "data_source_id": ds.id, "database_id": ds.database_id})
@@ -198,7 +198,10 @@ pub fn page(ws: &Workspace, row: &Row, ds: &Ds, v: Version, only: Option<&[Strin
     let properties = match (only, row.page.properties.as_object()) {
         (Some(ids), Some(all)) => Value::Object(
             all.iter()
-                .filter(|(_, p)| ids.iter().any(|i| p["id"] == i.as_str()))
+                .filter(|(_, p)| {
+                    let id = p["id"].as_str().unwrap_or_default();
+                    ids.iter().any(|i| i == id || *i == decode_id(id))
+                })
                 .map(|(k, p)| (k.clone(), p.clone()))
                 .collect(),
         ),
@@ -219,6 +222,13 @@ pub fn page(ws: &Workspace, row: &Row, ds: &Ds, v: Version, only: Option<&[Strin
         v,
     );
     o
+}
+
+/// A property id with its %XX escapes decoded, as it arrives in a path or a query string.
+pub fn decode_id(id: &str) -> String {
+    percent_encoding::percent_decode_str(id)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A plain page (not a row).

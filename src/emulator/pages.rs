@@ -377,7 +377,9 @@ pub(crate) async fn get_page_property(
             m.iter()
                 .find(|(name, v)| {
                     let pid = v["id"].as_str().unwrap_or_default();
-                    *name == &property_id || pid == property_id || decode(pid) == property_id
+                    *name == &property_id
+                        || pid == property_id
+                        || objects::decode_id(pid) == property_id
                 })
                 .map(|(_, v)| v.clone())
         });
@@ -424,11 +426,4 @@ pub(crate) async fn get_page_property(
     list["property_item"] =
         json!({"id": value["id"], "next_url": null, "type": ty, ty.as_str(): {}});
     ok(&shared, list)
-}
-
-/// A property id with its %XX escapes decoded, as a path segment arrives.
-fn decode(id: &str) -> String {
-    percent_encoding::percent_decode_str(id)
-        .decode_utf8_lossy()
-        .into_owned()
 }

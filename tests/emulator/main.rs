@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use notion_inbox::emulator::{Emulator, EmulatorOptions, Faults, RateLimit};
 use serde_json::{Value, json};
 
+mod fidelity;
+
 struct T {
     rt: tokio::runtime::Runtime,
     emu: Emulator,
