@@ -143,11 +143,11 @@ fn the_official_sdk_works_against_the_emulator_and_its_types_accept_every_respon
 
     // What the SDK wrote arrived, field by field.
     let pages = emu.pages();
-    assert_eq!(pages.len(), 1, "one page created through the SDK");
+    assert_eq!(pages.len(), 2, "two pages created through the SDK");
     let p = &pages[0].properties;
     assert_eq!(p["handle"]["title"][0]["plain_text"], "@sdk");
     assert_eq!(p["Inbox ID"]["rich_text"][0]["plain_text"], "sdk-1");
-    assert_eq!(p["Score"]["number"], 4.5);
+    assert_eq!(p["Score"]["number"], 5, "the update landed");
     assert_eq!(p["Tags"]["multi_select"][1]["name"], "sdk");
     assert_eq!(p["When"]["date"]["start"], "2026-01-31T12:00:00Z");
 
@@ -161,6 +161,8 @@ fn the_official_sdk_works_against_the_emulator_and_its_types_accept_every_respon
         "PageObjectResponse",
         "QueryDataSourceResponse",
         "SearchResponse",
+        "PropertyItemListResponse",
+        "NumberPropertyItemObjectResponse",
     ] {
         assert!(
             text.contains(&format!(": {ty} =")),

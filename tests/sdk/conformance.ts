@@ -112,6 +112,50 @@ async function main() {
   assert(query.results.length === 1 && query.results[0].id === created.id, "the query finds the page");
   record("query_result", "PageObjectResponse", query.results[0]);
 
+  // Rich text beyond plain text: annotations, a mention of each kind the emulator models, an
+  // equation; the responses are type-checked below like every other.
+  const rich = await notion.pages.create({
+    parent: { type: "data_source_id", data_source_id: dataSourceId },
+    properties: {
+      handle: { title: [{ type: "text", text: { content: "@rich" }, annotations: { bold: true, color: "red" } }] },
+      tweet: {
+        rich_text: [
+          { type: "mention", mention: { type: "date", date: { start: "2026-01-31" } } },
+          { type: "mention", mention: { type: "user", user: { id: me.id } } },
+          { type: "mention", mention: { type: "database", database: { id: databaseId } } },
+          { type: "mention", mention: { type: "template_mention", template_mention: { type: "template_mention_user", template_mention_user: "me" } } },
+          { type: "equation", equation: { expression: "x^2" } },
+          { type: "text", text: { content: "a link", link: { url: "https://example.com/l" } } },
+        ],
+      },
+    },
+  });
+  record("page_rich", "PageObjectResponse", rich);
+
+  // Pages: retrieve, update (properties, then the trash), and property items.
+  const got = await notion.pages.retrieve({ page_id: created.id });
+  assert("properties" in got, "pages.retrieve returns a full page");
+  record("page_retrieved", "PageObjectResponse", got);
+  const updated = await notion.pages.update({ page_id: created.id, properties: { Score: { number: 5 } } });
+  assert("properties" in updated && updated.properties.Score.type === "number" && updated.properties.Score.number === 5, "pages.update");
+  record("page_updated", "PageObjectResponse", updated);
+  const titleItems = await notion.pages.properties.retrieve({ page_id: created.id, property_id: "title" });
+  assert(titleItems.object === "list", "a title comes as a list of property items");
+  record("property_title", "PropertyItemListResponse", titleItems);
+  const score = await notion.pages.properties.retrieve({ page_id: created.id, property_id: got.properties.Score.id });
+  assert(score.object === "property_item" && score.type === "number" && score.number === 5, "a number as one item");
+  record("property_number", "NumberPropertyItemObjectResponse", score);
+  const sorted = await notion.dataSources.query({
+    data_source_id: dataSourceId,
+    filter: { and: [{ property: "Score", number: { greater_than_or_equal_to: 0 } }, { property: "Done", checkbox: { equals: true } }] },
+    sorts: [{ property: "Score", direction: "descending" }],
+  });
+  assert(sorted.results.length === 1 && sorted.results[0].id === created.id, "a compound filter finds the page");
+  record("query_sorted", "QueryDataSourceResponse", sorted);
+  const trashed = await notion.pages.update({ page_id: rich.id, in_trash: true });
+  assert("in_trash" in trashed && trashed.in_trash === true, "pages.update moves a page to the trash");
+  record("page_trashed", "PageObjectResponse", trashed);
+
   await expectError("a database not shared", "object_not_found", () =>
     notion.databases.retrieve({ database_id: hiddenDatabaseId }),
   );
