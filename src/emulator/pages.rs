@@ -319,7 +319,11 @@ fn update(
     };
     let in_trash = trash.unwrap_or(ws.rows[i].in_trash);
     let props = body.get("properties").filter(|p| !p.is_null());
-    if in_trash && props.is_some() {
+    let db_trashed = ws
+        .dbs
+        .iter()
+        .any(|d| d.id == ws.rows[i].page.database_id && d.in_trash);
+    if (in_trash || db_trashed) && props.is_some() {
         return Err(bad(ARCHIVED.into()));
     }
     let ds_index = ws

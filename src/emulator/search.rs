@@ -85,7 +85,12 @@ fn answer(
     let ws = shared.lock_ws();
     let mut hits: Vec<Hit> = Vec::new();
     if filter.as_deref() != Some("page") {
-        for db in ws.dbs.iter().filter(|d| ws.db(info, &d.id).is_some()) {
+        // What is in the trash is not found by search.
+        for db in ws
+            .dbs
+            .iter()
+            .filter(|d| !d.in_trash && ws.db(info, &d.id).is_some())
+        {
             if version.data_sources() {
                 // A data source is found by its own name or by its database's title.
                 for ds in ws.dss.iter().filter(|d| d.database_id == db.id) {
@@ -114,7 +119,12 @@ fn answer(
                 });
             }
         }
-        for row in ws.rows.iter().filter(|r| !r.in_trash) {
+        let db_trashed = |id: &str| ws.dbs.iter().any(|d| d.id == id && d.in_trash);
+        for row in ws
+            .rows
+            .iter()
+            .filter(|r| !r.in_trash && !db_trashed(&r.page.database_id))
+        {
             let Some(ds) = ws.ds(info, &row.page.data_source_id) else {
                 continue;
             };

@@ -427,6 +427,21 @@ fn pages_are_retrieved_updated_trashed_and_read_property_by_property() {
         None,
     );
     assert_eq!(b["in_trash"], true);
+    let edit = json!({"properties": {"Score": {"number": 2}}});
+    let (s, _, b) = t.call("PATCH", &page, V25, Some(edit));
+    assert_error(
+        s,
+        &b,
+        400,
+        "validation_error",
+        "Can't edit block that is archived",
+    );
+    let (_, _, b) = t.call("POST", "/v1/search", V25, Some(json!({"query": "Twitter"})));
+    assert_eq!(
+        b["results"].as_array().unwrap().len(),
+        0,
+        "nothing in the trash: {b}"
+    );
     t.emu.restore_database(&info.database_id);
     assert_eq!(
         t.create("2025-09-03", json!({"handle": title("@back")})).0,
