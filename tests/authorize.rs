@@ -346,8 +346,13 @@ fn two_redirects_at_once_exchange_the_code_once() {
         held.arrived.load(Ordering::SeqCst) == 1
     });
     // While the first one's exchange is held, the same redirect again: it waits for the first
-    // (or, on a slow machine, comes after it), and either way it is turned away.
+    // and is turned away. It must have been accepted before the first is let go: one arriving
+    // after the flow ended finds the listener closed (a reset, not a 409). Accepted shows as one
+    // more open descriptor of the authorize process.
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", child.id())).map_or(0, |d| d.count());
+    let before = fds();
     let second = send(&location);
+    wait_until("authorize accepted the second redirect", || fds() > before);
     held.release.add_permits(10);
     let (status, page) = a.w.rt.block_on(first).unwrap();
     assert_eq!(status, 200, "{page}");
