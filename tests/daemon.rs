@@ -466,6 +466,31 @@ fn an_unshared_database_pauses_the_target_until_shared_again() {
     assert_rows_once(&w, &["@one".into(), "@two".into()]);
 }
 
+/// A database moved to Notion's trash answers every create with 400 "Can't edit block that is
+/// archived": the database's trouble, not the records'. The target pauses, nothing is
+/// dead-lettered, and delivery resumes once the database is restored.
+#[test]
+fn a_trashed_database_pauses_the_target_until_restored() {
+    let mut w = fast_world(&["tweets"], false);
+    let inbox = w.inbox("tweets");
+    w.append(&inbox, &rec("@one", "live"));
+    w.start();
+    wait_until("the first row", || w.pages().len() == 1);
+    let db = w.emu.info().database_id.clone();
+    w.emu.trash_database(&db);
+    w.append(&inbox, &rec("@two", "while in the trash"));
+    w.append(&inbox, &rec("@three", "while in the trash"));
+    wait_until("the pause is reported", || {
+        w.logs().contains("in Notion's trash")
+    });
+    w.emu.restore_database(&db);
+    wait_until("the rows after the restore", || w.pages().len() == 3);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@one".into(), "@two".into(), "@three".into()]);
+    let dead = w.dead_letters("tweets");
+    assert!(dead.is_empty(), "nothing is dead-lettered: {dead:?}");
+}
+
 #[test]
 fn one_broken_target_does_not_stall_another() {
     let mut w = World::new(fast());

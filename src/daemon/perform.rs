@@ -239,6 +239,10 @@ impl Io {
                     self.resolved.describe()
                 ))
             }
+            CreateOutcome::Trashed { error } => SendResult::Unreachable(format!(
+                "{} is in Notion's trash ({error}); restore it in Notion (Trash, then Restore) and delivery resumes by itself, nothing is lost meanwhile",
+                self.resolved.describe()
+            )),
             CreateOutcome::Invalid { error } => {
                 let info = NotionErrorInfo::from(&error);
                 SendResult::Invalid {

@@ -289,6 +289,19 @@ pub enum CreateOutcome {
         /// What Notion said.
         error: NotionError,
     },
+    /// The database is in Notion's trash (400 `validation_error`, "Can't edit block that is
+    /// archived"): no record can be written until it is restored, through no fault of the record.
+    Trashed {
+        /// What Notion said.
+        error: NotionError,
+    },
+}
+
+/// Whether Notion refused a write because its parent is in the trash ("Can't edit block that is
+/// archived. You must unarchive the block before editing."). notion-inbox writes no relations or
+/// mentions, so the archived block can only be the database it writes into.
+fn is_archived(api: &ApiError) -> bool {
+    api.code == ErrorCode::ValidationError && api.message.to_lowercase().contains("is archived")
 }
 
 impl CreateOutcome {
@@ -307,6 +320,7 @@ impl CreateOutcome {
                 401 => CreateOutcome::Unauthorized { error, generation },
                 403 => CreateOutcome::Forbidden { error },
                 404 => CreateOutcome::NotFound { error },
+                400 if is_archived(api) => CreateOutcome::Trashed { error },
                 400 | 413 | 422 => CreateOutcome::Invalid { error },
                 _ => CreateOutcome::Unknown { error },
             },
@@ -362,6 +376,16 @@ mod tests {
             (api(400, "validation_error", None), |o| {
                 matches!(o, O::Invalid { .. })
             }),
+            (
+                NotionError::Api(ApiError {
+                    message: "Can't edit block that is archived. You must unarchive the block before editing.".into(),
+                    ..match api(400, "validation_error", None) {
+                        NotionError::Api(a) => a,
+                        _ => unreachable!(),
+                    }
+                }),
+                |o| matches!(o, O::Trashed { .. }),
+            ),
             (api(401, "unauthorized", None), |o| {
                 matches!(o, O::Unauthorized { .. })
             }),
