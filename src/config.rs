@@ -248,6 +248,9 @@ pub struct Target {
     pub inbox: PathBuf,
     /// The database or data source that receives the rows.
     pub destination: Destination,
+    /// Breaks a tie when several shared databases fit the mapping (discovery): the one whose
+    /// title, or whose data source's name, is this.
+    pub database_title: Option<String>,
     /// Where the target's access token comes from.
     pub token: TokenSource,
     /// How many page creates may be outstanding at once.
@@ -283,6 +286,9 @@ pub enum Destination {
     Database(String),
     /// A data source id, used as it is.
     DataSource(String),
+    /// Neither is configured: the one chosen after consent (saved in the token file), or else
+    /// the one shared database that fits the mapping (see `notion::discover`).
+    Discover,
 }
 
 /// Where a target's access token comes from.
@@ -339,6 +345,7 @@ struct RawTarget {
     inbox: Spanned<String>,
     database_id: Option<Spanned<String>>,
     data_source_id: Option<Spanned<String>>,
+    database_title: Option<Spanned<String>>,
     token: Option<Spanned<SecretString>>,
     token_file: Option<Spanned<String>>,
     max_in_flight: Option<Spanned<i64>>,
@@ -817,15 +824,7 @@ impl Cx<'_> {
             }
             (Some(db), None) => Destination::Database(self.id(&db, "database_id")?),
             (None, Some(ds)) => Destination::DataSource(self.id(&ds, "data_source_id")?),
-            (None, None) => {
-                return Err(self.invalid(
-                    span,
-                    format!("target {name:?} has neither database_id nor data_source_id"),
-                    format!(
-                        "add database_id = \"…\"; `notion-inbox databases --target {name}` lists the ones the token can see"
-                    ),
-                ));
-            }
+            (None, None) => Destination::Discover,
         };
         if matches!(destination, Destination::DataSource(_)) && !notion.version.has_data_sources() {
             return Err(self.invalid(
@@ -917,10 +916,12 @@ impl Cx<'_> {
                 "name the JSONL file, such as /var/spool/notion-inbox/tweets.jsonl",
             ));
         }
+        let database_title = raw.database_title.map(Spanned::into_inner);
         Ok(Target {
             name,
             inbox,
             destination,
+            database_title,
             token,
             max_in_flight,
             dedupe_property,

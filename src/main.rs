@@ -80,10 +80,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 done.owner.map(|o| format!(", by {o}")).unwrap_or_default(),
                 done.token_file.display()
             );
-            eprintln!(
-                "Next: `notion-inbox databases --target {}` to see what it can write to, then `notion-inbox check`",
-                args.target
-            );
+            use notion_inbox::commands::authorize::DatabaseOutcome;
+            match done.database {
+                DatabaseOutcome::Configured => eprintln!(
+                    "Next: `notion-inbox databases --target {}` to see what it can write to, then `notion-inbox check`",
+                    args.target
+                ),
+                DatabaseOutcome::Chosen(label) => eprintln!(
+                    "Rows of target {} go to {label} (found among what you shared; saved with the token). Next: `notion-inbox check`",
+                    args.target
+                ),
+                DatabaseOutcome::NotChosen(why) => {
+                    eprintln!("{why}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Databases(args) => {

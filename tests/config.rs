@@ -254,14 +254,6 @@ fn bad_targets_name_the_place_and_the_fix() {
             &["keep only one"],
         ),
         (
-            minimal("").replace("database_id", "# database_id"),
-            &[
-                "config.toml:4:1",
-                "neither database_id nor data_source_id",
-                "--target tweets",
-            ],
-        ),
-        (
             minimal("").replace("\"tweets\"", "\"my tweets\""),
             &["config.toml:5:8", "not usable in file names"],
         ),
@@ -405,4 +397,15 @@ fn notion_ids_are_normalized() {
     ] {
         assert_eq!(normalize_notion_id(input), None, "{input}");
     }
+}
+
+/// A target without database_id or data_source_id is valid: its database is discovered after
+/// consent (or is the one shared database that fits), with `database_title` breaking a tie.
+#[test]
+fn a_target_without_a_database_discovers_it() {
+    let text = minimal("database_title = \"Twitter\"\n").replace("database_id", "# database_id");
+    let c = Config::from_toml(Path::new("/etc/ni/config.toml"), &text).unwrap();
+    let t = c.target("tweets").unwrap();
+    assert_eq!(t.destination, Destination::Discover);
+    assert_eq!(t.database_title.as_deref(), Some("Twitter"));
 }

@@ -2,12 +2,9 @@
 //! destinations fit the target's mapping.
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::config::{Config, Destination, Target};
-use crate::notion::schema::{parse_properties, plain_text};
-use crate::notion::{NotionClient, NotionError, Resolved, TokenHandle};
-use crate::record::Mapper;
+use crate::notion::{NotionClient, TokenHandle};
 
 /// One database the token can see.
 #[derive(Debug, Serialize)]
@@ -96,109 +93,45 @@ pub async fn collect(config: &Config, name: &str) -> anyhow::Result<Vec<Database
     let target = config.target(name)?;
     let client = NotionClient::new(&config.notion)?;
     let token = usable_token(&client, target, config).await?;
-    let version = client.version();
+    let chosen = token.file().and_then(|f| f.destination);
     let mut out: Vec<DatabaseInfo> = Vec::new();
-    if version.has_data_sources() {
-        for ds in client.search_all(&token, "data_source").await? {
-            let ds = with_properties(&client, &token, ds).await?;
-            let database_id = ds
-                .get("parent")
-                .and_then(|p| p.get("database_id"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let ds_id = ds.get("id").and_then(Value::as_str).map(str::to_owned);
-            let info = source_info(target, &ds, version, Some(&database_id), ds_id.clone())?;
-            match out.iter_mut().find(|d| d.database_id == database_id) {
-                Some(db) => db.data_sources.push(info),
-                None => {
-                    let title = match client.retrieve_database(&token, &database_id).await {
-                        Ok(db) => plain_text(db.get("title")),
-                        Err(_) => plain_text(ds.get("title")),
-                    };
-                    out.push(DatabaseInfo {
-                        title,
-                        database_id,
-                        data_sources: vec![info],
-                    });
-                }
-            }
-        }
-    } else {
-        for db in client.search_all(&token, "database").await? {
-            let id = db
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let info = source_info(target, &db, version, Some(&id), None)?;
-            out.push(DatabaseInfo {
-                title: plain_text(db.get("title")),
-                database_id: id,
+    let mut candidates = client.candidates(target, &token).await?;
+    client.fill_database_titles(&token, &mut candidates).await?;
+    for c in candidates {
+        let configured = match &target.destination {
+            Destination::DataSource(id) => c.data_source_id.as_deref() == Some(id.as_str()),
+            Destination::Database(id) => c.database_id == *id,
+            Destination::Discover => chosen.as_ref().is_some_and(|ch| match &ch.data_source_id {
+                Some(ds) => c.data_source_id.as_ref() == Some(ds),
+                None => ch.database_id.as_ref() == Some(&c.database_id),
+            }),
+        };
+        let info = DataSourceInfo {
+            fits: c.why_not.is_none(),
+            why_not: c.why_not,
+            name: c.name,
+            data_source_id: c.data_source_id,
+            properties: c
+                .properties
+                .into_iter()
+                .map(|p| PropertyInfo {
+                    name: p.name,
+                    id: p.id,
+                    kind: p.kind.as_str().to_owned(),
+                })
+                .collect(),
+            configured,
+        };
+        match out.iter_mut().find(|d| d.database_id == c.database_id) {
+            Some(db) => db.data_sources.push(info),
+            None => out.push(DatabaseInfo {
+                title: c.database_title,
+                database_id: c.database_id,
                 data_sources: vec![info],
-            });
+            }),
         }
     }
     Ok(out)
-}
-
-/// Search results may omit properties; fetch the data source when they do.
-async fn with_properties(
-    client: &NotionClient,
-    token: &TokenHandle,
-    ds: Value,
-) -> Result<Value, NotionError> {
-    if ds.get("properties").is_some() {
-        return Ok(ds);
-    }
-    let id = ds
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    client.retrieve_data_source(token, &id).await
-}
-
-fn source_info(
-    target: &Target,
-    object: &Value,
-    version: crate::config::NotionVersion,
-    database_id: Option<&str>,
-    data_source_id: Option<String>,
-) -> anyhow::Result<DataSourceInfo> {
-    let properties = parse_properties(object).map_err(anyhow::Error::msg)?;
-    let name = object
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| plain_text(object.get("title")));
-    let resolved = Resolved {
-        version,
-        database_id: database_id.map(str::to_owned),
-        data_source_id: data_source_id.clone(),
-        title: name.clone(),
-        properties: properties.clone(),
-    };
-    let configured = match &target.destination {
-        Destination::DataSource(id) => data_source_id.as_deref() == Some(id.as_str()),
-        Destination::Database(id) => database_id == Some(id.as_str()),
-    };
-    let why_not = Mapper::new(target, &resolved).err();
-    Ok(DataSourceInfo {
-        fits: why_not.is_none(),
-        why_not,
-        name,
-        data_source_id,
-        properties: properties
-            .into_iter()
-            .map(|p| PropertyInfo {
-                name: p.name,
-                id: p.id,
-                kind: p.kind.as_str().to_owned(),
-            })
-            .collect(),
-        configured,
-    })
 }
 
 /// Prints the listing for people.

@@ -75,8 +75,8 @@ pub async fn run(
     std::fs::write(
         &config_path,
         format!(
-            "[notion]\napi_base = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{redirect}\"\n\n[daemon]\nstate_dir = \"state\"\nlog_level = \"warn\"\n\n[[target]]\nname = \"tweets\"\ninbox = \"spool/tweets.jsonl\"\ndatabase_id = \"{}\"\ndedupe_property = \"Inbox ID\"\n\n[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n",
-            info.url, info.client_id, info.database_id
+            "[notion]\napi_base = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{redirect}\"\n\n[daemon]\nstate_dir = \"state\"\nlog_level = \"warn\"\n\n[[target]]\nname = \"tweets\"\ninbox = \"spool/tweets.jsonl\"\ndedupe_property = \"Inbox ID\"\n\n[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n",
+            info.url, info.client_id
         ),
     )?;
     let config = Config::load(&config_path)?;
@@ -90,6 +90,7 @@ pub async fn run(
         paste: false,
         timeout: Duration::from_secs(30),
         force: false,
+        database: None,
     };
     let (url_tx, mut url_rx) = mpsc::channel::<url::Url>(1);
     let browser = tokio::spawn(async move {
@@ -106,6 +107,14 @@ pub async fn run(
         done.workspace,
         done.token_file.display()
     );
+    // The config names no database: the one shared that fits the mapping was found.
+    match &done.database {
+        super::authorize::DatabaseOutcome::Chosen(label) => {
+            println!("   rows go to {label}, found among the databases shared at consent")
+        }
+        super::authorize::DatabaseOutcome::Configured => {}
+        super::authorize::DatabaseOutcome::NotChosen(why) => anyhow::bail!("{why}"),
+    }
 
     // Records, then the daemon.
     println!(

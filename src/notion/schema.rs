@@ -278,7 +278,17 @@ impl NotionClient {
         let version = self.version();
         let unusable =
             |what: String| ResolveError::Unusable(format!("target {}: {what}", target.name));
-        match &target.destination {
+        let chosen = match &target.destination {
+            Destination::Discover => match token.file().and_then(|f| f.destination) {
+                Some(c) => c.destination(),
+                None => None,
+            },
+            d => Some(d.clone()),
+        };
+        let Some(destination) = chosen else {
+            return self.discover(target, token).await;
+        };
+        match &destination {
             Destination::DataSource(id) => {
                 if !version.has_data_sources() {
                     return Err(unusable(format!(
@@ -347,6 +357,22 @@ impl NotionClient {
                     }),
                 }
             }
+            Destination::Discover => self.discover(target, token).await,
+        }
+    }
+
+    /// The destination of a target configured without one and not chosen at authorization: the
+    /// one shared database that fits its mapping (or its `database_title`).
+    async fn discover(
+        &self,
+        target: &Target,
+        token: &TokenHandle,
+    ) -> Result<Resolved, ResolveError> {
+        use super::discover::{Choice, none_fits_message, several_message};
+        match self.discover_choice(target, token, None).await? {
+            Choice::One(c) => Ok(c.resolved(self.version())),
+            Choice::NoneFits(seen) => Err(ResolveError::Unusable(none_fits_message(target, &seen))),
+            Choice::Several(fits) => Err(ResolveError::Unusable(several_message(target, &fits))),
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct TokenFile {
     /// The rest of Notion's token response (secrets removed), kept as Notion sent it, as JSON.
     #[serde(default)]
     pub response: String,
+    /// The database chosen for this authorization, for a target configured without one (see
+    /// `notion::discover`). Kept across refreshes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<super::discover::Chosen>,
 }
 
 fn expose<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
@@ -104,6 +108,7 @@ impl TokenFile {
             obtained_at: previous.map_or(now, |p| p.obtained_at),
             refreshed_at: previous.map(|_| now),
             response: response.rest.to_string(),
+            destination: previous.and_then(|p| p.destination.clone()),
         }
     }
 
@@ -449,6 +454,35 @@ impl TokenHandle {
         self.adopt(file);
         drop(lock);
         tracing::info!(token_file = %path.display(), "refreshed the access token and saved the rotated pair");
+        Ok(())
+    }
+}
+
+impl TokenHandle {
+    /// Saves the database chosen for this authorization in the token file, under the file's lock
+    /// and re-read under it, so that a refresh by another process meanwhile is kept. A fixed token
+    /// has no file: nothing is saved.
+    pub async fn save_destination(
+        &self,
+        chosen: super::discover::Chosen,
+    ) -> Result<(), RefreshError> {
+        let Source::File { path, seen, .. } = &self.inner.source else {
+            return Ok(());
+        };
+        let lock = lock_token_file(path).await?;
+        let mut file = read_for_refresh(path)?;
+        file.destination = Some(chosen);
+        let stamp = file
+            .write_stamped(path)
+            .map_err(|source| RefreshError::Io {
+                action: "write",
+                path: path.clone(),
+                fix: "check the permissions and free space of its directory",
+                source,
+            })?;
+        *seen.lock().expect("not poisoned") = stamp;
+        self.adopt(file);
+        drop(lock);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! waiting) and writes the target's token file (atomically, mode 600), refusing to replace
 //! another workspace's without `--force`.
 
+mod choose;
 mod error;
 mod flow;
 mod listen;
@@ -17,6 +18,7 @@ use axum::extract::{RawQuery, State};
 use tokio::sync::oneshot;
 use url::Url;
 
+pub use choose::DatabaseOutcome;
 pub use error::AuthorizeError;
 use flow::{Flow, FlowSettings, Outcome};
 
@@ -44,6 +46,10 @@ pub struct AuthorizeArgs {
     /// (without it, a grant for another workspace is refused and the file kept as it was).
     #[arg(long)]
     pub force: bool,
+    /// For a target configured without database_id: the shared database (or data source) to
+    /// write to, by id, URL or title, when several fit its mapping.
+    #[arg(long, value_name = "ID|URL|TITLE")]
+    pub database: Option<String>,
 }
 
 /// What `authorize` obtained.
@@ -55,6 +61,8 @@ pub struct Authorized {
     pub owner: Option<String>,
     /// Where the token was written.
     pub token_file: std::path::PathBuf,
+    /// Where the target's rows go.
+    pub database: DatabaseOutcome,
 }
 
 /// Runs the flow for `args.target`, reading a pasted redirect from `stdin` when needed: prints the
@@ -83,6 +91,7 @@ pub async fn run_with(
     on_url: &mut (dyn FnMut(&Url) + Send),
 ) -> anyhow::Result<Authorized> {
     let target = config.target(&args.target)?;
+    choose::check_args(target, args.database.as_deref())?;
     let token_file = token_file_of(target)?;
     let client_id = config.notion.client_id.clone().with_context(|| {
         format!(
@@ -128,6 +137,7 @@ pub async fn run_with(
             pasted(&flow, &query_of(line.trim())).await?
         }
     };
+    let database = choose::choose_database(config, target, args.database.as_deref()).await?;
     // Notion's texts, shown on the terminal: without control characters.
     Ok(Authorized {
         workspace: printable(
@@ -138,6 +148,7 @@ pub async fn run_with(
         ),
         owner: response.owner_name().as_deref().map(printable),
         token_file,
+        database,
     })
 }
 
