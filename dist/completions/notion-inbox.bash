@@ -117,7 +117,7 @@ _notion__inbox() {
             return 0
             ;;
         notion__subcmd__inbox__subcmd__authorize)
-            opts="-t -h --target --no-browser --paste --timeout --force --config --log-format --help"
+            opts="-t -h --target --no-browser --paste --timeout --force --database --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -132,6 +132,10 @@ _notion__inbox() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,6 +49,7 @@ json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l timeout -d 'How long to wait for the redirect' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l database -d 'For a target configured without database_id: the shared database (or data source) to write to, by id, URL or title, when several fit its mapping' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
