@@ -235,7 +235,7 @@ pub(crate) async fn prelude(
     if wait.is_none()
         && let Some(l) = &shared.per_workspace
     {
-        let ws = shared.info.workspace_id.clone();
+        let ws = shared.lock_ws().space(&info).id.clone();
         wait = l.check_key(&ws).err().map(limited);
     }
     if let Some(secs) = wait {
@@ -418,19 +418,20 @@ async fn users_me(State(shared): S, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let ws = shared.lock_ws();
+    let space = ws.space(&info);
     let owner = match info.kind {
         TokenKind::Internal => json!({"type": "workspace", "workspace": true}),
-        TokenKind::OAuth(_) => json!({"type": "user", "user": super::oauth::owner_user(&ws)}),
+        TokenKind::OAuth(_) => json!({"type": "user", "user": super::oauth::owner_user(space)}),
     };
     ok(
         &shared,
         json!({
             "object": "user",
-            "id": ws.bot_id,
+            "id": space.bot_id,
             "name": "notion-inbox",
             "avatar_url": null,
             "type": "bot",
-            "bot": {"owner": owner, "workspace_name": ws.name, "workspace_id": ws.id,
+            "bot": {"owner": owner, "workspace_name": space.name, "workspace_id": space.id,
                 "workspace_limits": {"max_file_upload_size_in_bytes": 5_242_880}},
         }),
     )

@@ -54,6 +54,9 @@ pub struct EmulatorArgs {
     /// OAuth access tokens stop working after this long.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub access_token_ttl: Option<Duration>,
+    /// The integration has a template the consent page offers to duplicate.
+    #[arg(long)]
+    pub template: bool,
 }
 
 impl EmulatorArgs {
@@ -89,6 +92,7 @@ impl EmulatorArgs {
                 self.redirect_uris.clone()
             },
             access_token_ttl: self.access_token_ttl,
+            template: self.template,
             seed: self.seed,
         }
     }

@@ -26,6 +26,10 @@ pub(crate) fn routes() -> Router<std::sync::Arc<Shared>> {
         .route("/_emulator/databases/{id}/share", post(inspect_share))
         .route("/_emulator/databases/{id}/trash", post(inspect_trash))
         .route("/_emulator/databases/{id}/restore", post(inspect_restore))
+        .route(
+            "/_emulator/workspaces/{id}/remove_integration",
+            post(inspect_remove_integration),
+        )
 }
 
 pub(crate) fn set_faults(shared: &Shared, faults: Faults) {
@@ -134,5 +138,25 @@ async fn inspect_trash(State(shared): S, Path(id): Path<String>) -> Response {
 
 async fn inspect_restore(State(shared): S, Path(id): Path<String>) -> Response {
     set_trashed(&shared, &id, false);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The user removes the integration from a workspace: its tokens stop working, and its refresh
+/// tokens are refused.
+pub(crate) fn remove_integration(shared: &Shared, workspace_id: &str) {
+    let mut ws = shared.lock_ws();
+    let Some(space) = ws.spaces.iter().position(|s| s.id == workspace_id) else {
+        return;
+    };
+    for t in ws.tokens.values_mut().filter(|t| t.space == space) {
+        t.revoked = true;
+    }
+    for r in ws.refresh.values_mut().filter(|r| r.space == space) {
+        r.used = true;
+    }
+}
+
+async fn inspect_remove_integration(State(shared): S, Path(id): Path<String>) -> Response {
+    remove_integration(&shared, &id);
     StatusCode::NO_CONTENT.into_response()
 }

@@ -147,6 +147,10 @@ pub struct EmulatorOptions {
     pub access_token_ttl: Option<Duration>,
     /// Seed of the ids and secrets of the workspace.
     pub seed: u64,
+    /// The integration has a template: the consent page offers to duplicate it (a page
+    /// "notion-inbox" with a "Tweets" database), and the token response names the duplicate in
+    /// `duplicated_template_id`.
+    pub template: bool,
 }
 
 impl Default for EmulatorOptions {
@@ -159,6 +163,7 @@ impl Default for EmulatorOptions {
             redirect_uris: vec![crate::config::DEFAULT_REDIRECT_URI.to_owned()],
             access_token_ttl: None,
             seed: 7,
+            template: false,
         }
     }
 }
@@ -182,10 +187,14 @@ pub struct EmulatorInfo {
     pub multi_source_database_id: String,
     /// "Hidden": granted only when picked on the consent page.
     pub hidden_database_id: String,
-    /// The workspace.
+    /// The workspace "Acme" (the internal token's).
     pub workspace_id: String,
     /// Its name.
     pub workspace_name: String,
+    /// A second workspace, "Globex", which a user may pick on the consent page.
+    pub other_workspace_id: String,
+    /// Its "Tweets" database (fits the handle/tweet mapping).
+    pub other_database_id: String,
     /// Registered OAuth redirect URIs.
     pub redirect_uris: Vec<String>,
 }
@@ -299,6 +308,7 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
         let mut ws = Workspace::seeded(opts.seed, opts.redirect_uris.clone());
+        ws.template = opts.template;
         let token = ws.mint_internal();
         let twitter = ws.dbs[0].clone();
         let info = EmulatorInfo {
@@ -312,6 +322,13 @@ impl Emulator {
             hidden_database_id: ws.dbs[2].id.clone(),
             workspace_id: ws.id.clone(),
             workspace_name: ws.name.clone(),
+            other_workspace_id: ws.spaces[1].id.clone(),
+            other_database_id: ws
+                .dbs
+                .iter()
+                .find(|d| d.space == 1)
+                .map(|d| d.id.clone())
+                .unwrap_or_default(),
             redirect_uris: opts.redirect_uris.clone(),
         };
         let seed = opts.faults.seed.unwrap_or(0);
@@ -393,6 +410,13 @@ impl Emulator {
         if let Some(t) = self.shared.lock_ws().tokens.get_mut(token) {
             t.revoked = true;
         }
+    }
+
+    /// The user removes the integration from workspace `workspace_id` (in Notion: Settings,
+    /// Connections, Disconnect): every access token of that workspace gets 401 and every
+    /// refresh token `invalid_grant`.
+    pub fn remove_integration(&self, workspace_id: &str) {
+        inspect::remove_integration(&self.shared, workspace_id);
     }
 
     /// The access token expires (401); its refresh token still works.
@@ -513,6 +537,39 @@ pub async fn consent_with(
     allow: bool,
     databases: Option<Vec<String>>,
 ) -> anyhow::Result<url::Url> {
+    consent_as(
+        authorize_url,
+        Consent {
+            allow,
+            databases,
+            ..Consent::default()
+        },
+    )
+    .await
+}
+
+/// What the user does on the consent page.
+#[derive(Clone, Debug, Default)]
+pub struct Consent {
+    /// Allow (else Cancel).
+    pub allow: bool,
+    /// The workspace (its id; None: the first, "Acme").
+    pub workspace: Option<String>,
+    /// The databases picked (None: "Twitter").
+    pub databases: Option<Vec<String>>,
+    /// Duplicate the integration's template instead of picking databases.
+    pub template: bool,
+}
+
+/// Plays the user on the consent page at `authorize_url` as `c` says, and follows the redirect
+/// like a browser would. Returns the final URL the browser landed on.
+pub async fn consent_as(authorize_url: &url::Url, c: Consent) -> anyhow::Result<url::Url> {
+    let Consent {
+        allow,
+        workspace,
+        databases,
+        template,
+    } = c;
     let http = reqwest::Client::new();
     let page = http.get(authorize_url.clone()).send().await?;
     anyhow::ensure!(
@@ -532,6 +589,12 @@ pub async fn consent_with(
         .collect();
     for db in databases.unwrap_or_else(|| vec![info.database_id.clone()]) {
         form.push(("database".into(), db));
+    }
+    if let Some(w) = workspace {
+        form.push(("workspace".into(), w));
+    }
+    if template {
+        form.push(("pages".into(), "template".into()));
     }
     form.push((
         "decision".into(),

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::state::{CodeInfo, RefreshInfo, TokenInfo, TokenKind, Workspace};
+use super::state::{CodeInfo, RefreshInfo, Space, TokenInfo, TokenKind, Workspace};
 use super::{ConnKill, Shared};
 
 type S = State<Arc<Shared>>;
@@ -30,10 +30,11 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/oauth/introspect", post(introspect))
 }
 
-/// The user who authorizes, as Notion describes them in `owner`.
-pub(crate) fn owner_user(ws: &Workspace) -> Value {
-    json!({"object": "user", "id": super::state::make_id(ws.seed, 5), "name": "Ada Lovelace",
-        "avatar_url": null, "type": "person", "person": {"email": "ada@example.com"}})
+/// The user who authorizes in `space`, as Notion describes them in `owner`.
+pub(crate) fn owner_user(space: &Space) -> Value {
+    let (id, name, email) = &space.owner;
+    json!({"object": "user", "id": id, "name": name,
+        "avatar_url": null, "type": "person", "person": {"email": email}})
 }
 
 fn esc(s: &str) -> String {
@@ -86,33 +87,83 @@ async fn consent_page(State(shared): S, Query(q): Query<Vec<(String, String)>>) 
         return error_page("Invalid response_type: it must be `code`.");
     }
     let ws = shared.lock_ws();
-    let boxes: String = ws
-        .dbs
+    let html = consent_html(&ws, &client_id, &redirect_uri, &state);
+    drop(ws);
+    Html(html).into_response()
+}
+
+/// The consent page: the workspace to connect (each with its databases to pick), the template
+/// when the integration has one, Allow and Cancel.
+fn consent_html(ws: &Workspace, client_id: &str, redirect_uri: &str, state: &str) -> String {
+    let options: String = ws
+        .spaces
         .iter()
-        .map(|d| {
+        .map(|sp| {
             format!(
-                "<label><input type=\"checkbox\" name=\"database\" value=\"{}\"{}> {}</label><br>",
-                esc(&d.id),
-                if d.title == "Twitter" { " checked" } else { "" },
-                esc(&d.title)
+                "<option value=\"{}\">{} (as {})</option>",
+                esc(&sp.id),
+                esc(&sp.name),
+                esc(&sp.owner.1)
             )
         })
         .collect();
-    Html(format!(
+    let groups: String = ws
+        .spaces
+        .iter()
+        .enumerate()
+        .map(|(i, sp)| {
+            let boxes: String = ws
+                .dbs
+                .iter()
+                .filter(|d| d.space == i)
+                .map(|d| {
+                    format!(
+                        "<label><input type=\"checkbox\" name=\"database\" value=\"{}\"{}> {}</label><br>",
+                        esc(&d.id),
+                        if d.title == "Twitter" { " checked" } else { "" },
+                        esc(&d.title)
+                    )
+                })
+                .collect();
+            format!("<fieldset><legend>Pages of {}</legend>{boxes}</fieldset>", esc(&sp.name))
+        })
+        .collect();
+    let template = if ws.template {
+        "<p><label><input type=\"radio\" name=\"pages\" value=\"template\"> Duplicate the template \"notion-inbox\" (a page with a Tweets database)</label><br>\
+<label><input type=\"radio\" name=\"pages\" value=\"select\" checked> Select pages to share</label></p>"
+    } else {
+        ""
+    };
+    format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Notion (emulator): connect notion-inbox</title></head><body>\
-<h1>notion-inbox wants to access workspace {ws_name}</h1><p>Select the pages it may use:</p>\
+<h1>notion-inbox wants to access a workspace of yours</h1>\
 <form method=\"post\" action=\"/v1/oauth/authorize\">\
 <input type=\"hidden\" name=\"client_id\" value=\"{client_id}\">\
 <input type=\"hidden\" name=\"redirect_uri\" value=\"{redirect_uri}\">\
-<input type=\"hidden\" name=\"state\" value=\"{state}\">{boxes}\
+<input type=\"hidden\" name=\"state\" value=\"{state}\">\
+<p><label>Workspace <select name=\"workspace\">{options}</select></label></p>{template}\
+<p>Select the pages it may use (of the workspace chosen above):</p>{groups}\
 <button type=\"submit\" name=\"decision\" value=\"allow\">Allow access</button> \
 <button type=\"submit\" name=\"decision\" value=\"cancel\">Cancel</button></form></body></html>",
-        ws_name = esc(&ws.name),
-        client_id = esc(&client_id),
-        redirect_uri = esc(&redirect_uri),
-        state = esc(&state),
-    ))
-    .into_response()
+        client_id = esc(client_id),
+        redirect_uri = esc(redirect_uri),
+        state = esc(state),
+    )
+}
+
+/// Duplicates the integration's template into workspace `space`: a page "notion-inbox" holding
+/// a "Tweets" database. Returns (database id, page id).
+fn duplicate_template(ws: &mut Workspace, space: usize) -> (String, String) {
+    let page = ws.next_id();
+    let (db, ds) = (ws.next_id(), ws.next_id());
+    ws.plain_pages.push(super::state::PlainPage {
+        id: page.clone(),
+        title: "notion-inbox".into(),
+        times: super::state::Times::at(&super::state::now_rfc3339()),
+        space,
+    });
+    ws.add_tweets_database(space, db.clone(), ds, "Tweets", Some(page.clone()));
+    (db, page)
 }
 
 fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
@@ -153,12 +204,34 @@ async fn decide(State(shared): S, body: Bytes) -> Response {
         ));
     }
     let mut ws = shared.lock_ws();
-    let grants: BTreeSet<String> = form
-        .iter()
-        .filter(|(k, _)| k == "database")
-        .filter_map(|(_, v)| super::state::normalize(v))
-        .filter(|id| ws.dbs.iter().any(|d| &d.id == id))
-        .collect();
+    let space = match get("workspace").as_str() {
+        "" => 0,
+        id => match ws.spaces.iter().position(|sp| sp.id == id) {
+            Some(i) => i,
+            None => return error_page("Pick one of the workspaces listed."),
+        },
+    };
+    let (grants, template) = if ws.template && get("pages") == "template" {
+        let (db, page) = duplicate_template(&mut ws, space);
+        (BTreeSet::from([db]), Some(page))
+    } else {
+        let picked: Vec<String> = form
+            .iter()
+            .filter(|(k, _)| k == "database")
+            .filter_map(|(_, v)| super::state::normalize(v))
+            .collect();
+        if picked
+            .iter()
+            .any(|id| ws.dbs.iter().any(|d| &d.id == id && d.space != space))
+        {
+            return error_page("Pick pages of the workspace you chose only.");
+        }
+        let grants: BTreeSet<String> = picked
+            .into_iter()
+            .filter(|id| ws.dbs.iter().any(|d| &d.id == id))
+            .collect();
+        (grants, None)
+    };
     if grants.is_empty() {
         return error_page("Select at least one page to share.");
     }
@@ -168,7 +241,9 @@ async fn decide(State(shared): S, body: Bytes) -> Response {
         code.clone(),
         CodeInfo {
             redirect_uri: redirect_uri.clone(),
+            space,
             grants,
+            template,
             used: false,
             issued: Instant::now(),
         },
@@ -239,16 +314,25 @@ fn client_request(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<
     }
 }
 
-/// Issues a token pair for `grants`.
-fn issue(ws: &mut Workspace, grants: BTreeSet<String>) -> Value {
+/// What a token pair is issued for: a workspace, its grants, a duplicated template.
+struct Grant {
+    space: usize,
+    grants: BTreeSet<String>,
+    page_grants: BTreeSet<String>,
+    template: Option<String>,
+}
+
+/// Issues a token pair for `g`.
+fn issue(ws: &mut Workspace, g: Grant) -> Value {
     let access = ws.next_secret("ntn_");
     let refresh = ws.next_secret("nrt_");
     ws.tokens.insert(
         access.clone(),
         TokenInfo {
             kind: TokenKind::OAuth(Instant::now()),
-            grants: grants.clone(),
-            page_grants: BTreeSet::new(),
+            space: g.space,
+            grants: g.grants.clone(),
+            page_grants: g.page_grants.clone(),
             revoked: false,
             expired: false,
             iat: chrono::Utc::now().timestamp(),
@@ -257,20 +341,23 @@ fn issue(ws: &mut Workspace, grants: BTreeSet<String>) -> Value {
     ws.refresh.insert(
         refresh.clone(),
         RefreshInfo {
-            grants,
+            space: g.space,
+            grants: g.grants,
+            page_grants: g.page_grants,
             used: false,
         },
     );
+    let sp = &ws.spaces[g.space];
     json!({
         "access_token": access,
         "token_type": "bearer",
         "refresh_token": refresh,
-        "bot_id": ws.bot_id,
-        "workspace_id": ws.id,
-        "workspace_name": ws.name,
+        "bot_id": sp.bot_id,
+        "workspace_id": sp.id,
+        "workspace_name": sp.name,
         "workspace_icon": null,
-        "owner": {"type": "user", "user": owner_user(ws)},
-        "duplicated_template_id": null,
+        "owner": {"type": "user", "user": owner_user(sp)},
+        "duplicated_template_id": g.template,
     })
 }
 
@@ -324,8 +411,13 @@ fn grant(shared: &Shared, req: &Value) -> Result<Value, Response> {
                 ));
             }
             info.used = true;
-            let grants = info.grants.clone();
-            issue(&mut ws, grants)
+            let g = Grant {
+                space: info.space,
+                grants: info.grants.clone(),
+                page_grants: info.template.iter().cloned().collect(),
+                template: info.template.clone(),
+            };
+            issue(&mut ws, g)
         }
         "refresh_token" => {
             let rt = field("refresh_token");
@@ -348,8 +440,13 @@ fn grant(shared: &Shared, req: &Value) -> Result<Value, Response> {
                 ));
             }
             info.used = true;
-            let grants = info.grants.clone();
-            issue(&mut ws, grants)
+            let g = Grant {
+                space: info.space,
+                grants: info.grants.clone(),
+                page_grants: info.page_grants.clone(),
+                template: None,
+            };
+            issue(&mut ws, g)
         }
         other => {
             drop(ws);

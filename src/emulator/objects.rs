@@ -103,6 +103,14 @@ fn props_schema(ds: &Ds) -> Value {
     )
 }
 
+/// Where a database is: the workspace's top level, or a page (a duplicated template).
+fn parent_of(db: &Db) -> Value {
+    match &db.parent_page {
+        Some(page) => json!({"type": "page_id", "page_id": page}),
+        None => json!({"type": "workspace", "workspace": true}),
+    }
+}
+
 /// A database object.
 pub fn database(ws: &Workspace, db: &Db, v: Version) -> Value {
     let mut o = json!({
@@ -112,7 +120,7 @@ pub fn database(ws: &Workspace, db: &Db, v: Version) -> Value {
         "description": [],
         "icon": null,
         "cover": null,
-        "parent": {"type": "workspace", "workspace": true},
+        "parent": parent_of(db),
         "url": url_of(&db.id),
         "public_url": null,
         "is_inline": false,
@@ -140,6 +148,7 @@ pub fn database(ws: &Workspace, db: &Db, v: Version) -> Value {
 
 /// A data source object.
 pub fn data_source(ws: &Workspace, ds: &Ds, v: Version) -> Value {
+    let db = ws.dbs.iter().find(|d| d.id == ds.database_id);
     let mut o = json!({
         "object": "data_source",
         "id": ds.id,
@@ -151,12 +160,12 @@ pub fn data_source(ws: &Workspace, ds: &Ds, v: Version) -> Value {
         "cover": null,
         "properties": props_schema(ds),
         "parent": {"type": "database_id", "database_id": ds.database_id},
-        "database_parent": {"type": "workspace", "workspace": true},
+        "database_parent": db.map_or(json!({"type": "workspace", "workspace": true}), parent_of),
         "is_inline": false,
         "url": url_of(&ds.id),
         "public_url": null,
     });
-    let in_trash = ws.dbs.iter().any(|d| d.id == ds.database_id && d.in_trash);
+    let in_trash = db.is_some_and(|d| d.in_trash);
     stamp(o.as_object_mut().expect("object"), &ds.times, in_trash, v);
     o
 }

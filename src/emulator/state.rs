@@ -22,6 +22,19 @@ pub struct PropDef {
     pub options: Vec<(String, String, String)>,
 }
 
+/// A workspace an authorization can be for: its bot user and the person who consents there.
+#[derive(Debug, Clone)]
+pub struct Space {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The integration's bot user in this workspace.
+    pub bot_id: String,
+    /// The person who consents: (user id, name, email).
+    pub owner: (String, String, String),
+}
+
 /// A database: a container of data sources.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -37,6 +50,10 @@ pub struct Db {
     pub in_trash: bool,
     /// Created and last edited, RFC 3339 (search orders by the latter).
     pub times: Times,
+    /// Its workspace (an index into `Workspace::spaces`).
+    pub space: usize,
+    /// The page it is in (a duplicated template), or None: the workspace's top level.
+    pub parent_page: Option<String>,
 }
 
 /// An object's `created_time` and `last_edited_time`, RFC 3339 with milliseconds and `Z`, so that
@@ -68,6 +85,8 @@ pub struct PlainPage {
     pub title: String,
     /// Created and last edited.
     pub times: Times,
+    /// Its workspace (an index into `Workspace::spaces`).
+    pub space: usize,
 }
 
 /// A data source: a schema and rows.
@@ -99,6 +118,8 @@ pub enum TokenKind {
 pub struct TokenInfo {
     /// Internal or OAuth.
     pub kind: TokenKind,
+    /// Its workspace (an index into `Workspace::spaces`).
+    pub space: usize,
     /// Databases granted.
     pub grants: BTreeSet<String>,
     /// Plain pages granted.
@@ -114,8 +135,12 @@ pub struct TokenInfo {
 /// A refresh token.
 #[derive(Debug, Clone)]
 pub struct RefreshInfo {
+    /// Its workspace.
+    pub space: usize,
     /// Databases granted.
     pub grants: BTreeSet<String>,
+    /// Plain pages granted (a duplicated template).
+    pub page_grants: BTreeSet<String>,
     /// Used already (rotation: a second use is refused).
     pub used: bool,
 }
@@ -125,8 +150,12 @@ pub struct RefreshInfo {
 pub struct CodeInfo {
     /// The redirect URI of the authorize request.
     pub redirect_uri: String,
-    /// Databases the user picked.
+    /// The workspace the user chose.
+    pub space: usize,
+    /// Databases the user picked (or the duplicated template's).
     pub grants: BTreeSet<String>,
+    /// The duplicated template page, when the user chose the template.
+    pub template: Option<String>,
     /// Used already.
     pub used: bool,
     /// When issued (codes live 10 minutes).
@@ -163,6 +192,10 @@ pub struct Workspace {
     pub client_secret: String,
     /// Registered redirect URIs (exact match).
     pub redirect_uris: Vec<String>,
+    /// The workspaces: "Acme" (`id`, `name`, `bot_id` above) first, then "Globex".
+    pub spaces: Vec<Space>,
+    /// Whether the integration has a template the consent page offers to duplicate.
+    pub template: bool,
     /// Databases.
     pub dbs: Vec<Db>,
     /// Data sources.
@@ -231,6 +264,8 @@ impl Workspace {
             client_id: make_id(seed, 3),
             client_secret: format!("secret_{}", make_id(seed, 4).replace('-', "")),
             redirect_uris,
+            spaces: Vec::new(),
+            template: false,
             dbs: Vec::new(),
             dss: Vec::new(),
             plain_pages: Vec::new(),
@@ -257,6 +292,8 @@ impl Workspace {
             unshared: false,
             in_trash: false,
             times: at(9),
+            space: 0,
+            parent_page: None,
         });
         ws.dss.push(Ds {
             id: twitter_ds,
@@ -286,6 +323,8 @@ impl Workspace {
             unshared: false,
             in_trash: false,
             times: at(10),
+            space: 0,
+            parent_page: None,
         });
         for (id, name, hour) in [(tasks, "Tasks", 10), (bugs, "Bugs", 11)] {
             ws.dss.push(Ds {
@@ -308,6 +347,8 @@ impl Workspace {
             unshared: false,
             in_trash: false,
             times: at(12),
+            space: 0,
+            parent_page: None,
         });
         ws.dss.push(Ds {
             id: hidden_ds,
@@ -320,8 +361,77 @@ impl Workspace {
             id: make_id(seed, 17),
             title: "Inbox notes".into(),
             times: at(13),
+            space: 0,
         });
+        ws.spaces.push(Space {
+            id: ws.id.clone(),
+            name: ws.name.clone(),
+            bot_id: ws.bot_id.clone(),
+            owner: (
+                make_id(seed, 5),
+                "Ada Lovelace".into(),
+                "ada@example.com".into(),
+            ),
+        });
+        ws.seed_globex();
         ws
+    }
+
+    /// A second workspace, "Globex", owned by Grace Hopper, with its own "Tweets" database that
+    /// fits the `handle`/`tweet` mapping.
+    fn seed_globex(&mut self) {
+        let seed = self.seed;
+        self.spaces.push(Space {
+            id: make_id(seed, 20),
+            name: "Globex".into(),
+            bot_id: make_id(seed, 21),
+            owner: (
+                make_id(seed, 22),
+                "Grace Hopper".into(),
+                "grace@example.com".into(),
+            ),
+        });
+        let (db, ds) = (make_id(seed, 23), make_id(seed, 24));
+        self.add_tweets_database(1, db, ds, "Tweets", None);
+    }
+
+    /// Adds a database `title` with one data source of the tweets schema (handle, tweet,
+    /// Inbox ID) to workspace `space`, in `parent_page` if given.
+    pub fn add_tweets_database(
+        &mut self,
+        space: usize,
+        db: String,
+        ds: String,
+        title: &str,
+        parent_page: Option<String>,
+    ) {
+        let times = Times::at(&now_rfc3339());
+        self.dbs.push(Db {
+            id: db.clone(),
+            title: title.into(),
+            data_sources: vec![ds.clone()],
+            unshared: false,
+            in_trash: false,
+            times: times.clone(),
+            space,
+            parent_page,
+        });
+        self.dss.push(Ds {
+            id: ds,
+            name: title.into(),
+            database_id: db,
+            props: vec![
+                prop("handle", "title", "title"),
+                prop("tweet", "tw%3Dt", "rich_text"),
+                prop("Inbox ID", "iN%40d", "rich_text"),
+            ],
+            times,
+        });
+    }
+
+    /// The workspace of a token.
+    pub fn space(&self, token: &TokenInfo) -> &Space {
+        &self.spaces[token.space.min(self.spaces.len() - 1)]
     }
 
     /// A fresh id.
@@ -337,15 +447,19 @@ impl Workspace {
         format!("{prefix}{a}{}", &b[..11])
     }
 
-    /// The grants of the internal token: everything but "Hidden".
+    /// The grants of the internal token: everything of "Acme" but "Hidden".
     pub fn default_grants(&self) -> (BTreeSet<String>, BTreeSet<String>) {
         (
             self.dbs
                 .iter()
-                .filter(|d| d.title != "Hidden")
+                .filter(|d| d.title != "Hidden" && d.space == 0)
                 .map(|d| d.id.clone())
                 .collect(),
-            self.plain_pages.iter().map(|p| p.id.clone()).collect(),
+            self.plain_pages
+                .iter()
+                .filter(|p| p.space == 0)
+                .map(|p| p.id.clone())
+                .collect(),
         )
     }
 
@@ -357,6 +471,7 @@ impl Workspace {
             token.clone(),
             TokenInfo {
                 kind: TokenKind::Internal,
+                space: 0,
                 grants,
                 page_grants,
                 revoked: false,

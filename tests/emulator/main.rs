@@ -9,6 +9,7 @@ use notion_inbox::emulator::{Emulator, EmulatorOptions, Faults, RateLimit};
 use serde_json::{Value, json};
 
 mod fidelity;
+mod workspaces;
 
 struct T {
     rt: tokio::runtime::Runtime,
