@@ -8,13 +8,18 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
+use notion_inbox::emulator::{Consent, EmulatorOptions, consent_as};
 use notion_inbox::notion::TokenFile;
 use secrecy::ExposeSecret;
 use support::*;
 
 /// A world whose OAuth target "t" names no database; `properties` replaces its mapping.
 fn world(properties: Option<&str>, extra: &str) -> World {
-    let w = World::new(fast());
+    world_with(fast(), properties, extra)
+}
+
+fn world_with(opts: EmulatorOptions, properties: Option<&str>, extra: &str) -> World {
+    let w = World::new(opts);
     let spec = TargetSpec {
         extra: extra.to_owned(),
         ..w.target("t")
@@ -50,6 +55,16 @@ fn world(properties: Option<&str>, extra: &str) -> World {
 /// Runs `authorize --target t` with `extra` arguments, consents granting `databases`, and returns
 /// its exit code and stderr.
 fn authorize(w: &World, databases: &[&str], extra: &[&str]) -> (Option<i32>, String) {
+    let consent = Consent {
+        allow: true,
+        databases: Some(databases.iter().map(|d| d.to_string()).collect()),
+        ..Consent::default()
+    };
+    authorize_as(w, consent, extra)
+}
+
+/// Like [`authorize`], consenting as `consent` says.
+fn authorize_as(w: &World, consent: Consent, extra: &[&str]) -> (Option<i32>, String) {
     let mut child: Child = w
         .command()
         .args(["authorize", "--target", "t", "--no-browser"])
@@ -70,13 +85,7 @@ fn authorize(w: &World, databases: &[&str], extra: &[&str]) -> (Option<i32>, Str
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let picks = databases.iter().map(|d| d.to_string()).collect();
-    w.rt.block_on(notion_inbox::emulator::consent_with(
-        &url,
-        true,
-        Some(picks),
-    ))
-    .unwrap();
+    w.rt.block_on(consent_as(&url, consent)).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     for secret in w.emu.secrets() {
@@ -198,4 +207,39 @@ fn nothing_fitting_says_what_was_shared_and_what_to_share() {
     ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--database would contradict"), "{err}");
+}
+
+#[test]
+fn the_database_of_a_duplicated_template_is_found_in_the_workspace_chosen() {
+    let opts = EmulatorOptions {
+        template: true,
+        ..fast()
+    };
+    let mut w = world_with(opts, None, "");
+    let info = w.emu.info().clone();
+    let consent = Consent {
+        allow: true,
+        workspace: Some(info.other_workspace_id.clone()),
+        databases: Some(Vec::new()),
+        template: true,
+    };
+    let (code, stderr) = authorize_as(&w, consent, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("workspace Globex"), "{stderr}");
+    let file = token_file(&w);
+    assert!(
+        file.duplicated_template_id().is_some(),
+        "the template was duplicated"
+    );
+    let chosen = file.destination.expect("a database was chosen");
+    let db = chosen.database_id.unwrap();
+    assert_ne!(
+        db, info.other_database_id,
+        "the duplicate, not Globex's own Tweets"
+    );
+    w.append(&w.inbox("t"), &rec("@globex", "into the template"));
+    w.start();
+    wait_until("the row", || w.pages().len() == 1);
+    assert_eq!(w.stop(), Some(0));
+    assert_eq!(w.pages()[0].database_id, db);
 }

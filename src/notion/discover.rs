@@ -57,6 +57,8 @@ pub struct Candidate {
     pub properties: Vec<Property>,
     /// Why the mapping does not fit, if it does not.
     pub why_not: Option<String>,
+    /// The page the database is in (known once [`NotionClient::fill_database_titles`] ran).
+    pub parent_page: Option<String>,
 }
 
 impl Candidate {
@@ -113,14 +115,22 @@ pub enum Choice {
 }
 
 /// Picks the destination among `candidates`: those that fit the mapping, narrowed by `wanted`
-/// (`--database`: an id, URL or title) if given, else by `database_title` when several fit.
+/// (`--database`: an id, URL or title) if given, else to those in the `template` page the user
+/// duplicated at consent, then by `database_title` when several fit.
 pub fn choose(
     candidates: Vec<Candidate>,
     database_title: Option<&str>,
     wanted: Option<&str>,
+    template: Option<&str>,
 ) -> Choice {
     let (mut fits, misfits): (Vec<Candidate>, Vec<Candidate>) =
         candidates.into_iter().partition(|c| c.why_not.is_none());
+    if wanted.is_none()
+        && let Some(page) = template
+        && fits.iter().any(|c| c.parent_page.as_deref() == Some(page))
+    {
+        fits.retain(|c| c.parent_page.as_deref() == Some(page));
+    }
     if let Some(w) = wanted {
         fits.retain(|c| c.is(w));
         if fits.is_empty() {
@@ -260,37 +270,46 @@ impl NotionClient {
         if !self.version().has_data_sources() {
             return Ok(());
         }
-        let mut known: Vec<(String, String)> = Vec::new();
+        let mut known: Vec<(String, String, Option<String>)> = Vec::new();
         for c in candidates.iter_mut() {
-            let title = match known.iter().find(|(id, _)| *id == c.database_id) {
-                Some((_, t)) => t.clone(),
+            let (title, parent) = match known.iter().find(|(id, _, _)| *id == c.database_id) {
+                Some((_, t, p)) => (t.clone(), p.clone()),
                 None => {
                     let db = self.retrieve_database(token, &c.database_id).await?;
                     let t = plain_text(db.get("title"));
-                    known.push((c.database_id.clone(), t.clone()));
-                    t
+                    let p = db
+                        .get("parent")
+                        .and_then(|p| p.get("page_id"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    known.push((c.database_id.clone(), t.clone(), p.clone()));
+                    (t, p)
                 }
             };
             c.database_title = title;
+            c.parent_page = parent;
         }
         Ok(())
     }
 
-    /// Discovers `target`'s destination: [`choose`] over what the token sees, with the
-    /// databases' titles fetched unless exactly one data source fits and nothing was asked for
-    /// by name (the common case costs one search).
+    /// Discovers `target`'s destination: [`choose`] over what the token sees, preferring the
+    /// database inside the template the user duplicated at consent (the token response's
+    /// `duplicated_template_id`). The databases' titles and parents are fetched unless exactly
+    /// one data source fits and nothing was asked for by name (the common case costs one search).
     pub async fn discover_choice(
         &self,
         target: &Target,
         token: &TokenHandle,
         wanted: Option<&str>,
     ) -> Result<Choice, NotionError> {
+        let template = token.file().and_then(|f| f.duplicated_template_id());
         let mut candidates = self.candidates(target, token).await?;
         let fitting = candidates.iter().filter(|c| c.why_not.is_none()).count();
-        if fitting != 1 || wanted.is_some() {
+        if fitting != 1 || wanted.is_some() || template.is_some() {
             self.fill_database_titles(token, &mut candidates).await?;
         }
-        Ok(choose(candidates, target.database_title.as_deref(), wanted))
+        let title = target.database_title.as_deref();
+        Ok(choose(candidates, title, wanted, template.as_deref()))
     }
 }
 
@@ -322,6 +341,7 @@ fn candidate(
         name,
         properties,
         why_not: None,
+        parent_page: None,
     };
     c.why_not = unreadable.or_else(|| Mapper::new(target, &c.resolved(version)).err());
     c
@@ -339,6 +359,7 @@ mod tests {
             name: name.into(),
             properties: Vec::new(),
             why_not: (!fits).then(|| "no column named \"tweet\"".into()),
+            parent_page: None,
         }
     }
 
@@ -361,19 +382,32 @@ mod tests {
             c(C, "Notes", C, "Notes", false),
         ];
         assert_eq!(
-            names(&choose(all, None, None)),
+            names(&choose(all, None, None, None)),
             ("one", vec!["Twitter".into()])
         );
+    }
+
+    #[test]
+    fn the_database_in_the_duplicated_template_wins() {
+        let mut in_template = c(B, "Tweets", C, "Tweets", true);
+        in_template.parent_page = Some("page".into());
+        let all = vec![c(A, "Twitter", A, "Twitter", true), in_template];
+        let choice = choose(all.clone(), None, None, Some("page"));
+        assert_eq!(names(&choice), ("one", vec!["Tweets".into()]));
+        assert_eq!(names(&choose(all, None, None, None)).0, "several");
     }
 
     #[test]
     fn nothing_fitting_lists_what_was_seen() {
         let all = vec![c(C, "Notes", C, "Notes", false)];
         assert_eq!(
-            names(&choose(all, None, None)),
+            names(&choose(all, None, None, None)),
             ("none", vec!["Notes".into()])
         );
-        assert_eq!(names(&choose(Vec::new(), None, None)), ("none", vec![]));
+        assert_eq!(
+            names(&choose(Vec::new(), None, None, None)),
+            ("none", vec![])
+        );
     }
 
     #[test]
@@ -384,20 +418,23 @@ mod tests {
                 c(A, "Projects", B, "Bugs", true),
             ]
         };
-        assert_eq!(names(&choose(all(), None, None)).0, "several");
+        assert_eq!(names(&choose(all(), None, None, None)).0, "several");
         // A database title shared by both does not tell them apart; a data source name does.
-        assert_eq!(names(&choose(all(), Some("Projects"), None)).0, "several");
         assert_eq!(
-            names(&choose(all(), Some("bugs"), None)),
+            names(&choose(all(), Some("Projects"), None, None)).0,
+            "several"
+        );
+        assert_eq!(
+            names(&choose(all(), Some("bugs"), None, None)),
             ("one", vec!["Bugs".into()])
         );
         // --database by data source id (dashes or not), or by name.
         assert_eq!(
-            names(&choose(all(), None, Some(&B.replace('-', "")))),
+            names(&choose(all(), None, Some(&B.replace('-', "")), None)),
             ("one", vec!["Bugs".into()])
         );
         assert_eq!(
-            names(&choose(all(), None, Some("Tasks"))),
+            names(&choose(all(), None, Some("Tasks"), None)),
             ("one", vec!["Tasks".into()])
         );
         // --database naming something that does not fit, or nothing: none, with the reason.
@@ -406,11 +443,11 @@ mod tests {
             c(C, "Notes", C, "Notes", false),
         ];
         assert_eq!(
-            names(&choose(mixed, None, Some("Notes"))),
+            names(&choose(mixed, None, Some("Notes"), None)),
             ("none", vec!["Notes".into()])
         );
         assert_eq!(
-            names(&choose(all(), None, Some("Nothing"))),
+            names(&choose(all(), None, Some("Nothing"), None)),
             ("none", vec![])
         );
     }

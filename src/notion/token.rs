@@ -94,6 +94,14 @@ impl std::fmt::Debug for TokenFile {
 }
 
 impl TokenFile {
+    /// The page the user duplicated from the integration's template at consent, if any.
+    pub fn duplicated_template_id(&self) -> Option<String> {
+        let rest: serde_json::Value = serde_json::from_str(&self.response).ok()?;
+        rest.get("duplicated_template_id")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
     /// Builds the file content from a token response obtained now.
     pub fn from_response(response: &TokenResponse, previous: Option<&TokenFile>) -> TokenFile {
         let now = Utc::now();
