@@ -32,6 +32,10 @@ use crate::notion::NotionClient;
 /// How often the supervisor pings the watchdog, publishes status and logs progress (at most).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// How often the supervisor looks for connected workspaces that came or went (one `stat` of
+/// `<state_dir>/targets`).
+const CONNECTIONS: Duration = Duration::from_secs(1);
+
 /// A target that is running.
 struct Running {
     /// Its configuration, to tell whether a reload changed it.
@@ -58,7 +62,12 @@ pub async fn run_with(
     config_path: PathBuf,
     mut intents: mpsc::Receiver<Intent>,
 ) -> anyhow::Result<()> {
-    let config = Arc::new(Config::load(&config_path)?);
+    let mut config = Config::load_file(&config_path)?;
+    // Taken before the records are read, so that a workspace connecting meanwhile is noticed.
+    let targets_dir = crate::config::connected::targets_dir(&config.daemon.state_dir);
+    let mut targets_stamp = dir_stamp(&targets_dir);
+    crate::config::connected::load_into(&mut config);
+    let config = Arc::new(config);
     prepare_state_dir(&config.daemon.state_dir)?;
     warn_exposures(&config);
     let mut client = NotionClient::new(&config.notion)?;
@@ -84,29 +93,27 @@ pub async fn run_with(
         &current.daemon.state_dir,
     )));
     let mut last_status_write: Option<JoinHandle<()>> = None;
+    let mut connections = tokio::time::interval(CONNECTIONS);
+    connections.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             intent = intents.recv() => match intent {
                 Some(Intent::Reload) => {
                     notify_systemd(&[sd_notify::NotifyState::Reloading]);
-                    match Config::load(&config_path) {
-                        Ok(new) => {
-                            let new = Arc::new(new);
-                            if format!("{:?}", new.notion) != format!("{:?}", current.notion) {
-                                client = NotionClient::new(&new.notion)?;
-                                stop_all(std::mem::take(&mut running).into_iter().collect()).await;
-                            }
-                            current = new;
-                            warn_exposures(&current);
-                            apply(&current, &client, &watcher, &mut running).await?;
-                            metric_targets.set(running.values().map(|r| r.state.clone()));
-                            tracing::info!(targets = running.len(), "configuration reloaded");
-                        }
-                        Err(e) => tracing::error!("configuration not reloaded, the old one stays in force: {e}"),
-                    }
+                    reload(&config_path, &mut current, &mut client, &watcher, &mut running).await?;
+                    metric_targets.set(running.values().map(|r| r.state.clone()));
                     notify_systemd(&[sd_notify::NotifyState::Ready]);
                 }
                 Some(Intent::Shutdown) | None => break,
+            },
+            _ = connections.tick() => {
+                // A workspace connected or was removed: the records' directory changed.
+                let now = dir_stamp(&targets_dir);
+                if now != targets_stamp {
+                    targets_stamp = now;
+                    reload(&config_path, &mut current, &mut client, &watcher, &mut running).await?;
+                    metric_targets.set(running.values().map(|r| r.state.clone()));
+                }
             },
             _ = heartbeat.tick() => {
                 if watchdog.is_some() {
@@ -156,6 +163,42 @@ pub async fn run_with(
     }
     tracing::info!("stopped; checkpoints saved");
     Ok(())
+}
+
+/// Loads the configuration (and the connected workspaces' records) again and makes the running
+/// targets match it: only the targets that changed are stopped or started. A configuration that
+/// does not load leaves the old one in force, and says why.
+async fn reload(
+    config_path: &Path,
+    current: &mut Arc<Config>,
+    client: &mut NotionClient,
+    watcher: &std::sync::Mutex<InboxWatcher>,
+    running: &mut BTreeMap<String, Running>,
+) -> anyhow::Result<()> {
+    match Config::load(config_path) {
+        Ok(new) => {
+            let new = Arc::new(new);
+            if format!("{:?}", new.notion) != format!("{:?}", current.notion) {
+                *client = NotionClient::new(&new.notion)?;
+                stop_all(std::mem::take(running).into_iter().collect()).await;
+            }
+            *current = new;
+            warn_exposures(current);
+            apply(current, client, watcher, running).await?;
+            tracing::info!(targets = running.len(), "configuration reloaded");
+        }
+        Err(e) => tracing::error!("configuration not reloaded, the old one stays in force: {e}"),
+    }
+    Ok(())
+}
+
+/// The identity and modification time of a directory: it changes when a file is created,
+/// renamed or removed in it (records are written by renaming). None when it does not exist.
+fn dir_stamp(dir: &Path) -> Option<(u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir)
+        .ok()
+        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
 /// Stops targets all at once (each gets its shutdown grace at the same time, not one after the
@@ -308,9 +351,12 @@ fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs a warning, with the fix, for each state or secret file that other users could read, write
-/// or own (see [`crate::state::audit`]), and for a client secret that cannot be loaded.
+/// Logs an error for each connected workspace's record that is skipped, and a warning, with the
+/// fix, for each state or secret file that other users could read, write or own (see [`crate::state::audit`]), and for a client secret that cannot be loaded.
 fn warn_exposures(config: &Config) {
+    for skipped in &config.skipped {
+        tracing::error!("a connected workspace's target is skipped: {skipped}");
+    }
     let exposures = crate::state::audit::audit(config);
     for e in &exposures {
         match &e.target {

@@ -19,6 +19,8 @@ use url::Url;
 
 use crate::state::private::{PrivateFileError, check_private_file, read_private_file};
 
+pub mod connected;
+
 /// The path used when neither `--config` nor `$NOTION_INBOX_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/notion-inbox/config.toml";
 /// The state directory used when neither the file nor `$STATE_DIRECTORY` (systemd) names one.
@@ -155,8 +157,12 @@ pub struct Config {
     pub notion: NotionConfig,
     /// The daemon's own settings.
     pub daemon: DaemonConfig,
-    /// The inboxes and where their records go, in file order.
+    /// The inboxes and where their records go: the configuration's in file order, then the
+    /// connected workspaces' (see [`connected`]) by name.
     pub targets: Vec<Target>,
+    /// Records of connected workspaces that could not be used, each naming its file and the fix.
+    /// They are skipped (the other targets run); the daemon logs them and `check` shows them.
+    pub skipped: Vec<String>,
 }
 
 /// The `[notion]` table.
@@ -251,6 +257,9 @@ pub struct Target {
     /// Breaks a tie when several shared databases fit the mapping (discovery): the one whose
     /// title, or whose data source's name, is this.
     pub database_title: Option<String>,
+    /// For a connected workspace: its record under `<state_dir>/targets/` (None: a `[[target]]`
+    /// of the configuration file).
+    pub record: Option<PathBuf>,
     /// Where the target's access token comes from.
     pub token: TokenSource,
     /// How many page creates may be outstanding at once.
@@ -354,8 +363,16 @@ struct RawTarget {
 }
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`, then adds the connected workspaces' targets (see
+    /// [`connected`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::load_file(path)?;
+        connected::load_into(&mut config);
+        Ok(config)
+    }
+
+    /// Reads and validates the file at `path` alone.
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -416,6 +433,7 @@ impl Config {
             notion,
             daemon,
             targets,
+            skipped: Vec::new(),
         })
     }
 
@@ -922,6 +940,7 @@ impl Cx<'_> {
             inbox,
             destination,
             database_title,
+            record: None,
             token,
             max_in_flight,
             dedupe_property,

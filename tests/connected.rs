@@ -1,0 +1,232 @@
+//! Targets that come and go without a restart: a workspace that connects (its record under
+//! `<state_dir>/targets/`, written by `config::connected::connect`) is started by the running
+//! daemon while another target delivers, is resumed by a reconnect, is stopped when its record is
+//! removed, and a record that cannot be used is skipped with its file named. The real binary,
+//! against the emulator's second workspace.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use notion_inbox::config::connected::{Connected, Template, connect};
+use notion_inbox::notion::oauth::TokenResponse;
+use support::*;
+
+/// A world with one configured target, "tweets" (Acme, internal token), and the OAuth client, so
+/// that connected workspaces' tokens can be refreshed.
+fn world() -> World {
+    let w = World::new(fast());
+    let info = w.emu.info().clone();
+    std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
+    std::fs::set_permissions(
+        w.path("client_secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let notion = format!(
+        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nrequests_per_second = 50\nburst = 50\n",
+        info.client_id
+    );
+    w.write_config_with(&[w.target("tweets")], &notion, "");
+    w
+}
+
+/// A user of Globex consents (picking its Tweets database) and the workspace is connected.
+fn connect_globex(w: &World) -> Connected {
+    let info = w.emu.info().clone();
+    let redirect = info.redirect_uris[0].clone();
+    let response: serde_json::Value = w.rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &info.client_id)
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("state", "s")
+            .append_pair("workspace", &info.other_workspace_id)
+            .append_pair("database", &info.other_database_id)
+            .append_pair("decision", "allow")
+            .finish();
+        let r = http
+            .post(format!("{}/v1/oauth/authorize", info.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        http.post(format!("{}/v1/oauth/token", info.url))
+            .basic_auth(&info.client_id, Some(&info.client_secret))
+            .json(&serde_json::json!({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let template = Template {
+        properties: BTreeMap::from([
+            ("handle".to_owned(), "title".to_owned()),
+            ("tweet".to_owned(), "tweet".to_owned()),
+        ]),
+        dedupe_property: Some("Inbox ID".into()),
+        ..Template::default()
+    };
+    connect(
+        &w.path("state"),
+        &w.path("spool"),
+        &TokenResponse::parse(response).unwrap(),
+        &template,
+    )
+    .unwrap()
+}
+
+/// The titles of the rows in `database_id`, sorted: creates run concurrently, so rows need not
+/// land in inbox order.
+fn rows_in(w: &World, database_id: &str) -> Vec<String> {
+    let mut rows: Vec<String> = w
+        .pages()
+        .iter()
+        .filter(|p| p.database_id == database_id)
+        .map(page_title)
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_workspace_connects_reconnects_and_leaves_while_another_target_delivers() {
+    let mut w = world();
+    let info = w.emu.info().clone();
+    w.append(&w.inbox("tweets"), &rec("@acme1", "before"));
+    w.start();
+    wait_until("acme's first row", || {
+        rows_in(&w, &info.database_id).len() == 1
+    });
+
+    let globex = connect_globex(&w);
+    assert!(!globex.reconnected);
+    assert!(globex.name.starts_with("globex-"), "{}", globex.name);
+    let mode = std::fs::metadata(&globex.record).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&globex.inbox).unwrap().len(),
+        0,
+        "an empty inbox"
+    );
+    w.append(&globex.inbox, &rec("@globex1", "first"));
+    w.append(&w.inbox("tweets"), &rec("@acme2", "meanwhile"));
+    wait_until("globex's first row", || {
+        rows_in(&w, &info.other_database_id) == ["@globex1"]
+    });
+    wait_until("acme's second row", || {
+        rows_in(&w, &info.database_id).len() == 2
+    });
+
+    // The same workspace again: the same target, inbox and checkpoint; nothing is sent twice.
+    let again = connect_globex(&w);
+    assert_eq!(
+        (again.name.as_str(), again.reconnected),
+        (globex.name.as_str(), true)
+    );
+    w.append(&globex.inbox, &rec("@globex2", "after the reconnect"));
+    wait_until("globex's second row", || {
+        rows_in(&w, &info.other_database_id).len() == 2
+    });
+
+    // Its record removed: the target stops; its inbox stays.
+    std::fs::remove_file(&globex.record).unwrap();
+    wait_until("the target is stopped", || {
+        w.logs().contains("target stopped by reload") && !w.status().contains_key(&globex.name)
+    });
+    w.append(&w.inbox("tweets"), &rec("@acme3", "after"));
+    wait_until("acme's third row", || {
+        rows_in(&w, &info.database_id).len() == 3
+    });
+    assert_eq!(w.stop(), Some(0));
+    assert_eq!(
+        rows_in(&w, &info.other_database_id),
+        ["@globex1", "@globex2"]
+    );
+    assert_eq!(
+        rows_in(&w, &info.database_id),
+        ["@acme1", "@acme2", "@acme3"]
+    );
+    let logs = w.logs();
+    assert_eq!(
+        logs.matches("target stopped by reload").count(),
+        1,
+        "only the removed target was ever stopped: {logs}"
+    );
+    assert!(globex.inbox.exists());
+}
+
+#[test]
+fn a_record_that_cannot_be_used_is_skipped_with_its_file_named() {
+    let mut w = world();
+    let info = w.emu.info().clone();
+    std::fs::create_dir_all(w.path("state/targets")).unwrap();
+    std::fs::write(
+        w.path("state/targets/broken.toml"),
+        "[target]\nname = \"broken\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.path("state/targets/tweets.toml"),
+        "[target]\nname = \"tweets\"\ninbox = \"x.jsonl\"\n[target.properties]\nhandle = \"title\"\n[connection]\nworkspace_id = \"w\"\nbot_id = \"b\"\nconnected_at = \"2026-01-01T00:00:00Z\"\n",
+    )
+    .unwrap();
+    w.append(&w.inbox("tweets"), &rec("@still", "delivered"));
+    w.start();
+    wait_until("the configured target's row", || {
+        rows_in(&w, &info.database_id).len() == 1
+    });
+    wait_until("both records are named", || {
+        let logs = w.logs();
+        logs.contains("targets/broken.toml") && logs.contains("targets/tweets.toml")
+    });
+    let logs = w.logs();
+    assert!(logs.contains("is also in"), "{logs}");
+    assert_eq!(w.stop(), Some(0));
+}
+
+#[test]
+fn a_workspace_that_removed_the_integration_waits_and_resumes_on_reconnect() {
+    let mut w = world();
+    let info = w.emu.info().clone();
+    w.start();
+    let globex = connect_globex(&w);
+    w.append(&globex.inbox, &rec("@one", "before"));
+    w.wait_for("the first row", || {
+        rows_in(&w, &info.other_database_id).len() == 1
+    });
+    // The user removes the integration in Notion: a 401, then the refresh is refused.
+    w.emu.remove_integration(&info.other_workspace_id);
+    w.append(&globex.inbox, &rec("@two", "while removed"));
+    wait_until("the target says it needs authorization", || {
+        w.status()
+            .get(&globex.name)
+            .is_some_and(|s| s.to_string().contains("needs authorization"))
+    });
+    w.append(&globex.inbox, &rec("@three", "while removed"));
+    let requests = w.emu.stats().requests.values().sum::<u64>();
+    // The user connects again: delivery resumes where it stopped, nothing lost or doubled.
+    let again = connect_globex(&w);
+    assert!(again.reconnected);
+    wait_until("the rows after the reconnect", || {
+        rows_in(&w, &info.other_database_id).len() == 3
+    });
+    assert!(w.emu.stats().requests.values().sum::<u64>() > requests);
+    assert_eq!(w.stop(), Some(0));
+    assert_eq!(
+        rows_in(&w, &info.other_database_id),
+        ["@one", "@three", "@two"]
+    );
+    assert!(w.dead_letters(&globex.name).is_empty());
+}
