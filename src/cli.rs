@@ -53,6 +53,10 @@ pub enum Command {
     Check(OptionalTargetArgs),
     /// Show each target's progress, backlog and health.
     Status(OptionalTargetArgs),
+    /// List every target, configured or connected: workspace, database, state, backlog.
+    Targets(JsonArgs),
+    /// End a connected workspace's target: revoke its token, stop it, keep its inbox.
+    Disconnect(TargetArgs),
     /// Append records to a target's inbox safely (validated, one locked O_APPEND write).
     Push(crate::commands::push::PushArgs),
     /// Move a target's dead letters back into its inbox, exactly once (after fixing their cause).
@@ -90,6 +94,14 @@ pub struct TargetArgs {
     /// The target's name, as in its [[target]] table.
     #[arg(long, short)]
     pub target: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of commands whose only option is JSON output.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -135,6 +135,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Targets(args) => {
+            let config = Config::load(&cli.config)?;
+            let targets = notion_inbox::commands::targets::collect(&config)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&targets)?);
+            } else {
+                notion_inbox::commands::targets::print_text(&targets);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Disconnect(args) => {
+            let config = Config::load(&cli.config)?;
+            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
+            let done = notion_inbox::commands::disconnect::run(&config, &args.target).await?;
+            match done.revoked {
+                Ok(()) => eprintln!(
+                    "Disconnected target {}: its token is revoked and the daemon stops it within a second; its inbox and dead letters stay, and the workspace connecting again resumes it.",
+                    args.target
+                ),
+                Err(e) => eprintln!(
+                    "Disconnected target {} here (the daemon stops it within a second), but Notion did not revoke its token ({e}); the workspace can remove the integration in Notion (Settings, Connections).",
+                    args.target
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Requeue(args) => {
             let config = Config::load(&cli.config)?;
             requeue(&config, &args)?;

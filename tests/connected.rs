@@ -194,6 +194,13 @@ fn a_record_that_cannot_be_used_is_skipped_with_its_file_named() {
     let logs = w.logs();
     assert!(logs.contains("is also in"), "{logs}");
     assert_eq!(w.stop(), Some(0));
+    // `check` names them as problems too.
+    let (code, out, err) = w.cli(&["check"]);
+    assert_ne!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("skipped") && out.contains("targets/broken.toml"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -229,4 +236,90 @@ fn a_workspace_that_removed_the_integration_waits_and_resumes_on_reconnect() {
         ["@one", "@three", "@two"]
     );
     assert!(w.dead_letters(&globex.name).is_empty());
+}
+
+#[test]
+fn disconnect_revokes_stops_keeps_the_inbox_and_a_reconnect_resumes() {
+    let mut w = world();
+    let info = w.emu.info().clone();
+    w.start();
+    let globex = connect_globex(&w);
+    w.append(&globex.inbox, &rec("@before", "connected"));
+    wait_until("the first row", || {
+        rows_in(&w, &info.other_database_id).len() == 1
+    });
+    let listed = |w: &World| -> serde_json::Value {
+        let (code, out, err) = w.cli(&["targets", "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let all = listed(&w);
+    let find = |all: &serde_json::Value, name: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not listed: {all}"))
+    };
+    let g = find(&all, &globex.name);
+    assert_eq!(g["origin"], "connected");
+    assert_eq!(g["workspace"], "Globex");
+    assert_eq!(g["owner"], "Grace Hopper");
+    assert_eq!(find(&all, "tweets")["origin"], "config");
+
+    let token = notion_inbox::notion::TokenFile::read(
+        &w.path(&format!("state/tokens/{}.toml", globex.name)),
+    )
+    .unwrap();
+    let (code, _, err) = w.cli(&["disconnect", "--target", &globex.name]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("token is revoked"), "{err}");
+    wait_until("the target is stopped", || {
+        !w.status().contains_key(&globex.name)
+    });
+    let status = w.rt.block_on(async {
+        use secrecy::ExposeSecret;
+        reqwest::Client::new()
+            .get(format!("{}/v1/users/me", info.url))
+            .bearer_auth(token.access_token.expose_secret())
+            .header("Notion-Version", "2025-09-03")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 401, "the token was revoked at Notion");
+    assert_eq!(find(&listed(&w), &globex.name)["state"], "disconnected");
+    w.append(&globex.inbox, &rec("@while", "disconnected"));
+    let (code, _, err) = w.cli(&["disconnect", "--target", &globex.name]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("disconnected already"), "{err}");
+    let (code, _, err) = w.cli(&["disconnect", "--target", "tweets"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is a [[target]]"), "{err}");
+
+    assert!(connect_globex(&w).reconnected);
+    wait_until("the row appended while disconnected", || {
+        rows_in(&w, &info.other_database_id).len() == 2
+    });
+    assert_eq!(w.stop(), Some(0));
+    assert_eq!(rows_in(&w, &info.other_database_id), ["@before", "@while"]);
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(w.path("state/events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["connected", "disconnected", "reconnected"]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["target"] == globex.name.as_str() && e["workspace_name"] == "Globex")
+    );
+    assert_eq!(events[0]["inbox"], globex.inbox.display().to_string());
 }

@@ -31,6 +31,9 @@ _notion__inbox() {
             notion__inbox,demo)
                 cmd="notion__inbox__subcmd__demo"
                 ;;
+            notion__inbox,disconnect)
+                cmd="notion__inbox__subcmd__disconnect"
+                ;;
             notion__inbox,emulator)
                 cmd="notion__inbox__subcmd__emulator"
                 ;;
@@ -52,6 +55,9 @@ _notion__inbox() {
             notion__inbox,status)
                 cmd="notion__inbox__subcmd__status"
                 ;;
+            notion__inbox,targets)
+                cmd="notion__inbox__subcmd__targets"
+                ;;
             notion__inbox__subcmd__help,authorize)
                 cmd="notion__inbox__subcmd__help__subcmd__authorize"
                 ;;
@@ -66,6 +72,9 @@ _notion__inbox() {
                 ;;
             notion__inbox__subcmd__help,demo)
                 cmd="notion__inbox__subcmd__help__subcmd__demo"
+                ;;
+            notion__inbox__subcmd__help,disconnect)
+                cmd="notion__inbox__subcmd__help__subcmd__disconnect"
                 ;;
             notion__inbox__subcmd__help,emulator)
                 cmd="notion__inbox__subcmd__help__subcmd__emulator"
@@ -88,6 +97,9 @@ _notion__inbox() {
             notion__inbox__subcmd__help,status)
                 cmd="notion__inbox__subcmd__help__subcmd__status"
                 ;;
+            notion__inbox__subcmd__help,targets)
+                cmd="notion__inbox__subcmd__help__subcmd__targets"
+                ;;
             *)
                 ;;
         esac
@@ -95,7 +107,7 @@ _notion__inbox() {
 
     case "${cmd}" in
         notion__inbox)
-            opts="-h -V --config --log-format --help --version run authorize databases check status push requeue emulator demo completions manpage help"
+            opts="-h -V --config --log-format --help --version run authorize databases check status targets disconnect push requeue emulator demo completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -258,8 +270,38 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        notion__subcmd__inbox__subcmd__disconnect)
+            opts="-t -h --target --json --config --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --target)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "auto text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         notion__subcmd__inbox__subcmd__emulator)
-            opts="-h --listen --seed --rps --burst --workspace-rps --latency --latency-jitter --error-before-write --timeout-after-write --drop-after-write --storm-429 --storm-529 --query-lag --redirect-uri --access-token-ttl --config --log-format --help"
+            opts="-h --listen --seed --rps --burst --workspace-rps --latency --latency-jitter --error-before-write --timeout-after-write --drop-after-write --storm-429 --storm-529 --query-lag --redirect-uri --access-token-ttl --template --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,7 +383,7 @@ _notion__inbox() {
             return 0
             ;;
         notion__subcmd__inbox__subcmd__help)
-            opts="run authorize databases check status push requeue emulator demo completions manpage help"
+            opts="run authorize databases check status targets disconnect push requeue emulator demo completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -411,6 +453,20 @@ _notion__inbox() {
             return 0
             ;;
         notion__subcmd__inbox__subcmd__help__subcmd__demo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        notion__subcmd__inbox__subcmd__help__subcmd__disconnect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -509,6 +565,20 @@ _notion__inbox() {
             return 0
             ;;
         notion__subcmd__inbox__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        notion__subcmd__inbox__subcmd__help__subcmd__targets)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -661,6 +731,28 @@ _notion__inbox() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "auto text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        notion__subcmd__inbox__subcmd__targets)
+            opts="-h --json --config --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -35,6 +35,8 @@ complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "authorize
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "databases" -d 'List the databases and data sources a target\'s token can see, with their properties'
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "check" -d 'Check the configuration, tokens, database access and property mapping'
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "status" -d 'Show each target\'s progress, backlog and health'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "targets" -d 'List every target, configured or connected: workspace, database, state, backlog'
+complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "disconnect" -d 'End a connected workspace\'s target: revoke its token, stop it, keep its inbox'
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "push" -d 'Append records to a target\'s inbox safely (validated, one locked O_APPEND write)'
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "requeue" -d 'Move a target\'s dead letters back into its inbox, exactly once (after fixing their cause)'
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "emulator" -d 'Start a Notion API emulator on loopback'
@@ -79,6 +81,19 @@ text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -l json -d 'Print JSON instead of text'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand targets" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand targets" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand targets" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand targets" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
+text\t'Text with timestamps'
+json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -s t -l target -d 'The target whose inbox receives the records' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l handle -d 'The record\'s handle (with --tweet: push one record instead of reading stdin)' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l tweet -d 'The record\'s tweet' -r
@@ -120,6 +135,7 @@ complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l c
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l template -d 'The integration has a template the consent page offers to duplicate'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
@@ -136,15 +152,17 @@ complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand manpage" -l lo
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "run" -d 'Run the daemon: deliver every inbox record to Notion until stopped'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "authorize" -d 'Authorize the integration for a target through Notion\'s OAuth consent screen'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "databases" -d 'List the databases and data sources a target\'s token can see, with their properties'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "check" -d 'Check the configuration, tokens, database access and property mapping'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "status" -d 'Show each target\'s progress, backlog and health'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "push" -d 'Append records to a target\'s inbox safely (validated, one locked O_APPEND write)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "requeue" -d 'Move a target\'s dead letters back into its inbox, exactly once (after fixing their cause)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "emulator" -d 'Start a Notion API emulator on loopback'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "demo" -d 'Run a self-contained demonstration against the emulator'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "completions" -d 'Print a shell completion script (for packagers; `dist/completions` holds them)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "manpage" -d 'Print the man page in roff (for packagers; `dist/man` holds it)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status push requeue emulator demo completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "run" -d 'Run the daemon: deliver every inbox record to Notion until stopped'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "authorize" -d 'Authorize the integration for a target through Notion\'s OAuth consent screen'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "databases" -d 'List the databases and data sources a target\'s token can see, with their properties'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "check" -d 'Check the configuration, tokens, database access and property mapping'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "status" -d 'Show each target\'s progress, backlog and health'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "targets" -d 'List every target, configured or connected: workspace, database, state, backlog'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "disconnect" -d 'End a connected workspace\'s target: revoke its token, stop it, keep its inbox'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "push" -d 'Append records to a target\'s inbox safely (validated, one locked O_APPEND write)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "requeue" -d 'Move a target\'s dead letters back into its inbox, exactly once (after fixing their cause)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "emulator" -d 'Start a Notion API emulator on loopback'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "demo" -d 'Run a self-contained demonstration against the emulator'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "completions" -d 'Print a shell completion script (for packagers; `dist/completions` holds them)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "manpage" -d 'Print the man page in roff (for packagers; `dist/man` holds it)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status targets disconnect push requeue emulator demo completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -55,6 +55,11 @@ pub async fn run(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Find
             config.notion.version
         ),
     }];
+    findings.extend(config.skipped.iter().map(|skipped| Finding {
+        target: None,
+        ok: false,
+        message: format!("a connected workspace's target is skipped: {skipped}"),
+    }));
     findings.push(check_state_dir(config));
     let exposures = audit(config);
     findings.extend(exposures.iter().map(|e| Finding {

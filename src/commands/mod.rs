@@ -4,6 +4,8 @@ pub mod authorize;
 pub mod check;
 pub mod databases;
 pub mod demo;
+pub mod disconnect;
 pub mod push;
 pub mod requeue;
 pub mod status;
+pub mod targets;

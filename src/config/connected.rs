@@ -40,34 +40,56 @@ pub struct Connection {
     /// When it connected again last, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnected_at: Option<DateTime<Utc>>,
+    /// When `notion-inbox disconnect` ended it: the target does not run, its inbox and dead
+    /// letters stay, and connecting again resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnected_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRecord {
     target: Spanned<RawTarget>,
-    #[allow(dead_code)] // Read by `targets`; here it is only checked.
     connection: Connection,
 }
 
-/// The directory of the records.
-pub fn targets_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("targets")
+/// A record as `targets` lists it, read without validating its target.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The file.
+    pub path: PathBuf,
+    /// The target's name.
+    pub name: String,
+    /// Its inbox, as written.
+    pub inbox: String,
+    /// Who connected.
+    pub connection: Connection,
 }
 
-/// Adds the records of `<state_dir>/targets/` to `config.targets`; a record that cannot be used
-/// (unreadable, invalid, a name or inbox already taken) goes to `config.skipped` instead.
-pub fn load_into(config: &mut Config) {
-    let dir = targets_dir(&config.daemon.state_dir);
-    let entries = match std::fs::read_dir(&dir) {
+/// Every readable record, by file name (those that cannot be read are in `Config::skipped`).
+pub fn records(state_dir: &Path) -> Vec<Record> {
+    record_files(&targets_dir(state_dir))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|path| {
+            let table: toml::Table = std::fs::read_to_string(&path).ok()?.parse().ok()?;
+            let target = table.get("target")?;
+            Some(Record {
+                name: target.get("name")?.as_str()?.to_owned(),
+                inbox: target.get("inbox")?.as_str()?.to_owned(),
+                connection: table.get("connection")?.clone().try_into().ok()?,
+                path,
+            })
+        })
+        .collect()
+}
+
+/// The `*.toml` files of the records' directory, sorted (none when it does not exist).
+fn record_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(source) => {
-            config
-                .skipped
-                .push(ConfigError::Read { path: dir, source }.to_string());
-            return;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -80,11 +102,34 @@ pub fn load_into(config: &mut Config) {
         })
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// The directory of the records.
+pub fn targets_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("targets")
+}
+
+/// Adds the records of `<state_dir>/targets/` to `config.targets`; a record that cannot be used
+/// (unreadable, invalid, a name or inbox already taken) goes to `config.skipped` instead.
+pub fn load_into(config: &mut Config) {
+    let dir = targets_dir(&config.daemon.state_dir);
+    let files = match record_files(&dir) {
+        Ok(files) => files,
+        Err(source) => {
+            config
+                .skipped
+                .push(ConfigError::Read { path: dir, source }.to_string());
+            return;
+        }
+    };
     let mut names: HashSet<String> = config.targets.iter().map(|t| t.name.clone()).collect();
     let mut inboxes: HashSet<PathBuf> = config.targets.iter().map(|t| t.inbox.clone()).collect();
     for path in files {
         match load_one(config, &path) {
-            Ok(t) if names.contains(&t.name) || inboxes.contains(&t.inbox) => {
+            // Disconnected: listed by `targets`, not run.
+            Ok(None) => {}
+            Ok(Some(t)) if names.contains(&t.name) || inboxes.contains(&t.inbox) => {
                 let e = ConfigError::Invalid {
                     location: super::Location {
                         path: path.clone(),
@@ -103,7 +148,7 @@ pub fn load_into(config: &mut Config) {
                 };
                 config.skipped.push(e.to_string());
             }
-            Ok(t) => {
+            Ok(Some(t)) => {
                 names.insert(t.name.clone());
                 inboxes.insert(t.inbox.clone());
                 config.targets.push(t);
@@ -113,7 +158,7 @@ pub fn load_into(config: &mut Config) {
     }
 }
 
-fn load_one(config: &Config, path: &Path) -> Result<Target, ConfigError> {
+fn load_one(config: &Config, path: &Path) -> Result<Option<Target>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -123,6 +168,9 @@ fn load_one(config: &Config, path: &Path) -> Result<Target, ConfigError> {
         location: cx.at(e.span().unwrap_or(0..0)),
         message: e.message().trim_end().to_owned(),
     })?;
+    if raw.connection.disconnected_at.is_some() {
+        return Ok(None);
+    }
     let span = raw.target.span();
     let base = path.parent().unwrap_or(Path::new("."));
     let target = cx.target(
@@ -142,10 +190,58 @@ fn load_one(config: &Config, path: &Path) -> Result<Target, ConfigError> {
             ),
         ));
     }
-    Ok(Target {
+    Ok(Some(Target {
         record: Some(path.to_owned()),
         ..target
-    })
+    }))
+}
+
+/// Marks the record at `path` disconnected (now): the daemon stops its target at its next look,
+/// and `connect` for the same workspace resumes it.
+pub fn mark_disconnected(path: &Path) -> Result<(), ConnectError> {
+    let fix = "check that this user may write the state directory";
+    let mut table: toml::Table = std::fs::read_to_string(path)
+        .map_err(io("read", path, fix))?
+        .parse()
+        .map_err(|e| {
+            io(
+                "read",
+                path,
+                "the record is not valid TOML: remove it to stop the target",
+            )(std::io::Error::other(e))
+        })?;
+    let Some(toml::Value::Table(connection)) = table.get_mut("connection") else {
+        return Err(io(
+            "read",
+            path,
+            "the record has no [connection]: remove it to stop the target",
+        )(std::io::Error::other(
+            "not a connected workspace's record",
+        )));
+    };
+    connection.insert(
+        "disconnected_at".into(),
+        toml::Value::String(Utc::now().to_rfc3339()),
+    );
+    let text =
+        toml::to_string(&table).map_err(|e| io("write", path, fix)(std::io::Error::other(e)))?;
+    write_private_atomically(path, ".tmp-", text.as_bytes(), Durability::Fsync)
+        .map_err(io("write", path, fix))?;
+    Ok(())
+}
+
+fn io(
+    action: &'static str,
+    path: &Path,
+    fix: &'static str,
+) -> impl FnOnce(std::io::Error) -> ConnectError {
+    let path = path.to_owned();
+    move |source| ConnectError {
+        action,
+        path,
+        fix,
+        source,
+    }
 }
 
 /// The target name of a workspace connection: the workspace's name as a slug, and 8 hex digits
@@ -229,19 +325,6 @@ pub fn connect(
     response: &TokenResponse,
     template: &Template,
 ) -> Result<Connected, ConnectError> {
-    fn io(
-        action: &'static str,
-        path: &Path,
-        fix: &'static str,
-    ) -> impl FnOnce(std::io::Error) -> ConnectError {
-        let path = path.to_owned();
-        move |source| ConnectError {
-            action,
-            path,
-            fix,
-            source,
-        }
-    }
     let name = target_name(
         response.workspace_name.as_deref(),
         &response.workspace_id,
@@ -287,6 +370,7 @@ pub fn connect(
             })
             .unwrap_or(now),
         reconnected_at: previous.as_ref().map(|_| now),
+        disconnected_at: None,
     };
     let text = match &previous {
         // Reconnected: its [target], as it is (an operator may have edited it), new [connection].
@@ -314,6 +398,21 @@ pub fn connect(
     );
     write_private_atomically(&record, ".tmp-", text.as_bytes(), Durability::Fsync)
         .map_err(io("write", &record, fix_state))?;
+    let event = crate::state::events::Event {
+        event: if previous.is_some() {
+            "reconnected"
+        } else {
+            "connected"
+        },
+        target: &name,
+        workspace_id: Some(&response.workspace_id),
+        workspace_name: response.workspace_name.as_deref(),
+        inbox: Some(&inbox),
+        detail: None,
+    };
+    if let Err(e) = crate::state::events::append(state_dir, &event) {
+        tracing::warn!(target_name = %name, "cannot append to the event log: {e}");
+    }
     Ok(Connected {
         name,
         inbox,

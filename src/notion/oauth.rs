@@ -160,6 +160,16 @@ impl NotionClient {
         self.token_request(body).await
     }
 
+    /// Revokes `token` (`POST /v1/oauth/revoke`): the authorization ends, as if the user had
+    /// removed the integration.
+    pub async fn revoke(&self, token: &SecretString) -> Result<(), NotionError> {
+        let (client_id, secret) = self.oauth_credentials()?;
+        let body = serde_json::json!({"token": token.expose_secret()});
+        self.basic_post("/v1/oauth/revoke", client_id, secret, &body)
+            .await
+            .map(|_| ())
+    }
+
     async fn token_request(&self, body: Value) -> Result<TokenResponse, NotionError> {
         let (client_id, secret) = self.oauth_credentials()?;
         let value = self

@@ -10,12 +10,15 @@
 //!   from zero.
 //! - [`private`]: creating state for the service user only (directories 700, files 600, whatever
 //!   the umask) and reading files that hold secrets only when they are private.
+//! - [`events`]: the event log, `events.jsonl`: workspaces connected, databases chosen,
+//!   disconnections.
 //! - [`audit`]: the state directory, tokens and client secret that other users could read, write
 //!   or own, each with the `chmod` or `chown` that fixes it.
 
 pub mod audit;
 pub mod checkpoint;
 pub mod commit;
+pub mod events;
 pub mod private;
 
 use std::io;

@@ -45,7 +45,20 @@ pub async fn choose_database(
         match client.discover_choice(target, &token, wanted).await? {
             Choice::One(c) => {
                 token.save_destination(c.chosen()).await?;
-                DatabaseOutcome::Chosen(c.label())
+                let label = c.label();
+                let file = token.file();
+                let event = crate::state::events::Event {
+                    event: "database_chosen",
+                    target: &target.name,
+                    workspace_id: file.as_ref().map(|f| f.workspace_id.as_str()),
+                    workspace_name: file.as_ref().and_then(|f| f.workspace_name.as_deref()),
+                    inbox: Some(&target.inbox),
+                    detail: Some(&label),
+                };
+                if let Err(e) = crate::state::events::append(&config.daemon.state_dir, &event) {
+                    tracing::warn!(target_name = %target.name, "cannot append to the event log: {e}");
+                }
+                DatabaseOutcome::Chosen(label)
             }
             Choice::NoneFits(seen) => DatabaseOutcome::NotChosen(none_fits_message(target, &seen)),
             Choice::Several(fits) => DatabaseOutcome::NotChosen(several_message(target, &fits)),
