@@ -53,6 +53,8 @@ pub enum Command {
     Check(OptionalTargetArgs),
     /// Show each target's progress, backlog and health.
     Status(OptionalTargetArgs),
+    /// Connect a workspace as a target of its own (consent, then inbox, database, token).
+    Connect(crate::commands::connect::ConnectArgs),
     /// List every target, configured or connected: workspace, database, state, backlog.
     Targets(JsonArgs),
     /// End a connected workspace's target: revoke its token, stop it, keep its inbox.

@@ -135,6 +135,45 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Connect(args) => {
+            use notion_inbox::commands::authorize::DatabaseOutcome;
+            let config = Config::load(&cli.config)?;
+            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
+            let no_browser = args.no_browser;
+            let done = notion_inbox::commands::connect::run_with(
+                &config,
+                &args,
+                &mut std::io::BufReader::new(std::io::stdin()),
+                &mut |url| {
+                    println!("{url}");
+                    if !no_browser {
+                        notion_inbox::commands::authorize::open_browser(url.as_str());
+                    }
+                },
+            )
+            .await?;
+            let c = &done.connected;
+            eprintln!(
+                "{} workspace {} as target {}; producers append to {} (the daemon starts it within a second)",
+                if c.reconnected {
+                    "Reconnected"
+                } else {
+                    "Connected"
+                },
+                done.workspace,
+                c.name,
+                c.inbox.display()
+            );
+            match done.database {
+                DatabaseOutcome::Chosen(label) => eprintln!("Rows go to {label}."),
+                DatabaseOutcome::Configured => {}
+                DatabaseOutcome::NotChosen(why) => {
+                    eprintln!("{why}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Targets(args) => {
             let config = Config::load(&cli.config)?;
             let targets = notion_inbox::commands::targets::collect(&config)?;

@@ -8,7 +8,11 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use notion_inbox::config::connected::{Connected, Template, connect};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use notion_inbox::config::connected::{Connected, Template, connect, records};
+use notion_inbox::emulator::{Consent, consent_as};
 use notion_inbox::notion::oauth::TokenResponse;
 use support::*;
 
@@ -23,11 +27,22 @@ fn world() -> World {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
+    // A redirect URI of its own: tests run at once, and `connect` listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    w.emu.register_redirect_uri(&redirect);
     let notion = format!(
-        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nrequests_per_second = 50\nburst = 50\n",
+        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{redirect}\"\nrequests_per_second = 50\nburst = 50\n",
         info.client_id
     );
-    w.write_config_with(&[w.target("tweets")], &notion, "");
+    let path = w.write_config_with(&[w.target("tweets")], &notion, "");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("[connect]\ninbox_dir = \"spool\"\ndedupe_property = \"Inbox ID\"\n[connect.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n");
+    std::fs::write(&path, text).unwrap();
     w
 }
 
@@ -322,4 +337,57 @@ fn disconnect_revokes_stops_keeps_the_inbox_and_a_reconnect_resumes() {
             .all(|e| e["target"] == globex.name.as_str() && e["workspace_name"] == "Globex")
     );
     assert_eq!(events[0]["inbox"], globex.inbox.display().to_string());
+}
+
+#[test]
+fn the_connect_command_makes_a_workspace_a_target_the_daemon_starts() {
+    let mut w = world();
+    let info = w.emu.info().clone();
+    w.start();
+    let mut child = w
+        .command()
+        .args(["connect", "--no-browser"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = url::Url::parse(line.trim()).expect("the first stdout line is the URL");
+    let consent = Consent {
+        allow: true,
+        workspace: Some(info.other_workspace_id.clone()),
+        databases: Some(vec![info.other_database_id.clone()]),
+        template: false,
+    };
+    w.rt.block_on(consent_as(&url, consent)).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Connected workspace Globex as target globex-")
+            && stderr.contains("Rows go to \"Tweets\""),
+        "{stderr}"
+    );
+    for secret in w.emu.secrets() {
+        assert!(!stderr.contains(&secret), "a secret was printed: {stderr}");
+    }
+    let record = records(&w.path("state")).pop().expect("a record");
+    w.append(
+        std::path::Path::new(&record.inbox),
+        &rec("@cli", "connected"),
+    );
+    wait_until("the row", || {
+        rows_in(&w, &info.other_database_id) == ["@cli"]
+    });
+    assert_eq!(w.stop(), Some(0));
+    // Without [connect], the command says what to add.
+    let bare = World::new(fast());
+    bare.write_config(&[bare.target("t")], "");
+    let (code, _, err) = bare.cli(&["connect", "--no-browser"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no [connect] table"), "{err}");
 }

@@ -25,6 +25,9 @@ _notion__inbox() {
             notion__inbox,completions)
                 cmd="notion__inbox__subcmd__completions"
                 ;;
+            notion__inbox,connect)
+                cmd="notion__inbox__subcmd__connect"
+                ;;
             notion__inbox,databases)
                 cmd="notion__inbox__subcmd__databases"
                 ;;
@@ -67,6 +70,9 @@ _notion__inbox() {
             notion__inbox__subcmd__help,completions)
                 cmd="notion__inbox__subcmd__help__subcmd__completions"
                 ;;
+            notion__inbox__subcmd__help,connect)
+                cmd="notion__inbox__subcmd__help__subcmd__connect"
+                ;;
             notion__inbox__subcmd__help,databases)
                 cmd="notion__inbox__subcmd__help__subcmd__databases"
                 ;;
@@ -107,7 +113,7 @@ _notion__inbox() {
 
     case "${cmd}" in
         notion__inbox)
-            opts="-h -V --config --log-format --help --version run authorize databases check status targets disconnect push requeue emulator demo completions manpage help"
+            opts="-h -V --config --log-format --help --version run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,6 +209,36 @@ _notion__inbox() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "auto text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        notion__subcmd__inbox__subcmd__connect)
+            opts="-h --no-browser --paste --timeout --database --config --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -383,7 +419,7 @@ _notion__inbox() {
             return 0
             ;;
         notion__subcmd__inbox__subcmd__help)
-            opts="run authorize databases check status targets disconnect push requeue emulator demo completions manpage help"
+            opts="run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -425,6 +461,20 @@ _notion__inbox() {
             return 0
             ;;
         notion__subcmd__inbox__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        notion__subcmd__inbox__subcmd__help__subcmd__connect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -262,6 +262,63 @@ pub fn target_name(workspace_name: Option<&str>, workspace_id: &str, bot_id: &st
     format!("{slug}-{:08x}", hash as u32)
 }
 
+/// `[connect]`: what a workspace that connects gets.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConnect {
+    inbox_dir: Spanned<String>,
+    database_title: Option<Spanned<String>>,
+    dedupe_property: Option<Spanned<String>>,
+    properties: Spanned<BTreeMap<String, Spanned<String>>>,
+}
+
+/// `[connect]`, validated.
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    /// Where connected workspaces' inboxes are created (`<inbox_dir>/<name>.jsonl`).
+    pub inbox_dir: PathBuf,
+    /// What their targets get.
+    pub template: Template,
+}
+
+impl Cx<'_> {
+    pub(super) fn connect(&self, raw: Spanned<RawConnect>) -> Result<ConnectConfig, ConfigError> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let properties: BTreeMap<String, String> = raw
+            .properties
+            .into_inner()
+            .into_iter()
+            .map(|(field, prop)| (field, prop.into_inner()))
+            .collect();
+        if properties.is_empty() || properties.contains_key("id") {
+            return Err(self.invalid(
+                span,
+                "[connect.properties] must map record fields (not \"id\", the record's key) to properties",
+                "add lines such as handle = \"title\" and tweet = \"tweet\" under [connect.properties]",
+            ));
+        }
+        let dedupe_property = raw.dedupe_property.map(Spanned::into_inner);
+        if let Some(dp) = &dedupe_property
+            && properties.values().any(|p| p == dp)
+        {
+            return Err(self.invalid(
+                span,
+                format!("property {dp:?} is both mapped from a field and the dedupe_property"),
+                "give the dedupe property a column of its own",
+            ));
+        }
+        Ok(ConnectConfig {
+            inbox_dir: self.path_of(raw.inbox_dir.get_ref()),
+            template: Template {
+                properties,
+                database_title: raw.database_title.map(Spanned::into_inner),
+                dedupe_property,
+            },
+        })
+    }
+}
+
 /// What a connected target gets, besides its name and inbox.
 #[derive(Debug, Clone, Default)]
 pub struct Template {

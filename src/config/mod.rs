@@ -160,6 +160,8 @@ pub struct Config {
     /// The inboxes and where their records go: the configuration's in file order, then the
     /// connected workspaces' (see [`connected`]) by name.
     pub targets: Vec<Target>,
+    /// `[connect]`: what a workspace that connects gets (its inbox's directory, the mapping).
+    pub connect: Option<connected::ConnectConfig>,
     /// Records of connected workspaces that could not be used, each naming its file and the fix.
     /// They are skipped (the other targets run); the daemon logs them and `check` shows them.
     pub skipped: Vec<String>,
@@ -318,6 +320,8 @@ struct RawConfig {
     daemon: Option<RawDaemon>,
     #[serde(default, rename = "target")]
     targets: Vec<Spanned<RawTarget>>,
+    #[serde(default)]
+    connect: Option<Spanned<connected::RawConnect>>,
 }
 
 #[derive(Deserialize)]
@@ -428,11 +432,16 @@ impl Config {
             inboxes.insert(t.inbox.clone(), targets.len());
             targets.push(t);
         }
+        let connect = match raw.connect {
+            Some(c) => Some(cx.connect(c)?),
+            None => None,
+        };
         Ok(Config {
             path: path.to_owned(),
             notion,
             daemon,
             targets,
+            connect,
             skipped: Vec::new(),
         })
     }

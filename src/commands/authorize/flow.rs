@@ -40,8 +40,8 @@ pub(super) struct Flow {
     redirect_uri: Url,
     /// The target, named in the fixes of errors.
     target: String,
-    /// Where the tokens go.
-    token_file: PathBuf,
+    /// Where the tokens go (None: the caller keeps them, as `connect` does).
+    token_file: Option<PathBuf>,
     /// Whether a token file of another workspace may be replaced.
     force: bool,
     /// The flow's claim, held by one redirect with the right `state` at a time while it is
@@ -67,7 +67,7 @@ pub(super) struct FlowSettings {
     /// See [`Flow::target`].
     pub target: String,
     /// See [`Flow::token_file`].
-    pub token_file: PathBuf,
+    pub token_file: Option<PathBuf>,
     /// See [`Flow::force`].
     pub force: bool,
 }
@@ -200,13 +200,16 @@ impl Flow {
         Ok(response)
     }
 
-    /// Writes the token file, if [`Flow::may_replace`] allows.
+    /// Writes the token file, if there is one and [`Flow::may_replace`] allows.
     fn save(&self, response: &TokenResponse) -> Result<(), AuthorizeError> {
-        self.may_replace(response)?;
+        let Some(path) = &self.token_file else {
+            return Ok(());
+        };
+        self.may_replace(path, response)?;
         TokenFile::from_response(response, None)
-            .write(&self.token_file)
+            .write(path)
             .map_err(|source| AuthorizeError::Write {
-                path: self.token_file.clone(),
+                path: path.to_owned(),
                 source,
             })
     }
@@ -214,8 +217,7 @@ impl Flow {
     /// Whether the token file may be replaced by `response`'s grant: yes when there is none, when
     /// it holds the same workspace (that is authorizing again) or no workspace at all; for another
     /// workspace's, or one that cannot be read, only with `--force`, and then with a warning.
-    fn may_replace(&self, response: &TokenResponse) -> Result<(), AuthorizeError> {
-        let path = &self.token_file;
+    fn may_replace(&self, path: &Path, response: &TokenResponse) -> Result<(), AuthorizeError> {
         let old = match existing_workspace(path) {
             Ok(Some(old))
                 if !old.workspace_id.is_empty() && old.workspace_id != response.workspace_id =>
@@ -225,7 +227,7 @@ impl Flow {
             Ok(_) => return Ok(()),
             Err(source) if !self.force => {
                 return Err(AuthorizeError::ReadExisting {
-                    path: path.clone(),
+                    path: path.to_owned(),
                     target: self.target.clone(),
                     source,
                 });
@@ -242,7 +244,7 @@ impl Flow {
         let granted = describe(response.workspace_name.as_deref(), &response.workspace_id);
         if !self.force {
             return Err(AuthorizeError::OtherWorkspace {
-                path: path.clone(),
+                path: path.to_owned(),
                 target: self.target.clone(),
                 existing,
                 granted,

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use url::Url;
 
 pub use choose::DatabaseOutcome;
+pub(crate) use choose::choose_database;
 pub use error::AuthorizeError;
 use flow::{Flow, FlowSettings, Outcome};
 
@@ -93,50 +94,14 @@ pub async fn run_with(
     let target = config.target(&args.target)?;
     choose::check_args(target, args.database.as_deref())?;
     let token_file = token_file_of(target)?;
-    let client_id = config.notion.client_id.clone().with_context(|| {
-        format!(
-            "{}: [notion] has no client_id; copy it from your integration's settings at https://www.notion.so/profile/integrations",
-            config.path.display()
-        )
-    })?;
-    config.client_secret()?;
-    let client = NotionClient::new(&config.notion)?;
-    let redirect_uri = config.notion.redirect_uri.clone();
-    let state = new_state();
-    let url = authorize_url(&config.notion.api_base, &client_id, &redirect_uri, &state);
-
-    let listeners = match listen::addresses(&redirect_uri) {
-        Some(addrs) if !args.paste => Some(listen::bind(&redirect_uri, &addrs).await?),
-        _ => None,
-    };
-    eprintln!(
-        "Open this URL in a browser, pick the database to share with notion-inbox, and choose Allow:"
-    );
-    on_url(&url);
-    let (flow, outcome) = Flow::new(FlowSettings {
-        client,
-        state,
-        redirect_uri: redirect_uri.clone(),
-        target: args.target.clone(),
-        token_file: token_file.clone(),
+    let consent = Consent {
+        label: &args.target,
+        token_file: Some(token_file.clone()),
         force: args.force,
-    });
-    let response = match listeners {
-        Some(listeners) => {
-            eprintln!("Waiting for Notion to redirect to {redirect_uri} ...");
-            listen_for(listeners, &redirect_uri, flow, outcome, args.timeout).await?
-        }
-        None => {
-            eprintln!(
-                "Then paste the address the browser was sent to (it starts with {redirect_uri}):"
-            );
-            let mut line = String::new();
-            stdin
-                .read_line(&mut line)
-                .context("cannot read the redirected URL from stdin")?;
-            pasted(&flow, &query_of(line.trim())).await?
-        }
+        paste: args.paste,
+        timeout: args.timeout,
     };
+    let response = obtain(config, consent, stdin, on_url).await?;
     let database = choose::choose_database(config, target, args.database.as_deref()).await?;
     // Notion's texts, shown on the terminal: without control characters.
     Ok(Authorized {
@@ -150,6 +115,74 @@ pub async fn run_with(
         token_file,
         database,
     })
+}
+
+/// How to run one consent flow.
+pub(crate) struct Consent<'a> {
+    /// For messages: the target, or "a new workspace".
+    pub label: &'a str,
+    /// Where the tokens go (None: the caller keeps them).
+    pub token_file: Option<std::path::PathBuf>,
+    /// Replace another workspace's token file.
+    pub force: bool,
+    /// Read the redirected URL from stdin.
+    pub paste: bool,
+    /// How long to wait for the redirect.
+    pub timeout: Duration,
+}
+
+/// Prints the authorize URL (to `on_url`), takes the redirect (listening, or pasted), exchanges
+/// its code and returns Notion's token response (also written to `consent.token_file`).
+pub(crate) async fn obtain(
+    config: &Config,
+    consent: Consent<'_>,
+    stdin: &mut (dyn BufRead + Send),
+    on_url: &mut (dyn FnMut(&Url) + Send),
+) -> anyhow::Result<TokenResponse> {
+    let client_id = config.notion.client_id.clone().with_context(|| {
+        format!(
+            "{}: [notion] has no client_id; copy it from your integration's settings at https://www.notion.so/profile/integrations",
+            config.path.display()
+        )
+    })?;
+    config.client_secret()?;
+    let client = NotionClient::new(&config.notion)?;
+    let redirect_uri = config.notion.redirect_uri.clone();
+    let state = new_state();
+    let url = authorize_url(&config.notion.api_base, &client_id, &redirect_uri, &state);
+
+    let listeners = match listen::addresses(&redirect_uri) {
+        Some(addrs) if !consent.paste => Some(listen::bind(&redirect_uri, &addrs).await?),
+        _ => None,
+    };
+    eprintln!(
+        "Open this URL in a browser, pick the database to share with notion-inbox, and choose Allow:"
+    );
+    on_url(&url);
+    let (flow, outcome) = Flow::new(FlowSettings {
+        client,
+        state,
+        redirect_uri: redirect_uri.clone(),
+        target: consent.label.to_owned(),
+        token_file: consent.token_file,
+        force: consent.force,
+    });
+    match listeners {
+        Some(listeners) => {
+            eprintln!("Waiting for Notion to redirect to {redirect_uri} ...");
+            Ok(listen_for(listeners, &redirect_uri, flow, outcome, consent.timeout).await?)
+        }
+        None => {
+            eprintln!(
+                "Then paste the address the browser was sent to (it starts with {redirect_uri}):"
+            );
+            let mut line = String::new();
+            stdin
+                .read_line(&mut line)
+                .context("cannot read the redirected URL from stdin")?;
+            Ok(pasted(&flow, &query_of(line.trim())).await?)
+        }
+    }
 }
 
 /// The token file of a target that uses OAuth.
@@ -213,7 +246,8 @@ fn query_of(pasted: &str) -> String {
     }
 }
 
-fn open_browser(url: &str) {
+/// Opens `url` in the desktop's browser, if one can be started; says so when it cannot.
+pub fn open_browser(url: &str) {
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else {
