@@ -251,6 +251,17 @@ fn a_workspace_that_removed_the_integration_waits_and_resumes_on_reconnect() {
         ["@one", "@three", "@two"]
     );
     assert!(w.dead_letters(&globex.name).is_empty());
+    // The operator's tooling heard of it once, with the reason.
+    let events = std::fs::read_to_string(w.path("state/events.jsonl")).unwrap();
+    let attention: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains("\"needs_attention\""))
+        .collect();
+    assert_eq!(attention.len(), 1, "{events}");
+    assert!(
+        attention[0].contains(&globex.name) && attention[0].contains("needs authorization"),
+        "{events}"
+    );
 }
 
 #[test]

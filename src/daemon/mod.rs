@@ -93,6 +93,7 @@ pub async fn run_with(
         &current.daemon.state_dir,
     )));
     let mut last_status_write: Option<JoinHandle<()>> = None;
+    let mut attention = Attention::default();
     let mut connections = tokio::time::interval(CONNECTIONS);
     connections.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -123,11 +124,14 @@ pub async fn run_with(
                 let status = status_line(&running);
                 let snapshots = running.values().map(|r| r.state.snapshot()).collect();
                 let status_file = status_file.clone();
+                let events = attention.news(&running);
+                let state_dir = current.daemon.state_dir.clone();
                 // Off the runtime: a file write must not stall the targets' tasks.
                 last_status_write = Some(tokio::task::spawn_blocking(move || {
                     if let Err(e) = status_file.lock().unwrap_or_else(|e| e.into_inner()).write(snapshots) {
                         tracing::debug!("cannot write the status file: {e}");
                     }
+                    Attention::log(&state_dir, &events);
                 }));
                 notify_systemd(&[sd_notify::NotifyState::Status(&status)]);
                 if delivered != last_delivered {
@@ -163,6 +167,53 @@ pub async fn run_with(
     }
     tracing::info!("stopped; checkpoints saved");
     Ok(())
+}
+
+/// The targets that wait for a person (a refused authorization, a stop), as last put in the
+/// event log, so that each episode is logged once.
+#[derive(Default)]
+struct Attention {
+    reported: BTreeMap<String, String>,
+}
+
+impl Attention {
+    /// The `needs_attention` events to log now: (target, why) of each target whose trouble is
+    /// new. A target that recovered is forgotten, so a later episode is logged again.
+    fn news(&mut self, running: &BTreeMap<String, Running>) -> Vec<(String, String)> {
+        let mut news = Vec::new();
+        self.reported.retain(|name, _| running.contains_key(name));
+        for (name, r) in running {
+            match r.state.health() {
+                health::Health::NeedsAuthorization(why) | health::Health::Stopped(why) => {
+                    if self.reported.get(name) != Some(&why) {
+                        self.reported.insert(name.clone(), why.clone());
+                        news.push((name.clone(), why));
+                    }
+                }
+                _ => {
+                    self.reported.remove(name);
+                }
+            }
+        }
+        news
+    }
+
+    /// Appends them to the event log (on the blocking pool).
+    fn log(state_dir: &Path, events: &[(String, String)]) {
+        for (target, why) in events {
+            let event = crate::state::events::Event {
+                event: "needs_attention",
+                target,
+                workspace_id: None,
+                workspace_name: None,
+                inbox: None,
+                detail: Some(why),
+            };
+            if let Err(e) = crate::state::events::append(state_dir, &event) {
+                tracing::warn!(target_name = %target, "cannot append to the event log: {e}");
+            }
+        }
+    }
 }
 
 /// Loads the configuration (and the connected workspaces' records) again and makes the running

@@ -1,6 +1,8 @@
 //! The event log, `<state_dir>/events.jsonl` (mode 600): one JSON object per line for each
 //! change an operator's tooling may want to follow, such as which inbox belongs to which
-//! workspace. Events: `connected`, `reconnected`, `database_chosen`, `disconnected`.
+//! workspace. Events: `connected`, `reconnected`, `database_chosen`, `disconnected`, and
+//! `needs_attention` (a target waits for a person: a refused authorization, a stop; once per
+//! episode, with the reason).
 //!
 //! Each line is written with one `write()` on an `O_APPEND` descriptor, so concurrent writers
 //! (the daemon, `authorize`, `disconnect`) never interleave within a line. A failed append is
