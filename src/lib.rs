@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod daemon;
 pub mod delivery;
 pub mod emulator;

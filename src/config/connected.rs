@@ -44,6 +44,10 @@ pub struct Connection {
     /// letters stay, and connecting again resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disconnected_at: Option<DateTime<Utc>>,
+    /// The database chosen for it after consent (also saved with its token). Written here too
+    /// so that the daemon, which restarts a target whose record changed, takes up a new choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::notion::discover::Chosen>,
 }
 
 #[derive(Deserialize)]
@@ -190,10 +194,38 @@ fn load_one(config: &Config, path: &Path) -> Result<Option<Target>, ConfigError>
             ),
         ));
     }
+    let chosen = raw
+        .connection
+        .database
+        .map(|c| format!("{:?}/{:?}", c.database_id, c.data_source_id));
     Ok(Some(Target {
         record: Some(path.to_owned()),
+        chosen,
         ..target
     }))
+}
+
+/// Notes in the record at `path` the database chosen for its workspace, so that the daemon
+/// restarts the target with it.
+pub fn record_choice(
+    path: &Path,
+    chosen: &crate::notion::discover::Chosen,
+) -> Result<(), ConnectError> {
+    let fix = "check that this user may write the state directory";
+    let mut table: toml::Table = std::fs::read_to_string(path)
+        .map_err(io("read", path, fix))?
+        .parse()
+        .map_err(|e| io("read", path, fix)(std::io::Error::other(e)))?;
+    let value = toml::Value::try_from(chosen)
+        .map_err(|e| io("write", path, fix)(std::io::Error::other(e)))?;
+    if let Some(toml::Value::Table(connection)) = table.get_mut("connection") {
+        connection.insert("database".into(), value);
+    }
+    let text =
+        toml::to_string(&table).map_err(|e| io("write", path, fix)(std::io::Error::other(e)))?;
+    write_private_atomically(path, ".tmp-", text.as_bytes(), Durability::Fsync)
+        .map_err(io("write", path, fix))?;
+    Ok(())
 }
 
 /// Marks the record at `path` disconnected (now): the daemon stops its target at its next look,
@@ -266,6 +298,8 @@ pub fn target_name(workspace_name: Option<&str>, workspace_id: &str, bot_id: &st
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConnect {
+    listen: Option<Spanned<String>>,
+    public_url: Option<Spanned<String>>,
     inbox_dir: Spanned<String>,
     database_title: Option<Spanned<String>>,
     dedupe_property: Option<Spanned<String>>,
@@ -275,6 +309,9 @@ pub(super) struct RawConnect {
 /// `[connect]`, validated.
 #[derive(Debug, Clone)]
 pub struct ConnectConfig {
+    /// The connect page: where `notion-inbox run` serves it, and its public address behind the
+    /// operator's reverse proxy (the redirect URI is `<public_url>/callback`).
+    pub page: Option<ConnectPage>,
     /// Where connected workspaces' inboxes are created (`<inbox_dir>/<name>.jsonl`).
     pub inbox_dir: PathBuf,
     /// What their targets get.
@@ -308,7 +345,28 @@ impl Cx<'_> {
                 "give the dedupe property a column of its own",
             ));
         }
+        let page = match (raw.listen, raw.public_url) {
+            (None, None) => None,
+            (Some(listen), Some(public_url)) => Some(ConnectPage {
+                listen: listen.get_ref().parse().map_err(|e| {
+                    self.invalid(
+                        listen.span(),
+                        format!("[connect] listen {:?} is not an address: {e}", listen.get_ref()),
+                        "write an address and port such as \"127.0.0.1:8766\" (the reverse proxy forwards to it)",
+                    )
+                })?,
+                public_url: self.url(&public_url, "[connect] public_url", false)?,
+            }),
+            _ => {
+                return Err(self.invalid(
+                    span,
+                    "[connect] sets only one of listen and public_url",
+                    "set both: where notion-inbox listens, and the https address people open",
+                ));
+            }
+        };
         Ok(ConnectConfig {
+            page,
             inbox_dir: self.path_of(raw.inbox_dir.get_ref()),
             template: Template {
                 properties,
@@ -316,6 +374,25 @@ impl Cx<'_> {
                 dedupe_property,
             },
         })
+    }
+}
+
+/// Where the connect page is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectPage {
+    /// The local address `notion-inbox run` listens on.
+    pub listen: std::net::SocketAddr,
+    /// The address people use, without a trailing slash.
+    pub public_url: url::Url,
+}
+
+impl ConnectPage {
+    /// `<public_url>/callback`, the redirect URI to register with the integration.
+    pub fn redirect_uri(&self) -> url::Url {
+        let mut u = self.public_url.clone();
+        let path = format!("{}/callback", u.path().trim_end_matches('/'));
+        u.set_path(&path);
+        u
     }
 }
 
@@ -428,6 +505,7 @@ pub fn connect(
             .unwrap_or(now),
         reconnected_at: previous.as_ref().map(|_| now),
         disconnected_at: None,
+        database: None,
     };
     let text = match &previous {
         // Reconnected: its [target], as it is (an operator may have edited it), new [connection].

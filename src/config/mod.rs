@@ -262,6 +262,9 @@ pub struct Target {
     /// For a connected workspace: its record under `<state_dir>/targets/` (None: a `[[target]]`
     /// of the configuration file).
     pub record: Option<PathBuf>,
+    /// For a connected workspace: the database chosen for it, as its record says (a change
+    /// restarts the target, which then resolves the choice saved with its token).
+    pub chosen: Option<String>,
     /// Where the target's access token comes from.
     pub token: TokenSource,
     /// How many page creates may be outstanding at once.
@@ -950,6 +953,7 @@ impl Cx<'_> {
             destination,
             database_title,
             record: None,
+            chosen: None,
             token,
             max_in_flight,
             dedupe_property,

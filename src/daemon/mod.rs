@@ -81,6 +81,16 @@ pub async fn run_with(
         Some(addr) => Some(metrics::serve(addr, metric_targets.clone()).await?),
         None => None,
     };
+    // The connect page: its settings are read at start (a change needs a restart).
+    let connect_server = match current.connect.as_ref().and_then(|c| c.page.clone()) {
+        Some(page) => {
+            let url = page.public_url.clone();
+            let server = crate::connect::serve(current.clone(), client.clone(), page).await?;
+            tracing::info!(public_url = %url, "serving the connect page");
+            Some(server)
+        }
+        None => None,
+    };
     notify_systemd(&[sd_notify::NotifyState::Ready]);
     tracing::info!(targets = running.len(), config = %config_path.display(), "notion-inbox is running");
 
@@ -163,6 +173,9 @@ pub async fn run_with(
     })
     .await;
     if let Some(server) = metrics_server {
+        server.shutdown().await;
+    }
+    if let Some(server) = connect_server {
         server.shutdown().await;
     }
     tracing::info!("stopped; checkpoints saved");
@@ -359,8 +372,8 @@ fn fingerprint(t: &Target) -> String {
         crate::config::TokenSource::File(p) => format!("file:{}", p.display()),
     };
     format!(
-        "{:?}|{:?}|{}|{:?}|{:?}|{token}",
-        t.inbox, t.destination, t.max_in_flight, t.dedupe_property, t.properties
+        "{:?}|{:?}|{:?}|{}|{:?}|{:?}|{token}",
+        t.inbox, t.destination, t.chosen, t.max_in_flight, t.dedupe_property, t.properties
     )
 }
 

@@ -118,6 +118,7 @@ impl TargetRunner {
             }
         };
         let (token, resolved, mapper) = self.connect_until_ready(stop).await?;
+        tracing::info!(target_name = %self.target.name, "rows go to {}", resolved.describe());
         let opts = TailOptions {
             max_line: daemon.max_line_bytes as usize,
             ..TailOptions::default()

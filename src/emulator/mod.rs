@@ -195,6 +195,8 @@ pub struct EmulatorInfo {
     pub other_workspace_id: String,
     /// Its "Tweets" database (fits the handle/tweet mapping).
     pub other_database_id: String,
+    /// Its "Tweets archive" database (fits it too).
+    pub other_archive_database_id: String,
     /// Registered OAuth redirect URIs.
     pub redirect_uris: Vec<String>,
 }
@@ -327,6 +329,13 @@ impl Emulator {
                 .dbs
                 .iter()
                 .find(|d| d.space == 1)
+                .map(|d| d.id.clone())
+                .unwrap_or_default(),
+            other_archive_database_id: ws
+                .dbs
+                .iter()
+                .filter(|d| d.space == 1)
+                .nth(1)
                 .map(|d| d.id.clone())
                 .unwrap_or_default(),
             redirect_uris: opts.redirect_uris.clone(),

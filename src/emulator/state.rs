@@ -377,8 +377,8 @@ impl Workspace {
         ws
     }
 
-    /// A second workspace, "Globex", owned by Grace Hopper, with its own "Tweets" database that
-    /// fits the `handle`/`tweet` mapping.
+    /// A second workspace, "Globex", owned by Grace Hopper, with two databases that fit the
+    /// `handle`/`tweet` mapping: "Tweets" and "Tweets archive".
     fn seed_globex(&mut self) {
         let seed = self.seed;
         self.spaces.push(Space {
@@ -393,6 +393,8 @@ impl Workspace {
         });
         let (db, ds) = (make_id(seed, 23), make_id(seed, 24));
         self.add_tweets_database(1, db, ds, "Tweets", None);
+        let (db, ds) = (make_id(seed, 25), make_id(seed, 26));
+        self.add_tweets_database(1, db, ds, "Tweets archive", None);
     }
 
     /// Adds a database `title` with one data source of the tweets schema (handle, tweet,

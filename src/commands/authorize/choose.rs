@@ -45,6 +45,9 @@ pub async fn choose_database(
         match client.discover_choice(target, &token, wanted).await? {
             Choice::One(c) => {
                 token.save_destination(c.chosen()).await?;
+                if let Some(record) = &target.record {
+                    crate::config::connected::record_choice(record, &c.chosen())?;
+                }
                 let label = c.label();
                 let file = token.file();
                 let event = crate::state::events::Event {

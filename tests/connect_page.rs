@@ -1,0 +1,335 @@
+//! The connect page in a real browser: Debian's chromium, driven through chromedriver with
+//! fantoccini, against the real daemon (which serves the page) and the emulator's consent page.
+//! A user connects Globex (the result page names the workspace, the database and the connection
+//! id; a line appended to the new inbox becomes a row), connects it again (the same target),
+//! connects with two fitting databases (the choice form), and cancels. Screenshots of each page
+//! go to `target/connect-screenshots/`.
+//!
+//! Needs /usr/bin/chromium and /usr/bin/chromedriver (`.ci/run` installs them); without them the
+//! test says so and skips, unless NOTION_INBOX_REQUIRE_BROWSER=1 (CI) makes that a failure.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// chromedriver on a port of its own, killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn driver() -> Option<Driver> {
+    let (chromium, chromedriver) = (
+        Path::new("/usr/bin/chromium"),
+        Path::new("/usr/bin/chromedriver"),
+    );
+    if !chromium.exists() || !chromedriver.exists() {
+        let hint = "the connect page's browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)";
+        assert!(
+            std::env::var_os("NOTION_INBOX_REQUIRE_BROWSER").is_none_or(|v| v != "1"),
+            "{hint}"
+        );
+        eprintln!("SKIPPED: {hint}");
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("chromedriver listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Some(Driver { child, port })
+}
+
+async fn browser(driver: &Driver, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1000,900",
+                format!("--user-data-dir={}", profile.display())],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a chromium session")
+}
+
+/// Saves a screenshot of the page as `target/connect-screenshots/<name>.png`.
+async fn shoot(c: &Client, name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/connect-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// Waits (up to 30 s) until the page has an element matching `css`, and returns the page's
+/// text. A navigation in progress can replace the page between two commands: they are tried
+/// again until both see the same page.
+async fn page_with(c: &Client, css: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = async {
+            c.find(Locator::Css(css)).await?;
+            c.find(Locator::Css("body")).await?.text().await
+        };
+        match text.await {
+            Ok(text) => return text,
+            Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                panic!("no {css} on the page: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The world: the emulator, a daemon serving the connect page on `public`.
+fn world(public: &str) -> World {
+    let w = World::new(fast());
+    let info = w.emu.info().clone();
+    w.emu.register_redirect_uri(&format!("{public}/callback"));
+    std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
+    std::fs::set_permissions(
+        w.path("client_secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let notion = format!(
+        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nrequests_per_second = 50\nburst = 50\n",
+        info.client_id
+    );
+    let path = w.write_config_with(&[w.target("tweets")], &notion, "");
+    let listen = public.trim_start_matches("http://");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[connect]\nlisten = \"{listen}\"\npublic_url = \"{public}\"\ninbox_dir = \"spool\"\n[connect.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n"
+    ));
+    std::fs::write(&path, text).unwrap();
+    w
+}
+
+/// On the emulator's consent page: picks `workspace` and exactly `databases`, then `decision`.
+async fn consent(c: &Client, workspace: &str, databases: &[&str], decision: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("select[name=workspace]"))
+        .await
+        .unwrap()
+        .select_by_value(workspace)
+        .await
+        .unwrap();
+    for b in c
+        .find_all(Locator::Css("input[name=database]"))
+        .await
+        .unwrap()
+    {
+        let value = b.attr("value").await.unwrap().unwrap_or_default();
+        let checked = b.prop("checked").await.unwrap().as_deref() == Some("true");
+        if checked != databases.contains(&value.as_str()) {
+            b.click().await.unwrap();
+        }
+    }
+    shoot(c, &format!("consent-{decision}")).await;
+    c.find(Locator::Css(&format!("button[value={decision}]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+fn rows_in(w: &World, db: &str) -> Vec<String> {
+    w.pages()
+        .iter()
+        .filter(|p| p.database_id == db)
+        .map(page_title)
+        .collect()
+}
+
+#[test]
+fn a_user_connects_a_workspace_through_the_page_in_a_real_browser() {
+    let Some(driver) = driver() else { return };
+    let public = format!("http://127.0.0.1:{}", free_port());
+    let mut w = world(&public);
+    let info = w.emu.info().clone();
+    w.start();
+    w.wait_for("the connect page is served", || {
+        w.logs().contains("serving the connect page")
+    });
+    let profile = tempfile::tempdir().unwrap();
+    let rt = w.rt.handle().clone();
+    let c = rt.block_on(browser(&driver, profile.path()));
+    let started = Instant::now();
+
+    // 1. Landing, Add to Notion, consent for Globex's Tweets, the result page.
+    let text = rt.block_on(async {
+        c.goto(&public).await.unwrap();
+        let landing = page_with(&c, "a.button").await;
+        assert!(
+            landing.contains("Connect your Notion workspace"),
+            "{landing}"
+        );
+        assert!(landing.contains("column named “tweet”"), "{landing}");
+        shoot(&c, "landing").await;
+        c.find(Locator::LinkText("Add to Notion"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        consent(
+            &c,
+            &info.other_workspace_id,
+            &[&info.other_database_id],
+            "allow",
+        )
+        .await;
+        let text = page_with(&c, "dl.facts").await;
+        shoot(&c, "connected").await;
+        text
+    });
+    assert!(
+        text.contains("Connected") && text.contains("Globex"),
+        "{text}"
+    );
+    assert!(text.contains("\"Tweets\""), "{text}");
+    let name = text
+        .split_whitespace()
+        .find(|w| w.starts_with("globex-"))
+        .unwrap_or_else(|| panic!("no connection id: {text}"))
+        .to_owned();
+    for secret in w.emu.secrets() {
+        assert!(!text.contains(&secret), "a secret is on the page");
+    }
+    w.append(
+        &w.path(&format!("spool/{name}.jsonl")),
+        &rec("@browser", "via the page"),
+    );
+    w.wait_for("the row", || {
+        rows_in(&w, &info.other_database_id) == ["@browser"]
+    });
+
+    // 2. The same workspace again: the same target.
+    let text = rt.block_on(async {
+        c.goto(&format!("{public}/start")).await.unwrap();
+        consent(
+            &c,
+            &info.other_workspace_id,
+            &[&info.other_database_id],
+            "allow",
+        )
+        .await;
+        let text = page_with(&c, "dl.facts").await;
+        shoot(&c, "connected-again").await;
+        text
+    });
+    assert!(
+        text.contains("Connected again") && text.contains(&name),
+        "{text}"
+    );
+
+    // 3. Two databases fit: the choice form; the archive is chosen.
+    let text = rt.block_on(async {
+        c.goto(&format!("{public}/start")).await.unwrap();
+        let both = [
+            info.other_database_id.as_str(),
+            info.other_archive_database_id.as_str(),
+        ];
+        consent(&c, &info.other_workspace_id, &both, "allow").await;
+        let form = page_with(&c, "form input[type=radio]").await;
+        assert!(
+            form.contains("Choose a database") && form.contains("Tweets archive"),
+            "{form}"
+        );
+        shoot(&c, "choose").await;
+        for label in c.find_all(Locator::Css("label.choice")).await.unwrap() {
+            if label.text().await.unwrap().contains("archive") {
+                label.click().await.unwrap();
+            }
+        }
+        c.find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let text = page_with(&c, "dl.facts").await;
+        shoot(&c, "chosen").await;
+        text
+    });
+    assert!(
+        text.contains("Tweets archive") && text.contains(&name),
+        "{text}"
+    );
+    // The daemon restarts the target with the new choice (its record changed) within a second;
+    // a line appended before that would still go to "Tweets".
+    w.wait_for("the target restarted on the archive", || {
+        w.logs()
+            .contains("rows go to data source \"Tweets archive\"")
+    });
+    w.append(
+        &w.path(&format!("spool/{name}.jsonl")),
+        &rec("@archived", "after the choice"),
+    );
+    let record = w.path(&format!("state/targets/{name}.toml"));
+    w.wait_for(
+        &format!(
+            "the row in the archive (record: {})",
+            std::fs::read_to_string(&record).unwrap_or_default()
+        ),
+        || rows_in(&w, &info.other_archive_database_id) == ["@archived"],
+    );
+
+    // 4. Cancel on the consent page: a kind page, nothing connected.
+    let text = rt.block_on(async {
+        c.goto(&format!("{public}/start")).await.unwrap();
+        consent(&c, &info.workspace_id, &[&info.database_id], "cancel").await;
+        let text = page_with(&c, "a.button.secondary").await;
+        shoot(&c, "denied").await;
+        text
+    });
+    assert!(
+        text.contains("Nothing was connected") && text.contains("Cancel"),
+        "{text}"
+    );
+    // The callback's address, code and all, opened a second time: refused.
+    rt.block_on(async {
+        c.goto(&format!("{public}/callback?code=x&state=y"))
+            .await
+            .unwrap();
+        let text = page_with(&c, "h1").await;
+        assert!(text.contains("This link has expired"), "{text}");
+    });
+    rt.block_on(c.close()).unwrap();
+    assert_eq!(w.stop(), Some(0));
+    eprintln!("browser test: {:?}", started.elapsed());
+}
