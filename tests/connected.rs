@@ -231,11 +231,20 @@ fn a_workspace_that_removed_the_integration_waits_and_resumes_on_reconnect() {
     // The user removes the integration in Notion: a 401, then the refresh is refused.
     w.emu.remove_integration(&info.other_workspace_id);
     w.append(&globex.inbox, &rec("@two", "while removed"));
-    wait_until("the target says it needs authorization", || {
+    wait_until("the target says it is disconnected", || {
         w.status()
             .get(&globex.name)
-            .is_some_and(|s| s.to_string().contains("needs authorization"))
+            .is_some_and(|s| s.to_string().contains("is disconnected"))
     });
+    let (_, out, _) = w.cli(&["targets", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let state = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == globex.name.as_str())
+        .map(|t| t["state"].clone());
+    assert_eq!(state, Some(serde_json::json!("disconnected")), "{listed}");
     w.append(&globex.inbox, &rec("@three", "while removed"));
     let requests = w.emu.stats().requests.values().sum::<u64>();
     // The user connects again: delivery resumes where it stopped, nothing lost or doubled.
@@ -259,7 +268,7 @@ fn a_workspace_that_removed_the_integration_waits_and_resumes_on_reconnect() {
         .collect();
     assert_eq!(attention.len(), 1, "{events}");
     assert!(
-        attention[0].contains(&globex.name) && attention[0].contains("needs authorization"),
+        attention[0].contains(&globex.name) && attention[0].contains("is disconnected"),
         "{events}"
     );
 }

@@ -14,7 +14,8 @@ pub struct TargetInfo {
     pub name: String,
     /// "config" (a `[[target]]`) or "connected" (a workspace that connected).
     pub origin: &'static str,
-    /// The daemon's health state ("ok", "paused"…), "not running", or "disconnected".
+    /// The daemon's health state ("ok", "paused"…), "not running", or "disconnected" (by
+    /// `disconnect`, or the workspace removed the integration).
     pub state: String,
     /// The workspace, when known.
     pub workspace: Option<String>,
@@ -51,6 +52,10 @@ pub fn collect(config: &Config) -> anyhow::Result<Vec<TargetInfo>> {
             (Destination::Discover, None) => "to be discovered".into(),
         };
         let state = match status.and_then(|s| s.daemon.as_ref().map(|d| (s.daemon_running, d))) {
+            // A connected workspace whose authorization Notion refused removed the integration.
+            Some((true, d)) if t.record.is_some() && d.health["state"] == "needs_authorization" => {
+                "disconnected".to_owned()
+            }
             Some((true, d)) => d.health["state"].as_str().unwrap_or("?").to_owned(),
             _ => "not running".into(),
         };

@@ -57,6 +57,23 @@ pub struct Io {
     pub dead: Arc<Mutex<DeadLetterFile>>,
     /// Health and counters, for what the reader notices.
     pub state: Arc<crate::daemon::health::TargetState>,
+    /// A connected workspace's target (its refused authorization means it was disconnected).
+    pub connected: bool,
+}
+
+/// What the health says when Notion refuses a target's authorization for good: `authorize` for
+/// a configured target; for a connected workspace, that it is disconnected until it connects
+/// again.
+pub fn refused_authorization(name: &str, connected: bool, why: &str) -> String {
+    if connected {
+        format!(
+            "target {name} is disconnected: Notion refused its authorization ({why}); the workspace removed the integration or it was revoked. Records wait in its inbox, and delivery resumes when the workspace connects again (the connect page, or `notion-inbox connect`)"
+        )
+    } else {
+        format!(
+            "target {name} needs authorization: {why}; run `notion-inbox authorize --target {name}`; delivery resumes by itself when the token file changes"
+        )
+    }
 }
 
 impl Io {
@@ -259,16 +276,18 @@ impl Io {
     async fn refresh(&self, sent_with: u64) -> RefreshResult {
         let name = &self.name;
         if !self.token.can_refresh() {
-            return RefreshResult::Refused(format!(
-                "target {name} needs authorization: Notion refused its token and it cannot be refreshed; \
-                 replace the token (then reload), or run `notion-inbox authorize --target {name}`"
+            return RefreshResult::Refused(refused_authorization(
+                name,
+                self.connected,
+                "Notion refused its token and it cannot be refreshed; replace the token (then reload), or authorize again",
             ));
         }
         match self.token.refresh_from(&self.client, sent_with).await {
             Ok(()) => RefreshResult::Ok,
-            Err(e) if e.needs_authorization() => RefreshResult::Refused(format!(
-                "target {name} needs authorization: Notion refused to refresh its token ({e}); run `notion-inbox authorize --target {name}`; \
-                 delivery resumes by itself when the token file changes"
+            Err(e) if e.needs_authorization() => RefreshResult::Refused(refused_authorization(
+                name,
+                self.connected,
+                &format!("Notion refused to refresh its token ({e})"),
             )),
             // A file on this machine: fixable there, and the next attempt reads it again.
             Err(e) if e.local_file().is_some() => RefreshResult::Local(error_chain(&e)),

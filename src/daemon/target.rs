@@ -251,12 +251,9 @@ impl TargetRunner {
     async fn connect(&self) -> Result<(TokenHandle, Resolved, Mapper), (Health, Wait)> {
         let name = &self.target.name;
         let needs_auth = |why: String| {
-            (
-                Health::NeedsAuthorization(format!(
-                    "target {name} needs authorization: {why}; run `notion-inbox authorize --target {name}`"
-                )),
-                Wait::NewToken,
-            )
+            let message =
+                super::perform::refused_authorization(name, self.target.record.is_some(), &why);
+            (Health::NeedsAuthorization(message), Wait::NewToken)
         };
         let fix_file = |why: String, path: &std::path::Path| {
             (
@@ -303,7 +300,7 @@ impl TargetRunner {
                 }
                 Err(e) if e.is_unauthorized() => {
                     return Err(needs_auth(format!(
-                        "Notion refused its token ({e}); replace the token (then reload), or"
+                        "Notion refused its token ({e}); replace the token (then reload) or authorize again"
                     )));
                 }
                 Err(e) => {
@@ -347,6 +344,7 @@ impl TargetRunner {
             resolved: Arc::new(p.resolved),
             mapper: Arc::new(p.mapper),
             dedupe_property: self.target.dedupe_property.clone(),
+            connected: self.target.record.is_some(),
             tailer: Arc::new(Mutex::new(p.tailer)),
             writer: Arc::new(Mutex::new(p.writer)),
             dead: Arc::new(Mutex::new(DeadLetterFile::new(
