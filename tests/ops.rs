@@ -393,10 +393,12 @@ fn the_demo_delivers_every_sample_accepts_a_push_and_exits_cleanly_on_sigint() {
         String::from_utf8_lossy(&out.stderr)
     );
     demo.wait_for("new row: @tester");
+    // A second workspace connected through the connect page, and its record was delivered.
+    demo.wait_for("connected through the page as target globex-");
     let (code, rest) = demo.interrupt();
     assert_eq!(code, Some(0), "{rest:?}");
     assert!(
-        rest.iter().any(|l| l.contains("Done: 9 rows delivered")),
+        rest.iter().any(|l| l.contains("Done: 10 rows delivered")),
         "{rest:?}"
     );
     assert!(!dir.exists(), "the demo removes its temporary directory");
@@ -417,7 +419,7 @@ fn ctrl_c_during_delivery_stops_the_demo_cleanly() {
         "{rest:?}"
     );
     assert!(
-        !rest.iter().any(|l| l.contains("4. Watching")),
+        !rest.iter().any(|l| l.contains("5. Watching")),
         "went on to watch after Ctrl-C: {rest:?}"
     );
     assert!(!dir.exists(), "the demo removes its temporary directory");

@@ -1,7 +1,8 @@
 //! `notion-inbox demo`: the whole product in one command, against the in-process emulator. Starts
 //! the emulator on a free loopback port, writes a config and state directory under a temporary
 //! directory, authorizes a target through the emulator's OAuth consent page, appends sample
-//! records, runs the daemon, shows progress, prints the rows as a table, then keeps watching for
+//! records, runs the daemon, shows progress, prints the rows as a table, connects a second
+//! workspace through the connect page the daemon serves, then keeps watching for
 //! records the user pushes until Ctrl-C. Nothing outside the temporary directory is touched.
 
 use std::time::{Duration, Instant};
@@ -53,8 +54,10 @@ pub async fn run(
     let root = dir.path();
     let callback_port = free_port()?;
     let redirect = format!("http://localhost:{callback_port}/callback");
+    let page_port = free_port()?;
+    let public = format!("http://127.0.0.1:{page_port}");
     let emu = Emulator::start(EmulatorOptions {
-        redirect_uris: vec![redirect.clone()],
+        redirect_uris: vec![redirect.clone(), format!("{public}/callback")],
         ..EmulatorOptions::default()
     })
     .await
@@ -75,7 +78,7 @@ pub async fn run(
     std::fs::write(
         &config_path,
         format!(
-            "[notion]\napi_base = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{redirect}\"\n\n[daemon]\nstate_dir = \"state\"\nlog_level = \"warn\"\n\n[[target]]\nname = \"tweets\"\ninbox = \"spool/tweets.jsonl\"\ndedupe_property = \"Inbox ID\"\n\n[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n",
+            "[notion]\napi_base = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{redirect}\"\n\n[daemon]\nstate_dir = \"state\"\nlog_level = \"warn\"\n\n[[target]]\nname = \"tweets\"\ninbox = \"spool/tweets.jsonl\"\ndedupe_property = \"Inbox ID\"\n\n[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n\n[connect]\nlisten = \"127.0.0.1:{page_port}\"\npublic_url = \"{public}\"\ninbox_dir = \"spool\"\ndedupe_property = \"Inbox ID\"\n\n[connect.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n",
             info.url, info.client_id
         ),
     )?;
@@ -174,7 +177,27 @@ pub async fn run(
     print_table(&emu.pages());
 
     if !interrupted {
-        println!("\n4. Watching. Add a record from another terminal, and watch it arrive:\n");
+        println!("\n4. The connect page, where other workspaces connect themselves: {public}");
+        println!("   A user of workspace \"Globex\" connects through it (a stand-in browser) ...");
+        let name = connect_through_page(&public, &info).await?;
+        let before = emu.page_count();
+        let line = b"{\"handle\":\"@globex\",\"tweet\":\"Connected through the page\"}\n".to_vec();
+        super::push::append_lines(&root.join("spool").join(format!("{name}.jsonl")), &[line])?;
+        let waited = Instant::now();
+        while emu.page_count() == before && waited.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::ensure!(
+            emu.page_count() > before,
+            "the connected workspace's record was not delivered within 30 s"
+        );
+        println!(
+            "   connected through the page as target {name}; its first record is a row of Globex's \"Tweets\""
+        );
+        println!(
+            "   Open {public} in a browser to connect a workspace yourself (the emulator's consent page offers Acme and Globex)."
+        );
+        println!("\n5. Watching. Add a record from another terminal, and watch it arrive:\n");
         println!(
             "   {} --config {} push --target tweets --handle @you --tweet 'Hello from the demo'",
             std::env::current_exe()
@@ -213,6 +236,66 @@ pub async fn run(
         pages.len()
     );
     Ok(pages)
+}
+
+/// Plays a user on the connect page: Add to Notion, consent for Globex's "Tweets" on the
+/// emulator's page, back to the result page. Returns the connection id it shows.
+async fn connect_through_page(
+    public: &str,
+    info: &crate::emulator::EmulatorInfo,
+) -> anyhow::Result<String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let start = http.get(format!("{public}/start")).send().await?;
+    let location = |r: &reqwest::Response| -> anyhow::Result<url::Url> {
+        let l = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .context("no redirect")?;
+        Ok(url::Url::parse(l)?)
+    };
+    let cookie = start
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .context("the page set no cookie")?
+        .to_owned();
+    let authorize = location(&start)?;
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", &info.client_id)
+        .append_pair("redirect_uri", &format!("{public}/callback"))
+        .append_pair("state", &state)
+        .append_pair("workspace", &info.other_workspace_id)
+        .append_pair("database", &info.other_database_id)
+        .append_pair("decision", "allow")
+        .finish();
+    let consented = http
+        .post(format!("{}/v1/oauth/authorize", info.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await?;
+    let callback = location(&consented)?;
+    let page = http
+        .get(callback)
+        .header("cookie", cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    page.split("<code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</code>").next())
+        .map(str::to_owned)
+        .context("the result page shows no connection id")
 }
 
 fn free_port() -> anyhow::Result<u16> {
