@@ -333,3 +333,110 @@ fn a_user_connects_a_workspace_through_the_page_in_a_real_browser() {
     assert_eq!(w.stop(), Some(0));
     eprintln!("browser test: {:?}", started.elapsed());
 }
+
+/// Without a browser: every answer carries the security headers; a `state` used by someone
+/// without its cookie is refused and stays usable by its owner; a large body is refused.
+#[test]
+fn the_page_binds_state_to_its_browser_and_sends_strict_headers() {
+    let public = format!("http://127.0.0.1:{}", free_port());
+    let mut w = world(&public);
+    let info = w.emu.info().clone();
+    w.start();
+    w.wait_for("the connect page is served", || {
+        w.logs().contains("serving the connect page")
+    });
+    w.rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let landing = http.get(&public).send().await.unwrap();
+        let h = landing.headers();
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        assert!(
+            !h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("script-src")
+        );
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let start = http.get(format!("{public}/start")).send().await.unwrap();
+        assert_eq!(start.status().as_u16(), 303);
+        let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        let authorize = url::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+        let state = authorize
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        // Someone who read the state, without the cookie: refused, and the state survives.
+        let foreign = http
+            .get(format!(
+                "{public}/callback?state={state}&error=access_denied"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(foreign.status().as_u16(), 400);
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &info.client_id)
+            .append_pair("redirect_uri", &format!("{public}/callback"))
+            .append_pair("state", &state)
+            .append_pair("workspace", &info.other_workspace_id)
+            .append_pair("database", &info.other_database_id)
+            .append_pair("decision", "allow")
+            .finish();
+        let consented = http
+            .post(format!("{}/v1/oauth/authorize", info.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        let callback = consented.headers()["location"].to_str().unwrap().to_owned();
+        let own = cookie.split(';').next().unwrap().to_owned();
+        let page = http
+            .get(&callback)
+            .header("cookie", &own)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        let text = page.text().await.unwrap();
+        assert!(
+            text.contains("Connected") && text.contains("Globex"),
+            "{text}"
+        );
+        for secret in w.emu.secrets() {
+            assert!(!text.contains(&secret), "a secret is on the page");
+        }
+        // The same callback again (single use), and an oversized form.
+        let again = http
+            .get(&callback)
+            .header("cookie", &own)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status().as_u16(), 400);
+        let big = http
+            .post(format!("{public}/choose"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={}&database=x", "a".repeat(20_000)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(big.status().as_u16(), 413);
+    });
+    assert_eq!(w.stop(), Some(0));
+}

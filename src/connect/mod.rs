@@ -249,10 +249,14 @@ async fn callback(
         return too_many();
     }
     let state = q.get("state").cloned().unwrap_or_default();
-    let issued = lock(&app.states)
-        .remove(&state)
-        .is_some_and(|at| at.elapsed() < TTL);
-    if state.is_empty() || !issued || cookie_state(&headers).as_deref() != Some(state.as_str()) {
+    // Spent only by the browser that holds it: someone else who learnt the state (it is in the
+    // authorize URL) cannot use it, nor spoil it for its owner.
+    let ours = !state.is_empty() && cookie_state(&headers).as_deref() == Some(state.as_str());
+    let issued = ours
+        && lock(&app.states)
+            .remove(&state)
+            .is_some_and(|at| at.elapsed() < TTL);
+    if !issued {
         return message(
             StatusCode::BAD_REQUEST,
             "This link has expired",
