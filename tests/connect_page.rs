@@ -389,22 +389,15 @@ fn the_page_binds_state_to_its_browser_and_sends_strict_headers() {
             .await
             .unwrap();
         assert_eq!(foreign.status().as_u16(), 400);
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", &info.client_id)
-            .append_pair("redirect_uri", &format!("{public}/callback"))
-            .append_pair("state", &state)
-            .append_pair("workspace", &info.other_workspace_id)
-            .append_pair("database", &info.other_database_id)
-            .append_pair("decision", "allow")
-            .finish();
-        let consented = http
-            .post(format!("{}/v1/oauth/authorize", info.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .unwrap();
-        let callback = consented.headers()["location"].to_str().unwrap().to_owned();
+        let callback = consent_in(
+            &w.emu,
+            &format!("{public}/callback"),
+            &state,
+            Some(&info.other_workspace_id),
+            &[&info.other_database_id],
+            true,
+        )
+        .await;
         let own = cookie.split(';').next().unwrap().to_owned();
         let page = http
             .get(&callback)

@@ -51,28 +51,19 @@ fn connect_globex(w: &World) -> Connected {
     let info = w.emu.info().clone();
     let redirect = info.redirect_uris[0].clone();
     let response: serde_json::Value = w.rt.block_on(async {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", &info.client_id)
-            .append_pair("redirect_uri", &redirect)
-            .append_pair("state", "s")
-            .append_pair("workspace", &info.other_workspace_id)
-            .append_pair("database", &info.other_database_id)
-            .append_pair("decision", "allow")
-            .finish();
-        let r = http
-            .post(format!("{}/v1/oauth/authorize", info.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .unwrap();
-        let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let location = consent_in(
+            &w.emu,
+            &redirect,
+            "s",
+            Some(&info.other_workspace_id),
+            &[&info.other_database_id],
+            true,
+        )
+        .await;
+        let location = url::Url::parse(&location).unwrap();
         let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-        http.post(format!("{}/v1/oauth/token", info.url))
+        reqwest::Client::new()
+            .post(format!("{}/v1/oauth/token", info.url))
             .basic_auth(&info.client_id, Some(&info.client_secret))
             .json(&serde_json::json!({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}))
             .send()

@@ -436,22 +436,39 @@ impl Drop for World {
 /// Plays the user on the emulator's consent page (picking the "Twitter" database) without following
 /// the redirect, as a user who copies the address bar would; returns the redirect's location.
 pub async fn consent_location(emu: &Emulator, redirect: &str, state: &str, allow: bool) -> String {
+    let twitter = emu.info().database_id.clone();
+    consent_in(emu, redirect, state, None, &[&twitter], allow).await
+}
+
+/// Like [`consent_location`], in `workspace` (its id; None: "Acme") picking `databases`.
+pub async fn consent_in(
+    emu: &Emulator,
+    redirect: &str,
+    state: &str,
+    workspace: Option<&str>,
+    databases: &[&str],
+    allow: bool,
+) -> String {
     let info = emu.info();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("client_id", &info.client_id)
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("client_id", &info.client_id)
         .append_pair("redirect_uri", redirect)
         .append_pair("state", state)
-        .append_pair("database", &info.database_id)
-        .append_pair("decision", if allow { "allow" } else { "cancel" })
-        .finish();
+        .append_pair("decision", if allow { "allow" } else { "cancel" });
+    if let Some(w) = workspace {
+        form.append_pair("workspace", w);
+    }
+    for db in databases {
+        form.append_pair("database", db);
+    }
     let r = http
         .post(format!("{}/v1/oauth/authorize", info.url))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
+        .body(form.finish())
         .send()
         .await
         .unwrap();
