@@ -355,9 +355,12 @@ fn the_connect_command_makes_a_workspace_a_target_the_daemon_starts() {
     let mut w = world();
     let info = w.emu.info().clone();
     w.start();
-    let mut child = w
-        .command()
-        .args(["connect", "--no-browser"])
+    // Run from the config's directory with a relative --config, as an operator would: the
+    // record must still name the inbox by an absolute path.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+        .current_dir(w.path("."))
+        .args(["--config", "config.toml", "connect", "--no-browser"])
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -387,6 +390,11 @@ fn the_connect_command_makes_a_workspace_a_target_the_daemon_starts() {
         assert!(!stderr.contains(&secret), "a secret was printed: {stderr}");
     }
     let record = records(&w.path("state")).pop().expect("a record");
+    assert!(
+        std::path::Path::new(&record.inbox).is_absolute(),
+        "{}",
+        record.inbox
+    );
     w.append(
         std::path::Path::new(&record.inbox),
         &rec("@cli", "connected"),

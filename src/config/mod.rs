@@ -378,8 +378,12 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and validates the file at `path` alone.
+    /// Reads and validates the file at `path` alone. Its relative paths are resolved against its
+    /// directory made absolute, so that they name the same files whatever the working directory
+    /// of whoever uses them later (a connected workspace's record stores its inbox's path).
     pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let absolute = std::path::absolute(path);
+        let path = absolute.as_deref().unwrap_or(path);
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
