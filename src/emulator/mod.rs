@@ -22,6 +22,7 @@
 // request, its size is of no consequence, and boxing it would only add noise.
 #[allow(clippy::result_large_err)]
 mod api;
+mod browser;
 mod cli;
 mod filter;
 mod inspect;
@@ -49,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use browser::{Consent, consent, consent_as, consent_with};
 pub use cli::{EmulatorArgs, run_command};
 use state::Workspace;
 
@@ -531,99 +533,4 @@ async fn serve(listener: tokio::net::TcpListener, router: axum::Router, stop: Ca
             }
         });
     }
-}
-
-/// Plays the user on the consent page at `authorize_url`: picks the "Twitter" database (and
-/// nothing else) and clicks Allow, or clicks Cancel; follows the redirect like a browser would.
-/// Returns the final URL the browser landed on.
-pub async fn consent(authorize_url: &url::Url, allow: bool) -> anyhow::Result<url::Url> {
-    consent_with(authorize_url, allow, None).await
-}
-
-/// Like [`consent`], picking `databases` (ids) instead of "Twitter".
-pub async fn consent_with(
-    authorize_url: &url::Url,
-    allow: bool,
-    databases: Option<Vec<String>>,
-) -> anyhow::Result<url::Url> {
-    consent_as(
-        authorize_url,
-        Consent {
-            allow,
-            databases,
-            ..Consent::default()
-        },
-    )
-    .await
-}
-
-/// What the user does on the consent page.
-#[derive(Clone, Debug, Default)]
-pub struct Consent {
-    /// Allow (else Cancel).
-    pub allow: bool,
-    /// The workspace (its id; None: the first, "Acme").
-    pub workspace: Option<String>,
-    /// The databases picked (None: "Twitter").
-    pub databases: Option<Vec<String>>,
-    /// Duplicate the integration's template instead of picking databases.
-    pub template: bool,
-}
-
-/// Plays the user on the consent page at `authorize_url` as `c` says, and follows the redirect
-/// like a browser would. Returns the final URL the browser landed on.
-pub async fn consent_as(authorize_url: &url::Url, c: Consent) -> anyhow::Result<url::Url> {
-    let Consent {
-        allow,
-        workspace,
-        databases,
-        template,
-    } = c;
-    let http = reqwest::Client::new();
-    let page = http.get(authorize_url.clone()).send().await?;
-    anyhow::ensure!(
-        page.status().is_success(),
-        "the consent page answered {}: {}",
-        page.status(),
-        page.text().await.unwrap_or_default()
-    );
-    let mut base = authorize_url.clone();
-    base.set_query(None);
-    base.set_path("/_emulator/info");
-    let info: EmulatorInfo = http.get(base.clone()).send().await?.json().await?;
-    let q: BTreeMap<String, String> = authorize_url.query_pairs().into_owned().collect();
-    let mut form: Vec<(String, String)> = ["client_id", "redirect_uri", "state"]
-        .iter()
-        .map(|k| (k.to_string(), q.get(*k).cloned().unwrap_or_default()))
-        .collect();
-    for db in databases.unwrap_or_else(|| vec![info.database_id.clone()]) {
-        form.push(("database".into(), db));
-    }
-    if let Some(w) = workspace {
-        form.push(("workspace".into(), w));
-    }
-    if template {
-        form.push(("pages".into(), "template".into()));
-    }
-    form.push((
-        "decision".into(),
-        if allow { "allow" } else { "cancel" }.into(),
-    ));
-    base.set_path("/v1/oauth/authorize");
-    let encoded = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&form)
-        .finish();
-    let landed = http
-        .post(base)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encoded)
-        .send()
-        .await?;
-    let url = landed.url().clone();
-    anyhow::ensure!(
-        landed.status().is_success(),
-        "after consent the browser landed on {url} with {}",
-        landed.status()
-    );
-    Ok(url)
 }
