@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use crate::config::Config;
 use crate::config::connected::{mark_disconnected, records};
 use crate::notion::{NotionClient, TokenHandle};
-use crate::state::events::{Event, append};
+use crate::state::events::Event;
 
 /// What `disconnect` did.
 #[derive(Debug)]
@@ -60,8 +60,6 @@ pub async fn run(config: &Config, name: &str) -> anyhow::Result<Disconnected> {
         inbox: Some(&target.inbox),
         detail: revoked.as_ref().err().map(String::as_str),
     };
-    if let Err(e) = append(&config.daemon.state_dir, &event) {
-        tracing::warn!(target_name = %name, "cannot append to the event log: {e}");
-    }
+    crate::state::events::note(&config.daemon.state_dir, &event);
     Ok(Disconnected { revoked })
 }

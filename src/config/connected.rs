@@ -545,9 +545,7 @@ pub fn connect(
         inbox: Some(&inbox),
         detail: None,
     };
-    if let Err(e) = crate::state::events::append(state_dir, &event) {
-        tracing::warn!(target_name = %name, "cannot append to the event log: {e}");
-    }
+    crate::state::events::note(state_dir, &event);
     Ok(Connected {
         name,
         inbox,

@@ -394,9 +394,7 @@ async fn discover(
                 inbox: Some(&target.inbox),
                 detail: Some(&label),
             };
-            if let Err(e) = crate::state::events::append(&config.daemon.state_dir, &event) {
-                tracing::warn!(target_name = %name, "cannot append to the event log: {e}");
-            }
+            crate::state::events::note(&config.daemon.state_dir, &event);
             let page = pages::Connected {
                 heading: if reconnected {
                     "Connected again"

@@ -222,9 +222,7 @@ impl Attention {
                 inbox: None,
                 detail: Some(why),
             };
-            if let Err(e) = crate::state::events::append(state_dir, &event) {
-                tracing::warn!(target_name = %target, "cannot append to the event log: {e}");
-            }
+            crate::state::events::note(state_dir, &event);
         }
     }
 }

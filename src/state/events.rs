@@ -6,7 +6,7 @@
 //!
 //! Each line is written with one `write()` on an `O_APPEND` descriptor, so concurrent writers
 //! (the daemon, `authorize`, `disconnect`) never interleave within a line. A failed append is
-//! returned: the event log informs, it does not decide, so callers log the failure and go on.
+//! logged by [`note`] and the caller goes on: the event log informs, it does not decide.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +40,14 @@ pub struct Event<'a> {
 /// The log's path.
 pub fn events_path(state_dir: &Path) -> PathBuf {
     state_dir.join("events.jsonl")
+}
+
+/// Appends `event` (see [`append`]); a failure is logged as a warning naming the target, since
+/// the event log informs and never decides.
+pub fn note(state_dir: &Path, event: &Event<'_>) {
+    if let Err(e) = append(state_dir, event) {
+        tracing::warn!(target_name = %event.target, "cannot append to the event log: {e}");
+    }
 }
 
 /// Appends `event`, stamped with the time, to the log under `state_dir`.

@@ -58,9 +58,7 @@ pub async fn choose_database(
                     inbox: Some(&target.inbox),
                     detail: Some(&label),
                 };
-                if let Err(e) = crate::state::events::append(&config.daemon.state_dir, &event) {
-                    tracing::warn!(target_name = %target.name, "cannot append to the event log: {e}");
-                }
+                crate::state::events::note(&config.daemon.state_dir, &event);
                 DatabaseOutcome::Chosen(label)
             }
             Choice::NoneFits(seen) => DatabaseOutcome::NotChosen(none_fits_message(target, &seen)),
