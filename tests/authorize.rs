@@ -15,14 +15,6 @@ use notion_inbox::notion::TokenFile;
 use secrecy::ExposeSecret;
 use support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Whether this machine has an IPv6 loopback to bind.
 fn has_ipv6_loopback() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()

@@ -19,14 +19,6 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A world whose config has an OAuth target "t" (token file) and a registered loopback redirect.
 fn oauth_world(version: &str) -> (World, String) {
     let w = World::new(EmulatorOptions {

@@ -28,11 +28,7 @@ fn world() -> World {
     )
     .unwrap();
     // A redirect URI of its own: tests run at once, and `connect` listens on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
     w.emu.register_redirect_uri(&redirect);
     let notion = format!(

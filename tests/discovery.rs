@@ -26,11 +26,7 @@ fn world_with(opts: EmulatorOptions, properties: Option<&str>, extra: &str) -> W
     };
     let path = w.write_oauth_config(&[spec], 0o600, "");
     // A port of its own: tests run at once, and each `authorize` listens on its redirect URI.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
     w.emu.register_redirect_uri(&redirect);
     let mut text: String = std::fs::read_to_string(&path)

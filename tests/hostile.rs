@@ -251,11 +251,7 @@ fn fifos_sockets_directories_and_devices_at_inbox_paths_freeze_nothing() {
     let mut names: Vec<String> = fifos.clone();
     names.extend(["sock", "dir", "dev", "late", "huge", "good"].map(String::from));
     let specs: Vec<TargetSpec> = names.iter().map(|n| w.target(n)).collect();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     w.write_config(&specs, &format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
     for n in &names {
         w.append(&w.inbox(n), &rec(&format!("@{n}"), "first"));

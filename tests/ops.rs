@@ -25,14 +25,6 @@ fn cli(w: &World, args: &[&str]) -> (Option<i32>, String, String) {
     w.cli(args)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
     let mut w = fast_world();

@@ -26,6 +26,39 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A loopback port that nothing listens on, for a test to hand to a server it starts later.
+///
+/// The port comes from below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up on
+/// Linux), so the outgoing connections a test makes meanwhile (to chromedriver, to the emulator)
+/// cannot be given it between this check and the server's bind, as happened with `bind(":0")`.
+/// Each call takes the next port of a per-process sequence that starts at a place drawn from the
+/// pid, so that tests running at once in one binary never pick the same port.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        let v4 = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        // Where the machine has an IPv6 loopback, the port must be free there too ("localhost").
+        let v6 = match std::net::TcpListener::bind(("::1", port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::AddrInUse,
+        };
+        if v4 && v6 {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {}", LOW + SPAN);
+}
+
 /// One test's world.
 pub struct World {
     /// Holds every file of the test.
