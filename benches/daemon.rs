@@ -1,6 +1,6 @@
-//! Benchmarks 1-6 of BENCHMARKS.md: the real binary against the in-process emulator. Each prints a
+//! Benchmarks 1-7 of BENCHMARKS.md: the real binary against the in-process emulator. Each prints a
 //! markdown table. Run all: `cargo bench --bench daemon`; one: `cargo bench --bench daemon -- rate`
-//! (rate, reaction, idle, memory, restart, scale). `BENCH_QUICK=1` shortens every measurement;
+//! (rate, reaction, idle, memory, restart, scale, scale10k). `BENCH_QUICK=1` shortens every measurement;
 //! `BENCH_SCALE_RECORDS=n` sets the records per target of the scale benchmark (30).
 
 #[path = "../tests/support/mod.rs"]
@@ -11,6 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
 use support::*;
+
+#[path = "daemon/scale10k.rs"]
+mod scale10k;
 
 fn quick() -> bool {
     std::env::var_os("BENCH_QUICK").is_some()
@@ -459,5 +462,8 @@ fn main() {
     }
     if want("scale") {
         scale();
+    }
+    if want("scale10k") {
+        scale10k::scale10k();
     }
 }

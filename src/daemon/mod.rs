@@ -410,6 +410,9 @@ fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
             )
         })?;
     }
+    if let Some(store) = crate::state::checkpoint::CheckpointStore::existing(dir) {
+        store.remove_leftovers();
+    }
     Ok(())
 }
 

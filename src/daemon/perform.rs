@@ -59,6 +59,8 @@ pub struct Io {
     pub state: Arc<crate::daemon::health::TargetState>,
     /// A connected workspace's target (its refused authorization means it was disconnected).
     pub connected: bool,
+    /// The target's cached resolution, forgotten when Notion's answer says it may be stale.
+    pub resolution: crate::notion::cache::ResolutionCache,
 }
 
 /// What the health says when Notion refuses a target's authorization for good: `authorize` for
@@ -251,16 +253,22 @@ impl Io {
                 error: error.to_string(),
             },
             CreateOutcome::Forbidden { error } | CreateOutcome::NotFound { error } => {
+                self.resolution.forget();
                 SendResult::Unreachable(format!(
                     "Notion refuses access to {} ({error})",
                     self.resolved.describe()
                 ))
             }
-            CreateOutcome::Trashed { error } => SendResult::Unreachable(format!(
-                "{} is in Notion's trash ({error}); restore it in Notion (Trash, then Restore) and delivery resumes by itself, nothing is lost meanwhile",
-                self.resolved.describe()
-            )),
+            CreateOutcome::Trashed { error } => {
+                self.resolution.forget();
+                SendResult::Unreachable(format!(
+                    "{} is in Notion's trash ({error}); restore it in Notion (Trash, then Restore) and delivery resumes by itself, nothing is lost meanwhile",
+                    self.resolved.describe()
+                ))
+            }
             CreateOutcome::Invalid { error } => {
+                // A property renamed or retyped in Notion makes rows invalid too.
+                self.resolution.forget();
                 let info = NotionErrorInfo::from(&error);
                 SendResult::Invalid {
                     reason: format!(

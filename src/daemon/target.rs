@@ -18,6 +18,7 @@ use crate::daemon::health::{Health, TargetState};
 use crate::daemon::perform::{Io, Work, error_chain};
 use crate::delivery::{Core, CoreConfig, Event};
 use crate::inbox::{TailOptions, Tailer};
+use crate::notion::cache::ResolutionCache;
 use crate::notion::{NotionClient, NotionError, Resolved, TokenHandle};
 use crate::record::Mapper;
 use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter};
@@ -269,6 +270,18 @@ impl TargetRunner {
             }
             Err(e) => return Err(needs_auth(e.to_string())),
         };
+        let cache = self.resolution_cache();
+        let key = self.resolution_key(&token);
+        let now = std::time::SystemTime::now();
+        if let Some(key) = &key
+            && let Some(resolved) = cache.load(key, self.client.version(), now)
+        {
+            // A mapping changed since no longer fits the cached schema: ask Notion again.
+            if let Ok(mapper) = Mapper::new(&self.target, &resolved) {
+                tracing::debug!(target_name = %name, "the resolution is cached; no request");
+                return Ok((token, resolved, mapper));
+            }
+        }
         let mut refreshed = false;
         let resolved = loop {
             let sent_with = token.generation();
@@ -320,7 +333,25 @@ impl TargetRunner {
                 Wait::AtLeast(Duration::from_secs(30)),
             )
         })?;
+        // Keyed again: discovery may have saved a choice with the token meanwhile.
+        if let Some(key) = self.resolution_key(&token) {
+            cache.save(&key, &resolved, now);
+        }
         Ok((token, resolved, mapper))
+    }
+
+    fn resolution_cache(&self) -> ResolutionCache {
+        ResolutionCache::new(&self.config.daemon.state_dir, &self.target.name)
+    }
+
+    /// The cache key of what this target resolves with `token`; `None` while it must discover.
+    fn resolution_key(&self, token: &TokenHandle) -> Option<String> {
+        let destination = NotionClient::destination(&self.target, token)?;
+        Some(ResolutionCache::key(
+            self.client.base().as_str(),
+            self.client.version(),
+            &format!("{destination:?}"),
+        ))
     }
 
     /// Drives the core until it has finished after the stop.
@@ -345,6 +376,7 @@ impl TargetRunner {
             mapper: Arc::new(p.mapper),
             dedupe_property: self.target.dedupe_property.clone(),
             connected: self.target.record.is_some(),
+            resolution: self.resolution_cache(),
             tailer: Arc::new(Mutex::new(p.tailer)),
             writer: Arc::new(Mutex::new(p.writer)),
             dead: Arc::new(Mutex::new(DeadLetterFile::new(

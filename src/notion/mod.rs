@@ -2,6 +2,7 @@
 //! with typed errors classified for the caller. It never retries a page create by itself; the
 //! reads (resolve, find_by_key, users_me, search) wait out a 429 or 529 and is sent again (see [`NotionClient::request_retrying`]).
 
+pub mod cache;
 pub mod discover;
 pub mod error;
 pub mod limit;

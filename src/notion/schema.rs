@@ -269,6 +269,16 @@ impl NotionClient {
         .await
     }
 
+    /// Where `target`'s rows go as far as known without a request: the configured database or
+    /// data source, else the one chosen after consent and saved with the token; `None` when it
+    /// must be discovered.
+    pub fn destination(target: &Target, token: &TokenHandle) -> Option<Destination> {
+        match &target.destination {
+            Destination::Discover => token.file().and_then(|f| f.destination)?.destination(),
+            d => Some(d.clone()),
+        }
+    }
+
     /// Resolves the target's destination to where rows go and its schema.
     pub async fn resolve(
         &self,
@@ -278,14 +288,7 @@ impl NotionClient {
         let version = self.version();
         let unusable =
             |what: String| ResolveError::Unusable(format!("target {}: {what}", target.name));
-        let chosen = match &target.destination {
-            Destination::Discover => match token.file().and_then(|f| f.destination) {
-                Some(c) => c.destination(),
-                None => None,
-            },
-            d => Some(d.clone()),
-        };
-        let Some(destination) = chosen else {
+        let Some(destination) = Self::destination(target, token) else {
             return self.discover(target, token).await;
         };
         match &destination {

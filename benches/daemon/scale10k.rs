@@ -1,0 +1,146 @@
+//! 7. Ten thousand targets in one process (`cargo bench --bench daemon -- scale10k`): each with a
+//! token of its own at Notion's 3 requests/s, a tenth of them with a backlog, the rest idle.
+//! `BENCH_QUICK=1` makes it 2000 targets (200 busy); `BENCH_SCALE10K=n` sets the number.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+
+/// Descriptors the process holds open now.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Requests the emulator answered, other than row creates.
+fn other_requests(w: &World) -> u64 {
+    w.emu
+        .stats()
+        .requests
+        .iter()
+        .filter(|(k, _)| k.as_str() != "POST /v1/pages")
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Wall seconds of a one-shot command on the world's config, and whether it succeeded.
+fn timed_cli(w: &World, args: &[&str]) -> (f64, bool) {
+    let start = Instant::now();
+    let out = w
+        .command()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    (start.elapsed().as_secs_f64(), out.success())
+}
+
+/// Waits for `n` rows; returns the wall time from `since` to the first of the new rows.
+fn first_create_after(w: &World, before: usize, since: SystemTime) -> Option<f64> {
+    if !wait_rows(w, before + 1, Duration::from_secs(300)) {
+        return None;
+    }
+    let got = w.emu.pages_from(before)[0].received_at;
+    Some(got.duration_since(since).unwrap_or_default().as_secs_f64())
+}
+
+/// Rows per second over the middle 80 % of the rows created since `from`.
+fn steady_rate(w: &World, from: usize) -> f64 {
+    let mut times: Vec<SystemTime> = w
+        .emu
+        .pages_from(from)
+        .iter()
+        .map(|p| p.received_at)
+        .collect();
+    times.sort();
+    let (a, b) = (times.len() / 10, times.len() * 9 / 10);
+    let span = times[b]
+        .duration_since(times[a])
+        .unwrap_or_default()
+        .as_secs_f64();
+    (b - a) as f64 / span.max(1e-9)
+}
+
+pub fn scale10k() {
+    let n: usize = std::env::var("BENCH_SCALE10K")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 2000 } else { 10_000 });
+    let busy = n / 10;
+    let per = if quick() { 10 } else { 30 };
+    println!(
+        "\n### 7. Scale to {n} targets: own token each at 3 requests/s, {busy} with {per} records, the rest idle\n"
+    );
+    let mut w = emulator(3.0, 3, 20);
+    let targets = many_targets(&w, n, true);
+    config(&w, &targets, 3.0, 3);
+    let config_path = w.path("config.toml");
+    let start = Instant::now();
+    let loaded = notion_inbox::config::Config::load_file(&config_path).expect("the config loads");
+    let config_load = start.elapsed().as_secs_f64();
+    assert_eq!(loaded.targets.len(), n);
+    for t in &targets[..busy] {
+        fill(&w.inbox(&t.name), 0, per, &format!("{}-", t.name));
+    }
+
+    // First run: nothing cached. Resolution, then the drain of the busy targets.
+    let started = SystemTime::now();
+    w.start();
+    let first = first_create_after(&w, 0, started);
+    let drained = wait_rows(&w, busy * per, Duration::from_secs(per as u64 * 3 + 300));
+    let rate = steady_rate(&w, 0);
+    let limited = w.emu.stats().rate_limited_total();
+    std::thread::sleep(Duration::from_secs(2));
+    let before = cpu_seconds(pid(&w));
+    let idle_secs = if quick() { 5 } else { 20 };
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let idle_cpu = cpu_seconds(pid(&w)) - before;
+    let fds = open_descriptors(pid(&w));
+    let rss = status_kib(pid(&w), "VmHWM") as f64 / 1024.0;
+    let requests_first = other_requests(&w);
+    w.stop();
+    let (status_time, status_ok) = timed_cli(&w, &["status", "--json"]);
+
+    // Restart with everything cached: one record for one target.
+    let rows = w.emu.page_count();
+    let requests_before = other_requests(&w);
+    w.append(&w.inbox(&targets[n / 2].name), &rec("@restart", "x"));
+    let restarted = SystemTime::now();
+    w.start();
+    let first_again = first_create_after(&w, rows, restarted);
+    std::thread::sleep(Duration::from_secs(3));
+    let requests_restart = other_requests(&w) - requests_before;
+    w.stop();
+
+    let secs = |s: Option<f64>| s.map_or("never".to_owned(), |s| format!("{s:.2} s"));
+    println!("| figure | value |");
+    println!("|---|---:|");
+    println!("| config load ({n} targets, in process) | {config_load:.3} s |");
+    println!(
+        "| `status --json` after the run | {status_time:.2} s{} |",
+        if status_ok { "" } else { " (failed)" }
+    );
+    println!(
+        "| first start → first create (nothing cached) | {} |",
+        secs(first)
+    );
+    println!(
+        "| restart → first create (cached resolution) | {} |",
+        secs(first_again)
+    );
+    println!("| requests other than creates, first run | {requests_first} |");
+    println!(
+        "| requests other than creates, restart (3 s after the first create) | {requests_restart} |"
+    );
+    println!("| peak RSS (VmHWM) | {rss:.1} MiB |");
+    println!("| open descriptors after the drain | {fds} |");
+    println!("| idle CPU after the drain | {idle_cpu:.2} s over {idle_secs} s |");
+    println!(
+        "| busy targets: rows, aggregate rows/s / summed limits | {}{}, {rate:.0} / {} = {:.3} |",
+        busy * per,
+        if drained { "" } else { " (timed out)" },
+        busy * 3,
+        rate / (busy * 3) as f64
+    );
+    println!("| 429s during the first run | {limited} |");
+}

@@ -1,0 +1,104 @@
+//! Each target's resolution (data source and schema) is cached in its state: a restart sends no
+//! request for a target until it has a record, and a row Notion refuses in a way a lost share or
+//! a schema change explains drops that target's cache (only that target's), so its next start
+//! resolves again and sees the change.
+
+mod support;
+
+use std::path::PathBuf;
+
+use support::*;
+
+fn resolutions(w: &World) -> u64 {
+    let stats = w.emu.stats();
+    ["GET /v1/databases/{id}", "GET /v1/data_sources/{id}"]
+        .iter()
+        .map(|k| stats.requests.get(*k).copied().unwrap_or(0))
+        .sum()
+}
+
+fn cache_file(w: &World, target: &str) -> PathBuf {
+    w.path(&format!("state/resolved/{target}.json"))
+}
+
+fn deliver(w: &World, target: &str, handle: &str) {
+    let before = w.emu.page_count();
+    w.append(&w.inbox(target), &rec(handle, "x"));
+    wait_until(&format!("{handle} becomes a row"), || {
+        w.emu.page_count() > before
+    });
+}
+
+#[test]
+fn a_restart_resolves_nothing_until_notion_refuses_a_row_then_only_that_target_again() {
+    let mut w = World::new(fast());
+    let db = w.emu.info().database_id.clone();
+    let (a, b) = (w.target("a"), w.target("b"));
+    w.write_config(&[a, b], "");
+    w.start();
+    deliver(&w, "a", "@first");
+    wait_until("both targets cached their resolution", || {
+        cache_file(&w, "a").exists() && cache_file(&w, "b").exists()
+    });
+    let first = resolutions(&w);
+    assert_eq!(first, 4, "a database and a data source request per target");
+    w.stop();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cache_file(&w, "a"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the cache is private");
+
+    // Restart: a record for a arrives without a single resolution request.
+    w.start();
+    deliver(&w, "a", "@after-restart");
+    w.stop();
+    assert_eq!(resolutions(&w), first, "a restart resolved again");
+
+    // The database is no longer shared: a's row is refused (404) and a's cache is dropped;
+    // b, which sent nothing, keeps its cache.
+    w.emu.unshare(&db);
+    let b_cached = std::fs::read(cache_file(&w, "b")).unwrap();
+    w.start();
+    w.append(&w.inbox("a"), &rec("@while-unshared", "x"));
+    wait_until("a's cache is dropped after the 404", || {
+        !cache_file(&w, "a").exists()
+    });
+    assert_eq!(std::fs::read(cache_file(&w, "b")).unwrap(), b_cached);
+    w.stop();
+
+    // Shared again: the next start resolves a (only a) and the held record lands.
+    w.emu.share(&db);
+    let before = resolutions(&w);
+    let rows = w.emu.page_count();
+    w.start();
+    wait_until("the held record lands", || w.emu.page_count() > rows);
+    wait_until("a is cached again", || cache_file(&w, "a").exists());
+    w.stop();
+    assert_eq!(resolutions(&w) - before, 2, "only a resolved again");
+}
+
+#[test]
+fn a_mapping_that_no_longer_fits_the_cached_schema_is_checked_against_notion() {
+    let mut w = World::new(fast());
+    let t = w.target("t");
+    let path = w.write_config(&[t], "");
+    w.start();
+    deliver(&w, "t", "@first");
+    wait_until("t cached", || cache_file(&w, "t").exists());
+    w.stop();
+    let before = resolutions(&w);
+    // A mapping to a property the cached schema does not have: the daemon asks Notion rather than
+    // pausing on what it cached (Notion does not have it either, so the target pauses, saying so).
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("tweet = \"tweet\"", "tweet = \"Missing\"");
+    std::fs::write(&path, text).unwrap();
+    w.start();
+    wait_until("the mapping's problem is reported", || {
+        w.logs().contains("the mapping does not fit")
+    });
+    w.stop();
+    assert!(resolutions(&w) > before, "the cached schema was trusted");
+}
