@@ -1,6 +1,6 @@
-//! 7. Ten thousand targets in one process (`cargo bench --bench daemon -- scale10k`): each with a
-//! token of its own at Notion's 3 requests/s, a tenth of them with a backlog, the rest idle.
-//! `BENCH_QUICK=1` makes it 2000 targets (200 busy); `BENCH_SCALE10K=n` sets the number.
+//! Benchmark 7, ten thousand targets in one process (`cargo bench --bench daemon -- scale10k`):
+//! each with a token of its own at Notion's 3 requests/s, a tenth of them with a backlog, the
+//! rest idle. `BENCH_QUICK=1` makes it 2000 targets (200 busy); `BENCH_SCALE10K=n` sets the number.
 
 use std::time::{Duration, Instant, SystemTime};
 
