@@ -9,7 +9,13 @@ use notion_inbox::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The blocking pool runs the daemon's file work (opening inboxes, reading, checkpoints): at a
+    // start with 10 000 targets every one of them asks for it at once, and tokio's default of 512
+    // threads cost memory and thread creation for no gain on a few cores. Nothing on the pool
+    // waits for long (inboxes are opened non-blocking; a dead-letter write waits only for
+    // `requeue`'s brief lock).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(64)
         .enable_all()
         .build()
     {

@@ -6,9 +6,25 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
 
-/// Descriptors the process holds open now.
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+/// Descriptors the process holds open now, and what they are (`socket`, `file`, `anon_inode`…).
+fn open_descriptors(pid: u32) -> (usize, String) {
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let link = std::fs::read_link(entry.path()).unwrap_or_default();
+        let link = link.to_string_lossy();
+        let kind = match link.split_once(':') {
+            Some((kind, _)) if !link.starts_with('/') => kind.to_owned(),
+            _ => "file".to_owned(),
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    let total = kinds.values().sum();
+    let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    (total, list.join(", "))
 }
 
 /// Requests the emulator answered, other than row creates.
@@ -133,7 +149,10 @@ pub fn scale10k() {
         "| requests other than creates, restart (3 s after the first create) | {requests_restart} |"
     );
     println!("| peak RSS (VmHWM) | {rss:.1} MiB |");
-    println!("| open descriptors after the drain | {fds} |");
+    println!(
+        "| open descriptors after the drain | {} ({}) |",
+        fds.0, fds.1
+    );
     println!("| idle CPU after the drain | {idle_cpu:.2} s over {idle_secs} s |");
     println!(
         "| busy targets: rows, aggregate rows/s / summed limits | {}{}, {rate:.0} / {} = {:.3} |",

@@ -34,6 +34,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A whole request may take this long: a little over Notion's 60 s server-side cap.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
 
+/// Idle connections kept per host (see `NotionClient::new`).
+const IDLE_CONNECTIONS: usize = 256;
+
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!(
     "notion-inbox/",
@@ -72,6 +75,12 @@ impl NotionClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(USER_AGENT)
+            // Idle connections kept for reuse. Over HTTP/2 (Notion) one connection carries every
+            // request; over HTTP/1.1 each request in flight needs its own, and without a cap a
+            // start with 10 000 targets resolving at once left 10 000 idle sockets (and their
+            // buffers, most of the daemon's memory) open for the pool's idle timeout.
+            .pool_max_idle_per_host(IDLE_CONNECTIONS)
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| NotionError::Transport {
                 what: "cannot set up the HTTP client".into(),
