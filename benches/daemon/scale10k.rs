@@ -77,6 +77,55 @@ fn steady_rate(w: &World, from: usize) -> f64 {
     (b - a) as f64 / span.max(1e-9)
 }
 
+/// Seconds to load a configuration whose `n` targets are all connected workspaces' records
+/// (`<state_dir>/targets/*.toml`, as the connect page writes them), in process.
+fn connected_load(n: usize) -> f64 {
+    use notion_inbox::config::connected::{Template, connect, load_into};
+    use notion_inbox::notion::oauth::TokenResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        "[notion]\nclient_id = \"c\"\nclient_secret_file = \"secret\"\nredirect_uri = \"https://example.com/callback\"\n\n[daemon]\nstate_dir = \"state\"\n",
+    )
+    .unwrap();
+    let template = Template {
+        properties: [("handle", "title"), ("tweet", "tweet")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+        ..Template::default()
+    };
+    for i in 0..n {
+        let response = TokenResponse::parse(serde_json::json!({
+            "access_token": format!("secret-{i}"),
+            "refresh_token": format!("refresh-{i}"),
+            "token_type": "bearer",
+            "bot_id": format!("bot-{i}"),
+            "workspace_id": format!("workspace-{i}"),
+            "workspace_name": format!("Workspace {i}"),
+        }))
+        .unwrap();
+        connect(
+            &dir.path().join("state"),
+            &dir.path().join("spool"),
+            &response,
+            &template,
+        )
+        .unwrap();
+    }
+    let start = Instant::now();
+    let mut config = notion_inbox::config::Config::load_file(&config_path).unwrap();
+    load_into(&mut config);
+    let took = start.elapsed().as_secs_f64();
+    assert_eq!(
+        config.targets.len(),
+        n,
+        "skipped: {:?}",
+        config.skipped.first()
+    );
+    took
+}
+
 pub fn scale10k() {
     let n: usize = std::env::var("BENCH_SCALE10K")
         .ok()
@@ -95,6 +144,7 @@ pub fn scale10k() {
     let loaded = notion_inbox::config::Config::load_file(&config_path).expect("the config loads");
     let config_load = start.elapsed().as_secs_f64();
     assert_eq!(loaded.targets.len(), n);
+    let connected = connected_load(n);
     for t in &targets[..busy] {
         fill(&w.inbox(&t.name), 0, per, &format!("{}-", t.name));
     }
@@ -134,6 +184,7 @@ pub fn scale10k() {
     println!("| figure | value |");
     println!("|---|---:|");
     println!("| config load ({n} targets, in process) | {config_load:.3} s |");
+    println!("| config load ({n} connected workspaces' records, in process) | {connected:.3} s |");
     println!(
         "| `status --json` after the run | {status_time:.2} s{} |",
         if status_ok { "" } else { " (failed)" }
