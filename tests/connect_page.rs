@@ -282,11 +282,14 @@ fn a_user_connects_a_workspace_through_the_page_in_a_real_browser() {
         text.contains("Tweets archive") && text.contains(&name),
         "{text}"
     );
-    // The daemon restarts the target with the new choice (its record changed) within a second;
-    // a line appended before that would still go to "Tweets".
-    w.wait_for("the target restarted on the archive", || {
-        w.logs()
-            .contains("rows go to data source \"Tweets archive\"")
+    // The daemon restarts the target with the choice (its record changed) within a second, idle
+    // until its next line; a line appended before that would still go to "Tweets".
+    w.wait_for("the target restarted with the choice", || {
+        w.logs().lines().any(|l| {
+            l.contains("target started")
+                && l.contains(&format!("target_name={name}"))
+                && l.contains(&info.other_archive_database_id)
+        })
     });
     w.append(
         &w.path(&format!("spool/{name}.jsonl")),

@@ -1,5 +1,6 @@
-//! Each target's resolution (data source and schema) is cached in its state: a restart sends no
-//! request for a target until it has a record, and a row Notion refuses in a way a lost share or
+//! Each target's resolution (data source and schema) is cached in its state, and a target with
+//! nothing to deliver is not prepared at all: a restart sends no request for a target until it
+//! has a record, and a row Notion refuses in a way a lost share or
 //! a schema change explains drops that target's cache (only that target's), so its next start
 //! resolves again and sees the change.
 
@@ -37,6 +38,7 @@ fn a_restart_resolves_nothing_until_notion_refuses_a_row_then_only_that_target_a
     w.write_config(&[a, b], "");
     w.start();
     deliver(&w, "a", "@first");
+    deliver(&w, "b", "@first-b");
     wait_until("both targets cached their resolution", || {
         cache_file(&w, "a").exists() && cache_file(&w, "b").exists()
     });
@@ -89,16 +91,89 @@ fn a_mapping_that_no_longer_fits_the_cached_schema_is_checked_against_notion() {
     wait_until("t cached", || cache_file(&w, "t").exists());
     w.stop();
     let before = resolutions(&w);
-    // A mapping to a property the cached schema does not have: the daemon asks Notion rather than
-    // pausing on what it cached (Notion does not have it either, so the target pauses, saying so).
+    // A mapping to a property the cached schema does not have: at the next record the daemon asks
+    // Notion rather than pausing on what it cached (Notion does not have it either, so the target
+    // pauses, saying so).
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("tweet = \"tweet\"", "tweet = \"Missing\"");
     std::fs::write(&path, text).unwrap();
     w.start();
+    w.append(&w.inbox("t"), &rec("@second", "x"));
     wait_until("the mapping's problem is reported", || {
         w.logs().contains("the mapping does not fit")
     });
     w.stop();
     assert!(resolutions(&w) > before, "the cached schema was trusted");
+}
+
+/// The inbox files the daemon holds open.
+fn open_inboxes(w: &World) -> Vec<String> {
+    let pid = w.daemon.as_ref().unwrap().id();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.contains("/spool/"))
+        .collect()
+}
+
+#[test]
+fn an_idle_target_holds_nothing_open_asks_nothing_and_wakes_on_an_append_or_a_rotation() {
+    let mut w = World::new(fast());
+    let (busy, quiet) = (w.target("busy"), w.target("quiet"));
+    w.write_config(&[busy, quiet], "");
+    w.append(&w.inbox("quiet"), "");
+    w.start();
+    deliver(&w, "busy", "@busy");
+    wait_until("quiet is idle in status.json", || {
+        w.status()
+            .get("quiet")
+            .is_some_and(|s| s["health"]["state"] == "idle")
+    });
+    assert_eq!(resolutions(&w), 2, "only busy was resolved");
+    let open = open_inboxes(&w);
+    assert!(
+        !open.iter().any(|l| l.contains("quiet")),
+        "the idle target holds its inbox open: {open:?}"
+    );
+
+    // An append wakes it: it connects and delivers.
+    deliver(&w, "quiet", "@quiet-1");
+    wait_until("quiet is ok", || {
+        w.status()
+            .get("quiet")
+            .is_some_and(|s| s["health"]["state"] == "ok")
+    });
+    w.stop();
+
+    // Idle again after a restart; then rotated by rename, a line written to the old file by a
+    // producer that still held it, and a line in the new file: both arrive, from the checkpoint.
+    w.start();
+    wait_until("quiet is idle again", || {
+        w.status()
+            .get("quiet")
+            .is_some_and(|s| s["health"]["state"] == "idle")
+    });
+    let rotated = w.path("spool/quiet.jsonl.1");
+    let mut held = std::fs::OpenOptions::new()
+        .append(true)
+        .open(w.inbox("quiet"))
+        .unwrap();
+    std::fs::rename(w.inbox("quiet"), &rotated).unwrap();
+    std::io::Write::write_all(&mut held, rec("@into-the-rotated", "x").as_bytes()).unwrap();
+    drop(held);
+    let rows = w.emu.page_count();
+    w.append(&w.inbox("quiet"), &rec("@into-the-new", "x"));
+    wait_until("both lines land", || w.emu.page_count() >= rows + 2);
+    let titles: Vec<String> = w.pages().iter().map(page_title).collect();
+    for h in ["@into-the-rotated", "@into-the-new"] {
+        assert_eq!(
+            titles.iter().filter(|t| *t == h).count(),
+            1,
+            "{h}: {titles:?}"
+        );
+    }
+    w.stop();
 }

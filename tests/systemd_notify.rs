@@ -48,6 +48,12 @@ fn wait_line(
 fn ready_status_watchdog_reloading_and_stopping_arrive_when_they_should() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("spool")).unwrap();
+    // A record to deliver (a target with nothing to deliver does not connect at all).
+    std::fs::write(
+        dir.path().join("spool/tweets.jsonl"),
+        "{\"handle\":\"@a\"}\n",
+    )
+    .unwrap();
     // Nothing listens on the API port: the target keeps retrying, which must not hold READY back.
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let api = format!("http://{}", unused.local_addr().unwrap());

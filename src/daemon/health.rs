@@ -17,6 +17,10 @@ pub enum Health {
     Starting,
     /// Delivering (or idle and ready).
     Ok,
+    /// Nothing to deliver since the daemon started: not prepared (no request to Notion, no open
+    /// inbox) until its inbox changes. Whether its token and database work is known at its first
+    /// record, or now with `notion-inbox check`.
+    Idle,
     /// Notion refused the token and it cannot be refreshed: waits for `authorize` to write a new one.
     NeedsAuthorization(String),
     /// The database is not reachable (not shared, deleted, missing capability): retries slowly.
@@ -100,6 +104,9 @@ impl TargetState {
             match &health {
                 Health::Ok => tracing::info!(target_name = %self.name, "target is delivering"),
                 Health::Starting => {}
+                Health::Idle => {
+                    tracing::debug!(target_name = %self.name, "nothing to deliver; waiting for the inbox to change")
+                }
                 Health::NeedsAuthorization(m) | Health::Paused(m) | Health::Stopped(m) => {
                     tracing::error!(target_name = %self.name, "{m}");
                     self.record_error(m.clone());

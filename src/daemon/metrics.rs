@@ -129,12 +129,12 @@ impl Collector for Targets {
         }
         let mut family = encoder.encode_descriptor(
             "up",
-            "1 while the target delivers (0: paused, waiting for authorization, or stopped).",
+            "1 while the target delivers or is idle with nothing to deliver (0: starting, paused, waiting for authorization, or stopped).",
             None,
             MetricType::Gauge,
         )?;
         for t in &targets {
-            let up = matches!(t.health(), Health::Ok) as i64;
+            let up = matches!(t.health(), Health::Ok | Health::Idle) as i64;
             let labels = [("target", t.name.as_str())];
             ConstGauge::new(up).encode(family.encode_family(&labels)?)?;
         }

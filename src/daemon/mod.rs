@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod deadletter;
 pub mod health;
+pub mod idle;
 pub mod line;
 pub mod metrics;
 pub mod perform;
@@ -344,6 +345,10 @@ async fn apply(
             wake,
             state: state.clone(),
         };
+        match &target.chosen {
+            Some(db) => tracing::debug!(target_name = %target.name, chosen = %db, "target started"),
+            None => tracing::debug!(target_name = %target.name, "target started"),
+        }
         let handle = tokio::spawn(runner.run(stop.clone()));
         running.insert(
             target.name.clone(),
@@ -384,7 +389,7 @@ fn status_line(running: &BTreeMap<String, Running>) -> String {
         delivered += r.state.counters.delivered.load(Relaxed);
         dead += r.state.counters.dead_lettered.load(Relaxed);
         match r.state.health() {
-            health::Health::Ok | health::Health::Starting => {}
+            health::Health::Ok | health::Health::Idle | health::Health::Starting => {}
             other => troubled.push(format!("{name}: {other:?}")),
         }
     }

@@ -63,10 +63,52 @@ impl TargetRunner {
     /// Runs the target until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         let name = self.target.name.clone();
-        if let Some(prepared) = self.prepare(&stop).await {
-            self.pump(prepared, &stop).await;
+        // Boxed: a target waiting for its first work holds a small task, not the pump's state.
+        if self.wait_for_work(&stop).await
+            && let Some(prepared) = Box::pin(self.prepare(&stop)).await
+        {
+            Box::pin(self.pump(prepared, &stop)).await;
         }
         tracing::debug!(target_name = %name, "target stopped");
+    }
+
+    /// Waits, unprepared, while the target has nothing to deliver (see [`super::idle`]): looks
+    /// again at each file event in its inbox's directory and at [`Looks`]' slowing interval.
+    /// False when stopped first.
+    async fn wait_for_work(&self, stop: &CancellationToken) -> bool {
+        let mut looks = Looks::new(self.config.daemon.reconcile_interval);
+        let mut idle_shown = false;
+        loop {
+            let (state_dir, name, inbox) = (
+                self.config.daemon.state_dir.clone(),
+                self.target.name.clone(),
+                self.target.inbox.clone(),
+            );
+            // The look opens the inbox path, which producers control: never on a worker.
+            let idle = tokio::task::spawn_blocking(move || {
+                let store = CheckpointStore::existing(&state_dir);
+                super::idle::nothing_to_deliver(store.as_ref(), &name, &inbox)
+            })
+            .await
+            .unwrap_or(false);
+            if !idle {
+                if idle_shown {
+                    tracing::info!(target_name = %self.target.name, "the inbox has records; connecting");
+                    self.state.set_health(Health::Starting);
+                }
+                return true;
+            }
+            if !idle_shown {
+                self.state.set_health(Health::Idle);
+                idle_shown = true;
+            }
+            looks.looked(true);
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(looks.next) => {}
+                () = stop.cancelled() => return false,
+            }
+        }
     }
 
     /// Sleeps `wait` or until the inbox wakes; false when stopped.
