@@ -168,10 +168,11 @@ pub fn scale10k() {
     w.stop();
     let (status_time, status_ok) = timed_cli(&w, &["status", "--json"]);
 
-    // Restart with everything cached: one record for one target.
+    // Restart: one record for one of the busy targets (its resolution is cached); the idle ones
+    // were never resolved and must not be now.
     let rows = w.emu.page_count();
     let requests_before = other_requests(&w);
-    w.append(&w.inbox(&targets[n / 2].name), &rec("@restart", "x"));
+    w.append(&w.inbox(&targets[0].name), &rec("@restart", "x"));
     let restarted = SystemTime::now();
     w.start();
     let first_again = first_create_after(&w, rows, restarted);

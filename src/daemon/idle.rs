@@ -48,6 +48,13 @@ pub fn nothing_to_deliver(store: Option<&CheckpointStore>, target: &str, inbox: 
     }
 }
 
+/// The inode and length of what is at the inbox path (not following a symlink), if anything.
+pub fn stamp(inbox: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(inbox)
+        .ok()
+        .map(|m| (m.ino(), m.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,19 +78,31 @@ impl TargetRunner {
     async fn wait_for_work(&self, stop: &CancellationToken) -> bool {
         let mut looks = Looks::new(self.config.daemon.reconcile_interval);
         let mut idle_shown = false;
+        // What the inbox path looked like at the last full check: a look that finds the same
+        // (inode, length) has nothing new and reads no checkpoint.
+        let mut seen: Option<Option<(u64, u64)>> = None;
         loop {
             let (state_dir, name, inbox) = (
                 self.config.daemon.state_dir.clone(),
                 self.target.name.clone(),
                 self.target.inbox.clone(),
             );
+            let last = seen;
             // The look opens the inbox path, which producers control: never on a worker.
-            let idle = tokio::task::spawn_blocking(move || {
+            let (idle, now) = tokio::task::spawn_blocking(move || {
+                let now = super::idle::stamp(&inbox);
+                if last == Some(now) {
+                    return (true, now);
+                }
                 let store = CheckpointStore::existing(&state_dir);
-                super::idle::nothing_to_deliver(store.as_ref(), &name, &inbox)
+                (
+                    super::idle::nothing_to_deliver(store.as_ref(), &name, &inbox),
+                    now,
+                )
             })
             .await
-            .unwrap_or(false);
+            .unwrap_or((false, None));
+            seen = Some(now);
             if !idle {
                 if idle_shown {
                     tracing::info!(target_name = %self.target.name, "the inbox has records; connecting");
@@ -534,11 +546,11 @@ impl TargetRunner {
 /// When a target looks at its inbox and token without a file event (the safety net for events
 /// the watcher missed, and the backlog figure of `status`): every `reconcile_interval` while it
 /// has work; once it has been idle at a look, the interval doubles at each idle look up to
-/// [`IDLE_LOOK_MAX`] (with a tenth of jitter, so that idle targets do not look in step). With
-/// 10 000 idle targets, a look each every 5 s was 16 % of a core. A file event (a producer
-/// appended) or work found brings the interval back at once. An overflow of the watcher's queue
-/// wakes every target, so a missed append waits at most `IDLE_LOOK_MAX` only if inotify lost it
-/// without saying so.
+/// [`IDLE_LOOK_MAX`] (with up to half an interval of jitter, so that idle targets do not look in
+/// step). With 10 000 idle targets, a look each every 5 s was 16 % of a core. A file event (a
+/// producer appended) or work found brings the interval back at once. An overflow of the
+/// watcher's queue wakes every target, so a missed append waits at most `IDLE_LOOK_MAX` only if
+/// inotify lost it without saying so. Unprepared targets (`wait_for_work`) look the same way.
 struct Looks {
     base: Duration,
     interval: Duration,
@@ -570,7 +582,10 @@ impl Looks {
         } else {
             self.base
         };
-        let jitter = self.interval.mul_f64(rand::random::<f64>() / 10.0);
+        // Idle looks spread over half an interval, so that thousands of targets started together
+        // do not keep looking together; a busy target's over a tenth.
+        let spread = if idle { 2.0 } else { 10.0 };
+        let jitter = self.interval.mul_f64(rand::random::<f64>() / spread);
         self.next = tokio::time::Instant::now() + self.interval + jitter;
     }
 }
