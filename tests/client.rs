@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use notion_inbox::config::{Config, NotionVersion};
 use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::notion::{
-    CreateOutcome, MAX_RETRY_AFTER, NotionClient, ResolveError, TokenFile, TokenHandle,
+    CreateOutcome, MAX_RETRY_AFTER, NotionClient, PageBody, ResolveError, TokenFile, TokenHandle,
 };
 use notion_inbox::record::Mapper;
 use secrecy::ExposeSecret;
@@ -260,9 +260,9 @@ fn create_outcomes_are_classified() {
         let client = NotionClient::new(&config.notion).unwrap();
         let token = TokenHandle::fixed(info.token.clone().into());
         let parent = json!({"type": "data_source_id", "data_source_id": info.data_source_id});
-        let good = json!({"parent": parent, "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}});
+        let good: PageBody = (&json!({"parent": parent, "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}})).into();
         assert!(matches!(client.create_page(&token, &good).await, CreateOutcome::Created { .. }));
-        let bad = json!({"parent": parent, "properties": {"Nope": {"rich_text": []}}});
+        let bad: PageBody = (&json!({"parent": parent, "properties": {"Nope": {"rich_text": []}}})).into();
         match client.create_page(&token, &bad).await {
             CreateOutcome::Invalid { error } => {
                 let api = error.api().unwrap();
@@ -461,7 +461,7 @@ fn every_property_type_converts_and_notion_accepts_it() {
                 .len(),
             3
         );
-        let outcome = client.create_page(&token, &body).await;
+        let outcome = client.create_page(&token, &PageBody::from(&body)).await;
         assert!(
             matches!(outcome, CreateOutcome::Created { .. }),
             "{outcome:?}"
@@ -560,7 +560,7 @@ fn an_absurd_retry_after_is_capped_and_does_not_panic() {
     w.rt.block_on(async {
         let token = TokenHandle::fixed(info.token.clone().into());
         let parent = json!({"type": "data_source_id", "data_source_id": info.data_source_id});
-        let good = json!({"parent": parent, "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}});
+        let good: PageBody = (&json!({"parent": parent, "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}})).into();
         for (storm, value) in [
             ((1.0, 0.0), "10000000000000000000"),
             ((0.0, 1.0), "Fri, 31 Dec 9999 23:59:59 GMT"),

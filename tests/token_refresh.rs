@@ -132,9 +132,10 @@ impl Setup {
     }
 
     /// A page create for the target's data source.
-    fn page(&self) -> serde_json::Value {
-        json!({"parent": {"type": "data_source_id", "data_source_id": self.w.emu.info().data_source_id},
-            "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}})
+    fn page(&self) -> notion_inbox::notion::PageBody {
+        (&json!({"parent": {"type": "data_source_id", "data_source_id": self.w.emu.info().data_source_id},
+            "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}}))
+            .into()
     }
 
     /// No secret the emulator handed out appears in `text`.

@@ -1,6 +1,7 @@
 //! Benchmark 7, ten thousand targets in one process (`cargo bench --bench daemon -- scale10k`):
 //! each with a token of its own at Notion's 3 requests/s, a tenth of them with a backlog, the
-//! rest idle. `BENCH_QUICK=1` makes it 2000 targets (200 busy); `BENCH_SCALE10K=n` sets the number.
+//! rest idle. `BENCH_QUICK=1` makes it 2000 targets (200 busy); `BENCH_SCALE10K=n` sets the number;
+//! `BENCH_MAX_IN_FLIGHT=n` sets every target's `max_in_flight`.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -137,7 +138,12 @@ pub fn scale10k() {
         "\n### 7. Scale to {n} targets: own token each at 3 requests/s, {busy} with {per} records, the rest idle\n"
     );
     let mut w = emulator(3.0, 3, 20);
-    let targets = many_targets(&w, n, true);
+    let mut targets = many_targets(&w, n, true);
+    if let Ok(m) = std::env::var("BENCH_MAX_IN_FLIGHT") {
+        for t in &mut targets {
+            t.extra = format!("max_in_flight = {m}\n");
+        }
+    }
     config(&w, &targets, 3.0, 3);
     let config_path = w.path("config.toml");
     let start = Instant::now();

@@ -9,15 +9,13 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
-
 use crate::daemon::deadletter::{DeadLetterFile, NotionErrorInfo};
 use crate::daemon::line::{parse_line, record_key};
 use crate::delivery::{
     Action, CheckResult, DeadLetterRequest, Event, Input, RefreshResult, SendResult,
 };
 use crate::inbox::{Item, TailEvent, Tailer};
-use crate::notion::{CreateOutcome, NotionClient, NotionError, Resolved, TokenHandle};
+use crate::notion::{CreateOutcome, NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
 use crate::state::checkpoint::CheckpointWriter;
 
@@ -26,9 +24,9 @@ use crate::state::checkpoint::CheckpointWriter;
 /// one hop, no task in between, which is most of the latency of an idle target's first record).
 pub enum Work {
     /// A request to Notion.
-    Request(Pin<Box<dyn Future<Output = Event<Value>> + Send>>),
+    Request(Pin<Box<dyn Future<Output = Event<PageBody>> + Send>>),
     /// Reading the inbox, saving a checkpoint, writing dead letters.
-    Local(Box<dyn FnOnce() -> Event<Value> + Send>),
+    Local(Box<dyn FnOnce() -> Event<PageBody> + Send>),
 }
 
 /// Everything the actions of one target need.
@@ -81,7 +79,7 @@ pub fn refused_authorization(name: &str, connected: bool, why: &str) -> String {
 impl Io {
     /// The work for `action`. A panic in it becomes the event of a failure of that action (the
     /// core then retries it), never a record stuck in flight.
-    pub fn perform(self: &Arc<Self>, action: Action<Value>) -> Work {
+    pub fn perform(self: &Arc<Self>, action: Action<PageBody>) -> Work {
         let io = self.clone();
         match action {
             Action::Read { max_items } => local(
@@ -133,12 +131,12 @@ impl Io {
     }
 
     /// Reads a batch and prepares each line (parse, key, map), on the blocking pool.
-    fn read(&self, max_items: usize) -> Event<Value> {
+    fn read(&self, max_items: usize) -> Event<PageBody> {
         let mut tailer = lock(&self.tailer);
         let batch = tailer.next_batch(max_items, 8 << 20);
         match batch {
             Ok(items) => {
-                let mut inputs: Vec<Input<Value>> =
+                let mut inputs: Vec<Input<PageBody>> =
                     items.into_iter().filter_map(|i| self.prepare(i)).collect();
                 if inputs.iter().any(|i| matches!(i, Input::Queued(_))) {
                     inputs.push(Input::Order(tailer.order()));
@@ -154,7 +152,7 @@ impl Io {
     }
 
     /// Turns what the tailer handed out into the core's input (events are logged).
-    fn prepare(&self, item: Item) -> Option<Input<Value>> {
+    fn prepare(&self, item: Item) -> Option<Input<PageBody>> {
         match item {
             Item::Event(TailEvent::PreviousGone { file, offset }) => {
                 let event = TailEvent::PreviousGone { file, offset };
@@ -197,7 +195,7 @@ impl Io {
                 let prepared = parse_line(&text).and_then(|record| {
                     let key = record_key(&record, &pos, &text)?;
                     let body = self.mapper.page_body(&record, &key)?;
-                    Ok((key, body))
+                    Ok((key, PageBody::from(&body)))
                 });
                 Some(match prepared {
                     Ok((key, payload)) => Input::Record {
@@ -336,8 +334,8 @@ fn classify_check(
 
 /// Disk work, with the event to report if it panics.
 fn local(
-    f: impl FnOnce() -> Event<Value> + Send + 'static,
-    crashed: impl FnOnce() -> Event<Value> + Send + 'static,
+    f: impl FnOnce() -> Event<PageBody> + Send + 'static,
+    crashed: impl FnOnce() -> Event<PageBody> + Send + 'static,
 ) -> Work {
     Work::Local(Box::new(move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| crashed())
@@ -346,8 +344,8 @@ fn local(
 
 /// A request, with the event to report if it panics.
 fn request(
-    f: impl Future<Output = Event<Value>> + Send + 'static,
-    crashed: impl FnOnce() -> Event<Value> + Send + 'static,
+    f: impl Future<Output = Event<PageBody>> + Send + 'static,
+    crashed: impl FnOnce() -> Event<PageBody> + Send + 'static,
 ) -> Work {
     Work::Request(Box::pin(async move {
         use futures::FutureExt;

@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,7 @@ use crate::daemon::perform::{Io, Work, error_chain};
 use crate::delivery::{Core, CoreConfig, Event};
 use crate::inbox::{TailOptions, Tailer};
 use crate::notion::cache::ResolutionCache;
-use crate::notion::{NotionClient, NotionError, Resolved, TokenHandle};
+use crate::notion::{NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
 use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter};
 
@@ -417,7 +416,7 @@ impl TargetRunner {
             dedupe: self.target.dedupe_property.is_some(),
             settle: daemon.dedupe_settle,
         };
-        let mut core: Core<Value> =
+        let mut core: Core<PageBody> =
             Core::new(cfg, self.state.clone(), p.loaded.as_ref(), rand::random());
         let token = p.token.clone();
         let io = Arc::new(Io {
@@ -439,8 +438,8 @@ impl TargetRunner {
             state: self.state.clone(),
         });
         let epoch = tokio::time::Instant::now();
-        let mut requests: JoinSet<Event<Value>> = JoinSet::new();
-        let mut local: JoinSet<Event<Value>> = JoinSet::new();
+        let mut requests: JoinSet<Event<PageBody>> = JoinSet::new();
+        let mut local: JoinSet<Event<PageBody>> = JoinSet::new();
         let mut looks = Looks::new(daemon.reconcile_interval);
         let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut stopped = false;
@@ -509,7 +508,7 @@ impl TargetRunner {
 
     /// Looks at the inbox path for new files without reading (a rotation seen while the window
     /// is full must not wait for the next read); run on the blocking pool.
-    fn observe(io: &Arc<Io>) -> impl FnOnce() -> Event<Value> + Send + 'static {
+    fn observe(io: &Arc<Io>) -> impl FnOnce() -> Event<PageBody> + Send + 'static {
         let io = io.clone();
         move || {
             observed(
@@ -591,7 +590,7 @@ impl Looks {
 }
 
 /// The event for files the tailer queued: none is a plain wake-up (the inbox may have grown).
-fn observed(queued: Vec<crate::inbox::FileIdentity>) -> Event<Value> {
+fn observed(queued: Vec<crate::inbox::FileIdentity>) -> Event<PageBody> {
     if queued.is_empty() {
         Event::Wake
     } else {

@@ -335,6 +335,9 @@ impl Tailer {
                 .map_err(|e| self.io_error("read", e))?;
             if let Read::Full = read {
                 self.more = true;
+                // Nothing in the buffer is needed by the next read (it starts at `src.pos`), and a
+                // target held back by its window may wait long: hold no buffer meanwhile.
+                self.buf = Vec::new();
                 return Ok(out);
             }
             match self
