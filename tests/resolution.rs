@@ -177,3 +177,57 @@ fn an_idle_target_holds_nothing_open_asks_nothing_and_wakes_on_an_append_or_a_ro
     }
     w.stop();
 }
+
+#[test]
+fn a_target_idle_for_close_idle_after_closes_its_inbox_and_resumes_from_its_checkpoint() {
+    let mut w = World::new(fast());
+    let t = w.target("t");
+    w.write_config(&[t], "close_idle_after = \"1s\"\n");
+    w.start();
+    deliver(&w, "t", "@before");
+    let closed = |w: &World| {
+        open_inboxes(w).is_empty()
+            && w.status()
+                .get("t")
+                .is_some_and(|s| s["health"]["state"] == "idle")
+    };
+    wait_until("t closes its inbox and is idle", || closed(&w));
+
+    // An append wakes it from its checkpoint: the new line, once.
+    deliver(&w, "t", "@after-close");
+    wait_until("t closes again", || closed(&w));
+
+    // Rotated while closed, with a line written to the old file afterwards by a producer that
+    // held it, and one in the new file: both arrive, once each.
+    let mut held = std::fs::OpenOptions::new()
+        .append(true)
+        .open(w.inbox("t"))
+        .unwrap();
+    std::fs::rename(w.inbox("t"), w.path("spool/t.jsonl.1")).unwrap();
+    std::io::Write::write_all(&mut held, rec("@rotated-away", "x").as_bytes()).unwrap();
+    drop(held);
+    let rows = w.emu.page_count();
+    w.append(&w.inbox("t"), &rec("@new-file", "x"));
+    w.wait_for("both lines land", || w.emu.page_count() >= rows + 2);
+    // It closes again, settled on the new file: its checkpoint names that file at its end, so the
+    // next look finds nothing to do (closing before the rotated file was retired made a target
+    // reopen and close for ever).
+    wait_until("t closes after the rotation", || closed(&w));
+    let store = notion_inbox::state::CheckpointStore::existing(&w.path("state")).unwrap();
+    let cp = store.load("t").unwrap().unwrap();
+    let meta = std::fs::metadata(w.inbox("t")).unwrap();
+    let at = cp.position().unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((at.file.ino, at.offset), (meta.ino(), meta.len()));
+    assert!(cp.next.is_empty(), "{:?}", cp.next);
+    w.stop();
+    let titles: Vec<String> = w.pages().iter().map(page_title).collect();
+    for h in ["@before", "@after-close", "@rotated-away", "@new-file"] {
+        assert_eq!(
+            titles.iter().filter(|t| *t == h).count(),
+            1,
+            "{h}: {titles:?}"
+        );
+    }
+    assert!(w.lost_reports("t").is_empty(), "nothing was lost");
+}

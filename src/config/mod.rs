@@ -236,6 +236,9 @@ pub struct DaemonConfig {
     pub max_line_bytes: u64,
     /// How often each inbox is checked even without a file event (the safety net for missed events).
     pub reconcile_interval: Duration,
+    /// A target idle this long closes its inbox and everything else it holds, and waits
+    /// unprepared for its inbox to change (as a target with nothing to deliver at start does).
+    pub close_idle_after: Duration,
     /// How long in-flight requests may finish after SIGTERM before the daemon exits anyway.
     pub shutdown_grace: Duration,
     /// The log filter when `RUST_LOG` is not set, such as `info` or `notion_inbox=debug`.
@@ -347,6 +350,7 @@ struct RawDaemon {
     state_dir: Option<Spanned<String>>,
     max_line_bytes: Option<Spanned<i64>>,
     reconcile_interval: Option<Spanned<String>>,
+    close_idle_after: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
@@ -737,6 +741,7 @@ impl Cx<'_> {
             state_dir: None,
             max_line_bytes: None,
             reconcile_interval: None,
+            close_idle_after: None,
             shutdown_grace: None,
             log_level: None,
             metrics_listen: None,
@@ -769,6 +774,10 @@ impl Cx<'_> {
             Some(s) => self.duration(&s, "reconcile_interval")?,
             None => Duration::from_secs(5),
         };
+        let close_idle_after = match raw.close_idle_after {
+            Some(s) => self.duration(&s, "close_idle_after")?,
+            None => Duration::from_secs(120),
+        };
         let shutdown_grace = match raw.shutdown_grace {
             Some(s) => self.duration(&s, "shutdown_grace")?,
             None => Duration::from_secs(10),
@@ -799,6 +808,7 @@ impl Cx<'_> {
             state_dir,
             max_line_bytes,
             reconcile_interval,
+            close_idle_after,
             shutdown_grace,
             log_level,
             metrics_listen,

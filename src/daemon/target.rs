@@ -46,6 +46,15 @@ struct Prepared {
     tailer: Tailer,
 }
 
+/// Why `pump` returned.
+#[derive(Debug, PartialEq)]
+enum Ended {
+    /// The daemon stops the target.
+    Stopped,
+    /// Idle for `close_idle_after`: everything is closed; wait for work again.
+    Idle,
+}
+
 /// What `prepare` waits for before connecting again.
 #[derive(Debug)]
 enum Wait {
@@ -62,11 +71,12 @@ impl TargetRunner {
     /// Runs the target until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         let name = self.target.name.clone();
-        // Boxed: a target waiting for its first work holds a small task, not the pump's state.
-        if self.wait_for_work(&stop).await
+        // Boxed: a target waiting for work holds a small task, not the pump's state.
+        while self.wait_for_work(&stop).await
             && let Some(prepared) = Box::pin(self.prepare(&stop)).await
+            && Box::pin(self.pump(prepared, &stop)).await == Ended::Idle
         {
-            Box::pin(self.pump(prepared, &stop)).await;
+            tracing::debug!(target_name = %name, "idle for {:?}: closed until the inbox changes", self.config.daemon.close_idle_after);
         }
         tracing::debug!(target_name = %name, "target stopped");
     }
@@ -408,7 +418,7 @@ impl TargetRunner {
     }
 
     /// Drives the core until it has finished after the stop.
-    async fn pump(&self, p: Prepared, stop: &CancellationToken) {
+    async fn pump(&self, p: Prepared, stop: &CancellationToken) -> Ended {
         let daemon = &self.config.daemon;
         let cfg = CoreConfig {
             name: self.target.name.clone(),
@@ -443,6 +453,7 @@ impl TargetRunner {
         let mut looks = Looks::new(daemon.reconcile_interval);
         let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut stopped = false;
+        let mut closing = false;
         let mut look = false;
         loop {
             while let Some(action) = core.poll_action(epoch.elapsed()) {
@@ -485,13 +496,24 @@ impl TargetRunner {
                     let idle = core.unfinished() == 0
                         && requests.is_empty()
                         && local.is_empty()
-                        && deadline.is_none();
+                        && deadline.is_none()
+                        && io.tailer.try_lock().is_ok_and(|t| t.settled());
                     looks.looked(idle);
-                    look = true;
-                    Event::Wake
+                    if !stopped && looks.idle_for() >= daemon.close_idle_after {
+                        // Stopping with nothing in flight ends at once, with a durable save at
+                        // the committed position; `run` then waits unprepared.
+                        stopped = true;
+                        closing = true;
+                        grace = Some(Box::pin(tokio::time::sleep(daemon.shutdown_grace)));
+                        Event::Stop
+                    } else {
+                        look = true;
+                        Event::Wake
+                    }
                 }
                 () = sleep_until(deadline) => Event::Tick,
-                () = stop.cancelled(), if !stopped => {
+                () = stop.cancelled(), if !stopped || closing => {
+                    closing = false;
                     stopped = true;
                     grace = Some(Box::pin(tokio::time::sleep(daemon.shutdown_grace)));
                     Event::Stop
@@ -504,6 +526,7 @@ impl TargetRunner {
             };
             core.handle(epoch.elapsed(), event);
         }
+        if closing { Ended::Idle } else { Ended::Stopped }
     }
 
     /// Looks at the inbox path for new files without reading (a rotation seen while the window
@@ -554,6 +577,8 @@ struct Looks {
     base: Duration,
     interval: Duration,
     next: tokio::time::Instant,
+    /// The first of the idle looks in a row.
+    idle_since: Option<tokio::time::Instant>,
 }
 
 /// The longest an idle target goes without looking at its inbox.
@@ -565,17 +590,30 @@ impl Looks {
             base,
             interval: base,
             next: tokio::time::Instant::now() + base,
+            idle_since: None,
         }
+    }
+
+    /// How long the target has been idle at every look.
+    fn idle_for(&self) -> Duration {
+        self.idle_since.map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     /// A file event: back to the base interval from now.
     fn active(&mut self) {
+        self.idle_since = None;
         self.interval = self.base;
         self.next = self.next.min(tokio::time::Instant::now() + self.base);
     }
 
     /// A look happened; `idle` when the target had nothing to do.
     fn looked(&mut self, idle: bool) {
+        let now = tokio::time::Instant::now();
+        self.idle_since = if idle {
+            self.idle_since.or(Some(now))
+        } else {
+            None
+        };
         self.interval = if idle {
             (self.interval * 2).min(IDLE_LOOK_MAX.max(self.base))
         } else {

@@ -367,6 +367,15 @@ impl Tailer {
         Ok(out)
     }
 
+    /// Whether there is nothing left to do here: no byte unread (a partial last line counts), no
+    /// rotated file still being read or retired, none queued, no event to hand out. A target may
+    /// close its files only then: its checkpoint then names the one file at the path, at its end.
+    pub fn settled(&self) -> bool {
+        self.queue.is_empty()
+            && self.events.is_empty()
+            && self.backlog().is_ok_and(|b| b.bytes == 0 && !b.rotating)
+    }
+
     /// Bytes not read yet, for status reports.
     pub fn backlog(&self) -> io::Result<Backlog> {
         // Only a regular file counts: a symlink is not followed even to read its target's size.
