@@ -195,6 +195,7 @@ pub fn scale10k() {
     std::thread::sleep(Duration::from_secs(3));
     let requests_restart = other_requests(&w) - requests_before;
     let rss_restart = status_kib(pid(&w), "VmHWM") as f64 / 1024.0;
+    let fds_restart = open_descriptors(pid(&w));
     w.stop();
 
     let secs = |s: Option<f64>| s.map_or("never".to_owned(), |s| format!("{s:.2} s"));
@@ -225,6 +226,10 @@ pub fn scale10k() {
     println!(
         "| open descriptors after the drain | {} ({}) |",
         fds.0, fds.1
+    );
+    println!(
+        "| open descriptors after the restart (all idle, one delivered) | {} ({}) |",
+        fds_restart.0, fds_restart.1
     );
     println!("| idle CPU after the drain | {idle_cpu:.2} s over {idle_secs} s |");
     println!(
