@@ -278,13 +278,25 @@ impl World {
             .collect()
     }
 
-    /// Starts the daemon on the config; its log goes to `daemon-N.log`.
+    /// Starts the daemon on the config; its log goes to `daemon-N.log`. With
+    /// `NOTION_INBOX_WRAP` set (benchmarks: `heaptrack`), the daemon runs under that program.
     pub fn start(&mut self) {
         assert!(self.daemon.is_none(), "the daemon is already running");
         self.starts += 1;
         let log = std::fs::File::create(self.path(&format!("daemon-{}.log", self.starts))).unwrap();
-        let child = self
-            .command()
+        let mut command = self.command();
+        if let Some(wrap) = std::env::var_os("NOTION_INBOX_WRAP") {
+            let mut wrapped = Command::new(wrap);
+            wrapped.arg(command.get_program()).args(command.get_args());
+            for (k, v) in command.get_envs() {
+                match v {
+                    Some(v) => wrapped.env(k, v),
+                    None => wrapped.env_remove(k),
+                };
+            }
+            command = wrapped;
+        }
+        let child = command
             .arg("--log-format")
             .arg("text")
             .arg("run")
