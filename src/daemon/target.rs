@@ -14,6 +14,7 @@ use crate::config::{Config, Target};
 use crate::daemon::backoff::Backoff;
 use crate::daemon::deadletter::DeadLetterFile;
 use crate::daemon::health::{Health, TargetState};
+use crate::daemon::idle::Looks;
 use crate::daemon::perform::{Io, Work, error_chain};
 use crate::delivery::{Core, CoreConfig, Event};
 use crate::inbox::{TailOptions, Tailer};
@@ -562,68 +563,6 @@ impl TargetRunner {
             .effective_rate_milli
             .store((rate * 1000.0) as u64, std::sync::atomic::Ordering::Relaxed);
         token.reload_if_changed().unwrap_or(false)
-    }
-}
-
-/// When a target looks at its inbox and token without a file event (the safety net for events
-/// the watcher missed, and the backlog figure of `status`): every `reconcile_interval` while it
-/// has work; once it has been idle at a look, the interval doubles at each idle look up to
-/// [`IDLE_LOOK_MAX`] (with up to half an interval of jitter, so that idle targets do not look in
-/// step). With 10 000 idle targets, a look each every 5 s was 16 % of a core. A file event (a
-/// producer appended) or work found brings the interval back at once. An overflow of the
-/// watcher's queue wakes every target, so a missed append waits at most `IDLE_LOOK_MAX` only if
-/// inotify lost it without saying so. Unprepared targets (`wait_for_work`) look the same way.
-struct Looks {
-    base: Duration,
-    interval: Duration,
-    next: tokio::time::Instant,
-    /// The first of the idle looks in a row.
-    idle_since: Option<tokio::time::Instant>,
-}
-
-/// The longest an idle target goes without looking at its inbox.
-const IDLE_LOOK_MAX: Duration = Duration::from_secs(60);
-
-impl Looks {
-    fn new(base: Duration) -> Looks {
-        Looks {
-            base,
-            interval: base,
-            next: tokio::time::Instant::now() + base,
-            idle_since: None,
-        }
-    }
-
-    /// How long the target has been idle at every look.
-    fn idle_for(&self) -> Duration {
-        self.idle_since.map_or(Duration::ZERO, |t| t.elapsed())
-    }
-
-    /// A file event: back to the base interval from now.
-    fn active(&mut self) {
-        self.idle_since = None;
-        self.interval = self.base;
-        self.next = self.next.min(tokio::time::Instant::now() + self.base);
-    }
-
-    /// A look happened; `idle` when the target had nothing to do.
-    fn looked(&mut self, idle: bool) {
-        let now = tokio::time::Instant::now();
-        self.idle_since = if idle {
-            self.idle_since.or(Some(now))
-        } else {
-            None
-        };
-        self.interval = if idle {
-            (self.interval * 2).min(IDLE_LOOK_MAX.max(self.base))
-        } else {
-            self.base
-        };
-        // Idle looks spread over half an interval, so that thousands of targets started together
-        // do not keep looking together; a busy target's over a tenth.
-        let spread = if idle { 2.0 } else { 10.0 };
-        let jitter = self.interval.mul_f64(rand::random::<f64>() / spread);
-        self.next = tokio::time::Instant::now() + self.interval + jitter;
     }
 }
 
