@@ -159,6 +159,24 @@ async fn consent(c: &Client, workspace: &str, databases: &[&str], decision: &str
         .unwrap();
 }
 
+/// Allows Globex's "Tweets" on the consent page; the result page's facts, shot as `shot`.
+async fn allow_globex_tweets(
+    c: &Client,
+    info: &notion_inbox::emulator::EmulatorInfo,
+    shot: &str,
+) -> String {
+    consent(
+        c,
+        &info.other_workspace_id,
+        &[&info.other_database_id],
+        "allow",
+    )
+    .await;
+    let text = page_with(c, "dl.facts").await;
+    shoot(c, shot).await;
+    text
+}
+
 fn rows_in(w: &World, db: &str) -> Vec<String> {
     w.pages()
         .iter()
@@ -198,16 +216,7 @@ fn a_user_connects_a_workspace_through_the_page_in_a_real_browser() {
             .click()
             .await
             .unwrap();
-        consent(
-            &c,
-            &info.other_workspace_id,
-            &[&info.other_database_id],
-            "allow",
-        )
-        .await;
-        let text = page_with(&c, "dl.facts").await;
-        shoot(&c, "connected").await;
-        text
+        allow_globex_tweets(&c, &info, "connected").await
     });
     assert!(
         text.contains("Connected") && text.contains("Globex"),
@@ -233,16 +242,7 @@ fn a_user_connects_a_workspace_through_the_page_in_a_real_browser() {
     // 2. The same workspace again: the same target.
     let text = rt.block_on(async {
         c.goto(&format!("{public}/start")).await.unwrap();
-        consent(
-            &c,
-            &info.other_workspace_id,
-            &[&info.other_database_id],
-            "allow",
-        )
-        .await;
-        let text = page_with(&c, "dl.facts").await;
-        shoot(&c, "connected-again").await;
-        text
+        allow_globex_tweets(&c, &info, "connected-again").await
     });
     assert!(
         text.contains("Connected again") && text.contains(&name),
