@@ -78,6 +78,36 @@ pub enum Command {
     Manpage,
 }
 
+/// Exit statuses, as README's command table and the man page's EXIT STATUS document them.
+pub mod exit {
+    /// Something failed (the message says what and how to fix it); for `check`, a problem was
+    /// found; for `status`, the daemon runs but a target needs attention.
+    pub const FAILURE: u8 = 1;
+    /// The command line is wrong: an unknown option, or a target the configuration does not have
+    /// (clap's code for usage errors).
+    pub const USAGE: u8 = 2;
+    /// `status`: the daemon is not running (as `systemctl status` and LSB init scripts say it).
+    pub const NOT_RUNNING: u8 = 3;
+    /// The configuration is unusable (`EX_CONFIG` of sysexits.h): the unit does not restart on it
+    /// (`RestartPreventExitStatus=78`), as restarting cannot help until a person fixes the file.
+    pub const CONFIG: u8 = 78;
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output (then errors are JSON on stdout too).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Databases(a) | Command::Disconnect(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Targets(a) => a.json,
+            Command::Push(a) => a.json,
+            Command::Requeue(a) => a.json,
+            _ => false,
+        }
+    }
+}
+
 /// Writes the completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML configuration, parsed and validated into [`config::Config`].
 //! - [`cli`]: the command line, defined once with clap.
 //! - [`commands`]: the commands around the daemon (`push`, …).
+//! - [`error`]: how an error and its causes are shown.
 //! - [`logging`]: log output for people, pipelines and journald.
 //! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
 //! - [`inbox`]: reads complete lines from inbox files (rotation, truncation, partial lines) and
@@ -24,6 +25,7 @@ pub mod connect;
 pub mod daemon;
 pub mod delivery;
 pub mod emulator;
+pub mod error;
 pub mod inbox;
 pub mod logging;
 pub mod notion;

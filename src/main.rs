@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use notion_inbox::cli::{Cli, Command};
+use notion_inbox::cli::{Cli, Command, exit};
 use notion_inbox::commands::requeue::RequeueArgs;
 use notion_inbox::config::Config;
 
@@ -25,12 +25,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.command.json();
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let message = notion_inbox::error::chain(e.as_ref());
+            let code = exit_code(&e);
+            eprintln!("error: {message}");
+            if json {
+                // Whoever asked for JSON parses stdout: the error is there too, as one object.
+                let kind = match code {
+                    exit::CONFIG => "config",
+                    exit::USAGE => "usage",
+                    _ => "failure",
+                };
+                let object = serde_json::json!({
+                    "error": {"kind": kind, "message": message, "exit_code": code}
+                });
+                println!("{object}");
+            }
+            ExitCode::from(code)
         }
+    }
+}
+
+/// The exit status of a failed command: a configuration that cannot be used is `EX_CONFIG`, a
+/// target the configuration does not have is a usage error, anything else a failure.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use notion_inbox::config::ConfigError;
+    match e.chain().find_map(|c| c.downcast_ref::<ConfigError>()) {
+        Some(ConfigError::UnknownTarget { .. }) => exit::USAGE,
+        Some(_) => exit::CONFIG,
+        None => exit::FAILURE,
     }
 }
 
@@ -45,10 +71,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(&cli.config)?;
             let n =
                 notion_inbox::commands::push::run(&config, &args, &mut std::io::stdin().lock())?;
-            eprintln!(
-                "appended {n} record(s) to {}",
-                config.target(&args.target)?.inbox.display()
-            );
+            let inbox = config.target(&args.target)?.inbox.display().to_string();
+            if args.json {
+                let done = serde_json::json!({"target": args.target, "inbox": inbox, "appended": n});
+                println!("{done}");
+            } else {
+                eprintln!("appended {n} record(s) to {inbox}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => {

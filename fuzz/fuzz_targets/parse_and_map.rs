@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use notion_inbox::config::{Config, NotionVersion};
-use notion_inbox::daemon::line::{parse_line, record_key};
+use notion_inbox::record::line::{parse_line, record_key};
 use notion_inbox::inbox::{FileIdentity, LinePos};
 use notion_inbox::notion::{Property, PropertyKind, Resolved};
 use notion_inbox::record::Mapper;

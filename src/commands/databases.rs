@@ -68,12 +68,12 @@ pub async fn usable_token(
                 Some(_) => anyhow::anyhow!(
                     "target {}: the token was refused and cannot be refreshed: {}",
                     target.name,
-                    crate::daemon::perform::error_chain(&e)
+                    crate::error::chain(&e)
                 ),
                 None => anyhow::anyhow!(
                     "target {}: the token was refused and refreshing it failed ({}); run `notion-inbox authorize --target {}`",
                     target.name,
-                    crate::daemon::perform::error_chain(&e),
+                    crate::error::chain(&e),
                     target.name
                 ),
             })?;

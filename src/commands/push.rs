@@ -30,6 +30,9 @@ pub struct PushArgs {
     /// The record's key (optional; used for deduplication).
     #[arg(long)]
     pub id: Option<String>,
+    /// Print what was appended as JSON (`{"target", "inbox", "appended"}`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Errors of `push`.
@@ -71,7 +74,7 @@ pub enum PushError {
 /// Runs `push`; returns how many records were appended.
 pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow::Result<usize> {
     let target = config.target(&args.target)?;
-    let max = config.daemon.max_line_bytes as usize;
+    let check = Check::new(target, config.daemon.max_line_bytes as usize);
     let mut lines: Vec<Vec<u8>> = Vec::new();
     if args.handle.is_some() || args.tweet.is_some() || args.id.is_some() {
         let mut record = Map::new();
@@ -85,25 +88,29 @@ pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow:
             }
         }
         lines.push(
-            validated(Value::Object(record), target, max)
+            check
+                .validated(record)
                 .map_err(|reason| PushError::BadRecord { line: 0, reason })?,
         );
     } else {
-        for (i, line) in stdin.lines().enumerate() {
-            let line = line.map_err(PushError::Stdin)?;
-            if line.trim().is_empty() {
+        let mut buf = Vec::new();
+        let mut number = 0;
+        loop {
+            buf.clear();
+            if stdin.read_until(b'\n', &mut buf).map_err(PushError::Stdin)? == 0 {
+                break;
+            }
+            number += 1;
+            let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            if line.trim_ascii().is_empty() {
                 continue;
             }
-            let value: Value = serde_json::from_str(&line).map_err(|e| PushError::BadRecord {
-                line: i + 1,
-                reason: format!("not valid JSON: {e}"),
-            })?;
-            lines.push(
-                validated(value, target, max).map_err(|reason| PushError::BadRecord {
-                    line: i + 1,
-                    reason,
-                })?,
-            );
+            let bad = |reason| PushError::BadRecord {
+                line: number,
+                reason,
+            };
+            let record = crate::record::line::parse_line(line).map_err(bad)?;
+            lines.push(check.validated(record).map_err(bad)?);
         }
     }
     if lines.is_empty() {
@@ -113,43 +120,53 @@ pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow:
     Ok(lines.len())
 }
 
-/// Checks one record against the target and returns its compact line, newline included.
-fn validated(value: Value, target: &Target, max: usize) -> Result<Vec<u8>, String> {
-    let Value::Object(record) = value else {
-        return Err(
-            "a record must be a JSON object such as {\"handle\":\"@x\",\"tweet\":\"…\"}".into(),
-        );
-    };
-    match record.get("id") {
-        None | Some(Value::String(_)) | Some(Value::Number(_)) => {}
-        Some(_) => return Err("\"id\" must be a string".into()),
+/// The daemon's rules for a record of one target, as far as they are known without the
+/// destination's schema: the record's key, which fields it may hold, and the line's length.
+struct Check<'a> {
+    target: &'a Target,
+    names: Vec<String>,
+    max: usize,
+}
+
+impl Check<'_> {
+    fn new(target: &Target, max: usize) -> Check<'_> {
+        Check {
+            target,
+            names: target.properties.iter().map(|(f, _)| f.clone()).collect(),
+            max,
+        }
     }
-    if let Some(Value::String(id)) = record.get("id")
-        && id.trim().is_empty()
-    {
-        return Err("\"id\" is empty".into());
+
+    /// Checks one record and returns its compact line, newline included.
+    fn validated(&self, record: Map<String, Value>) -> Result<Vec<u8>, String> {
+        crate::record::line::own_key(&record)?;
+        // The title's field is known here only when the mapping names the title by its alias
+        // (the daemon also knows it by the schema).
+        let title = self
+            .target
+            .properties
+            .iter()
+            .find(|(_, p)| p == "title")
+            .map(|(f, _)| f.as_str());
+        crate::record::fields::check(
+            &record,
+            crate::record::fields::Fields {
+                target: &self.target.name,
+                names: &self.names,
+                title,
+            },
+        )?;
+        let mut line = serde_json::to_vec(&Value::Object(record)).map_err(|e| e.to_string())?;
+        if line.len() > self.max {
+            return Err(format!(
+                "the record is {} bytes, over max_line_bytes ({})",
+                line.len(),
+                self.max
+            ));
+        }
+        line.push(b'\n');
+        Ok(line)
     }
-    if !target
-        .properties
-        .iter()
-        .any(|(field, _)| record.get(field).is_some_and(|v| !v.is_null()))
-    {
-        let fields: Vec<&str> = target.properties.iter().map(|(f, _)| f.as_str()).collect();
-        return Err(format!(
-            "the record has none of the fields target {} maps ({})",
-            target.name,
-            fields.join(", ")
-        ));
-    }
-    let mut line = serde_json::to_vec(&Value::Object(record)).map_err(|e| e.to_string())?;
-    if line.len() > max {
-        return Err(format!(
-            "the record is {} bytes, over max_line_bytes ({max})",
-            line.len()
-        ));
-    }
-    line.push(b'\n');
-    Ok(line)
 }
 
 /// Appends whole lines under an exclusive lock, with one write.

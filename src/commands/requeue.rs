@@ -335,7 +335,7 @@ fn checkpoint_of(config: &Config, target: &Target) -> Result<Option<Checkpoint>,
         .load(&target.name)
         .map_err(|e| RequeueError::Checkpoint {
             target: target.name.clone(),
-            why: crate::daemon::perform::error_chain(&e),
+            why: crate::error::chain(&e),
         })
 }
 

@@ -52,7 +52,7 @@ pub const CREDENTIAL_CLIENT_SECRET: &str = "client_secret";
 pub enum ConfigError {
     /// The file could not be read.
     #[error(
-        "cannot read config file {path}: {source}; create it (see config/example.toml) or pass --config"
+        "cannot read config file {path}: {source}; create it (from the example in /usr/share/doc/notion-inbox/example.toml, or config/example.toml in the source; `man 5 notion-inbox.toml` describes every key) or pass --config"
     )]
     Read {
         /// The file that was read.
@@ -77,6 +77,16 @@ pub enum ConfigError {
         /// What is wrong.
         problem: String,
         /// How to fix it.
+        fix: String,
+    },
+    /// A command named a target the configuration does not have.
+    #[error("{path}: there is no target named {name:?}; {fix}")]
+    UnknownTarget {
+        /// The configuration file.
+        path: PathBuf,
+        /// The name given.
+        name: String,
+        /// The names there are, or how to add one.
         fix: String,
     },
     /// A file that holds a secret (this config file, when it holds one, or the client secret
@@ -461,18 +471,15 @@ impl Config {
     pub fn target(&self, name: &str) -> Result<&Target, ConfigError> {
         self.targets.iter().find(|t| t.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
-            ConfigError::Invalid {
-                location: Location {
-                    path: self.path.clone(),
-                    line: 0,
-                    column: 0,
-                },
-                problem: format!("there is no target named {name:?}"),
-                fix: if names.is_empty() {
-                    "add a [[target]] table to the config".to_owned()
-                } else {
-                    format!("use one of: {}", names.join(", "))
-                },
+            let fix = match crate::error::did_you_mean(name, names.iter().copied()) {
+                _ if names.is_empty() => "add a [[target]] table to the config".to_owned(),
+                Some(near) => format!("did you mean {near:?}? (targets: {})", names.join(", ")),
+                None => format!("use one of: {}", names.join(", ")),
+            };
+            ConfigError::UnknownTarget {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                fix,
             }
         })
     }

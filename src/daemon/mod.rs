@@ -9,7 +9,6 @@ pub mod backoff;
 pub mod deadletter;
 pub mod health;
 pub mod idle;
-pub mod line;
 pub mod metrics;
 pub mod perform;
 pub mod signals;

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::daemon::deadletter::{DeadLetterFile, NotionErrorInfo};
-use crate::daemon::line::{parse_line, record_key};
+use crate::record::line::{parse_line, record_key};
 use crate::delivery::{
     Action, CheckResult, DeadLetterRequest, Event, Input, RefreshResult, SendResult,
 };
@@ -95,7 +95,7 @@ impl Io {
                     Event::Saved(saved.map_err(|e| format!(
                         "target {}: {}; free space or fix permissions in the state directory (delivery resumes by itself)",
                         io.name,
-                        error_chain(&e)
+                        crate::error::chain(&e)
                     )))
                 },
                 || Event::Saved(Err("the checkpoint writer crashed".into())),
@@ -147,7 +147,7 @@ impl Io {
                         .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
                 Event::Read { inputs, caught_up }
             }
-            Err(e) => Event::ReadFailed(format!("target {}: {}", self.name, error_chain(&e))),
+            Err(e) => Event::ReadFailed(format!("target {}: {}", self.name, crate::error::chain(&e))),
         }
     }
 
@@ -296,8 +296,8 @@ impl Io {
                 &format!("Notion refused to refresh its token ({e})"),
             )),
             // A file on this machine: fixable there, and the next attempt reads it again.
-            Err(e) if e.local_file().is_some() => RefreshResult::Local(error_chain(&e)),
-            Err(e) => RefreshResult::Transient(error_chain(&e)),
+            Err(e) if e.local_file().is_some() => RefreshResult::Local(crate::error::chain(&e)),
+            Err(e) => RefreshResult::Transient(crate::error::chain(&e)),
         }
     }
 }
@@ -358,16 +358,4 @@ fn request(
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The error and its causes, joined with ": ".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

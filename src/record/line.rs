@@ -35,13 +35,21 @@ pub fn record_key(
     pos: &LinePos,
     bytes: &[u8],
 ) -> Result<String, String> {
-    match record.get("id") {
-        // The content hash keeps a rewritten file whose head and offsets repeat from reusing keys.
-        None | Some(Value::Null) => Ok(format!(
+    // The content hash keeps a rewritten file whose head and offsets repeat from reusing keys.
+    Ok(own_key(record)?.unwrap_or_else(|| {
+        format!(
             "{}-{:016x}",
             pos.key(),
             crate::inbox::identity::fnv1a64(bytes)
-        )),
+        )
+    }))
+}
+
+/// The record's own key, its `"id"` field, if it has one; an error if the field is not usable as a
+/// key (empty, too long, not a string or number).
+pub fn own_key(record: &Map<String, Value>) -> Result<Option<String>, String> {
+    match record.get(super::fields::KEY_FIELD) {
+        None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Err(
             "the \"id\" field is empty; give each record a non-empty id or leave the field out"
                 .into(),
@@ -50,8 +58,8 @@ pub fn record_key(
             "the \"id\" field is {} characters long, over the limit of {MAX_KEY_CHARS}",
             s.chars().count()
         )),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(other) => Err(format!(
             "the \"id\" field is {}, not a string; use a string key or leave the field out",
             kind(other)

@@ -1,5 +1,7 @@
-//! From a record (one JSON object of the inbox) to the body of a Notion page create, through the
-//! target's `[target.properties]` mapping and the destination's schema.
+//! A record: one JSON object of the inbox, defined here once for the daemon, `push`, `requeue` and
+//! the fuzz target. [`line`] parses a line into a record and finds its key, [`fields`] says which
+//! fields a record may hold, and [`Mapper`] turns it into the body of a Notion page create, through
+//! the target's `[target.properties]` mapping and the destination's schema.
 //!
 //! Conversions (a value that does not convert is a per-record error with the reason):
 //! - title, rich_text: a string (numbers and booleans are written as text), split into items of at
@@ -8,9 +10,13 @@
 //! - number: a JSON number or a string holding one; checkbox: a boolean;
 //! - date: an ISO 8601 date or date-time string, or `{"start": …, "end": …}`;
 //! - select: an option name; multi_select: an array of names (or one name);
-//! - a missing or null field is left out; a record with none of the mapped fields is refused.
+//! - a missing or null field is left out; a record with none of the mapped fields, a field that is
+//!   not mapped (other than `"id"`), or no title is refused.
 
 use serde_json::{Map, Value, json};
+
+pub mod fields;
+pub mod line;
 
 use crate::config::Target;
 use crate::notion::{Property, PropertyKind, Resolved};
@@ -30,10 +36,16 @@ pub const MULTI_MAX: usize = 100;
 /// Maps records of one target onto its destination.
 #[derive(Debug, Clone)]
 pub struct Mapper {
+    /// The target's name, for messages.
+    target: String,
     /// The page's parent.
     parent: Value,
     /// (record field, property) in the order of the config.
     fields: Vec<(String, Property)>,
+    /// The record fields of `fields`, for [`fields::check`].
+    names: Vec<String>,
+    /// The field mapped to the title property, if one is.
+    title: Option<String>,
     /// The rich_text property receiving each record's key, if deduplicating.
     dedupe: Option<Property>,
 }
@@ -94,9 +106,17 @@ impl Mapper {
                 d.name
             ));
         }
+        let names = fields.iter().map(|(f, _)| f.clone()).collect();
+        let title = fields
+            .iter()
+            .find(|(_, p)| p.kind == PropertyKind::Title)
+            .map(|(f, _)| f.clone());
         Ok(Mapper {
+            target: target.name.clone(),
             parent: resolved.parent(),
             fields,
+            names,
+            title,
             dedupe,
         })
     }
@@ -108,13 +128,19 @@ impl Mapper {
 
     /// The body of `POST /v1/pages` for `record`, whose key is `key`.
     pub fn page_body(&self, record: &Map<String, Value>, key: &str) -> Result<Value, String> {
+        fields::check(
+            record,
+            fields::Fields {
+                target: &self.target,
+                names: &self.names,
+                title: self.title.as_deref(),
+            },
+        )?;
         let mut properties = Map::new();
-        let mut mapped = 0;
         for (field, prop) in &self.fields {
             let Some(value) = record.get(field).filter(|v| !v.is_null()) else {
                 continue;
             };
-            mapped += 1;
             let converted = convert(value, prop).map_err(|e| {
                 format!(
                     "field \"{field}\" (property \"{}\", {}): {e}",
@@ -123,13 +149,6 @@ impl Mapper {
                 )
             })?;
             properties.insert(prop.id.clone(), converted);
-        }
-        if mapped == 0 {
-            let names: Vec<&str> = self.fields.iter().map(|(f, _)| f.as_str()).collect();
-            return Err(format!(
-                "the record has none of the mapped fields ({})",
-                names.join(", ")
-            ));
         }
         if let Some(d) = &self.dedupe {
             properties.insert(d.id.clone(), json!({"rich_text": text_items(key)?}));
@@ -371,7 +390,7 @@ mod tests {
         )
         .unwrap();
         let body = m
-            .page_body(&record(json!({"handle":"@a","tweet":"hi","extra":1})), "k1")
+            .page_body(&record(json!({"handle":"@a","tweet":"hi","id":"k1"})), "k1")
             .unwrap();
         assert_eq!(
             body,
@@ -414,12 +433,15 @@ mod tests {
         );
         assert_eq!(ok["properties"]["ln"], json!({"url": null}));
         for (rec, needle) in [
-            (json!({"s": "many"}), "\"many\" is not a number"),
-            (json!({"w": "yesterday"}), "not an ISO 8601 date"),
-            (json!({"d": "yes"}), "expected true or false"),
-            (json!({"t": ["a,b"]}), "comma"),
+            (json!({"handle":"@a","s": "many"}), "\"many\" is not a number"),
+            (json!({"handle":"@a","w": "yesterday"}), "not an ISO 8601 date"),
+            (json!({"handle":"@a","d": "yes"}), "expected true or false"),
+            (json!({"handle":"@a","t": ["a,b"]}), "comma"),
             (json!({"handle": {"x": 1}}), "expected text, got an object"),
-            (json!({"other": 1}), "none of the mapped fields"),
+            (json!({"other": 1}), "field \"other\" is not mapped by target t"),
+            (json!({"handle":"@a","S": 1}), "did you mean \"s\"?"),
+            (json!({"s": 1}), "no \"handle\", which fills the row's title"),
+            (json!({"when": null}), "not mapped"),
         ] {
             let e = m.page_body(&record(rec.clone()), "k").unwrap_err();
             assert!(e.contains(needle), "{rec}: {e}");

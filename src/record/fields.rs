@@ -1,0 +1,97 @@
+//! Which fields a record may hold, checked the same way by the daemon (with the destination's
+//! schema) and by `push` (before anything is appended, with the mapping alone).
+
+use serde_json::{Map, Value};
+
+/// The field that holds a record's own key.
+pub const KEY_FIELD: &str = "id";
+
+/// A target's mapped fields as the record check sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    /// The target's name, for messages.
+    pub target: &'a str,
+    /// The mapped record fields, in the order of the config.
+    pub names: &'a [String],
+    /// The field mapped to the title property, if known (every row needs a title).
+    pub title: Option<&'a str>,
+}
+
+/// Checks `record` against `fields`: no field other than the mapped ones and `"id"` (a misspelt
+/// field would otherwise leave its property empty without a word), at least one mapped field, and
+/// a non-empty title when the title field is known. The error is the reason written to the
+/// dead-letter file, or shown by `push`.
+pub fn check(record: &Map<String, Value>, fields: Fields<'_>) -> Result<(), String> {
+    let listing = || fields.names.join(", ");
+    for name in record.keys() {
+        if name != KEY_FIELD && !fields.names.iter().any(|f| f == name) {
+            let hint = crate::error::did_you_mean(name, fields.names.iter().map(String::as_str))
+                .map(|m| format!("did you mean \"{m}\"? "))
+                .unwrap_or_default();
+            return Err(format!(
+                "field \"{name}\" is not mapped by target {}; {hint}a record holds only the mapped fields ({}) and \"{KEY_FIELD}\": correct the field's name, or map it in [target.properties]",
+                fields.target,
+                listing()
+            ));
+        }
+    }
+    let present = |f: &str| record.get(f).is_some_and(|v| !v.is_null());
+    if !fields.names.iter().any(|f| present(f)) {
+        return Err(format!(
+            "the record has none of the fields target {} maps ({})",
+            fields.target,
+            listing()
+        ));
+    }
+    if let Some(title) = fields.title {
+        let empty = match record.get(title) {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.trim().is_empty(),
+            Some(_) => false,
+        };
+        if empty {
+            return Err(format!(
+                "the record has no \"{title}\", which fills the row's title; give every record a non-empty \"{title}\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn checked(record: Value) -> Result<(), String> {
+        let Value::Object(map) = record else {
+            unreachable!()
+        };
+        check(
+            &map,
+            Fields {
+                target: "tweets",
+                names: &["handle".to_owned(), "tweet".to_owned()],
+                title: Some("handle"),
+            },
+        )
+    }
+
+    #[test]
+    fn records_are_refused_with_the_reason_and_the_fix() {
+        assert_eq!(checked(json!({"handle": "@a", "tweet": "t", "id": "k"})), Ok(()));
+        assert_eq!(checked(json!({"handle": "@a"})), Ok(()));
+        let cases = [
+            (json!({"handle": "@c", "twet": "typo"}), "did you mean \"tweet\"?"),
+            (json!({"handle": "@c", "when": 1}), "field \"when\" is not mapped by target tweets; a record"),
+            (json!({"tweet": "hi"}), "no \"handle\", which fills the row's title"),
+            (json!({"handle": " ", "tweet": "hi"}), "no \"handle\""),
+            (json!({"handle": null, "tweet": null}), "none of the fields target tweets maps (handle, tweet)"),
+            (json!({}), "none of the fields"),
+        ];
+        for (record, piece) in cases {
+            let err = checked(record.clone()).expect_err(&record.to_string());
+            assert!(err.contains(piece), "{record}: {err:?} lacks {piece:?}");
+        }
+    }
+}
