@@ -165,10 +165,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 notion_inbox::commands::status::collect(&config, args.target.as_deref())?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else if statuses.is_empty() {
+                println!(
+                    "no targets: add a [[target]] to {}, or let a workspace connect",
+                    config.path.display()
+                );
             } else {
                 notion_inbox::commands::status::print_text(&statuses);
             }
-            Ok(ExitCode::SUCCESS)
+            let verdict = notion_inbox::commands::status::Verdict::of(&statuses);
+            Ok(ExitCode::from(verdict.exit_code()))
         }
         Command::Connect(args) => {
             use notion_inbox::commands::authorize::DatabaseOutcome;

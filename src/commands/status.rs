@@ -32,8 +32,10 @@ pub struct TargetStatus {
     pub eta_seconds: f64,
     /// Entries in the dead-letter file.
     pub dead_letters: usize,
-    /// The token: fixed, file present (and when obtained), or missing.
+    /// The token, in words: fixed, file present (and when written), or missing.
     pub token: String,
+    /// The token, as fields.
+    pub token_info: TokenInfo,
     /// What the daemon last published, if it ran.
     pub daemon: Option<StatusSnapshot>,
     /// Whether the daemon that published `daemon` is running now (its pid is alive and is a
@@ -41,6 +43,106 @@ pub struct TargetStatus {
     pub daemon_running: bool,
     /// A problem reading this target's state, if any.
     pub problem: Option<String>,
+}
+
+/// What `status` concludes, and exits with (see [`crate::cli::exit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The daemon runs and every target is healthy (delivering, idle or starting).
+    Healthy,
+    /// The daemon runs, but a target needs attention (its `why` or `problem` says what).
+    Attention,
+    /// The daemon is not running, or has published nothing for a target.
+    NotRunning,
+}
+
+impl Verdict {
+    /// The verdict over `statuses`: not running wins over a problem, which wins over healthy.
+    pub fn of(statuses: &[TargetStatus]) -> Verdict {
+        let healthy = |s: &TargetStatus| {
+            let state = s.daemon.as_ref().and_then(|d| d.health.get("state"));
+            s.problem.is_none()
+                && matches!(
+                    state.and_then(|v| v.as_str()),
+                    Some("ok" | "idle" | "starting")
+                )
+        };
+        if statuses.is_empty() || statuses.iter().any(|s| !s.daemon_running) {
+            Verdict::NotRunning
+        } else if statuses.iter().all(healthy) {
+            Verdict::Healthy
+        } else {
+            Verdict::Attention
+        }
+    }
+
+    /// The exit status.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Healthy => 0,
+            Verdict::Attention => crate::cli::exit::FAILURE,
+            Verdict::NotRunning => crate::cli::exit::NOT_RUNNING,
+        }
+    }
+}
+
+/// What `status` tells of a target's token (never the token itself).
+#[derive(Debug, Default, Serialize)]
+pub struct TokenInfo {
+    /// `"fixed"` (in the configuration) or `"file"` (from `authorize` or the connect page).
+    pub source: &'static str,
+    /// The token file, if the token comes from one.
+    pub path: Option<String>,
+    /// Whether the token file exists.
+    pub present: bool,
+    /// The workspace's name and id, as Notion gave them.
+    pub workspace_name: Option<String>,
+    /// The workspace's id.
+    pub workspace_id: Option<String>,
+    /// Who authorized.
+    pub owner: Option<String>,
+    /// When the code was exchanged (RFC 3339).
+    pub obtained_at: Option<String>,
+    /// When the token was last refreshed (RFC 3339).
+    pub refreshed_at: Option<String>,
+    /// Whether Notion issued a refresh token, so that an expired token renews by itself.
+    pub can_refresh: Option<bool>,
+    /// Why the file could not be read (as another user than the daemon's, say).
+    pub unreadable: Option<String>,
+}
+
+fn token_info(target: &Target) -> TokenInfo {
+    let TokenSource::File(path) = &target.token else {
+        return TokenInfo {
+            source: "fixed",
+            present: true,
+            ..TokenInfo::default()
+        };
+    };
+    let mut info = TokenInfo {
+        source: "file",
+        path: Some(path.display().to_string()),
+        present: path.exists(),
+        ..TokenInfo::default()
+    };
+    if !info.present {
+        return info;
+    }
+    match crate::notion::token::TokenFile::read(path) {
+        Ok(file) => {
+            let time = |t: chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
+            info.workspace_name = file.workspace_name;
+            info.workspace_id = Some(file.workspace_id).filter(|w| !w.is_empty());
+            info.owner = file.owner;
+            info.obtained_at = Some(time(file.obtained_at));
+            info.refreshed_at = file.refreshed_at.map(time);
+            info.can_refresh = Some(file.refresh_token.is_some());
+        }
+        Err(e) => info.unreadable = Some(e.to_string()),
+    }
+    info
 }
 
 /// Collects every target's status (or one target's).
@@ -119,6 +221,7 @@ fn one(
         eta_seconds: backlog_lines as f64 / config.notion.requests_per_second,
         dead_letters,
         token,
+        token_info: token_info(target),
         daemon_running: snapshot.as_ref().is_some_and(|d| is_running(d.pid)),
         daemon: snapshot,
         problem,
@@ -181,6 +284,29 @@ pub fn print_text(statuses: &[TargetStatus]) {
         );
         println!("  dead letters   {}", s.dead_letters);
         println!("  token          {}", s.token);
+        let t = &s.token_info;
+        if let Some(obtained) = &t.obtained_at {
+            println!(
+                "                 workspace {}{}, obtained {obtained}{}; {}",
+                t.workspace_name
+                    .as_deref()
+                    .or(t.workspace_id.as_deref())
+                    .unwrap_or("?"),
+                t.owner
+                    .as_deref()
+                    .map(|o| format!(" (by {o})"))
+                    .unwrap_or_default(),
+                t.refreshed_at
+                    .as_deref()
+                    .map(|r| format!(", refreshed {r}"))
+                    .unwrap_or_default(),
+                if t.can_refresh == Some(true) {
+                    "renews by itself"
+                } else {
+                    "no refresh token: when it stops working, authorize again"
+                }
+            );
+        }
         match &s.daemon {
             Some(d) => {
                 let state = d
@@ -193,9 +319,14 @@ pub fn print_text(statuses: &[TargetStatus]) {
                         "  daemon         pid {}, {state} (as of {})",
                         d.pid, d.updated
                     );
+                } else if let Some(at) = &d.stopped {
+                    println!(
+                        "  daemon         not running: pid {} stopped cleanly at {at}; start it with `systemctl start notion-inbox`",
+                        d.pid
+                    );
                 } else {
                     println!(
-                        "  daemon         not running (last seen as pid {}, {state}, as of {}); start it with `systemctl start notion-inbox`",
+                        "  daemon         not running: pid {} was last seen {state} at {}, and did not stop cleanly (killed or crashed; `journalctl -u notion-inbox` says why); start it with `systemctl start notion-inbox`",
                         d.pid, d.updated
                     );
                 }
@@ -217,7 +348,9 @@ pub fn print_text(statuses: &[TargetStatus]) {
                     println!("  last error     {e}");
                 }
             }
-            None => println!("  daemon         no status published (not started yet?)"),
+            None => println!(
+                "  daemon         not running: no status published for this target (the daemon has not run since it was added); start it with `systemctl start notion-inbox`"
+            ),
         }
         if let Some(p) = &s.problem {
             println!("  problem        {p}");

@@ -175,6 +175,10 @@ pub struct StatusSnapshot {
     pub last_delivery: Option<String>,
     /// The last error, with its time.
     pub last_error: Option<String>,
+    /// When the daemon stopped cleanly (RFC 3339): written by its last status write. A daemon
+    /// that is not running and did not write this was killed or crashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl TargetState {
@@ -205,6 +209,7 @@ impl TargetState {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            stopped: None,
         }
     }
 }
@@ -264,6 +269,9 @@ impl StatusWriter {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         for s in &mut snapshots {
             s.updated.clone_from(&now);
+            if s.stopped.is_some() {
+                s.stopped = Some(now.clone());
+            }
         }
         // Written whole before the rename: a failed write (a full disk) puts no truncated file
         // in place. Private: it holds error texts, which may quote records.

@@ -159,7 +159,10 @@ pub async fn run_with(
     let mut snapshots = Vec::with_capacity(running.len());
     for (_, r) in running {
         let _ = r.handle.await;
-        snapshots.push(r.state.snapshot());
+        let mut snapshot = r.state.snapshot();
+        // Marks the clean stop; the writer stamps its time.
+        snapshot.stopped = Some(String::new());
+        snapshots.push(snapshot);
     }
     // The final status must not be overtaken by a heartbeat's write still in progress.
     if let Some(write) = last_status_write {
