@@ -6,10 +6,10 @@ use std::io::Write;
 use std::time::Instant;
 
 use notion_inbox::config::{Config, NotionVersion};
-use notion_inbox::record::line::{parse_line, record_key};
 use notion_inbox::inbox::{Item, TailOptions, reader::Tailer};
 use notion_inbox::notion::{Property, PropertyKind, Resolved};
 use notion_inbox::record::Mapper;
+use notion_inbox::record::line::{parse_line, record_key};
 
 fn main() {
     let records: usize = std::env::var("HOT_PATH_RECORDS")

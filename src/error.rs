@@ -21,7 +21,10 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// The candidate closest to `word`, if one is close enough to be a likely misspelling: compared
 /// without case and surrounding spaces, by normalized Damerau-Levenshtein similarity of at least 0.7 (as
 /// cargo and clap suggest).
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let norm = |s: &str| s.trim().to_lowercase();
     let word = norm(word);
     candidates

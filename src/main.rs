@@ -73,7 +73,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 notion_inbox::commands::push::run(&config, &args, &mut std::io::stdin().lock())?;
             let inbox = config.target(&args.target)?.inbox.display().to_string();
             if args.json {
-                let done = serde_json::json!({"target": args.target, "inbox": inbox, "appended": n});
+                let done =
+                    serde_json::json!({"target": args.target, "inbox": inbox, "appended": n});
                 println!("{done}");
             } else {
                 eprintln!("appended {n} record(s) to {inbox}");

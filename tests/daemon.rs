@@ -134,6 +134,12 @@ fn malformed_lines_are_dead_lettered_with_the_reason_and_the_daemon_goes_on() {
             "\"id\" field is an object",
         ),
         (b"{\"handle\":\"@x\",\"id\":\"\"}", "\"id\" field is empty"),
+        // The record rules push applies too (one definition, in notion_inbox::record).
+        (
+            b"{\"handle\":\"@c\",\"twet\":\"typo\"}",
+            "did you mean \"tweet\"?",
+        ),
+        (b"{\"tweet\":\"no title\"}", "fills the row's title"),
     ];
     for (line, _) in &bad {
         append_bytes(&inbox, line);

@@ -51,9 +51,10 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
     );
     w.append(&inbox, "not json\n");
 
-    // Before the daemon ever ran: status reads the inbox and says nothing was delivered yet.
+    // Before the daemon ever ran: status reads the inbox and says nothing was delivered yet, and
+    // exits 3, not running.
     let (code, out, err) = cli(&w, &["status", "--json"]);
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(code, Some(3), "{err}");
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(s[0]["backlog_bytes"].as_u64().unwrap() > 0, "{s}");
 
@@ -107,14 +108,18 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
         "{metrics}"
     );
     assert_eq!(w.stop(), Some(0));
-    // Stopped: status says so, from the pid, whatever status.json last said.
-    let (_, out, _) = cli(&w, &["status"]);
-    assert!(
-        out.contains("daemon         not running (last seen as pid"),
-        "{out}"
-    );
+    // Stopped: status says so, and that the stop was clean, and exits 3.
+    let (code, out, _) = cli(&w, &["status"]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("daemon         not running: pid"), "{out}");
+    assert!(out.contains("stopped cleanly at"), "{out}");
     let (_, out, _) = cli(&w, &["status", "--json"]);
-    assert!(out.contains("\"daemon_running\": false"), "{out}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s[0]["daemon_running"], false, "{s}");
+    assert!(s[0]["daemon"]["stopped"].is_string(), "{s}");
+    // The counters of the last status write are the run's final ones.
+    assert_eq!(s[0]["daemon"]["delivered"], 5, "{s}");
+    assert_eq!(s[0]["daemon"]["dead_lettered"], 2, "{s}");
 
     // The user fixes the cause (drops the `kind` mapping), then requeues: exactly once.
     let text = std::fs::read_to_string(&path)
@@ -428,8 +433,17 @@ fn status_says_a_killed_daemon_is_not_running() {
         let (_, out, _) = cli(&w, &["status", "--json"]);
         w.pages().len() == 1 && out.contains("\"daemon_running\": true")
     });
+    let (code, out, _) = cli(&w, &["status"]);
+    assert_eq!(code, Some(0), "running and healthy: {out}");
     w.kill();
     let (code, out, _) = cli(&w, &["status"]);
-    assert_eq!(code, Some(0));
+    assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("daemon         not running"), "{out}");
+    assert!(
+        out.contains("did not stop cleanly (killed or crashed"),
+        "{out}"
+    );
+    let (_, out, _) = cli(&w, &["status", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(s[0]["daemon"].get("stopped").is_none(), "{s}");
 }

@@ -86,6 +86,80 @@ fn one_bad_line_on_stdin_appends_nothing_and_names_the_line() {
     );
     let out = push(&config, &["--target", "nope"], b"{\"handle\":\"@a\"}\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no target named \"nope\""));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown target is a usage error"
+    );
+}
+
+/// `push` refuses what the daemon would dead-letter or land wrong, with the daemon's reasons, and
+/// appends nothing: a misspelt field, a record without its title, a key over 500 characters.
+#[test]
+fn push_refuses_what_the_daemon_would_refuse() {
+    let (dir, config) = setup();
+    let long_id = "k".repeat(600);
+    let cases: [(&[&str], String, &str); 4] = [
+        (
+            &[],
+            "{\"handle\":\"@c\",\"twet\":\"typo\"}\n".to_owned(),
+            "field \"twet\" is not mapped by target tweets; did you mean \"tweet\"?",
+        ),
+        (
+            &["--tweet", "hi"],
+            String::new(),
+            "no \"handle\", which fills the row's title",
+        ),
+        (
+            &[],
+            format!("{{\"handle\":\"@a\",\"id\":\"{long_id}\"}}\n"),
+            "the \"id\" field is 600 characters long, over the limit of 500",
+        ),
+        (
+            &[],
+            "\u{feff}{\"handle\":\"@a\",\"id\":\"\"}\n".to_owned(),
+            "the \"id\" field is empty",
+        ),
+    ];
+    for (flags, stdin, reason) in cases {
+        let mut args = vec!["--target", "tweets"];
+        args.extend_from_slice(flags);
+        let out = push(&config, &args, stdin.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stdin}: {err}");
+        assert!(err.contains(reason), "{stdin}: {err} lacks {reason}");
+        assert!(err.contains("nothing was appended"), "{err}");
+        assert!(!dir.path().join("spool/tweets.jsonl").exists());
+    }
+    // Fields the mapping does not name are fine (the daemon leaves them out of the row).
+    let out = push(
+        &config,
+        &["--target", "tweets", "--json"],
+        b"{\"handle\":\"@a\",\"tweet\":\"t\",\"source\":\"cron\"}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["appended"], 1, "{done}");
+    assert_eq!(done["target"], "tweets", "{done}");
+    // With --json, an error is a JSON object on stdout too.
+    let out = push(
+        &config,
+        &["--target", "tweets", "--json", "--tweet", "x"],
+        b"",
+    );
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["error"]["exit_code"], 1, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fills the row's title"),
+        "{error}"
+    );
 }
 
 #[test]

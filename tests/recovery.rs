@@ -77,8 +77,9 @@ fn status(w: &World) -> Vec<Value> {
         .args(["status", "--json"])
         .output()
         .expect("status runs");
+    // 0 healthy, 1 a target needs attention, 3 not running: each still prints every target.
     assert!(
-        out.status.success(),
+        matches!(out.status.code(), Some(0 | 1 | 3)),
         "status failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -97,7 +97,11 @@ pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow:
         let mut number = 0;
         loop {
             buf.clear();
-            if stdin.read_until(b'\n', &mut buf).map_err(PushError::Stdin)? == 0 {
+            if stdin
+                .read_until(b'\n', &mut buf)
+                .map_err(PushError::Stdin)?
+                == 0
+            {
                 break;
             }
             number += 1;

@@ -10,13 +10,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::daemon::deadletter::{DeadLetterFile, NotionErrorInfo};
-use crate::record::line::{parse_line, record_key};
 use crate::delivery::{
     Action, CheckResult, DeadLetterRequest, Event, Input, RefreshResult, SendResult,
 };
 use crate::inbox::{Item, TailEvent, Tailer};
 use crate::notion::{CreateOutcome, NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
+use crate::record::line::{parse_line, record_key};
 use crate::state::checkpoint::CheckpointWriter;
 
 /// The work of one action, yielding the event to feed back: a request to Notion (a future, run as
@@ -147,7 +147,9 @@ impl Io {
                         .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
                 Event::Read { inputs, caught_up }
             }
-            Err(e) => Event::ReadFailed(format!("target {}: {}", self.name, crate::error::chain(&e))),
+            Err(e) => {
+                Event::ReadFailed(format!("target {}: {}", self.name, crate::error::chain(&e)))
+            }
         }
     }
 

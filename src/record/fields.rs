@@ -17,25 +17,32 @@ pub struct Fields<'a> {
     pub title: Option<&'a str>,
 }
 
-/// Checks `record` against `fields`: no field other than the mapped ones and `"id"` (a misspelt
-/// field would otherwise leave its property empty without a word), at least one mapped field, and
-/// a non-empty title when the title field is known. The error is the reason written to the
-/// dead-letter file, or shown by `push`.
+/// Checks `record` against `fields`: at least one mapped field, a non-empty title when the title
+/// field is known, and no misspelt field. A field that is not mapped is ignored (producers may
+/// send more than the database keeps), unless it looks like a misspelling of a mapped field that
+/// the record lacks (`"twet"` without `"tweet"`): that record would land with an empty property
+/// without a word, so it is refused. The error is the reason written to the dead-letter file, or
+/// shown by `push`.
 pub fn check(record: &Map<String, Value>, fields: Fields<'_>) -> Result<(), String> {
     let listing = || fields.names.join(", ");
+    let present = |f: &str| record.get(f).is_some_and(|v| !v.is_null());
     for name in record.keys() {
-        if name != KEY_FIELD && !fields.names.iter().any(|f| f == name) {
-            let hint = crate::error::did_you_mean(name, fields.names.iter().map(String::as_str))
-                .map(|m| format!("did you mean \"{m}\"? "))
-                .unwrap_or_default();
+        if name == KEY_FIELD || fields.names.iter().any(|f| f == name) {
+            continue;
+        }
+        let missing = fields
+            .names
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !record.contains_key(*f));
+        if let Some(meant) = crate::error::did_you_mean(name, missing) {
             return Err(format!(
-                "field \"{name}\" is not mapped by target {}; {hint}a record holds only the mapped fields ({}) and \"{KEY_FIELD}\": correct the field's name, or map it in [target.properties]",
+                "field \"{name}\" is not mapped by target {}; did you mean \"{meant}\"? (it maps {}): correct the field's name, or map it in [target.properties]",
                 fields.target,
                 listing()
             ));
         }
     }
-    let present = |f: &str| record.get(f).is_some_and(|v| !v.is_null());
     if !fields.names.iter().any(|f| present(f)) {
         return Err(format!(
             "the record has none of the fields target {} maps ({})",
@@ -79,14 +86,31 @@ mod tests {
 
     #[test]
     fn records_are_refused_with_the_reason_and_the_fix() {
-        assert_eq!(checked(json!({"handle": "@a", "tweet": "t", "id": "k"})), Ok(()));
+        assert_eq!(
+            checked(json!({"handle": "@a", "tweet": "t", "id": "k"})),
+            Ok(())
+        );
         assert_eq!(checked(json!({"handle": "@a"})), Ok(()));
+        // Other fields are ignored, a near-miss too when its look-alike is present.
+        assert_eq!(checked(json!({"handle": "@a", "when": 1})), Ok(()));
+        assert_eq!(
+            checked(json!({"handle": "@a", "tweet": "t", "tweets": 1})),
+            Ok(())
+        );
         let cases = [
-            (json!({"handle": "@c", "twet": "typo"}), "did you mean \"tweet\"?"),
-            (json!({"handle": "@c", "when": 1}), "field \"when\" is not mapped by target tweets; a record"),
-            (json!({"tweet": "hi"}), "no \"handle\", which fills the row's title"),
+            (
+                json!({"handle": "@c", "twet": "typo"}),
+                "did you mean \"tweet\"?",
+            ),
+            (
+                json!({"tweet": "hi"}),
+                "no \"handle\", which fills the row's title",
+            ),
             (json!({"handle": " ", "tweet": "hi"}), "no \"handle\""),
-            (json!({"handle": null, "tweet": null}), "none of the fields target tweets maps (handle, tweet)"),
+            (
+                json!({"handle": null, "tweet": null}),
+                "none of the fields target tweets maps (handle, tweet)",
+            ),
             (json!({}), "none of the fields"),
         ];
         for (record, piece) in cases {

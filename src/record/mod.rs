@@ -10,8 +10,8 @@
 //! - number: a JSON number or a string holding one; checkbox: a boolean;
 //! - date: an ISO 8601 date or date-time string, or `{"start": …, "end": …}`;
 //! - select: an option name; multi_select: an array of names (or one name);
-//! - a missing or null field is left out; a record with none of the mapped fields, a field that is
-//!   not mapped (other than `"id"`), or no title is refused.
+//! - a missing or null field is left out, and so is a field that is not mapped; a record with none
+//!   of the mapped fields, without a title, or with a misspelt field is refused ([`fields`]).
 
 use serde_json::{Map, Value, json};
 
@@ -390,7 +390,7 @@ mod tests {
         )
         .unwrap();
         let body = m
-            .page_body(&record(json!({"handle":"@a","tweet":"hi","id":"k1"})), "k1")
+            .page_body(&record(json!({"handle":"@a","tweet":"hi","extra":1})), "k1")
             .unwrap();
         assert_eq!(
             body,
@@ -433,15 +433,23 @@ mod tests {
         );
         assert_eq!(ok["properties"]["ln"], json!({"url": null}));
         for (rec, needle) in [
-            (json!({"handle":"@a","s": "many"}), "\"many\" is not a number"),
-            (json!({"handle":"@a","w": "yesterday"}), "not an ISO 8601 date"),
+            (
+                json!({"handle":"@a","s": "many"}),
+                "\"many\" is not a number",
+            ),
+            (
+                json!({"handle":"@a","w": "yesterday"}),
+                "not an ISO 8601 date",
+            ),
             (json!({"handle":"@a","d": "yes"}), "expected true or false"),
             (json!({"handle":"@a","t": ["a,b"]}), "comma"),
             (json!({"handle": {"x": 1}}), "expected text, got an object"),
-            (json!({"other": 1}), "field \"other\" is not mapped by target t"),
+            (json!({"other": 1}), "none of the fields target t maps"),
             (json!({"handle":"@a","S": 1}), "did you mean \"s\"?"),
-            (json!({"s": 1}), "no \"handle\", which fills the row's title"),
-            (json!({"when": null}), "not mapped"),
+            (
+                json!({"s": 1}),
+                "no \"handle\", which fills the row's title",
+            ),
         ] {
             let e = m.page_body(&record(rec.clone()), "k").unwrap_err();
             assert!(e.contains(needle), "{rec}: {e}");
