@@ -50,7 +50,7 @@ pub enum Command {
     /// List the databases and data sources a target's token can see, with their properties.
     Databases(TargetArgs),
     /// Check the configuration, tokens, database access and property mapping.
-    Check(OptionalTargetArgs),
+    Check(crate::commands::check::CheckArgs),
     /// Show each target's progress, backlog and health.
     Status(OptionalTargetArgs),
     /// Connect a workspace as a target of its own (consent, then inbox, database, token).

@@ -147,8 +147,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => {
             let config = Config::load(&cli.config)?;
             notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
-            let findings =
-                notion_inbox::commands::check::run(&config, args.target.as_deref()).await?;
+            let findings = notion_inbox::commands::check::run(&config, &args).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&findings)?);
             } else {

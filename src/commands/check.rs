@@ -7,7 +7,6 @@ use crate::config::{Config, Target};
 use crate::notion::{NotionClient, ResolveError};
 use crate::record::Mapper;
 use crate::state::audit::{Exposure, audit};
-use crate::state::private::create_private_dir;
 
 /// One finding.
 #[derive(Debug, Serialize, PartialEq)]
@@ -17,54 +16,107 @@ pub struct Finding {
     pub target: Option<String>,
     /// Whether this is fine.
     pub ok: bool,
+    /// What was checked, stable across releases, for scripts: `config`, `no_targets`,
+    /// `skipped_workspace`, `state_dir`, `exposure`, `client_secret`, `inbox`, `token`,
+    /// `destination`, `mapping`.
+    pub code: &'static str,
     /// What was checked and found, with the fix when not ok.
     pub message: String,
 }
 
 impl Finding {
-    fn ok(target: &Target, message: impl Into<String>) -> Finding {
+    fn general(ok: bool, code: &'static str, message: impl Into<String>) -> Finding {
         Finding {
-            target: Some(target.name.clone()),
-            ok: true,
+            target: None,
+            ok,
+            code,
             message: message.into(),
         }
     }
 
-    fn problem(target: &Target, message: impl Into<String>) -> Finding {
+    fn ok(target: &Target, code: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            target: Some(target.name.clone()),
+            ok: true,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn problem(target: &Target, code: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             target: Some(target.name.clone()),
             ok: false,
+            code,
             message: message.into(),
         }
     }
 }
 
-/// Checks the config's targets (or one of them).
-pub async fn run(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Finding>> {
-    let targets: Vec<&Target> = match only {
+/// What `check` is asked to check.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Only this target.
+    #[arg(long, short)]
+    pub target: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Check the configuration, files and permissions only, without a request to Notion (tokens
+    /// are read, not tried; the databases and mappings are not looked at).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// Checks the config's targets (or one of them). Creates nothing.
+pub async fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Vec<Finding>> {
+    let targets: Vec<&Target> = match args.target.as_deref() {
         Some(name) => vec![config.target(name)?],
         None => config.targets.iter().collect(),
     };
-    let mut findings = vec![Finding {
-        target: None,
-        ok: true,
-        message: format!(
+    let mut findings = vec![Finding::general(
+        true,
+        "config",
+        format!(
             "config {} is valid ({} target(s), Notion-Version {})",
             config.path.display(),
             config.targets.len(),
             config.notion.version
         ),
-    }];
-    findings.extend(config.skipped.iter().map(|skipped| Finding {
-        target: None,
-        ok: false,
-        message: format!("a connected workspace's target is skipped: {skipped}"),
+    )];
+    if config.targets.is_empty() {
+        findings.push(match config.connect.as_ref().and_then(|c| c.page.as_ref()) {
+            Some(page) => Finding::general(
+                true,
+                "no_targets",
+                format!(
+                    "no targets yet: each workspace that connects at {} gets one",
+                    page.public_url
+                ),
+            ),
+            None => Finding::general(
+                false,
+                "no_targets",
+                format!(
+                    "no targets: the daemon would deliver nothing; add a [[target]] to {}, or run `notion-inbox connect`",
+                    config.path.display()
+                ),
+            ),
+        });
+    }
+    findings.extend(config.skipped.iter().map(|skipped| {
+        Finding::general(
+            false,
+            "skipped_workspace",
+            format!("a connected workspace's target is skipped: {skipped}"),
+        )
     }));
     findings.push(check_state_dir(config));
     let exposures = audit(config);
     findings.extend(exposures.iter().map(|e| Finding {
         target: e.target.clone(),
         ok: false,
+        code: "exposure",
         message: e.to_string(),
     }));
     findings.extend(check_client_secret(config, &exposures));
@@ -77,7 +129,7 @@ pub async fn run(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Find
         {
             continue;
         }
-        check_target(config, &client, target, &mut findings).await;
+        check_target(config, &client, target, args.offline, &mut findings).await;
     }
     Ok(findings)
 }
@@ -86,11 +138,7 @@ pub async fn run(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Find
 /// A secret file whose mode or owner the audit reported is not reported again.
 fn check_client_secret(config: &Config, exposures: &[Exposure]) -> Option<Finding> {
     let source = config.client_secret_source()?;
-    let finding = |ok, message| Finding {
-        target: None,
-        ok,
-        message,
-    };
+    let finding = |ok, message| Finding::general(ok, "client_secret", message);
     match (source.load(), source.path()) {
         (Ok(_), Some(path)) => Some(finding(
             true,
@@ -114,23 +162,49 @@ fn check_client_secret(config: &Config, exposures: &[Exposure]) -> Option<Findin
     }
 }
 
+/// Whether the daemon can use the state directory, without creating it: an existing one must be
+/// writable (a temporary file is made and removed); a missing one is made by the daemon (or by
+/// systemd's `StateDirectory=`), so its nearest existing parent must be writable.
 fn check_state_dir(config: &Config) -> Finding {
     let dir = &config.daemon.state_dir;
-    let probe = create_private_dir(dir).and_then(|()| tempfile::tempfile_in(dir).map(drop));
-    match probe {
-        Ok(()) => Finding {
-            target: None,
-            ok: true,
-            message: format!("state directory {} is writable", dir.display()),
-        },
-        Err(e) => Finding {
-            target: None,
-            ok: false,
-            message: format!(
-                "state directory {} is not writable ({e}); create it and give the daemon's user write access, or set [daemon] state_dir",
+    let finding = |ok, message| Finding::general(ok, "state_dir", message);
+    if dir.is_dir() {
+        return match tempfile::tempfile_in(dir) {
+            Ok(_) => finding(
+                true,
+                format!("state directory {} is writable", dir.display()),
+            ),
+            Err(e) => finding(
+                false,
+                format!(
+                    "state directory {} is not writable ({e}); give the daemon's user write access to it, or set [daemon] state_dir",
+                    dir.display()
+                ),
+            ),
+        };
+    }
+    let parent = dir.ancestors().skip(1).find(|a| a.is_dir());
+    let writable = parent.is_some_and(|p| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        // SAFETY: access(2) reads a NUL-terminated path and changes nothing.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    });
+    if writable {
+        finding(
+            true,
+            format!(
+                "state directory {} does not exist yet; the daemon creates it (mode 700)",
                 dir.display()
             ),
-        },
+        )
+    } else {
+        finding(
+            false,
+            format!(
+                "state directory {} does not exist and cannot be created here; create it for the daemon's user (the unit's StateDirectory= does), or set [daemon] state_dir",
+                dir.display()
+            ),
+        )
     }
 }
 
@@ -138,12 +212,14 @@ async fn check_target(
     config: &Config,
     client: &NotionClient,
     target: &Target,
+    offline: bool,
     findings: &mut Vec<Finding>,
 ) {
     let name = &target.name;
     match target.inbox.parent() {
         Some(dir) if dir.is_dir() => findings.push(Finding::ok(
             target,
+            "inbox",
             if target.inbox.exists() {
                 format!("inbox {} exists", target.inbox.display())
             } else {
@@ -155,21 +231,46 @@ async fn check_target(
         )),
         _ => findings.push(Finding::problem(
             target,
+            "inbox",
             format!(
                 "the inbox's directory {} does not exist; create it (producers need write access to it)",
                 target.inbox.parent().unwrap_or(&target.inbox).display()
             ),
         )),
     }
+    // The finding is shown under the target's name: a message that starts with it again only
+    // repeats it.
+    let prefix = format!("target {name}: ");
+    let unprefixed = |m: String| m.strip_prefix(&prefix).map(str::to_owned).unwrap_or(m);
+    if offline {
+        match crate::notion::TokenHandle::load(target, config) {
+            Ok(_) => findings.push(Finding::ok(
+                target,
+                "token",
+                "token loads (not tried: --offline)",
+            )),
+            Err(e) => findings.push(Finding::problem(
+                target,
+                "token",
+                unprefixed(format!(
+                    "{}; run `notion-inbox authorize --target {name}` first",
+                    crate::error::chain(&e)
+                )),
+            )),
+        }
+        return;
+    }
     let token = match super::databases::usable_token(client, target, config).await {
         Ok(t) => t,
         Err(e) => {
-            findings.push(Finding::problem(target, format!("{e:#}")));
+            let message = crate::error::chain(e.as_ref());
+            findings.push(Finding::problem(target, "token", unprefixed(message)));
             return;
         }
     };
     findings.push(Finding::ok(
         target,
+        "token",
         match token.file() {
             Some(f) => format!(
                 "token accepted (workspace {}, obtained {})",
@@ -184,6 +285,7 @@ async fn check_target(
         Err(ResolveError::Notion(e)) if e.status() == Some(404) => {
             findings.push(Finding::problem(
                 target,
+                "destination",
                 format!(
                     "the destination is not visible to the token ({e}); share the database with the integration (its ••• menu, Connections) or run `notion-inbox authorize --target {name}` and pick it; `notion-inbox databases --target {name}` lists what the token sees"
                 ),
@@ -191,17 +293,20 @@ async fn check_target(
             return;
         }
         Err(e) => {
-            findings.push(Finding::problem(target, e.to_string()));
+            let message = unprefixed(crate::error::chain(&e));
+            findings.push(Finding::problem(target, "destination", message));
             return;
         }
     };
     findings.push(Finding::ok(
         target,
+        "destination",
         format!("writes to {}", resolved.describe()),
     ));
     match Mapper::new(target, &resolved) {
         Ok(m) => findings.push(Finding::ok(
             target,
+            "mapping",
             format!(
                 "mapping fits the schema ({}){}",
                 target
@@ -219,6 +324,7 @@ async fn check_target(
         )),
         Err(e) => findings.push(Finding::problem(
             target,
+            "mapping",
             format!("{e}; fix [target.properties] in {}", config.path.display()),
         )),
     }
@@ -236,7 +342,9 @@ pub fn print_text(findings: &[Finding]) {
     let problems = findings.iter().filter(|f| !f.ok).count();
     if problems == 0 {
         println!("ready: `notion-inbox run` can deliver every target");
+    } else if problems == 1 {
+        println!("1 problem to fix before `notion-inbox run`");
     } else {
-        println!("{problems} problem(s) to fix before `notion-inbox run`");
+        println!("{problems} problems to fix before `notion-inbox run`");
     }
 }

@@ -65,6 +65,9 @@ pub struct Io {
 /// a configured target; for a connected workspace, that it is disconnected until it connects
 /// again.
 pub fn refused_authorization(name: &str, connected: bool, why: &str) -> String {
+    // The message names the target first: a reason that starts with it again only repeats it.
+    let prefix = format!("target {name}: ");
+    let why = why.strip_prefix(&prefix).unwrap_or(why);
     if connected {
         format!(
             "target {name} is disconnected: Notion refused its authorization ({why}); the workspace removed the integration or it was revoked. Records wait in its inbox, and delivery resumes when the workspace connects again (the connect page, or `notion-inbox connect`)"
