@@ -20,6 +20,7 @@ use url::Url;
 use crate::state::private::{PrivateFileError, check_private_file, read_private_file};
 
 pub mod connected;
+mod explain;
 
 /// The path used when neither `--config` nor `$NOTION_INBOX_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/notion-inbox/config.toml";
@@ -414,7 +415,7 @@ impl Config {
         let cx = Cx { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             location: cx.at(e.span().unwrap_or(0..0)),
-            message: e.message().trim_end().to_owned(),
+            message: explain::explain(e.message().trim_end(), text),
         })?;
         let base_dir = path.parent().unwrap_or(Path::new(".")).to_owned();
         let notion = cx.notion(raw.notion)?;

@@ -65,8 +65,12 @@ impl Mapper {
         let mut fields = Vec::new();
         for (field, prop) in &target.properties {
             let Some(p) = resolved.property(prop) else {
+                let names = resolved.properties.iter().map(|p| p.name.as_str());
+                let hint = crate::error::did_you_mean(prop, names)
+                    .map(|near| format!("did you mean \"{near}\"? "))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "field \"{field}\" maps to property \"{prop}\", which {} does not have (it has {})",
+                    "field \"{field}\" maps to property \"{prop}\", which {} does not have; {hint}(it has {})",
                     resolved.describe(),
                     listing()
                 ));
@@ -458,6 +462,8 @@ mod tests {
 
     #[test]
     fn a_mapping_that_does_not_fit_the_schema_is_refused() {
+        let e = Mapper::new(&target(&[("handle", "Tweet ")], None), &resolved()).unwrap_err();
+        assert!(e.contains("did you mean \"tweet\"?"), "{e}");
         let e = Mapper::new(&target(&[("handle", "Nope")], None), &resolved()).unwrap_err();
         assert!(
             e.contains("\"Nope\"") && e.contains("\"tweet\" (rich_text)"),
