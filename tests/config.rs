@@ -137,7 +137,10 @@ fn bad_files_name_the_place_and_the_fix() {
         ),
         (
             "[notion]\nburst = \"three\"\n",
-            &["config.toml:2:9", "invalid type"],
+            &[
+                "config.toml:2:9",
+                "\"three\" is a string, but a whole number is expected here",
+            ],
         ),
         // Values that parse but are not acceptable.
         (
@@ -234,7 +237,10 @@ fn metrics_on_a_public_address_need_metrics_public() {
     }
     check_err(
         &at("127.0.0.1:9464", "metrics_public = \"yes\"\n"),
-        &["config.toml:3", "invalid type"],
+        &[
+            "config.toml:3",
+            "\"yes\" is a string, but true or false is expected here",
+        ],
     );
 }
 

@@ -16,17 +16,19 @@ pub fn explain(message: &str, text: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("invalid type: string \"") {
         let (value, expected) = rest.split_once("\", expected ").unwrap_or((rest, ""));
-        let kind = match expected {
-            "f64" | "f32" => Some("a number"),
-            "i64" | "u64" | "i32" | "u32" | "usize" | "u16" | "u8" => Some("a whole number"),
-            "a boolean" => Some("true or false"),
-            _ => None,
+        let (kind, parses) = match expected {
+            "f64" | "f32" => ("a number", value.trim().parse::<f64>().is_ok()),
+            "i64" | "u64" | "i32" | "u32" | "usize" | "u16" | "u8" => {
+                ("a whole number", value.trim().parse::<i64>().is_ok())
+            }
+            "a boolean" => ("true or false", matches!(value, "true" | "false")),
+            _ => return message.to_owned(),
         };
-        if let Some(kind) = kind {
-            return format!(
-                "\"{value}\" is a string, but {kind} is expected here: write it without quotes"
-            );
-        }
+        return if parses {
+            format!("\"{value}\" is a string, but {kind} is expected here: write it without quotes")
+        } else {
+            format!("\"{value}\" is a string, but {kind} is expected here")
+        };
     }
     message.to_owned()
 }
@@ -82,6 +84,11 @@ mod tests {
                 "invalid type: string \"3\", expected f64",
                 "",
                 "\"3\" is a string, but a number is expected here: write it without quotes",
+            ),
+            (
+                "invalid type: string \"yes\", expected a boolean",
+                "",
+                "\"yes\" is a string, but true or false is expected here",
             ),
             (
                 "unknown field `zzz`, expected one of `name`",
