@@ -248,7 +248,70 @@ fn log_formats_json_for_pipelines_and_plain_under_journald() {
         delivered |= v["message"] == "delivered" && v["target_name"] == "t";
     }
     assert!(delivered, "{text}");
-    // Under journald (JOURNAL_STREAM set), `auto` writes no timestamps and no colours.
+}
+
+/// Under journald (`JOURNAL_STREAM` names stderr's device and inode), every line starts with its
+/// syslog priority (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug), so that `journalctl -p`
+/// filters; no timestamps and no colours. With `JOURNAL_STREAM` naming another file (stderr was
+/// redirected since), lines are plain text with timestamps.
+#[test]
+fn under_journald_every_line_carries_its_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let mut w = fast_world();
+    let good = w.target("t");
+    let mut refused = w.target("refused");
+    refused.token = "ntn_not_a_token".into();
+    w.write_config(&[good, refused], "");
+    // A warning (a dead letter), an error (a refused token), and info and debug lines.
+    w.append(&w.inbox("t"), "{\"handle\":\"@c\",\"twet\":\"typo\"}\n");
+    w.append(&w.inbox("t"), &rec("@fine", "x"));
+    w.append(&w.inbox("refused"), &rec("@r", "x"));
+    let log_path = w.path("journal.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let meta = log.metadata().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+        .arg("--config")
+        .arg(w.path("config.toml"))
+        .arg("run")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("RUST_LOG", "notion_inbox=debug")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    w.daemon = Some(child);
+    w.wait_for("the row, the dead letter and the refusal", || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        w.pages().len() == 1
+            && w.dead_letters("t").len() == 1
+            && text.contains("needs authorization")
+    });
+    assert_eq!(w.stop(), Some(0));
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains('\u{1b}'), "colours under journald: {text}");
+    for line in text.lines() {
+        let p = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .map(|(p, _)| p);
+        assert!(
+            matches!(p, Some("3" | "4" | "6" | "7")),
+            "a line without its priority: {line:?}"
+        );
+        assert!(
+            !line[3..].starts_with("20"),
+            "a timestamp under journald: {line}"
+        );
+    }
+    let with = |prefix: &str, needle: &str| {
+        text.lines()
+            .any(|l| l.starts_with(prefix) && l.contains(needle))
+    };
+    assert!(with("<3>", "needs authorization"), "{text}");
+    assert!(with("<4>", "dead-lettered"), "{text}");
+    assert!(with("<6>", "notion-inbox is running"), "{text}");
+    assert!(with("<7>", "target_name"), "{text}");
+
+    // JOURNAL_STREAM naming another file: stderr is not the journal.
     let out = Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
         .arg("--config")
         .arg(w.path("config.toml"))
@@ -258,11 +321,13 @@ fn log_formats_json_for_pipelines_and_plain_under_journald() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains('\u{1b}'), "colours under journald: {err}");
-    assert!(
-        !err.lines().any(|l| l.starts_with("20")),
-        "timestamps under journald: {err}"
-    );
+    assert!(!err.is_empty(), "check logs at debug");
+    for line in err.lines() {
+        assert!(
+            line.starts_with("20"),
+            "no timestamp, or a priority: {line}"
+        );
+    }
 }
 
 unsafe extern "C" {

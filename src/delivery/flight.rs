@@ -269,6 +269,9 @@ impl<P> Core<P> {
     /// A row exists for `ticket`.
     fn delivered(&mut self, now: Now, ticket: Ticket) {
         self.state.mark_delivered();
+        if self.limited.succeeded(now) {
+            tracing::info!(target_name = %self.cfg.name, "Notion has stopped answering 429");
+        }
         self.pause_message = None;
         self.long_wait = None;
         self.lost = None;
@@ -291,6 +294,14 @@ impl<P> Core<P> {
             SendResult::Created => self.delivered(now, ticket),
             SendResult::Wait(wait) => {
                 Counters::bump(&self.state.counters.rate_limited);
+                if let Some(lasted) = self.limited.limited(now) {
+                    let message = format!(
+                        "target {name}: Notion has answered 429 (rate limited) for {}; rows still go out, more slowly. Other clients of this workspace or integration share its rate limit: lower [notion] requests_per_second, or find who else sends",
+                        humantime::format_duration(Duration::from_secs(lasted.as_secs()))
+                    );
+                    tracing::warn!(target_name = %name, "{message}");
+                    self.state.record_error(message);
+                }
                 self.note_long_wait(wait);
                 self.retry_in(now, ticket, wait);
             }

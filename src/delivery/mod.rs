@@ -25,6 +25,7 @@
 mod events;
 mod flight;
 mod save;
+mod streak;
 
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -117,6 +118,8 @@ pub struct Core<P> {
     pause_backoff: Backoff,
     /// Notion asked for a long wait (a minute or more); said in the health until a delivery.
     long_wait: Option<String>,
+    /// The current run of 429s, warned about once it lasts.
+    limited: streak::RateStreak,
     /// A file was lost; said in the health until the next delivery.
     lost: Option<String>,
     read_error: Option<String>,
@@ -225,6 +228,7 @@ impl<P> Core<P> {
             pause_message: None,
             pause_backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
             long_wait: None,
+            limited: streak::RateStreak::default(),
             lost: None,
             read_error: None,
             stopping: false,

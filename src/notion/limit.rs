@@ -134,7 +134,9 @@ impl Limiters {
         let lane = self.lane(token_key);
         let mut pace = lane.pace.lock().expect("not poisoned");
         if pace.rate_limited(Instant::now(), wait) {
-            tracing::info!(
+            // Expected now and then, and counted: a lasting run is warned about per target (see
+            // `delivery::streak`).
+            tracing::debug!(
                 token_key,
                 "Notion rate-limited a token: sending at most {:.2} requests/s for it (configured {})",
                 pace.rate(),
