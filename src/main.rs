@@ -215,6 +215,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Targets(args) if args.names => {
+            // For shell completions: quiet, fast, and without reading any state.
+            let config = Config::load(&cli.config)?;
+            for t in &config.targets {
+                println!("{}", t.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Targets(args) => {
             let config = Config::load(&cli.config)?;
             let targets = notion_inbox::commands::targets::collect(&config)?;

@@ -22,9 +22,6 @@ _notion__inbox() {
             notion__inbox,check)
                 cmd="notion__inbox__subcmd__check"
                 ;;
-            notion__inbox,completions)
-                cmd="notion__inbox__subcmd__completions"
-                ;;
             notion__inbox,connect)
                 cmd="notion__inbox__subcmd__connect"
                 ;;
@@ -42,9 +39,6 @@ _notion__inbox() {
                 ;;
             notion__inbox,help)
                 cmd="notion__inbox__subcmd__help"
-                ;;
-            notion__inbox,manpage)
-                cmd="notion__inbox__subcmd__manpage"
                 ;;
             notion__inbox,push)
                 cmd="notion__inbox__subcmd__push"
@@ -67,9 +61,6 @@ _notion__inbox() {
             notion__inbox__subcmd__help,check)
                 cmd="notion__inbox__subcmd__help__subcmd__check"
                 ;;
-            notion__inbox__subcmd__help,completions)
-                cmd="notion__inbox__subcmd__help__subcmd__completions"
-                ;;
             notion__inbox__subcmd__help,connect)
                 cmd="notion__inbox__subcmd__help__subcmd__connect"
                 ;;
@@ -87,9 +78,6 @@ _notion__inbox() {
                 ;;
             notion__inbox__subcmd__help,help)
                 cmd="notion__inbox__subcmd__help__subcmd__help"
-                ;;
-            notion__inbox__subcmd__help,manpage)
-                cmd="notion__inbox__subcmd__help__subcmd__manpage"
                 ;;
             notion__inbox__subcmd__help,push)
                 cmd="notion__inbox__subcmd__help__subcmd__push"
@@ -113,7 +101,7 @@ _notion__inbox() {
 
     case "${cmd}" in
         notion__inbox)
-            opts="-h -V --config --log-format --help --version run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help"
+            opts="-h -V --config --log-format --help --version run authorize databases check status connect targets disconnect push requeue emulator demo help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -134,7 +122,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__authorize)
+        notion__inbox__subcmd__authorize)
             opts="-t -h --target --no-browser --paste --timeout --force --database --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -142,11 +130,11 @@ _notion__inbox() {
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 --timeout)
@@ -172,19 +160,19 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__check)
-            opts="-t -h --target --json --config --log-format --help"
+        notion__inbox__subcmd__check)
+            opts="-t -h --target --json --offline --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -202,29 +190,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__completions)
-            opts="-h --config --log-format --help bash elvish fish powershell zsh"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-format)
-                    COMPREPLY=($(compgen -W "auto text json" -- "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        notion__subcmd__inbox__subcmd__connect)
+        notion__inbox__subcmd__connect)
             opts="-h --no-browser --paste --timeout --database --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -254,7 +220,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__databases)
+        notion__inbox__subcmd__databases)
             opts="-t -h --target --json --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -262,11 +228,11 @@ _notion__inbox() {
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -284,7 +250,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__demo)
+        notion__inbox__subcmd__demo)
             opts="-h --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -306,7 +272,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__disconnect)
+        notion__inbox__subcmd__disconnect)
             opts="-t -h --target --json --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -314,11 +280,11 @@ _notion__inbox() {
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -336,7 +302,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__emulator)
+        notion__inbox__subcmd__emulator)
             opts="-h --listen --seed --rps --burst --workspace-rps --latency --latency-jitter --error-before-write --timeout-after-write --drop-after-write --storm-429 --storm-529 --query-lag --redirect-uri --access-token-ttl --template --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -418,8 +384,8 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help)
-            opts="run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help"
+        notion__inbox__subcmd__help)
+            opts="run authorize databases check status connect targets disconnect push requeue emulator demo help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -432,7 +398,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__authorize)
+        notion__inbox__subcmd__help__subcmd__authorize)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -446,7 +412,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__check)
+        notion__inbox__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -460,7 +426,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__completions)
+        notion__inbox__subcmd__help__subcmd__connect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -474,7 +440,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__connect)
+        notion__inbox__subcmd__help__subcmd__databases)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -488,7 +454,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__databases)
+        notion__inbox__subcmd__help__subcmd__demo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -502,7 +468,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__demo)
+        notion__inbox__subcmd__help__subcmd__disconnect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -516,7 +482,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__disconnect)
+        notion__inbox__subcmd__help__subcmd__emulator)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -530,7 +496,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__emulator)
+        notion__inbox__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -544,7 +510,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__help)
+        notion__inbox__subcmd__help__subcmd__push)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -558,7 +524,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__manpage)
+        notion__inbox__subcmd__help__subcmd__requeue)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -572,7 +538,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__push)
+        notion__inbox__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -586,7 +552,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__requeue)
+        notion__inbox__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -600,7 +566,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__run)
+        notion__inbox__subcmd__help__subcmd__targets)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -614,69 +580,19 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__status)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        notion__subcmd__inbox__subcmd__help__subcmd__targets)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        notion__subcmd__inbox__subcmd__manpage)
-            opts="-h --config --log-format --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-format)
-                    COMPREPLY=($(compgen -W "auto text json" -- "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        notion__subcmd__inbox__subcmd__push)
-            opts="-t -h --target --handle --tweet --id --config --log-format --help"
+        notion__inbox__subcmd__push)
+            opts="-t -h --target --handle --tweet --id --json --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 --handle)
@@ -706,7 +622,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__requeue)
+        notion__inbox__subcmd__requeue)
             opts="-t -h --target --json --list --dry-run --reason --line --purge --allow-root --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -714,11 +630,11 @@ _notion__inbox() {
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 --reason)
@@ -744,7 +660,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__run)
+        notion__inbox__subcmd__run)
             opts="-h --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -766,7 +682,7 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__status)
+        notion__inbox__subcmd__status)
             opts="-t -h --target --json --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -774,11 +690,11 @@ _notion__inbox() {
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(notion-inbox targets --names 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -796,8 +712,8 @@ _notion__inbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        notion__subcmd__inbox__subcmd__targets)
-            opts="-h --json --config --log-format --help"
+        notion__inbox__subcmd__targets)
+            opts="-h --json --names --config --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

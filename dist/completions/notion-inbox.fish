@@ -42,15 +42,13 @@ complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "push" -d 
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "requeue" -d 'Move a target\'s dead letters back into its inbox, exactly once (after fixing their cause)'
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "emulator" -d 'Start a Notion API emulator on loopback'
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "demo" -d 'Run a self-contained demonstration against the emulator'
-complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "completions" -d 'Print a shell completion script (for packagers; `dist/completions` holds them)'
-complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "manpage" -d 'Print the man page in roff (for packagers; `dist/man` holds it)'
 complete -c notion-inbox -n "__fish_notion_inbox_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand run" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand run" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -s t -l target -d 'The target\'s name, as in its [[target]] table' -f -a "(notion-inbox targets --names 2>/dev/null)"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l timeout -d 'How long to wait for the redirect' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l database -d 'For a target configured without database_id: the shared database (or data source) to write to, by id, URL or title, when several fit its mapping' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l config -d 'The configuration file' -r -F
@@ -61,21 +59,22 @@ complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l 
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l paste -d 'Read the redirected URL from stdin instead of listening for it'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -l force -d 'Replace the target\'s token file even if it holds the authorization of another workspace (without it, a grant for another workspace is refused and the file kept as it was)'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand authorize" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -s t -l target -d 'The target\'s name, as in its [[target]] table' -f -a "(notion-inbox targets --names 2>/dev/null)"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -l json -d 'Print JSON instead of text'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand databases" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -s t -l target -d 'Only this target' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -s t -l target -d 'Only this target' -f -a "(notion-inbox targets --names 2>/dev/null)"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -l offline -d 'Check the configuration, files and permissions only, without a request to Notion (tokens are read, not tried; the databases and mappings are not looked at)'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -s t -l target -d 'Only this target' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -s t -l target -d 'Only this target' -f -a "(notion-inbox targets --names 2>/dev/null)"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand status" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
@@ -96,15 +95,16 @@ complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand targets" -l lo
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand targets" -l json -d 'Print JSON instead of text'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand targets" -l names -d 'Print the names only, one per line (what shell completions offer after --target)'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand targets" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -s t -l target -d 'The target\'s name, as in its [[target]] table' -f -a "(notion-inbox targets --names 2>/dev/null)"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -l json -d 'Print JSON instead of text'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand disconnect" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -s t -l target -d 'The target whose inbox receives the records' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -s t -l target -d 'The target whose inbox receives the records' -f -a "(notion-inbox targets --names 2>/dev/null)"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l handle -d 'The record\'s handle (with --tweet: push one record instead of reading stdin)' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l tweet -d 'The record\'s tweet' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l id -d 'The record\'s key (optional; used for deduplication)' -r
@@ -112,8 +112,9 @@ complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l confi
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -l json -d 'Print what was appended as JSON (`{"target", "inbox", "appended"}`)'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -s t -l target -d 'The target\'s name, as in its [[target]] table' -r
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -s t -l target -d 'The target\'s name, as in its [[target]] table' -f -a "(notion-inbox targets --names 2>/dev/null)"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l reason -d 'Only the entries whose reason contains TEXT' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l line -d 'Only entry N of `--list` (repeatable)' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l config -d 'The configuration file' -r -F
@@ -152,28 +153,16 @@ complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -l log-f
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand completions" -l config -d 'The configuration file' -r -F
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand completions" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
-text\t'Text with timestamps'
-json\t'One JSON object per line'"
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand manpage" -l config -d 'The configuration file' -r -F
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand manpage" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
-text\t'Text with timestamps'
-json\t'One JSON object per line'"
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "run" -d 'Run the daemon: deliver every inbox record to Notion until stopped'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "authorize" -d 'Authorize the integration for a target through Notion\'s OAuth consent screen'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "databases" -d 'List the databases and data sources a target\'s token can see, with their properties'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "check" -d 'Check the configuration, tokens, database access and property mapping'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "status" -d 'Show each target\'s progress, backlog and health'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "connect" -d 'Connect a workspace as a target of its own (consent, then inbox, database, token)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "targets" -d 'List every target, configured or connected: workspace, database, state, backlog'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "disconnect" -d 'End a connected workspace\'s target: revoke its token, stop it, keep its inbox'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "push" -d 'Append records to a target\'s inbox safely (validated, one locked O_APPEND write)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "requeue" -d 'Move a target\'s dead letters back into its inbox, exactly once (after fixing their cause)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "emulator" -d 'Start a Notion API emulator on loopback'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "demo" -d 'Run a self-contained demonstration against the emulator'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "completions" -d 'Print a shell completion script (for packagers; `dist/completions` holds them)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "manpage" -d 'Print the man page in roff (for packagers; `dist/man` holds it)'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "run" -d 'Run the daemon: deliver every inbox record to Notion until stopped'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "authorize" -d 'Authorize the integration for a target through Notion\'s OAuth consent screen'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "databases" -d 'List the databases and data sources a target\'s token can see, with their properties'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "check" -d 'Check the configuration, tokens, database access and property mapping'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "status" -d 'Show each target\'s progress, backlog and health'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "connect" -d 'Connect a workspace as a target of its own (consent, then inbox, database, token)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "targets" -d 'List every target, configured or connected: workspace, database, state, backlog'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "disconnect" -d 'End a connected workspace\'s target: revoke its token, stop it, keep its inbox'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "push" -d 'Append records to a target\'s inbox safely (validated, one locked O_APPEND write)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "requeue" -d 'Move a target\'s dead letters back into its inbox, exactly once (after fixing their cause)'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "emulator" -d 'Start a Notion API emulator on loopback'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "demo" -d 'Run a self-contained demonstration against the emulator'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand help; and not __fish_seen_subcommand_from run authorize databases check status connect targets disconnect push requeue emulator demo help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -32,6 +32,17 @@ pub struct TargetInfo {
 }
 
 /// Lists every target.
+/// What `targets` prints.
+#[derive(Debug, clap::Args)]
+pub struct TargetsArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the names only, one per line (what shell completions offer after --target).
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
+}
+
 pub fn collect(config: &Config) -> anyhow::Result<Vec<TargetInfo>> {
     let statuses = super::status::collect(config, None)?;
     let records = records(&config.daemon.state_dir);

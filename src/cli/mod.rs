@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod complete;
+pub mod man;
+
 /// Pushes JSONL records from inbox files into Notion databases, at the rate limit, without loss.
 #[derive(Debug, Parser)]
 #[command(name = "notion-inbox", version, about, long_about = None)]
@@ -56,7 +59,7 @@ pub enum Command {
     /// Connect a workspace as a target of its own (consent, then inbox, database, token).
     Connect(crate::commands::connect::ConnectArgs),
     /// List every target, configured or connected: workspace, database, state, backlog.
-    Targets(JsonArgs),
+    Targets(crate::commands::targets::TargetsArgs),
     /// End a connected workspace's target: revoke its token, stop it, keep its inbox.
     Disconnect(TargetArgs),
     /// Append records to a target's inbox safely (validated, one locked O_APPEND write).
@@ -108,16 +111,12 @@ impl Command {
     }
 }
 
-/// Writes the completion script for `shell`.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut cmd, "notion-inbox", out);
-}
+pub use complete::completions;
 
-/// Writes the man page.
+/// Writes notion-inbox(1) (the pages of the commands and of the file are in `dist/man`).
 pub fn manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let cmd = <Cli as clap::CommandFactory>::command();
-    clap_mangen::Man::new(cmd).render(out)
+    let pages = man::pages()?;
+    out.write_all(&pages[0].1)
 }
 
 /// Arguments of commands that act on one target.
