@@ -81,7 +81,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo => {
+        Command::Demo(_) => {
             notion_inbox::logging::init(cli.log_format, "warn");
             notion_inbox::commands::demo::run(None).await?;
             Ok(ExitCode::SUCCESS)

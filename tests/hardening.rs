@@ -113,24 +113,29 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want)> {
             row("@onlyhandle", ""),
         ),
         (
-            "the other field missing",
+            "the title's field missing",
             j(serde_json::json!({"tweet": "no handle"})),
-            row("", "no handle"),
+            Want::Dead("no \"handle\", which fills the row's title"),
+        ),
+        (
+            "a misspelt field",
+            j(serde_json::json!({"handle": "@typo", "twet": "t"})),
+            Want::Dead("did you mean \"tweet\"?"),
         ),
         (
             "none of the fields",
             j(serde_json::json!({"other": 1})),
-            Want::Dead("none of the mapped fields"),
+            Want::Dead("none of the fields target"),
         ),
         (
             "an empty object",
             b"{}".to_vec(),
-            Want::Dead("none of the mapped fields"),
+            Want::Dead("none of the fields target"),
         ),
         (
             "empty strings",
             j(serde_json::json!({"handle": "", "tweet": "", "id": "empty-strings"})),
-            row("", ""),
+            Want::Dead("which fills the row's title"),
         ),
         (
             "a 300 000-character tweet",

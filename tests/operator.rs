@@ -174,3 +174,66 @@ fn check_and_databases_wait_out_429s_also_during_a_drain() {
     w.wait_for("the drain ends", || w.pages().len() == 40);
     assert_eq!(w.stop(), Some(0));
 }
+
+/// `emulator --help` and `demo --help` do not offer `--config`, which they do not read (it is
+/// still accepted); the other commands do.
+#[test]
+fn help_offers_config_only_where_it_is_read() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for command in ["emulator", "demo"] {
+        let text = help(&[command]);
+        assert!(!text.contains("--config"), "{command} --help: {text}");
+        assert!(text.contains("--log-format"), "{command} --help: {text}");
+    }
+    for command in ["run", "check", "status", "push"] {
+        assert!(help(&[command]).contains("--config"), "{command}");
+    }
+}
+
+/// With `metrics_listen` on port 0, the log names the port the daemon bound, and it serves there.
+#[test]
+fn the_metrics_log_names_the_bound_port() {
+    let mut w = World::default_world();
+    let t = w.target("t");
+    w.write_config(&[t], "metrics_listen = \"127.0.0.1:0\"\n");
+    w.start();
+    let mut addr = String::new();
+    w.wait_for("the metrics address in the log", || {
+        let logs = w.logs();
+        let Some(line) = logs
+            .lines()
+            .find(|l| l.contains("serving Prometheus metrics"))
+        else {
+            return false;
+        };
+        addr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .unwrap_or_default()
+            .to_owned();
+        true
+    });
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+    let body = w.rt.block_on(async {
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(body.contains("notion_inbox_up"), "{body}");
+    assert_eq!(w.stop(), Some(0));
+}

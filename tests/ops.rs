@@ -100,6 +100,10 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
         "notion_inbox_backlog_bytes{target=\"t\"}",
         "notion_inbox_in_flight{target=\"t\"} 0",
         "notion_inbox_up{target=\"t\"} 1",
+        // Latency per endpoint and outcome, and the limiter's wait.
+        "notion_inbox_request_duration_seconds_count{endpoint=\"POST /v1/pages\",outcome=\"2xx\"} 5",
+        "notion_inbox_request_duration_seconds_bucket{le=",
+        "notion_inbox_limiter_wait_seconds_count ",
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }

@@ -303,12 +303,16 @@ _notion__inbox() {
             return 0
             ;;
         notion__inbox__subcmd__emulator)
-            opts="-h --listen --seed --rps --burst --workspace-rps --latency --latency-jitter --error-before-write --timeout-after-write --drop-after-write --storm-429 --storm-529 --query-lag --redirect-uri --access-token-ttl --template --config --log-format --help"
+            opts="-h --config --listen --seed --rps --burst --workspace-rps --latency --latency-jitter --error-before-write --timeout-after-write --drop-after-write --storm-429 --storm-529 --query-lag --redirect-uri --access-token-ttl --template --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -366,10 +370,6 @@ _notion__inbox() {
                     return 0
                     ;;
                 --access-token-ttl)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -127,6 +127,7 @@ complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l dr
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l purge -d 'Remove the selected entries instead of requeueing them (for records that can never succeed); they are kept in `<state_dir>/purged/<target>.jsonl`'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -l allow-root -d 'Run even as root. `requeue` appends to a path that producers control; run it as the daemon\'s user instead (`sudo -u notion-inbox notion-inbox requeue …`)'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand requeue" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l config -d 'Shadows the global `--config`, which the emulator does not read, so that its help does not offer it (accepted and ignored)' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l listen -d 'Where to listen (loopback; port 0 picks a free one)' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l seed -d 'Seed of the workspace\'s ids and secrets, and of the faults' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l rps -d 'Requests per second per token' -r
@@ -142,13 +143,12 @@ complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l s
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l query-lag -d 'How long new pages stay invisible to queries' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l redirect-uri -d 'A registered OAuth redirect URI (repeatable; default http://localhost:8765/callback)' -r
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l access-token-ttl -d 'OAuth access tokens stop working after this long' -r
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l config -d 'The configuration file' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -l template -d 'The integration has a template the consent page offers to duplicate'
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand emulator" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -l config -d 'The configuration file' -r -F
+complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -l config -d 'Shadows the global `--config`, which the demo does not read, so that its help does not offer it (accepted and ignored)' -r -F
 complete -c notion-inbox -n "__fish_notion_inbox_using_subcommand demo" -l log-format -d 'How log lines are written: text for people, json for log pipelines; auto drops timestamps and colours under journald' -r -f -a "auto\t'Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal'
 text\t'Text with timestamps'
 json\t'One JSON object per line'"

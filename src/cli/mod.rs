@@ -69,7 +69,7 @@ pub enum Command {
     /// Start a Notion API emulator on loopback.
     Emulator(crate::emulator::EmulatorArgs),
     /// Run a self-contained demonstration against the emulator.
-    Demo,
+    Demo(DemoArgs),
     /// Print a shell completion script (for packagers; `dist/completions` holds them).
     #[command(hide = true)]
     Completions {
@@ -117,6 +117,15 @@ pub use complete::completions;
 pub fn manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let pages = man::pages()?;
     out.write_all(&pages[0].1)
+}
+
+/// Arguments of `demo`, which makes its own configuration.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Shadows the global `--config`, which the demo does not read, so that its help does not
+    /// offer it (accepted and ignored).
+    #[arg(id = "config", long = "config", hide = true, value_name = "PATH")]
+    pub ignored_config: Option<PathBuf>,
 }
 
 /// Arguments of commands that act on one target.

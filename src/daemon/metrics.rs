@@ -146,6 +146,7 @@ impl Collector for Targets {
 pub fn render(targets: &Targets) -> String {
     let mut registry = Registry::with_prefix("notion_inbox");
     registry.register_collector(Box::new(targets.clone()));
+    crate::notion::timing::TIMING.register(&mut registry);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
@@ -179,7 +180,8 @@ pub async fn serve(addr: SocketAddr, targets: Targets) -> std::io::Result<Server
             }
         }),
     );
-    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %bound, "serving Prometheus metrics at /metrics");
     Ok(Server::start(vec![listener], app, Limits::default()))
 }
 

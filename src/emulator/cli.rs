@@ -9,6 +9,10 @@ use super::{Emulator, EmulatorOptions, Faults, RateLimit};
 /// Options of `notion-inbox emulator`.
 #[derive(Debug, clap::Args)]
 pub struct EmulatorArgs {
+    /// Shadows the global `--config`, which the emulator does not read, so that its help does not
+    /// offer it (accepted and ignored).
+    #[arg(id = "config", long = "config", hide = true, value_name = "PATH")]
+    pub ignored_config: Option<std::path::PathBuf>,
     /// Where to listen (loopback; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,

@@ -9,6 +9,7 @@ pub mod limit;
 pub mod oauth;
 mod pace;
 pub mod schema;
+pub mod timing;
 pub mod token;
 
 use std::error::Error as _;
@@ -233,7 +234,9 @@ impl NotionClient {
         body: Option<Body<'_>>,
     ) -> (Result<T, NotionError>, u64) {
         let (token_key, workspace_key) = (token.key(), token.workspace_key());
+        let waiting = std::time::Instant::now();
         self.inner.limits.acquire(token_key, workspace_key).await;
+        timing::TIMING.waited(waiting.elapsed());
         let (secret, generation) = token.sending();
         let url = self.url(path);
         let mut req = self
@@ -254,7 +257,14 @@ impl NotionClient {
         let endpoint = format!("{method} {path}");
         // Boxed: a request waiting above for its token's turn holds a small future, not the
         // HTTP exchange's state (a thousand busy targets keep thousands of them waiting).
+        let sent = std::time::Instant::now();
         let result = Box::pin(self.finish(req, &endpoint)).await;
+        let status = match &result {
+            Ok(_) => Some(200),
+            Err(NotionError::Api(e)) => Some(e.status),
+            Err(_) => None,
+        };
+        timing::TIMING.answered(method.as_str(), path, status, sent.elapsed());
         let limits = &self.inner.limits;
         match &result {
             Ok(_) => limits.succeeded(token_key),
