@@ -297,14 +297,6 @@ impl Target {
             .join("dead-letter")
             .join(format!("{}.jsonl", self.name))
     }
-
-    /// The checkpoint file of this target.
-    pub fn checkpoint_path(&self, daemon: &DaemonConfig) -> PathBuf {
-        daemon
-            .state_dir
-            .join("checkpoints")
-            .join(format!("{}.json", self.name))
-    }
 }
 
 /// Which object of Notion receives the rows.

@@ -43,11 +43,6 @@ impl Backoff {
         Duration::from_nanos(rng.random_range(0..=nanos))
     }
 
-    /// Attempts so far.
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
-
     /// Starts over after a success.
     pub fn reset(&mut self) {
         self.attempt = 0;

@@ -221,6 +221,7 @@ impl DeadLetterFile {
 
     /// Appends one entry durably, unless an entry of the same name is already among the file's last
     /// entries. Returns whether it wrote.
+    #[cfg(test)]
     pub fn append(&mut self, entry: &DeadLetter) -> io::Result<bool> {
         Ok(self.append_batch(&[(entry.clone(), true)])?[0])
     }

@@ -29,13 +29,6 @@ pub enum Health {
     Stopped(String),
 }
 
-impl Health {
-    /// Whether senders may send.
-    pub fn may_send(&self) -> bool {
-        matches!(self, Health::Ok | Health::Paused(_))
-    }
-}
-
 /// Counters of one target, since the daemon started.
 #[derive(Debug, Default)]
 pub struct Counters {

@@ -53,8 +53,6 @@ pub struct Io {
     pub writer: Arc<Mutex<CheckpointWriter>>,
     /// The dead-letter file (blocking pool only).
     pub dead: Arc<Mutex<DeadLetterFile>>,
-    /// Health and counters, for what the reader notices.
-    pub state: Arc<crate::daemon::health::TargetState>,
     /// A connected workspace's target (its refused authorization means it was disconnected).
     pub connected: bool,
     /// The target's cached resolution, forgotten when Notion's answer says it may be stale.

@@ -447,7 +447,6 @@ impl TargetRunner {
             dead: Arc::new(Mutex::new(DeadLetterFile::new(
                 self.target.dead_letter_path(daemon),
             ))),
-            state: self.state.clone(),
         });
         let epoch = tokio::time::Instant::now();
         let mut requests: JoinSet<Event<PageBody>> = JoinSet::new();

@@ -285,6 +285,7 @@ impl<P> Core<P> {
     }
 
     /// The files the checkpoint would name now, in reading order.
+    #[cfg(test)]
     pub fn files(&self) -> impl Iterator<Item = &FileIdentity> {
         self.files.iter()
     }

@@ -243,11 +243,6 @@ impl Stats {
     pub fn faults_injected_total(&self) -> u64 {
         self.faults.values().sum()
     }
-
-    /// Pages stored.
-    pub fn pages_created(&self) -> u64 {
-        self.pages_created
-    }
 }
 
 /// State shared by the handlers.

@@ -233,16 +233,6 @@ impl NotionError {
             e.code == ErrorCode::InvalidGrant || e.code == ErrorCode::InvalidClient
         })
     }
-
-    /// Whether trying the same request again later may succeed (reads only: for a page create, see
-    /// [`CreateOutcome`]).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Api(e) => matches!(e.status, 409 | 429 | 500 | 502 | 503 | 504 | 529),
-            Self::Transport { .. } => true,
-            Self::Decode { .. } | Self::Token(_) | Self::Local(_) => false,
-        }
-    }
 }
 
 /// What happened to a page create, classified for the caller (notion-api.md §8). The client never

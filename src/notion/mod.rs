@@ -461,6 +461,7 @@ impl NotionClient {
 }
 
 /// Parses `Retry-After` (integer seconds or an HTTP date), capped at [`MAX_RETRY_AFTER`].
+#[cfg(test)]
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     parse_retry_after_uncapped(value).map(|d| d.min(MAX_RETRY_AFTER))
 }

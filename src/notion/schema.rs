@@ -179,11 +179,6 @@ impl ResolveError {
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, Self::Notion(e) if e.is_unauthorized())
     }
-
-    /// Whether trying again later may help.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Notion(e) if e.is_transient())
-    }
 }
 
 /// The plain text of a rich-text array.

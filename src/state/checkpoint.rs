@@ -41,7 +41,9 @@ pub struct Checkpoint {
     /// Everything in `file` before this byte is in Notion or dead-lettered.
     pub offset: u64,
     /// Records past the offset that were sent (or were being sent) but not confirmed when this was
-    /// written. On restart they may already be in Notion: delivery checks their keys first.
+    /// written, for people and tools that read the checkpoint. A restart does not read it: the
+    /// records that may already be rows are the first `window` past the offset, whichever
+    /// checkpoint survived, and those are checked by key (see `delivery`).
     pub in_flight: Vec<InFlight>,
     /// How many records past the offset the daemon may have sent while this checkpoint was the
     /// latest on disk (its delivery window). After a crash, the first `window` records past the

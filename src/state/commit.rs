@@ -97,6 +97,7 @@ impl<T> Commit<T> {
     }
 
     /// Where delivery has committed.
+    #[cfg(test)]
     pub fn committed(&self) -> Option<Position> {
         self.committed
     }
