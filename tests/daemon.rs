@@ -29,12 +29,7 @@ trait FastConfig {
 
 impl FastConfig for World {
     fn write_config_fast(&self, targets: &[TargetSpec]) {
-        let path = self.write_config(targets, FAST);
-        let text = std::fs::read_to_string(&path).unwrap().replace(
-            "version = \"2025-09-03\"\n",
-            "version = \"2025-09-03\"\nrequests_per_second = 50\nburst = 50\n",
-        );
-        std::fs::write(&path, text).unwrap();
+        self.write_config_with(targets, "requests_per_second = 50\nburst = 50\n", FAST);
     }
 }
 

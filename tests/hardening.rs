@@ -7,27 +7,10 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use notion_inbox::emulator::{EmulatorOptions, RateLimit};
 use support::*;
 
-fn fast() -> EmulatorOptions {
-    EmulatorOptions {
-        rate: RateLimit {
-            requests_per_second: 200.0,
-            burst: 200,
-        },
-        workspace_rate: None,
-        ..EmulatorOptions::default()
-    }
-}
-
 fn fast_config(w: &World, targets: &[TargetSpec]) {
-    let path = w.write_config(targets, "");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "version = \"2025-09-03\"\n",
-        "version = \"2025-09-03\"\nrequests_per_second = 150\nburst = 50\n",
-    );
-    std::fs::write(&path, text).unwrap();
+    w.write_config_with(targets, "requests_per_second = 150\nburst = 50\n", "");
 }
 
 /// What must become of a line.

@@ -14,21 +14,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notion_inbox::emulator::{EmulatorOptions, RateLimit};
 use support::*;
 
 /// The uid and gid the producer runs as: not in /etc/passwd, owning nothing.
 const PRODUCER: u32 = 47_111;
 
 fn fast_world() -> World {
-    World::new(EmulatorOptions {
-        rate: RateLimit {
-            requests_per_second: 200.0,
-            burst: 200,
-        },
-        workspace_rate: None,
-        ..EmulatorOptions::default()
-    })
+    World::new(fast())
 }
 
 /// A producer: a shell running as [`PRODUCER`] with no supplementary groups.

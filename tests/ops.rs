@@ -7,18 +7,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use notion_inbox::emulator::{EmulatorOptions, RateLimit};
 use support::*;
 
 fn fast_world() -> World {
-    World::new(EmulatorOptions {
-        rate: RateLimit {
-            requests_per_second: 200.0,
-            burst: 200,
-        },
-        workspace_rate: None,
-        ..EmulatorOptions::default()
-    })
+    World::new(fast())
 }
 
 fn cli(w: &World, args: &[&str]) -> (Option<i32>, String, String) {

@@ -9,6 +9,8 @@ use notion_inbox::emulator::{Emulator, EmulatorOptions, Faults, RateLimit};
 use serde_json::{Value, json};
 
 mod fidelity;
+#[path = "../support/mod.rs"]
+mod support;
 mod workspaces;
 
 struct T {
@@ -17,15 +19,9 @@ struct T {
     http: reqwest::Client,
 }
 
+/// The emulator with room for every request a test sends at once.
 fn fast() -> EmulatorOptions {
-    EmulatorOptions {
-        rate: RateLimit {
-            requests_per_second: 1000.0,
-            burst: 1000,
-        },
-        workspace_rate: None,
-        ..EmulatorOptions::default()
-    }
+    support::limited_to(1000.0)
 }
 
 impl T {

@@ -568,12 +568,19 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// An emulator fast enough that tests do not wait on the rate limit, unless they test it.
+/// An emulator fast enough that tests do not wait on the rate limit, unless they test it: 200
+/// requests per second per token, no workspace limit.
 pub fn fast() -> EmulatorOptions {
+    limited_to(200.0)
+}
+
+/// An emulator that allows `per_second` requests per second per token (a burst as large), with
+/// no workspace limit.
+pub fn limited_to(per_second: f64) -> EmulatorOptions {
     EmulatorOptions {
         rate: notion_inbox::emulator::RateLimit {
-            requests_per_second: 100.0,
-            burst: 100,
+            requests_per_second: per_second,
+            burst: per_second as u32,
         },
         workspace_rate: None,
         ..EmulatorOptions::default()
