@@ -237,3 +237,37 @@ fn the_metrics_log_names_the_bound_port() {
     assert!(body.contains("notion_inbox_up"), "{body}");
     assert_eq!(w.stop(), Some(0));
 }
+
+/// One-shot commands share the daemon's budget: `check` run again and again while the daemon
+/// drains a backlog on the same token provokes no 429 from an emulator that enforces the rate
+/// limit (the daemon and `check` take their turns from one budget per token, kept in the state
+/// directory).
+#[test]
+fn check_during_a_drain_shares_the_daemons_budget() {
+    let mut w = World::default_world();
+    let t = w.target("t");
+    w.write_config(&[t], "");
+    let inbox = w.inbox("t");
+    let mut backlog = String::new();
+    for i in 0..45 {
+        backlog.push_str(&rec(&format!("@s{i}"), "sharing"));
+    }
+    w.append(&inbox, &backlog);
+    w.start();
+    w.wait_for("the drain begins", || !w.pages().is_empty());
+    let mut checks = 0;
+    while w.pages().len() < 40 {
+        let (code, out, err) = w.cli(&["check", "--target", "t"]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        checks += 1;
+    }
+    assert!(checks >= 3, "the drain ended after {checks} checks");
+    w.wait_for("the drain ends", || w.pages().len() == 45);
+    assert_eq!(w.stop(), Some(0));
+    let stats = w.emu.stats();
+    assert_eq!(
+        stats.rate_limited_total(),
+        0,
+        "429s with {checks} checks during the drain: {stats:?}"
+    );
+}

@@ -120,7 +120,7 @@ pub async fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Vec<Findin
         message: e.to_string(),
     }));
     findings.extend(check_client_secret(config, &exposures));
-    let client = NotionClient::new(&config.notion)?;
+    let client = NotionClient::new(&config.notion)?.sharing_budget(&config.daemon.state_dir, false);
     for target in targets {
         // A token file that cannot be used as it is was reported above, with its fix.
         if exposures

@@ -91,7 +91,7 @@ pub async fn usable_token(
 /// Lists every database and data source the target's token can see.
 pub async fn collect(config: &Config, name: &str) -> anyhow::Result<Vec<DatabaseInfo>> {
     let target = config.target(name)?;
-    let client = NotionClient::new(&config.notion)?;
+    let client = NotionClient::new(&config.notion)?.sharing_budget(&config.daemon.state_dir, false);
     let token = usable_token(&client, target, config).await?;
     let chosen = token.file().and_then(|f| f.destination);
     let mut out: Vec<DatabaseInfo> = Vec::new();

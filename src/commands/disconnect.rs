@@ -40,6 +40,7 @@ pub async fn run(config: &Config, name: &str) -> anyhow::Result<Disconnected> {
     };
     let revoked = match TokenHandle::load(target, config) {
         Ok(token) => NotionClient::new(&config.notion)?
+            .sharing_budget(&config.daemon.state_dir, false)
             .revoke(&token.secret())
             .await
             .map_err(|e| e.to_string()),

@@ -70,7 +70,8 @@ pub async fn run_with(
     let config = Arc::new(config);
     prepare_state_dir(&config.daemon.state_dir)?;
     warn_exposures(&config);
-    let mut client = NotionClient::new(&config.notion)?;
+    let mut client =
+        NotionClient::new(&config.notion)?.sharing_budget(&config.daemon.state_dir, true);
     let watcher = std::sync::Mutex::new(InboxWatcher::new()?);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut current = config;
@@ -244,7 +245,8 @@ async fn reload(
         Ok(new) => {
             let new = Arc::new(new);
             if format!("{:?}", new.notion) != format!("{:?}", current.notion) {
-                *client = NotionClient::new(&new.notion)?;
+                *client =
+                    NotionClient::new(&new.notion)?.sharing_budget(&new.daemon.state_dir, true);
                 stop_all(std::mem::take(running).into_iter().collect()).await;
             }
             *current = new;

@@ -33,6 +33,8 @@ pub struct Limiters {
     per_workspace: Option<DefaultKeyedRateLimiter<u64>>,
     /// Keys (token or workspace) that Notion told to wait, and until when.
     paused: Mutex<HashMap<u64, Instant>>,
+    /// The budget shared with the other processes of this machine, if it could be opened.
+    shared: std::sync::OnceLock<Arc<super::shared::SharedBudget>>,
 }
 
 /// What one token's requests share.
@@ -44,6 +46,8 @@ struct Lane {
     turn: tokio::sync::Mutex<()>,
     /// The token's bucket and adapted rate.
     pace: Mutex<Pace>,
+    /// The token's entry in the budget shared with other processes, if there is one.
+    shared: Option<super::shared::Slot>,
 }
 
 impl std::fmt::Debug for Limiters {
@@ -76,7 +80,14 @@ impl Limiters {
             lanes: Mutex::new(HashMap::new()),
             per_workspace: workspace_per_second.map(|r| RateLimiter::keyed(quota(r, burst))),
             paused: Mutex::new(HashMap::new()),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Takes every token's turns from `budget` too, which other processes share (set once,
+    /// before the first request).
+    pub fn share(&self, budget: Arc<super::shared::SharedBudget>) {
+        let _ = self.shared.set(budget);
     }
 
     /// The lane of `token_key`. A new token (a refresh replaces one) first drops the lanes that
@@ -99,6 +110,7 @@ impl Limiters {
         let lane = Arc::new(Lane {
             turn: tokio::sync::Mutex::new(()),
             pace: Mutex::new(Pace::new(self.per_second, self.burst, now)),
+            shared: self.shared.get().and_then(|b| b.slot(token_key)),
         });
         lanes.insert(token_key, lane.clone());
         lane
@@ -111,11 +123,19 @@ impl Limiters {
         loop {
             self.wait_pauses(token_key, workspace_key).await;
             loop {
-                let next = match lane.pace.lock().expect("not poisoned").take(Instant::now()) {
-                    Ok(()) => break,
-                    Err(next) => next,
+                let taken = {
+                    let mut pace = lane.pace.lock().expect("not poisoned");
+                    match &lane.shared {
+                        Some(slot) => pace
+                            .take_shared(Instant::now().into_std(), slot)
+                            .map_err(Instant::from_std),
+                        None => pace.take(Instant::now()),
+                    }
                 };
-                tokio::time::sleep_until(next).await;
+                match taken {
+                    Ok(()) => break,
+                    Err(next) => tokio::time::sleep_until(next).await,
+                }
             }
             if let (Some(limiter), Some(ws)) = (&self.per_workspace, workspace_key) {
                 until_ready(limiter, ws).await;
@@ -181,6 +201,10 @@ impl Limiters {
     /// `wait` is capped at [`MAX_RETRY_AFTER`].
     pub fn pause(&self, token_key: u64, workspace_key: Option<u64>, wait: Duration) {
         let until = later(Instant::now(), wait.min(MAX_RETRY_AFTER));
+        // The other processes sending with this token wait too.
+        if let Some(slot) = &self.lane(token_key).shared {
+            slot.hold_until(until.into_std());
+        }
         let mut paused = self.paused.lock().expect("not poisoned");
         for key in std::iter::once(token_key).chain(workspace_key) {
             let entry = paused.entry(key).or_insert(until);

@@ -9,6 +9,7 @@ pub mod limit;
 pub mod oauth;
 mod pace;
 pub mod schema;
+pub mod shared;
 pub mod timing;
 pub mod token;
 
@@ -128,6 +129,16 @@ impl NotionClient {
                 client_secret: config.client_secret.clone(),
             }),
         })
+    }
+
+    /// Takes this client's turns from the request budget shared by every process that uses
+    /// `state_dir` (see [`shared`]); without it (it cannot be opened), the client keeps its own.
+    /// Only the daemon creates the table (`create`).
+    pub fn sharing_budget(self, state_dir: &std::path::Path, create: bool) -> NotionClient {
+        if let Some(budget) = shared::SharedBudget::open(state_dir, create) {
+            self.inner.limits.share(budget);
+        }
+        self
     }
 
     /// The `Notion-Version` this client speaks.

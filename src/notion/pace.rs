@@ -96,6 +96,21 @@ impl Pace {
         Ok(())
     }
 
+    /// Like [`Pace::take`], on the arrival time that every process shares for this token (see
+    /// `notion::shared`), at this pace's own rate.
+    pub(crate) fn take_shared(
+        &mut self,
+        now: std::time::Instant,
+        slot: &super::shared::Slot,
+    ) -> Result<(), std::time::Instant> {
+        let (period, tolerance) = self.spacing();
+        let taken = slot.take(now, period, tolerance);
+        if taken.is_ok() {
+            self.used = Instant::from_std(now);
+        }
+        taken
+    }
+
     /// A 429 with `wait` arrived at `now`: cut the rate, unless this 429 falls in the window of
     /// the last cut. Returns whether it cut.
     pub(crate) fn rate_limited(&mut self, now: Instant, wait: Duration) -> bool {

@@ -39,7 +39,7 @@ pub async fn choose_database(
     if !matches!(target.destination, Destination::Discover) {
         return Ok(DatabaseOutcome::Configured);
     }
-    let client = NotionClient::new(&config.notion)?;
+    let client = NotionClient::new(&config.notion)?.sharing_budget(&config.daemon.state_dir, false);
     let token = TokenHandle::load(target, config)?;
     Ok(
         match client.discover_choice(target, &token, wanted).await? {

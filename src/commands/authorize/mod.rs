@@ -146,7 +146,7 @@ pub(crate) async fn obtain(
         )
     })?;
     config.client_secret()?;
-    let client = NotionClient::new(&config.notion)?;
+    let client = NotionClient::new(&config.notion)?.sharing_budget(&config.daemon.state_dir, false);
     let redirect_uri = config.notion.redirect_uri.clone();
     let state = new_state();
     let url = authorize_url(&config.notion.api_base, &client_id, &redirect_uri, &state);
