@@ -541,3 +541,32 @@ fn sighup_reloads_the_configuration_and_adds_a_target() {
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &["@a1".into(), "@b1".into(), "@a2".into()]);
 }
+
+/// A target that waits to connect (here: its database is not shared) already holds its inbox:
+/// an inbox rotated meanwhile is read whole once it connects, and a restart in between finds the
+/// rotated file by the checkpoint that names it. (The inbox was opened only after connecting, so
+/// the records of a file rotated away before that were lost without a word.)
+#[test]
+fn an_inbox_rotated_while_the_target_waits_to_connect_is_read_whole() {
+    let mut w = fast_world(&["tweets"], false);
+    let db = w.emu.info().database_id.clone();
+    w.emu.unshare(&db);
+    let inbox = w.inbox("tweets");
+    w.append(&inbox, &rec("@before1", "in the file rotated away"));
+    w.append(&inbox, &rec("@before2", "in the file rotated away"));
+    w.start();
+    wait_until("the target waits for its database", || {
+        w.status()
+            .get("tweets")
+            .is_some_and(|s| s["health"]["state"] == "paused")
+    });
+    // Rotation while it waits, and a restart.
+    std::fs::rename(&inbox, w.path("spool/tweets.jsonl.1")).unwrap();
+    w.append(&inbox, &rec("@after", "in the new file"));
+    assert_eq!(w.stop(), Some(0));
+    w.start();
+    w.emu.share(&db);
+    wait_until("every row", || w.pages().len() == 3);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &["@before1".into(), "@before2".into(), "@after".into()]);
+}

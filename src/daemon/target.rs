@@ -41,7 +41,8 @@ pub struct TargetRunner {
 /// What `prepare` hands to `pump`.
 struct Prepared {
     loaded: Option<Checkpoint>,
-    writer: CheckpointWriter,
+    /// Shared with the blocking pool, which does every save.
+    writer: Arc<Mutex<CheckpointWriter>>,
     token: TokenHandle,
     resolved: Resolved,
     mapper: Mapper,
@@ -183,15 +184,13 @@ impl TargetRunner {
                 return None;
             }
         };
-        let (token, resolved, mapper) = self.connect_until_ready(stop).await?;
-        tracing::info!(target_name = %self.target.name, "rows go to {}", resolved.describe());
         let opts = TailOptions {
             max_line: daemon.max_line_bytes as usize,
             ..TailOptions::default()
         };
         let start = loaded.as_ref().and_then(Checkpoint::position);
         let next = loaded.as_ref().map(|c| c.next.clone()).unwrap_or_default();
-        let tailer = loop {
+        let mut tailer = loop {
             let (inbox, next) = (self.target.inbox.clone(), next.clone());
             // Opening touches the inbox's directory, which producers control: never on a worker.
             let opened = tokio::task::spawn_blocking(move || {
@@ -212,6 +211,16 @@ impl TargetRunner {
                 return None;
             }
         };
+        // The inbox is held from here on, and a checkpoint names it, before connecting (which
+        // may wait for Notion or a person): a file rotated away meanwhile, or across a restart,
+        // is then still read.
+        let writer = Arc::new(Mutex::new(writer));
+        let loaded = match loaded {
+            Some(cp) => Some(cp),
+            None => self.first_sight(&mut tailer, &writer).await,
+        };
+        let (token, resolved, mapper) = self.connect_until_ready(stop).await?;
+        tracing::info!(target_name = %self.target.name, "rows go to {}", resolved.describe());
         self.state.set_health(Health::Ok);
         Some(Prepared {
             loaded,
@@ -221,6 +230,48 @@ impl TargetRunner {
             mapper,
             tailer,
         })
+    }
+
+    /// For a target without a checkpoint: saves one that names the files the tailer holds, at
+    /// their start, and returns it (the core then starts from it as from none). Without it a
+    /// restart would know nothing of a file rotated away before the first record was read. If
+    /// the save fails, the core's own first save names them.
+    async fn first_sight(
+        &self,
+        tailer: &mut Tailer,
+        writer: &Arc<Mutex<CheckpointWriter>>,
+    ) -> Option<Checkpoint> {
+        tailer.observe();
+        let order = tailer.order();
+        let (&first, rest) = order.split_first()?;
+        let mut cp = Checkpoint::new(
+            Some(crate::inbox::Position {
+                file: first,
+                offset: 0,
+            }),
+            Vec::new(),
+        );
+        cp.next = rest.to_vec();
+        let writer = writer.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let result = writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .save(&cp, true);
+            result.map(|()| cp)
+        })
+        .await;
+        match saved {
+            Ok(Ok(cp)) => Some(cp),
+            Ok(Err(e)) => {
+                tracing::debug!(target_name = %self.target.name, "cannot save the first checkpoint yet: {}", error_chain(&e));
+                None
+            }
+            Err(e) => {
+                tracing::warn!(target_name = %self.target.name, "the first checkpoint's save crashed: {e}");
+                None
+            }
+        }
     }
 
     /// Connects (see [`TargetRunner::connect`]) until it works, showing in the health why not yet
@@ -443,7 +494,7 @@ impl TargetRunner {
             connected: self.target.record.is_some(),
             resolution: self.resolution_cache(),
             tailer: Arc::new(Mutex::new(p.tailer)),
-            writer: Arc::new(Mutex::new(p.writer)),
+            writer: p.writer,
             dead: Arc::new(Mutex::new(DeadLetterFile::new(
                 self.target.dead_letter_path(daemon),
             ))),
