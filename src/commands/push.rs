@@ -113,7 +113,7 @@ pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow:
                 line: number,
                 reason,
             };
-            let record = crate::record::line::parse_line(line).map_err(bad)?;
+            let record = crate::record::line::parse_line(line).map_err(|e| bad(e.to_string()))?;
             lines.push(check.validated(record).map_err(bad)?);
         }
     }
@@ -143,7 +143,7 @@ impl Check<'_> {
 
     /// Checks one record and returns its compact line, newline included.
     fn validated(&self, record: Map<String, Value>) -> Result<Vec<u8>, String> {
-        crate::record::line::own_key(&record)?;
+        crate::record::line::own_key(&record).map_err(|e| e.to_string())?;
         // The title's field is known here only when the mapping names the title by its alias
         // (the daemon also knows it by the schema).
         let title = self
@@ -159,7 +159,8 @@ impl Check<'_> {
                 names: &self.names,
                 title,
             },
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         let mut line = serde_json::to_vec(&Value::Object(record)).map_err(|e| e.to_string())?;
         if line.len() > self.max {
             return Err(format!(

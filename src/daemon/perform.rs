@@ -210,7 +210,7 @@ impl Io {
                     Err(reason) => Input::Bad {
                         pos,
                         line: text,
-                        reason,
+                        reason: reason.to_string(),
                     },
                 })
             }

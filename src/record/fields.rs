@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use super::RecordError;
+
 /// The field that holds a record's own key.
 pub const KEY_FIELD: &str = "id";
 
@@ -23,7 +25,7 @@ pub struct Fields<'a> {
 /// the record lacks (`"twet"` without `"tweet"`): that record would land with an empty property
 /// without a word, so it is refused. The error is the reason written to the dead-letter file, or
 /// shown by `push`.
-pub fn check(record: &Map<String, Value>, fields: Fields<'_>) -> Result<(), String> {
+pub fn check(record: &Map<String, Value>, fields: Fields<'_>) -> Result<(), RecordError> {
     let listing = || fields.names.join(", ");
     let present = |f: &str| record.get(f).is_some_and(|v| !v.is_null());
     for name in record.keys() {
@@ -36,19 +38,19 @@ pub fn check(record: &Map<String, Value>, fields: Fields<'_>) -> Result<(), Stri
             .map(String::as_str)
             .filter(|f| !record.contains_key(*f));
         if let Some(meant) = crate::error::did_you_mean(name, missing) {
-            return Err(format!(
-                "field \"{name}\" is not mapped by target {}; did you mean \"{meant}\"? (it maps {}): correct the field's name, or map it in [target.properties]",
-                fields.target,
-                listing()
-            ));
+            return Err(RecordError::Misspelt {
+                field: name.clone(),
+                target: fields.target.to_owned(),
+                meant: meant.to_owned(),
+                mapped: listing(),
+            });
         }
     }
     if !fields.names.iter().any(|f| present(f)) {
-        return Err(format!(
-            "the record has none of the fields target {} maps ({})",
-            fields.target,
-            listing()
-        ));
+        return Err(RecordError::NoMappedField {
+            target: fields.target.to_owned(),
+            mapped: listing(),
+        });
     }
     if let Some(title) = fields.title {
         let empty = match record.get(title) {
@@ -57,9 +59,9 @@ pub fn check(record: &Map<String, Value>, fields: Fields<'_>) -> Result<(), Stri
             Some(_) => false,
         };
         if empty {
-            return Err(format!(
-                "the record has no \"{title}\", which fills the row's title; give every record a non-empty \"{title}\""
-            ));
+            return Err(RecordError::NoTitle {
+                field: title.to_owned(),
+            });
         }
     }
     Ok(())
@@ -82,6 +84,7 @@ mod tests {
                 title: Some("handle"),
             },
         )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

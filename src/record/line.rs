@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use super::RecordError;
 use crate::inbox::LinePos;
 
 /// The longest record key accepted (it is stored in a rich_text property when deduplicating).
@@ -9,22 +10,16 @@ pub const MAX_KEY_CHARS: usize = 500;
 
 /// Parses one line (without its newline) into a JSON object. A UTF-8 byte order mark and a trailing
 /// `\r` are tolerated. The error is the reason written to the dead-letter file.
-pub fn parse_line(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+pub fn parse_line(bytes: &[u8]) -> Result<Map<String, Value>, RecordError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!(
-            "the line is not valid UTF-8 (at byte {}); producers must write UTF-8 JSON",
-            e.valid_up_to()
-        )
+    let text = std::str::from_utf8(bytes).map_err(|e| RecordError::NotUtf8 {
+        at: e.valid_up_to(),
     })?;
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(format!(
-            "the line is JSON but not an object (it is {}); write one object per line, such as {{\"handle\":\"@x\",\"tweet\":\"…\"}}",
-            kind(&other)
-        )),
-        Err(e) => Err(format!("the line is not valid JSON: {e}")),
+        Ok(other) => Err(RecordError::NotAnObject { kind: kind(&other) }),
+        Err(e) => Err(RecordError::NotJson(e.to_string())),
     }
 }
 
@@ -34,7 +29,7 @@ pub fn record_key(
     record: &Map<String, Value>,
     pos: &LinePos,
     bytes: &[u8],
-) -> Result<String, String> {
+) -> Result<String, RecordError> {
     // The content hash keeps a rewritten file whose head and offsets repeat from reusing keys.
     Ok(own_key(record)?.unwrap_or_else(|| {
         format!(
@@ -47,23 +42,17 @@ pub fn record_key(
 
 /// The record's own key, its `"id"` field, if it has one; an error if the field is not usable as a
 /// key (empty, too long, not a string or number).
-pub fn own_key(record: &Map<String, Value>) -> Result<Option<String>, String> {
+pub fn own_key(record: &Map<String, Value>) -> Result<Option<String>, RecordError> {
     match record.get(super::fields::KEY_FIELD) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(
-            "the \"id\" field is empty; give each record a non-empty id or leave the field out"
-                .into(),
-        ),
-        Some(Value::String(s)) if s.chars().count() > MAX_KEY_CHARS => Err(format!(
-            "the \"id\" field is {} characters long, over the limit of {MAX_KEY_CHARS}",
-            s.chars().count()
-        )),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(RecordError::EmptyKey),
+        Some(Value::String(s)) if s.chars().count() > MAX_KEY_CHARS => Err(RecordError::LongKey {
+            chars: s.chars().count(),
+            max: MAX_KEY_CHARS,
+        }),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(format!(
-            "the \"id\" field is {}, not a string; use a string key or leave the field out",
-            kind(other)
-        )),
+        Some(other) => Err(RecordError::KeyType { kind: kind(other) }),
     }
 }
 
@@ -101,6 +90,7 @@ mod tests {
             match (expected, &got) {
                 (Ok(handle), Ok(map)) => assert_eq!(map["handle"], *handle),
                 (Err(piece), Err(reason)) => {
+                    let reason = reason.to_string();
                     assert!(reason.contains(piece), "{reason:?} lacks {piece:?}")
                 }
                 _ => panic!("{:?}: got {got:?}", String::from_utf8_lossy(line)),

@@ -15,8 +15,11 @@
 
 use serde_json::{Map, Value, json};
 
+mod error;
 pub mod fields;
 pub mod line;
+
+pub use error::RecordError;
 
 use crate::config::Target;
 use crate::notion::{Property, PropertyKind, Resolved};
@@ -131,7 +134,7 @@ impl Mapper {
     }
 
     /// The body of `POST /v1/pages` for `record`, whose key is `key`.
-    pub fn page_body(&self, record: &Map<String, Value>, key: &str) -> Result<Value, String> {
+    pub fn page_body(&self, record: &Map<String, Value>, key: &str) -> Result<Value, RecordError> {
         fields::check(
             record,
             fields::Fields {
@@ -145,17 +148,17 @@ impl Mapper {
             let Some(value) = record.get(field).filter(|v| !v.is_null()) else {
                 continue;
             };
-            let converted = convert(value, prop).map_err(|e| {
-                format!(
-                    "field \"{field}\" (property \"{}\", {}): {e}",
-                    prop.name,
-                    prop.kind.as_str()
-                )
+            let converted = convert(value, prop).map_err(|problem| RecordError::Convert {
+                field: field.clone(),
+                property: prop.name.clone(),
+                kind: prop.kind.as_str().to_owned(),
+                problem,
             })?;
             properties.insert(prop.id.clone(), converted);
         }
         if let Some(d) = &self.dedupe {
-            properties.insert(d.id.clone(), json!({"rich_text": text_items(key)?}));
+            let items = text_items(key).map_err(RecordError::DedupeKey)?;
+            properties.insert(d.id.clone(), json!({"rich_text": items}));
         }
         Ok(json!({"parent": self.parent, "properties": properties}))
     }
@@ -455,7 +458,10 @@ mod tests {
                 "no \"handle\", which fills the row's title",
             ),
         ] {
-            let e = m.page_body(&record(rec.clone()), "k").unwrap_err();
+            let e = m
+                .page_body(&record(rec.clone()), "k")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{rec}: {e}");
         }
     }

@@ -538,7 +538,7 @@ impl World {
                         Err(reason) => Input::Bad {
                             pos,
                             line: text,
-                            reason,
+                            reason: reason.to_string(),
                         },
                     });
                 }
