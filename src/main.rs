@@ -281,11 +281,8 @@ fn requeue(config: &Config, args: &RequeueArgs) -> anyhow::Result<()> {
             "{would}purge {} dead letter(s) of target {} (kept in {})",
             done.purged,
             args.target,
-            config
-                .daemon
-                .state_dir
-                .join("purged")
-                .join(format!("{}.jsonl", args.target))
+            notion_inbox::state::layout::StateDir(&config.daemon.state_dir)
+                .purged_file(&args.target)
                 .display()
         );
         return Ok(());

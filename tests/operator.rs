@@ -271,3 +271,30 @@ fn check_during_a_drain_shares_the_daemons_budget() {
         "429s with {checks} checks during the drain: {stats:?}"
     );
 }
+
+/// `status --json` tells of an authorized token in fields: workspace, owner, when obtained,
+/// whether it renews by itself; never the token.
+#[test]
+fn status_gives_the_tokens_facts_as_fields() {
+    let w = World::default_world();
+    w.write_oauth_config(&[w.target("t")], 0o600, "");
+    let file = w.authorize("t");
+    let (_, out, err) = w.cli(&["status", "--json", "--target", "t"]);
+    let s = json(&out);
+    let token = &s[0]["token_info"];
+    assert_eq!(token["source"], "file", "{s}{err}");
+    assert_eq!(token["present"], true, "{s}");
+    assert_eq!(
+        token["workspace_name"].as_str(),
+        file.workspace_name.as_deref(),
+        "{s}"
+    );
+    assert_eq!(token["owner"].as_str(), file.owner.as_deref(), "{s}");
+    assert!(token["obtained_at"].is_string(), "{s}");
+    assert_eq!(token["can_refresh"], file.refresh_token.is_some(), "{s}");
+    use secrecy::ExposeSecret;
+    assert!(
+        !out.contains(file.access_token.expose_secret()),
+        "the token leaked"
+    );
+}

@@ -72,6 +72,9 @@ fn status_requeue_and_metrics_tell_the_truth_about_a_run() {
     assert!(out.contains("daemon         pid"), "{out}");
     let (_, out, _) = cli(&w, &["status", "--json"]);
     assert!(out.contains("\"daemon_running\": true"), "{out}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s[0]["token_info"]["source"], "fixed", "{s}");
+    assert_eq!(s[0]["token_info"]["present"], true, "{s}");
 
     // Metrics.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -303,6 +306,9 @@ fn under_journald_every_line_carries_its_priority() {
             .any(|l| l.starts_with(prefix) && l.contains(needle))
     };
     assert!(with("<3>", "needs authorization"), "{text}");
+    // The message names the target once.
+    assert!(!text.contains("target refused: target refused"), "{text}");
+    assert!(!text.contains("authorization: target refused"), "{text}");
     assert!(with("<4>", "dead-lettered"), "{text}");
     assert!(with("<6>", "notion-inbox is running"), "{text}");
     assert!(with("<7>", "target_name"), "{text}");

@@ -217,23 +217,19 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
     if args.dry_run {
         return Ok(dry_run(config, target, &select, args.purge)?);
     }
-    let dir = config.daemon.state_dir.join("requeue");
+    let dir = crate::state::layout::StateDir(&config.daemon.state_dir).requeue();
     crate::state::private::create_private_dir(&dir)
         .map_err(RequeueError::io("cannot create", &dir))?;
     let _run = lock_run(&dir, &target.name)?;
     let dead = target.dead_letter_path(&config.daemon);
     if args.purge {
-        let purged = config.daemon.state_dir.join("purged");
+        let purged_file =
+            crate::state::layout::StateDir(&config.daemon.state_dir).purged_file(&target.name);
+        let purged = purged_file.parent().unwrap_or(&purged_file).to_owned();
         crate::state::private::create_private_dir(&purged)
             .map_err(RequeueError::io("cannot create", &purged))?;
         let pending = batch::lines_of(&batch::pending(&dir, &target.name)?)?;
-        let n = batch::purge(
-            &dead,
-            &purged.join(format!("{}.jsonl", target.name)),
-            &select,
-            &target.name,
-            &pending,
-        )?;
+        let n = batch::purge(&dead, &purged_file, &select, &target.name, &pending)?;
         return Ok(Requeued {
             purged: n,
             ..Requeued::default()
@@ -296,7 +292,7 @@ fn dry_run(
         });
     }
     let mut pending = 0;
-    let dir = config.daemon.state_dir.join("requeue");
+    let dir = crate::state::layout::StateDir(&config.daemon.state_dir).requeue();
     if dir.is_dir() {
         for b in batch::pending(&dir, &target.name)? {
             pending += deadletter::read_all(&b)

@@ -111,7 +111,7 @@ fn record_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// The directory of the records.
 pub fn targets_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("targets")
+    crate::state::layout::StateDir(state_dir).targets()
 }
 
 /// Adds the records of `<state_dir>/targets/` to `config.targets`; a record that cannot be used
@@ -467,7 +467,7 @@ pub fn connect(
     let dir = targets_dir(state_dir);
     let record = dir.join(format!("{name}.toml"));
     let inbox = inbox_dir.join(format!("{name}.jsonl"));
-    let token_file = state_dir.join("tokens").join(format!("{name}.toml"));
+    let token_file = crate::state::layout::StateDir(state_dir).token_file(&name);
     let fix_state = "check that the state directory exists and this user may write it";
     TokenFile::from_response(response, None)
         .write(&token_file)

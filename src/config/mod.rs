@@ -295,10 +295,7 @@ pub struct Target {
 impl Target {
     /// The dead-letter file of this target.
     pub fn dead_letter_path(&self, daemon: &DaemonConfig) -> PathBuf {
-        daemon
-            .state_dir
-            .join("dead-letter")
-            .join(format!("{}.jsonl", self.name))
+        crate::state::layout::StateDir(&daemon.state_dir).dead_letter_file(&self.name)
     }
 }
 

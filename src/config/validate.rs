@@ -415,9 +415,9 @@ impl Cx<'_> {
             }
             (Some(t), None) => TokenSource::Fixed(t.into_inner()),
             (None, Some(f)) => TokenSource::File(self.path_of(f.get_ref())),
-            (None, None) => {
-                TokenSource::File(daemon.state_dir.join("tokens").join(format!("{name}.toml")))
-            }
+            (None, None) => TokenSource::File(
+                crate::state::layout::StateDir(&daemon.state_dir).token_file(&name),
+            ),
         };
         let max_in_flight = match raw.max_in_flight {
             Some(m) if (1..=1000).contains(m.get_ref()) => *m.get_ref() as usize,

@@ -218,9 +218,6 @@ pub struct StatusWriter {
     last: Option<(String, std::time::Instant)>,
 }
 
-/// The status file's name in the state directory.
-const STATUS_FILE: &str = "status.json";
-
 /// The prefix of the status file's temporary files.
 const STATUS_TEMP_PREFIX: &str = ".status-";
 
@@ -240,7 +237,7 @@ impl StatusWriter {
             }
         }
         StatusWriter {
-            path: state_dir.join(STATUS_FILE),
+            path: crate::state::layout::StateDir(state_dir).status(),
             last: None,
         }
     }
@@ -279,7 +276,7 @@ impl StatusWriter {
 pub fn read_status(
     state_dir: &std::path::Path,
 ) -> std::collections::HashMap<String, StatusSnapshot> {
-    std::fs::read(state_dir.join(STATUS_FILE))
+    std::fs::read(crate::state::layout::StateDir(state_dir).status())
         .ok()
         .and_then(|b| serde_json::from_slice::<Vec<StatusSnapshot>>(&b).ok())
         .unwrap_or_default()

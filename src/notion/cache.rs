@@ -54,7 +54,7 @@ impl ResolutionCache {
     /// The cache file of `target` under `state_dir`.
     pub fn new(state_dir: &Path, target: &str) -> ResolutionCache {
         ResolutionCache {
-            path: state_dir.join("resolved").join(format!("{target}.json")),
+            path: crate::state::layout::StateDir(state_dir).resolved_file(target),
         }
     }
 

@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
 const ENTRIES: usize = 1 << 16;
 /// Bytes of one entry: the key and the arrival time.
 const ENTRY: usize = 16;
-/// The table's file in the state directory.
-pub const FILE: &str = "limits";
 
 /// The mapped table.
 #[derive(Debug)]
@@ -42,7 +40,7 @@ impl SharedBudget {
     /// (`create`); a one-shot command only opens it, so that it creates nothing in the state
     /// directory (run as root, it would leave a file the daemon's user cannot open).
     pub fn open(state_dir: &Path, create: bool) -> Option<Arc<SharedBudget>> {
-        let path = state_dir.join(FILE);
+        let path = crate::state::layout::StateDir(state_dir).limits();
         let file = crate::state::private::private_options()
             .read(true)
             .write(true)
@@ -216,7 +214,7 @@ mod tests {
             .take(now + Duration::from_secs(1), period, period)
             .unwrap_err();
         assert!(free >= now + Duration::from_secs(4), "{:?}", free - now);
-        let mode = std::fs::metadata(dir.path().join(FILE))
+        let mode = std::fs::metadata(crate::state::layout::StateDir(dir.path()).limits())
             .unwrap()
             .permissions();
         use std::os::unix::fs::PermissionsExt;
@@ -227,7 +225,7 @@ mod tests {
     fn only_the_daemon_creates_the_table() {
         let dir = tempfile::tempdir().unwrap();
         assert!(SharedBudget::open(dir.path(), false).is_none());
-        assert!(!dir.path().join(FILE).exists());
+        assert!(!crate::state::layout::StateDir(dir.path()).limits().exists());
         assert!(SharedBudget::open(dir.path(), true).is_some());
         assert!(SharedBudget::open(dir.path(), false).is_some());
     }
@@ -236,10 +234,18 @@ mod tests {
     fn a_planted_file_is_not_used() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("elsewhere"), b"x").unwrap();
-        std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join(FILE)).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("elsewhere"),
+            crate::state::layout::StateDir(dir.path()).limits(),
+        )
+        .unwrap();
         assert!(SharedBudget::open(dir.path(), true).is_none());
-        std::fs::remove_file(dir.path().join(FILE)).unwrap();
-        std::fs::write(dir.path().join(FILE), b"short").unwrap();
+        std::fs::remove_file(crate::state::layout::StateDir(dir.path()).limits()).unwrap();
+        std::fs::write(
+            crate::state::layout::StateDir(dir.path()).limits(),
+            b"short",
+        )
+        .unwrap();
         assert!(SharedBudget::open(dir.path(), true).is_none());
     }
 }

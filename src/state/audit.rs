@@ -136,7 +136,12 @@ pub fn audit(config: &Config) -> Vec<Exposure> {
         }
     };
     look(None, "state directory", state_dir, true);
-    look(None, "tokens directory", &state_dir.join("tokens"), true);
+    look(
+        None,
+        "tokens directory",
+        &super::layout::StateDir(state_dir).tokens(),
+        true,
+    );
     for target in &config.targets {
         if let TokenSource::File(path) = &target.token {
             look(Some(&target.name), "token file", path, false);

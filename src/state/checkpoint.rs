@@ -107,13 +107,13 @@ impl CheckpointStore {
     /// The store at `<state_dir>/checkpoints` for reading only: `None` if the directory does not
     /// exist (nothing is created).
     pub fn existing(state_dir: &Path) -> Option<CheckpointStore> {
-        let dir = state_dir.join("checkpoints");
+        let dir = super::layout::StateDir(state_dir).checkpoints();
         dir.is_dir().then_some(CheckpointStore { dir })
     }
 
     /// Opens (creating if needed) `<state_dir>/checkpoints`.
     pub fn open(state_dir: &Path) -> Result<CheckpointStore, StateError> {
-        let dir = state_dir.join("checkpoints");
+        let dir = super::layout::StateDir(state_dir).checkpoints();
         create_private_dir(&dir).map_err(|source| StateError::Dir {
             path: dir.clone(),
             source,

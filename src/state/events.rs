@@ -39,7 +39,7 @@ pub struct Event<'a> {
 
 /// The log's path.
 pub fn events_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("events.jsonl")
+    super::layout::StateDir(state_dir).events()
 }
 
 /// Appends `event` (see [`append`]); a failure is logged as a warning naming the target, since

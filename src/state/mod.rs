@@ -8,6 +8,7 @@
 //!   fsync when durable) so that one is always whole, and read defensively: if no slot is whole the
 //!   target stops with a message that names the file and the way out; it never silently restarts
 //!   from zero.
+//! - [`layout`]: [`StateDir`](layout::StateDir), the path of everything under the state directory.
 //! - [`private`]: creating state for the service user only (directories 700, files 600, whatever
 //!   the umask) and reading files that hold secrets only when they are private.
 //! - [`events`]: the event log, `events.jsonl`: workspaces connected, databases chosen,
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod checkpoint;
 pub mod commit;
 pub mod events;
+pub mod layout;
 pub mod private;
 
 use std::io;
