@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, Target};
-use crate::daemon::deadletter::{self, DeadLetter};
+use crate::state::deadletter::{self, DeadLetter};
 use crate::state::checkpoint::{Checkpoint, CheckpointStore};
 
 /// Arguments of `requeue`.

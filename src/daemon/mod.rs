@@ -6,7 +6,6 @@
 //! the old one running and says why.
 
 pub mod backoff;
-pub mod deadletter;
 pub mod health;
 pub mod idle;
 pub mod metrics;

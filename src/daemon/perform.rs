@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use crate::daemon::deadletter::{DeadLetterFile, NotionErrorInfo};
+use crate::state::deadletter::{DeadLetterFile, NotionErrorInfo};
 use crate::delivery::{
     Action, CheckResult, DeadLetterRequest, Event, Input, RefreshResult, SendResult,
 };
@@ -220,7 +220,7 @@ impl Io {
     /// Appends a batch of dead letters with one fsync (blocking pool).
     fn write_dead_letters(&self, requests: Vec<DeadLetterRequest>) -> Result<(), String> {
         let mut dead = lock(&self.dead);
-        let entries = crate::daemon::deadletter::entries_for(requests, &self.inbox);
+        let entries = crate::state::deadletter::entries_for(requests, &self.inbox);
         let written = dead.append_batch(&entries).map_err(|e| {
             format!(
                 "target {}: cannot write the dead-letter file {}: {e}; free space or fix permissions (delivery resumes by itself)",

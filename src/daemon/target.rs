@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Target};
 use crate::daemon::backoff::Backoff;
-use crate::daemon::deadletter::DeadLetterFile;
+use crate::state::deadletter::DeadLetterFile;
 use crate::daemon::health::{Health, TargetState};
 use crate::daemon::idle::Looks;
 use crate::daemon::perform::{Io, Work};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{CheckResult, RefreshResult, SendResult};
-use crate::daemon::deadletter::NotionErrorInfo;
+use crate::state::deadletter::NotionErrorInfo;
 use crate::inbox::{FileIdentity, LinePos};
 use crate::state::Ticket;
 use crate::state::checkpoint::Checkpoint;

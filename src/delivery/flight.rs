@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Action, Auth, Core, Now};
 use crate::daemon::backoff::Backoff;
-use crate::daemon::deadletter::NotionErrorInfo;
+use crate::state::deadletter::NotionErrorInfo;
 use crate::daemon::health::Counters;
 use crate::inbox::LinePos;
 use crate::state::Ticket;

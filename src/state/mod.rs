@@ -11,6 +11,8 @@
 //! - [`layout`]: [`StateDir`](layout::StateDir), the path of everything under the state directory.
 //! - [`private`]: creating state for the service user only (directories 700, files 600, whatever
 //!   the umask) and reading files that hold secrets only when they are private.
+//! - [`deadletter`]: the dead-letter file of each target: what could not become a row and why,
+//!   written durably before the commit passes it, and read back by `requeue` and `status`.
 //! - [`events`]: the event log, `events.jsonl`: workspaces connected, databases chosen,
 //!   disconnections.
 //! - [`audit`]: the state directory, tokens and client secret that other users could read, write
@@ -19,6 +21,7 @@
 pub mod audit;
 pub mod checkpoint;
 pub mod commit;
+pub mod deadletter;
 pub mod events;
 pub mod layout;
 pub mod private;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notion_inbox::daemon::deadletter::{DeadLetterFile, entries_for};
+use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
 use notion_inbox::daemon::health::TargetState;
 use notion_inbox::delivery::{Action, Core, CoreConfig, DeadLetterRequest, Event, Input};
 use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{RequeueError, Selection, requeueable};
 use crate::commands::push::{PushError, append_lines_with};
 use crate::config::Target;
-use crate::daemon::deadletter::{self, DeadLetter};
+use crate::state::deadletter::{self, DeadLetter};
 use crate::state::private::{Durability, write_private_atomically};
 
 /// Where a batch was appended.

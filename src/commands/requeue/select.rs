@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{RequeueArgs, RequeueError};
-use crate::daemon::deadletter::DeadLetter;
+use crate::state::deadletter::DeadLetter;
 use crate::state::checkpoint::Checkpoint;
 
 /// Which entries a run acts on.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 
-use notion_inbox::daemon::deadletter::read_all;
+use notion_inbox::state::deadletter::read_all;
 use notion_inbox::delivery::Event;
 use rand::Rng;
 

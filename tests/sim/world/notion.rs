@@ -23,7 +23,7 @@ impl World {
         if tweet.starts_with('x') {
             return SendResult::Invalid {
                 reason: "rejected".into(),
-                error: notion_inbox::daemon::deadletter::NotionErrorInfo {
+                error: notion_inbox::state::deadletter::NotionErrorInfo {
                     status: 400,
                     code: "validation_error".into(),
                     message: "rejected".into(),
