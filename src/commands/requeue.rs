@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, Target};
-use crate::state::deadletter::{self, DeadLetter};
 use crate::state::checkpoint::{Checkpoint, CheckpointStore};
+use crate::state::deadletter::{self, DeadLetter};
 
 /// Arguments of `requeue`.
 #[derive(Debug, Default, clap::Args)]

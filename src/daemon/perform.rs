@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use crate::state::deadletter::{DeadLetterFile, NotionErrorInfo};
 use crate::delivery::{
     Action, CheckResult, DeadLetterRequest, Event, Input, RefreshResult, SendResult,
 };
@@ -18,6 +17,7 @@ use crate::notion::{CreateOutcome, NotionClient, NotionError, PageBody, Resolved
 use crate::record::Mapper;
 use crate::record::line::{parse_line, record_key};
 use crate::state::checkpoint::CheckpointWriter;
+use crate::state::deadletter::{DeadLetterFile, NotionErrorInfo};
 
 /// The work of one action, yielding the event to feed back: a request to Notion (a future, run as
 /// a task and abandoned after the grace period), or disk work (a closure run on the blocking pool:

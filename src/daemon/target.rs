@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Target};
 use crate::daemon::backoff::Backoff;
-use crate::state::deadletter::DeadLetterFile;
 use crate::daemon::health::{Health, TargetState};
 use crate::daemon::idle::Looks;
 use crate::daemon::perform::{Io, Work};
@@ -23,6 +22,7 @@ use crate::notion::cache::ResolutionCache;
 use crate::notion::{NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
 use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter};
+use crate::state::deadletter::DeadLetterFile;
 
 /// Runs one target until `stop` is cancelled; in-flight requests then get `grace` to finish.
 pub struct TargetRunner {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{CheckResult, RefreshResult, SendResult};
-use crate::state::deadletter::NotionErrorInfo;
 use crate::inbox::{FileIdentity, LinePos};
 use crate::state::Ticket;
 use crate::state::checkpoint::Checkpoint;
+use crate::state::deadletter::NotionErrorInfo;
 
 /// What the core needs to know about its target.
 #[derive(Debug, Clone)]

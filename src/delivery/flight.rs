@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::{Action, Auth, Core, Now};
 use crate::daemon::backoff::Backoff;
-use crate::state::deadletter::NotionErrorInfo;
 use crate::daemon::health::Counters;
 use crate::inbox::LinePos;
 use crate::state::Ticket;
+use crate::state::deadletter::NotionErrorInfo;
 
 /// How a page create ended, as the runner classified it.
 #[derive(Debug, Clone, PartialEq)]

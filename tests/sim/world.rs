@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
 use notion_inbox::daemon::health::TargetState;
 use notion_inbox::delivery::{Action, Core, CoreConfig, DeadLetterRequest, Event, Input};
 use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
 use notion_inbox::record::line::{parse_line, record_key};
 use notion_inbox::state::Ticket;
 use notion_inbox::state::checkpoint::Checkpoint;
+use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

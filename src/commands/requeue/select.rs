@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{RequeueArgs, RequeueError};
-use crate::state::deadletter::DeadLetter;
 use crate::state::checkpoint::Checkpoint;
+use crate::state::deadletter::DeadLetter;
 
 /// Which entries a run acts on.
 #[derive(Debug, Clone, Default)]

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 
-use notion_inbox::state::deadletter::read_all;
 use notion_inbox::delivery::Event;
+use notion_inbox::state::deadletter::read_all;
 use rand::Rng;
 
 use super::{Kind, Req, World};
