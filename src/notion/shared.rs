@@ -15,8 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Entries in the table (a power of two): room for tens of thousands of tokens.
+/// Entries in the table (a power of two): room for tens of thousands of tokens. Entry 0 is the
+/// header: the boot the times belong to.
 const ENTRIES: usize = 1 << 16;
+/// A time further ahead than this is not a turn of this boot (a table from before a reboot, when
+/// the header could not be read): it is taken as free. Real ones are at most a capped
+/// Retry-After plus a burst ahead.
+const STALE_AHEAD: Duration = Duration::from_secs(24 * 3600);
 /// Bytes of one entry: the key and the arrival time.
 const ENTRY: usize = 16;
 
@@ -40,6 +45,12 @@ impl SharedBudget {
     /// (`create`); a one-shot command only opens it, so that it creates nothing in the state
     /// directory (run as root, it would leave a file the daemon's user cannot open).
     pub fn open(state_dir: &Path, create: bool) -> Option<Arc<SharedBudget>> {
+        SharedBudget::open_for_boot(state_dir, create, boot_id())
+    }
+
+    /// [`SharedBudget::open`] for the boot `boot` (CLOCK_MONOTONIC starts again at each boot, so
+    /// the times of a table written before a reboot mean nothing now: they are cleared).
+    fn open_for_boot(state_dir: &Path, create: bool, boot: u64) -> Option<Arc<SharedBudget>> {
         let path = crate::state::layout::StateDir(state_dir).limits();
         let file = crate::state::private::private_options()
             .read(true)
@@ -70,10 +81,20 @@ impl SharedBudget {
         // SAFETY: the file is ours, private, of the right size, and only ever grows to that size;
         // every access goes through atomics at aligned offsets inside it.
         let map = unsafe { memmap2::MmapMut::map_mut(&file) }.ok()?;
-        Some(Arc::new(SharedBudget {
+        let table = SharedBudget {
             map,
             base: (Instant::now(), monotonic_ns()),
-        }))
+        };
+        let header = table.word(0, 0);
+        if header.load(Ordering::Acquire) != boot {
+            // Two processes doing this at once both clear: a turn taken meanwhile is forgotten,
+            // which costs at most one burst.
+            for index in 1..ENTRIES {
+                table.word(index, 1).store(0, Ordering::Release);
+            }
+            header.store(boot, Ordering::Release);
+        }
+        Some(Arc::new(table))
     }
 
     fn word(&self, index: usize, which: usize) -> &AtomicU64 {
@@ -86,9 +107,10 @@ impl SharedBudget {
     /// The entry of `key`, claimed if new; `None` when the table is full.
     pub fn slot(self: &Arc<Self>, key: u64) -> Option<Slot> {
         let key = key.max(1); // 0 marks a free entry
-        let start = (key as usize) & (ENTRIES - 1);
-        for probe in 0..ENTRIES {
-            let index = (start + probe) & (ENTRIES - 1);
+        let start = (key as usize) % (ENTRIES - 1);
+        for probe in 0..ENTRIES - 1 {
+            // Entries 1 to ENTRIES - 1: entry 0 is the header.
+            let index = 1 + (start + probe) % (ENTRIES - 1);
             let word = self.word(index, 0);
             match word.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {}
@@ -135,13 +157,15 @@ impl Slot {
         let now_ns = table.to_ns(now);
         let (period, tolerance) = (period.as_nanos() as u64, tolerance.as_nanos() as u64);
         let tat = self.tat();
+        let stale = now_ns.saturating_add(STALE_AHEAD.as_nanos() as u64);
         let mut current = tat.load(Ordering::Acquire);
         loop {
-            let free_at = current.saturating_sub(tolerance);
+            let effective = if current > stale { 0 } else { current };
+            let free_at = effective.saturating_sub(tolerance);
             if free_at > now_ns {
                 return Err(table.to_instant(free_at));
             }
-            let next = current.max(now_ns).saturating_add(period);
+            let next = effective.max(now_ns).saturating_add(period);
             match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 Err(seen) => current = seen,
@@ -154,6 +178,14 @@ impl Slot {
         let until = self.table.to_ns(until);
         self.tat().fetch_max(until, Ordering::AcqRel);
     }
+}
+
+/// This boot's identity (`/proc/sys/kernel/random/boot_id`, hashed; never 0), or 1 where it
+/// cannot be read (then only [`STALE_AHEAD`] guards against a table from an earlier boot).
+fn boot_id() -> u64 {
+    std::fs::read("/proc/sys/kernel/random/boot_id")
+        .map(|id| crate::inbox::identity::fnv1a64(id.trim_ascii()).max(2))
+        .unwrap_or(1)
 }
 
 fn monotonic_ns() -> u64 {
@@ -219,6 +251,35 @@ mod tests {
             .permissions();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_table_from_an_earlier_boot_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let period = Duration::from_millis(100);
+        let now = Instant::now();
+        let before = SharedBudget::open_for_boot(dir.path(), true, 7).unwrap();
+        let slot = before.slot(42).unwrap();
+        slot.hold_until(now + Duration::from_secs(600));
+        assert!(slot.take(now, period, period).is_err());
+        // The same boot keeps it; another clears it.
+        let same = SharedBudget::open_for_boot(dir.path(), true, 7).unwrap();
+        assert!(same.slot(42).unwrap().take(now, period, period).is_err());
+        let after = SharedBudget::open_for_boot(dir.path(), true, 8).unwrap();
+        assert!(after.slot(42).unwrap().take(now, period, period).is_ok());
+    }
+
+    #[test]
+    fn a_time_a_day_ahead_is_taken_as_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = SharedBudget::open(dir.path(), true).unwrap();
+        let slot = table.slot(9).unwrap();
+        let now = Instant::now();
+        slot.hold_until(now + Duration::from_secs(2 * 24 * 3600));
+        assert!(
+            slot.take(now, Duration::from_millis(100), Duration::ZERO)
+                .is_ok()
+        );
     }
 
     #[test]
