@@ -190,11 +190,17 @@ impl TargetRunner {
         };
         let start = loaded.as_ref().and_then(Checkpoint::position);
         let next = loaded.as_ref().map(|c| c.next.clone()).unwrap_or_default();
-        let mut tailer = loop {
+        // With the files it holds, in reading order, once their identities settled (for a first
+        // checkpoint, when there is none).
+        let (tailer, held) = loop {
             let (inbox, next) = (self.target.inbox.clone(), next.clone());
             // Opening touches the inbox's directory, which producers control: never on a worker.
             let opened = tokio::task::spawn_blocking(move || {
-                Tailer::resume_chain(inbox, opts, start, &next)
+                Tailer::resume_chain(inbox, opts, start, &next).map(|mut t| {
+                    t.observe();
+                    let held = t.order();
+                    (t, held)
+                })
             })
             .await;
             match opened {
@@ -217,7 +223,7 @@ impl TargetRunner {
         let writer = Arc::new(Mutex::new(writer));
         let loaded = match loaded {
             Some(cp) => Some(cp),
-            None => self.first_sight(&mut tailer, &writer).await,
+            None => self.first_sight(&held, &writer).await,
         };
         let (token, resolved, mapper) = self.connect_until_ready(stop).await?;
         tracing::info!(target_name = %self.target.name, "rows go to {}", resolved.describe());
@@ -232,18 +238,16 @@ impl TargetRunner {
         })
     }
 
-    /// For a target without a checkpoint: saves one that names the files the tailer holds, at
-    /// their start, and returns it (the core then starts from it as from none). Without it a
-    /// restart would know nothing of a file rotated away before the first record was read. If
-    /// the save fails, the core's own first save names them.
+    /// For a target without a checkpoint: saves one that names `held`, the files its tailer
+    /// holds, at their start, and returns it (the core then starts from it as from none).
+    /// Without it a restart would know nothing of a file rotated away before the first record
+    /// was read. If the save fails, the core's own first save names them.
     async fn first_sight(
         &self,
-        tailer: &mut Tailer,
+        held: &[crate::inbox::FileIdentity],
         writer: &Arc<Mutex<CheckpointWriter>>,
     ) -> Option<Checkpoint> {
-        tailer.observe();
-        let order = tailer.order();
-        let (&first, rest) = order.split_first()?;
+        let (&first, rest) = held.split_first()?;
         let mut cp = Checkpoint::new(
             Some(crate::inbox::Position {
                 file: first,

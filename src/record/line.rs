@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::RecordError;
+use super::{RecordError, kind_of};
 use crate::inbox::LinePos;
 
 /// The longest record key accepted (it is stored in a rich_text property when deduplicating).
@@ -18,7 +18,9 @@ pub fn parse_line(bytes: &[u8]) -> Result<Map<String, Value>, RecordError> {
     })?;
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(RecordError::NotAnObject { kind: kind(&other) }),
+        Ok(other) => Err(RecordError::NotAnObject {
+            kind: kind_of(&other),
+        }),
         Err(e) => Err(RecordError::NotJson(e.to_string())),
     }
 }
@@ -52,18 +54,9 @@ pub fn own_key(record: &Map<String, Value>) -> Result<Option<String>, RecordErro
         }),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(RecordError::KeyType { kind: kind(other) }),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Some(other) => Err(RecordError::KeyType {
+            kind: kind_of(other),
+        }),
     }
 }
 

@@ -229,7 +229,8 @@ fn convert(value: &Value, prop: &Property) -> Result<Value, String> {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// What a JSON value is, for messages ("a number", "an array").
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
