@@ -274,45 +274,6 @@ fn requeue(config: &Config, args: &RequeueArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&done)?);
         return Ok(());
     }
-    let inbox = config.target(&args.target)?.inbox.display().to_string();
-    let would = if done.dry_run { "would " } else { "" };
-    if args.purge {
-        eprintln!(
-            "{would}purge {} dead letter(s) of target {} (kept in {})",
-            done.purged,
-            args.target,
-            notion_inbox::state::layout::StateDir(&config.daemon.state_dir)
-                .purged_file(&args.target)
-                .display()
-        );
-        return Ok(());
-    }
-    eprintln!(
-        "{}{} dead letter(s) of target {} back into {inbox}{}",
-        if done.dry_run {
-            "would move "
-        } else {
-            "moved "
-        },
-        done.appended,
-        args.target,
-        if done.kept > 0 {
-            format!(
-                "; {} selected entr{} kept (lost-file reports, or lines over max_line_bytes whose bytes were not kept: see requeue --list; remove them with --purge)",
-                done.kept,
-                if done.kept == 1 { "y" } else { "ies" }
-            )
-        } else {
-            String::new()
-        }
-    );
-    if done.unsettled > 0 {
-        eprintln!(
-            "{} selected entr{} left for now: the daemon has not yet saved a checkpoint past {} line; run requeue again in a few seconds",
-            done.unsettled,
-            if done.unsettled == 1 { "y" } else { "ies" },
-            if done.unsettled == 1 { "its" } else { "their" }
-        );
-    }
+    requeue::print_done(config, args, &done);
     Ok(())
 }

@@ -83,16 +83,12 @@ fn run(seed: u64, n_records: usize, min_kills: usize) {
         extra: "max_in_flight = 16\n".into(),
         ..w.target("b")
     };
-    let config = w.write_config(&[a, b], "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "version = \"2025-09-03\"\n",
-            "version = \"2025-09-03\"\nrequests_per_second = 150\nburst = 40\n",
-        )
-        // Queries lag 100 ms behind writes: the check by key must wait longer than that.
-        .replace("dedupe_settle = \"50ms\"", "dedupe_settle = \"400ms\"");
-    std::fs::write(&config, text).unwrap();
+    // Queries lag 100 ms behind writes: the check by key must wait longer than that.
+    w.write_config_with(
+        &[a, b],
+        "requests_per_second = 150\nburst = 40\n",
+        "dedupe_settle = \"400ms\"\n",
+    );
     let (inbox_a, inbox_b) = (w.inbox("a"), w.inbox("b"));
 
     let mut plan = Plan::default();

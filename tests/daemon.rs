@@ -167,12 +167,13 @@ fn malformed_lines_are_dead_lettered_with_the_reason_and_the_daemon_goes_on() {
 
 #[test]
 fn oversized_lines_are_dead_lettered_without_being_kept() {
-    let mut w = fast_world(&["tweets"], false);
-    let path = w.path("config.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("[daemon]\n", "[daemon]\nmax_line_bytes = 4096\n");
-    std::fs::write(&path, text).unwrap();
+    let mut w = World::new(fast());
+    let t = w.target("tweets");
+    w.write_config_with(
+        &[t],
+        "requests_per_second = 50\nburst = 50\n",
+        "max_line_bytes = 4096\n",
+    );
     let inbox = w.inbox("tweets");
     w.append(&inbox, &rec("@big", &"x".repeat(100_000)));
     w.append(&inbox, &rec("@small", "fits"));
@@ -359,20 +360,15 @@ fn records_a_crash_may_have_sent_stay_checked_across_a_short_clean_run() {
     // A short run: one request a second, two records in flight at most (so they are answered
     // within the shutdown grace, and the run ends with nothing unfinished), stopped after its
     // first checks.
-    let config = w.path("config.toml");
-    let fast_config = std::fs::read_to_string(&config).unwrap();
-    let slow = fast_config
-        .replace(
-            "requests_per_second = 50\nburst = 50",
-            "requests_per_second = 1\nburst = 1",
-        )
-        .replace(
-            "[target.properties]",
-            "max_in_flight = 2\n[target.properties]",
-        );
-    assert_eq!(slow.matches("= 1\n").count(), 2, "{slow}");
-    assert!(slow.contains("max_in_flight = 2"), "{slow}");
-    std::fs::write(&config, slow).unwrap();
+    let spec = TargetSpec {
+        dedupe: true,
+        ..w.target("tweets")
+    };
+    let slow = TargetSpec {
+        extra: "max_in_flight = 2\n".into(),
+        ..spec.clone()
+    };
+    w.write_config_with(&[slow], "requests_per_second = 1\nburst = 1\n", FAST);
     w.start();
     wait_until("two checks by key", || queries(&w) >= 2);
     assert_eq!(w.stop(), Some(0));
@@ -388,7 +384,7 @@ fn records_a_crash_may_have_sent_stay_checked_across_a_short_clean_run() {
     assert_eq!(w.pages().len(), all.len(), "{}", w.logs());
 
     // The next run checks the rest too, and creates nothing.
-    std::fs::write(&config, fast_config).unwrap();
+    w.write_config_fast(&[spec]);
     w.start();
     wait_until("the checkpoint at the end", || {
         store

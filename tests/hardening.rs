@@ -13,6 +13,14 @@ fn fast_config(w: &World, targets: &[TargetSpec]) {
     w.write_config_with(targets, "requests_per_second = 150\nburst = 50\n", "");
 }
 
+/// [`fast_config`] for OAuth targets of client `client_id` (its secret in `client_secret`).
+fn oauth_config(w: &World, targets: &[TargetSpec], client_id: &str) {
+    let notion = format!(
+        "requests_per_second = 150\nburst = 50\nclient_id = \"{client_id}\"\nclient_secret_file = \"client_secret\"\n"
+    );
+    w.write_config_with(targets, &notion, "");
+}
+
 /// What must become of a line.
 enum Want {
     /// A row with this handle and tweet.
@@ -466,16 +474,7 @@ fn a_refused_refresh_waits_for_authorize_and_resumes_by_itself() {
         token: String::new(),
         ..w.target("t")
     };
-    fast_config(&w, &[t]);
-    let cfg = std::fs::read_to_string(w.path("config.toml")).unwrap();
-    let cfg = cfg.replace("token = \"\"\n", "").replace(
-        "[notion]\n",
-        &format!(
-            "[notion]\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\n",
-            info.client_id
-        ),
-    );
-    std::fs::write(w.path("config.toml"), cfg).unwrap();
+    oauth_config(&w, &[t], &info.client_id);
     w.append(&w.inbox("t"), &rec("@first", "before expiry"));
     w.start();
     wait_until("the first row", || w.pages().len() == 1);
@@ -541,18 +540,7 @@ fn an_expired_oauth_token_is_refreshed_by_the_daemon_and_the_rotated_pair_persis
         token: String::new(),
         ..w.target("t")
     };
-    fast_config(&w, &[t]);
-    let cfg = std::fs::read_to_string(w.path("config.toml"))
-        .unwrap()
-        .replace("token = \"\"\n", "")
-        .replace(
-            "[notion]\n",
-            &format!(
-                "[notion]\nclient_id = \"{}\"\nclient_secret_file = \"client_secret\"\n",
-                info.client_id
-            ),
-        );
-    std::fs::write(w.path("config.toml"), cfg).unwrap();
+    oauth_config(&w, &[t], &info.client_id);
     w.append(&w.inbox("t"), &rec("@before", "first token"));
     w.start();
     wait_until("the first row", || w.pages().len() == 1);

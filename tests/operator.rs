@@ -67,11 +67,7 @@ fn a_broken_config_exits_78_and_says_so_in_json_when_asked() {
 #[test]
 fn check_without_targets_is_a_problem_and_creates_nothing() {
     let w = World::default_world();
-    let path = w.write_config(&[], "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("state_dir = \"state\"", "state_dir = \"not/yet/state\"");
-    std::fs::write(&path, text).unwrap();
+    w.write_config(&[], "state_dir = \"not/yet/state\"\n");
     let (code, out, err) = w.cli(&["check", "--json"]);
     assert_eq!(code, Some(1), "{out}{err}");
     let findings = json(&out);

@@ -62,7 +62,10 @@ fn four() -> Vec<serde_json::Value> {
             "{\"handle\":\"@a\",\"tweet\":\"x\"}",
             "validation_error: Kind is not a property",
         ),
-        entry("{not json", "invalid JSON: key must be a string"),
+        entry(
+            "{\"handle\":\"@b\",\"tweet\":\"y\"}",
+            "conflict_error: gave up after 10 attempts",
+        ),
         entry("", "line over max_line_bytes"),
         lost,
     ]
@@ -96,7 +99,7 @@ fn list_dry_run_filters_and_purge_act_on_exactly_the_chosen_entries() {
         ]
     );
 
-    let (code, _, err) = run(&w, &["--dry-run", "--reason", "invalid JSON"]);
+    let (code, _, err) = run(&w, &["--dry-run", "--reason", "conflict_error"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("would move 1 dead letter(s)"), "{err}");
     assert_eq!(
@@ -122,7 +125,7 @@ fn list_dry_run_filters_and_purge_act_on_exactly_the_chosen_entries() {
     assert_eq!(
         reasons(&dead),
         [
-            "invalid JSON: key must be a string",
+            "conflict_error: gave up after 10 attempts",
             "line over max_line_bytes",
             "file gone"
         ]
@@ -137,10 +140,10 @@ fn list_dry_run_filters_and_purge_act_on_exactly_the_chosen_entries() {
     );
     assert_eq!(
         reasons(&dead),
-        ["invalid JSON: key must be a string", "file gone"]
+        ["conflict_error: gave up after 10 attempts", "file gone"]
     );
 
-    // Everything else: the bad JSON goes back; the loss report stays.
+    // Everything else: the conflicted record goes back; the loss report stays.
     let (code, _, err) = run(&w, &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
@@ -149,7 +152,7 @@ fn list_dry_run_filters_and_purge_act_on_exactly_the_chosen_entries() {
     );
     assert_eq!(
         std::fs::read_to_string(w.inbox("t")).unwrap(),
-        "{\"handle\":\"@a\",\"tweet\":\"x\"}\n{not json\n"
+        "{\"handle\":\"@a\",\"tweet\":\"x\"}\n{\"handle\":\"@b\",\"tweet\":\"y\"}\n"
     );
     assert_eq!(reasons(&dead), ["file gone"]);
     let left: Vec<_> = std::fs::read_dir(w.path("state/requeue"))
@@ -211,7 +214,7 @@ fn a_run_that_stopped_after_appending_does_not_append_again() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         std::fs::read_to_string(w.inbox("t")).unwrap(),
-        "{\"handle\":\"@old\"}\n{\"handle\":\"@a\",\"tweet\":\"x\"}\n{not json\n",
+        "{\"handle\":\"@old\"}\n{\"handle\":\"@a\",\"tweet\":\"x\"}\n{\"handle\":\"@b\",\"tweet\":\"y\"}\n",
         "the journalled batch is not appended twice; the new selection is appended once"
     );
     assert_eq!(reasons(&dead), ["line over max_line_bytes", "file gone"]);
@@ -382,4 +385,115 @@ fn a_torn_line_in_the_dead_letter_file_is_kept_byte_for_byte_and_the_rest_requeu
         left.ends_with(b"{\"line\":\"caf\xc3\n"),
         "the fragment is kept as it was"
     );
+}
+
+#[test]
+fn requeue_moves_what_the_daemon_accepts_now_and_says_why_each_other_entry_stays() {
+    let long = format!(
+        "{{\"handle\":\"@long\",\"tweet\":\"{}\"}}",
+        "z".repeat(1500)
+    );
+    let (w, dead) = world_with(&[
+        entry(
+            "{\"handle\":\"@fixed\",\"tweet\":\"x\"}",
+            "validation_error: Kind is not a property",
+        ),
+        entry("{not json", "the line is not valid JSON"),
+        entry(
+            "{\"handle\":\"@c\",\"twet\":\"typo\"}",
+            "field \"twet\" is not mapped",
+        ),
+        entry(&long, "validation_error: body failed validation"),
+    ]);
+    // The operator lowered max_line_bytes since: the long line would now be cut, its bytes lost.
+    w.write_config(&[w.target("t")], "max_line_bytes = 1024\n");
+
+    let (code, out, err) = run(&w, &["--list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let refused: Vec<Option<&str>> = listed.iter().map(|e| e["refused_now"].as_str()).collect();
+    assert_eq!(refused[0], None, "{out}");
+    assert!(refused[1].unwrap().contains("not valid JSON"), "{out}");
+    assert!(
+        refused[2].unwrap().contains("did you mean \"tweet\""),
+        "{out}"
+    );
+    assert!(
+        refused[3].unwrap().contains("over max_line_bytes (1024)"),
+        "{out}"
+    );
+
+    let before = std::fs::read(&dead).unwrap();
+    let (code, out, err) = run(&w, &["--dry-run", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (done["appended"].as_u64(), done["refused"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let outcomes: Vec<(u64, &str)> = done["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["number"].as_u64().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (1, "requeued"),
+            (2, "refused"),
+            (3, "refused"),
+            (4, "refused")
+        ]
+    );
+    assert_eq!(
+        std::fs::read(&dead).unwrap(),
+        before,
+        "a dry run changes nothing"
+    );
+
+    let (code, _, err) = run(&w, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("moved 1 dead letter(s)"), "{err}");
+    assert!(
+        err.contains("3 selected entries refused again by the configuration as it is now"),
+        "{err}"
+    );
+    // Numbered as they are now that entry 1 left: what --line names next.
+    assert!(
+        err.contains("entry 1 (was 2): the line is not valid JSON"),
+        "{err}"
+    );
+    assert!(
+        err.contains("entry 3 (was 4): the line is 1529 bytes"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.inbox("t")).unwrap(),
+        "{\"handle\":\"@fixed\",\"tweet\":\"x\"}\n"
+    );
+    assert_eq!(
+        reasons(&dead),
+        [
+            "the line is not valid JSON",
+            "field \"twet\" is not mapped",
+            "validation_error: body failed validation"
+        ],
+        "the refused entries stay as they were"
+    );
+
+    // The cause fixed (the limit raised again), the long line goes back, whole.
+    w.write_config(&[w.target("t")], "");
+    let (code, _, err) = run(&w, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("moved 1 dead letter(s)"), "{err}");
+    assert!(err.contains("2 selected entries refused again"), "{err}");
+    let inbox = std::fs::read_to_string(w.inbox("t")).unwrap();
+    assert_eq!(inbox.lines().nth(1), Some(long.as_str()));
+    assert_eq!(reasons(&dead).len(), 2);
 }

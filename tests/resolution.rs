@@ -85,7 +85,7 @@ fn a_restart_resolves_nothing_until_notion_refuses_a_row_then_only_that_target_a
 fn a_mapping_that_no_longer_fits_the_cached_schema_is_checked_against_notion() {
     let mut w = World::new(fast());
     let t = w.target("t");
-    let path = w.write_config(&[t], "");
+    w.write_config(&[t], "");
     w.start();
     deliver(&w, "t", "@first");
     wait_until("t cached", || cache_file(&w, "t").exists());
@@ -94,10 +94,10 @@ fn a_mapping_that_no_longer_fits_the_cached_schema_is_checked_against_notion() {
     // A mapping to a property the cached schema does not have: at the next record the daemon asks
     // Notion rather than pausing on what it cached (Notion does not have it either, so the target
     // pauses, saying so).
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("tweet = \"tweet\"", "tweet = \"Missing\"");
-    std::fs::write(&path, text).unwrap();
+    let missing = w
+        .target("t")
+        .mapping(&[("handle", "title"), ("tweet", "Missing")]);
+    w.write_config(&[missing], "");
     w.start();
     w.append(&w.inbox("t"), &rec("@second", "x"));
     wait_until("the mapping's problem is reported", || {

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::{Config, Target};
+use crate::config::Config;
+use crate::record::{LocalRules, RecordError};
 
 /// What to push.
 #[derive(Debug, clap::Args)]
@@ -44,7 +45,7 @@ pub enum PushError {
         /// One-based line number on stdin.
         line: usize,
         /// Why.
-        reason: String,
+        reason: RecordError,
     },
     /// No record was given.
     #[error("no record given: pass --handle and --tweet, or JSON lines on stdin")]
@@ -74,7 +75,7 @@ pub enum PushError {
 /// Runs `push`; returns how many records were appended.
 pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow::Result<usize> {
     let target = config.target(&args.target)?;
-    let check = Check::new(target, config.daemon.max_line_bytes as usize);
+    let rules = LocalRules::new(target, config.daemon.max_line_bytes as usize);
     let mut lines: Vec<Vec<u8>> = Vec::new();
     if args.handle.is_some() || args.tweet.is_some() || args.id.is_some() {
         let mut record = Map::new();
@@ -88,9 +89,7 @@ pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow:
             }
         }
         lines.push(
-            check
-                .validated(record)
-                .map_err(|reason| PushError::BadRecord { line: 0, reason })?,
+            validated(&rules, record).map_err(|reason| PushError::BadRecord { line: 0, reason })?,
         );
     } else {
         let mut buf = Vec::new();
@@ -113,8 +112,8 @@ pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow:
                 line: number,
                 reason,
             };
-            let record = crate::record::line::parse_line(line).map_err(|e| bad(e.to_string()))?;
-            lines.push(check.validated(record).map_err(bad)?);
+            let record = crate::record::line::parse_line(line).map_err(bad)?;
+            lines.push(validated(&rules, record).map_err(bad)?);
         }
     }
     if lines.is_empty() {
@@ -124,54 +123,14 @@ pub fn run(config: &Config, args: &PushArgs, stdin: &mut dyn BufRead) -> anyhow:
     Ok(lines.len())
 }
 
-/// The daemon's rules for a record of one target, as far as they are known without the
-/// destination's schema: the record's key, which fields it may hold, and the line's length.
-struct Check<'a> {
-    target: &'a Target,
-    names: Vec<String>,
-    max: usize,
-}
-
-impl Check<'_> {
-    fn new(target: &Target, max: usize) -> Check<'_> {
-        Check {
-            target,
-            names: target.properties.iter().map(|(f, _)| f.clone()).collect(),
-            max,
-        }
-    }
-
-    /// Checks one record and returns its compact line, newline included.
-    fn validated(&self, record: Map<String, Value>) -> Result<Vec<u8>, String> {
-        crate::record::line::own_key(&record).map_err(|e| e.to_string())?;
-        // The title's field is known here only when the mapping names the title by its alias
-        // (the daemon also knows it by the schema).
-        let title = self
-            .target
-            .properties
-            .iter()
-            .find(|(_, p)| p == "title")
-            .map(|(f, _)| f.as_str());
-        crate::record::fields::check(
-            &record,
-            crate::record::fields::Fields {
-                target: &self.target.name,
-                names: &self.names,
-                title,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-        let mut line = serde_json::to_vec(&Value::Object(record)).map_err(|e| e.to_string())?;
-        if line.len() > self.max {
-            return Err(format!(
-                "the record is {} bytes, over max_line_bytes ({})",
-                line.len(),
-                self.max
-            ));
-        }
-        line.push(b'\n');
-        Ok(line)
-    }
+/// Checks one record by `rules` and returns its compact line, newline included.
+fn validated(rules: &LocalRules<'_>, record: Map<String, Value>) -> Result<Vec<u8>, RecordError> {
+    rules.record(&record)?;
+    let mut line = serde_json::to_vec(&Value::Object(record))
+        .map_err(|e| RecordError::NotJson(e.to_string()))?;
+    rules.length(line.len())?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 /// Appends whole lines under an exclusive lock, with one write.

@@ -20,6 +20,7 @@ mod batch;
 mod select;
 
 pub(crate) use select::Selection;
+pub use select::{EntryOutcome, Verdict};
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, Target};
+use crate::record::LocalRules;
 use crate::state::checkpoint::{Checkpoint, CheckpointStore};
 use crate::state::deadletter::{self, DeadLetter};
 
@@ -86,11 +88,13 @@ pub enum RequeueError {
     },
     /// A batch was taken from the dead-letter file but could not be appended.
     #[error(
-        "{source}; the entries taken wait in {batch}, and the next requeue appends them (or run requeue --list: they are not in the dead-letter file meanwhile)"
+        "{source}; {appended} line(s) were appended before this, and the entries taken wait in {batch}: the next requeue appends them (they are not in the dead-letter file meanwhile)"
     )]
     Waiting {
         /// The batch file.
         batch: PathBuf,
+        /// Lines appended by this run before it stopped.
+        appended: usize,
         /// Why it was not appended.
         source: Box<RequeueError>,
     },
@@ -154,12 +158,17 @@ pub struct Listed {
     pub reason: String,
     /// When.
     pub time: String,
+    /// Why the daemon would refuse its line again, with the configuration as it is now (then
+    /// `requeue` leaves it: fix this first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_now: Option<String>,
 }
 
 /// What `requeue` did, or would do with `--dry-run`.
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Requeued {
-    /// Lines appended to the inbox (with `--dry-run`: that would be).
+    /// Lines appended to the inbox (with `--dry-run`: that would be), including those of a batch
+    /// an interrupted run left.
     pub appended: usize,
     /// Selected entries that cannot be requeued (a line over max_line_bytes, whose bytes were not
     /// kept, or the report of a lost file); they stay in the dead-letter file.
@@ -167,10 +176,31 @@ pub struct Requeued {
     /// Selected entries left for a later run: the daemon has not yet committed past their line,
     /// so a restart could read and dead-letter it again (requeued, it would then be there twice).
     pub unsettled: usize,
+    /// Selected entries the daemon's rules refuse again with the configuration as it is now; they
+    /// stay in the dead-letter file.
+    pub refused: usize,
     /// Entries removed by `--purge`.
     pub purged: usize,
     /// Whether nothing was changed (`--dry-run`).
     pub dry_run: bool,
+    /// Each selected entry, numbered as `--list` shows it, and what became of it.
+    pub entries: Vec<EntryOutcome>,
+}
+
+impl Requeued {
+    /// The totals of `entries` (plus `pending` lines of an interrupted run's batches).
+    fn of(entries: Vec<EntryOutcome>, pending: usize, dry_run: bool) -> Requeued {
+        let count = |v: Verdict| entries.iter().filter(|e| e.outcome == v).count();
+        Requeued {
+            appended: count(Verdict::Requeued) + pending,
+            kept: count(Verdict::Kept),
+            unsettled: count(Verdict::Unsettled),
+            refused: count(Verdict::Refused),
+            purged: count(Verdict::Purged),
+            dry_run,
+            entries,
+        }
+    }
 }
 
 /// Lists target `args.target`'s dead letters.
@@ -187,6 +217,7 @@ pub fn list(config: &Config, args: &RequeueArgs) -> Result<Vec<Listed>, RequeueE
     for u in &contents.unparsed {
         tracing::warn!("{}", u.to_error(&path));
     }
+    let rules = LocalRules::new(target, config.daemon.max_line_bytes as usize);
     let entries: Vec<DeadLetter> = contents.entries.into_iter().map(|e| e.entry).collect();
     Ok(entries
         .iter()
@@ -198,6 +229,10 @@ pub fn list(config: &Config, args: &RequeueArgs) -> Result<Vec<Listed>, RequeueE
             offset: e.offset,
             reason: e.reason.clone(),
             time: e.time.clone(),
+            refused_now: requeueable(e)
+                .then(|| rules.line(&e.original_bytes()).err())
+                .flatten()
+                .map(|r| r.to_string()),
         })
         .collect())
 }
@@ -229,12 +264,10 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
         crate::state::private::create_private_dir(&purged)
             .map_err(RequeueError::io("cannot create", &purged))?;
         let pending = batch::lines_of(&batch::pending(&dir, &target.name)?)?;
-        let n = batch::purge(&dead, &purged_file, &select, &target.name, &pending)?;
-        return Ok(Requeued {
-            purged: n,
-            ..Requeued::default()
-        });
+        let purged = batch::purge(&dead, &purged_file, &select, &target.name, &pending)?;
+        return Ok(Requeued::of(purged, 0, false));
     }
+    let rules = LocalRules::new(target, config.daemon.max_line_bytes as usize);
     // Refuse a bad inbox before anything moves; the check is made again on the descriptor that is
     // written, under its lock.
     let checkpoint = checkpoint_of(config, target)?;
@@ -244,19 +277,23 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
     // Finish batches a crashed run left, then take the selected dead letters.
     let mut batches = batch::pending(&dir, &target.name)?;
     let pending = batch::lines_of(&batches)?;
-    let mut total = Requeued::default();
-    let taken = batch::take(&dead, &dir, &target.name, &select, &pending)?;
+    let taken = batch::take(&dead, &dir, &target.name, &select, &rules, &pending)?;
     batches.extend(taken.batch);
-    total.kept = taken.kept;
-    total.unsettled = taken.unsettled;
+    let mut appended = 0;
     for b in batches {
-        total.appended += batch::append(target, &b, |file| check_inbox(target, file, &known))
-            .map_err(|e| RequeueError::Waiting {
-                batch: b.clone(),
-                source: Box::new(e),
+        appended +=
+            batch::append(target, &b, |file| check_inbox(target, file, &known)).map_err(|e| {
+                RequeueError::Waiting {
+                    batch: b.clone(),
+                    appended,
+                    source: Box::new(e),
+                }
             })?;
     }
-    Ok(total)
+    let mut done = Requeued::of(taken.entries, 0, false);
+    // With the lines of batches an interrupted run left.
+    done.appended = appended;
+    Ok(done)
 }
 
 /// Whether an entry holds a record's bytes that can go back into the inbox.
@@ -271,54 +308,41 @@ fn dry_run(
     purge: bool,
 ) -> Result<Requeued, RequeueError> {
     let dead = target.dead_letter_path(&config.daemon);
-    let entries: Vec<DeadLetter> = deadletter::read_contents(&dead)
-        .map_err(RequeueError::io("cannot read", &dead))?
-        .entries
-        .into_iter()
-        .map(|e| e.entry)
-        .collect();
-    select.check_lines(&target.name, entries.len())?;
-    let picked: Vec<&DeadLetter> = entries
-        .iter()
-        .enumerate()
-        .filter(|(i, e)| select.picks(i + 1, e))
-        .map(|(_, e)| e)
-        .collect();
-    if purge {
-        return Ok(Requeued {
-            purged: picked.len(),
-            dry_run: true,
-            ..Requeued::default()
-        });
-    }
-    let mut pending = 0;
+    let contents =
+        deadletter::read_contents(&dead).map_err(RequeueError::io("cannot read", &dead))?;
+    select.check_lines(&target.name, contents.entries.len())?;
     let dir = crate::state::layout::StateDir(&config.daemon.state_dir).requeue();
-    if dir.is_dir() {
-        for b in batch::pending(&dir, &target.name)? {
-            pending += deadletter::read_all(&b)
-                .map_err(RequeueError::io("cannot read", &b))?
-                .len();
-        }
+    let batches = if dir.is_dir() {
+        batch::pending(&dir, &target.name)?
+    } else {
+        Vec::new()
+    };
+    // Entries an interrupted run took are its batch's, as the run itself would see them.
+    let pending = batch::lines_of(&batches)?;
+    let entries = || {
+        contents
+            .entries
+            .iter()
+            .map(|e| (&e.entry, pending.contains(&e.text)))
+    };
+    if purge {
+        return Ok(Requeued::of(select.plan(entries(), None).outcomes, 0, true));
+    }
+    let mut waiting = 0;
+    for b in &batches {
+        waiting += deadletter::read_all(b)
+            .map_err(RequeueError::io("cannot read", b))?
+            .len();
     }
     let checkpoint = checkpoint_of(config, target)?;
     let select = select.clone().settled_by(checkpoint.as_ref());
-    let can = |e: &&&DeadLetter| requeueable(e);
-    let unsettled = picked
-        .iter()
-        .filter(can)
-        .filter(|e| select.unsettled(e))
-        .count();
-    let appended = picked.iter().filter(can).count() - unsettled + pending;
-    if appended > 0 {
+    let rules = LocalRules::new(target, config.daemon.max_line_bytes as usize);
+    let judged = select.plan(entries(), Some(&rules)).outcomes;
+    let done = Requeued::of(judged, waiting, true);
+    if done.appended > 0 {
         precheck(target, &known_files(checkpoint.as_ref()))?;
     }
-    Ok(Requeued {
-        appended,
-        kept: picked.iter().filter(|e| !requeueable(e)).count(),
-        unsettled,
-        purged: 0,
-        dry_run: true,
-    })
+    Ok(done)
 }
 
 /// The target's checkpoint, if it has one. One that cannot be read stops the run: without it,
@@ -429,15 +453,77 @@ pub fn print_list(target: &str, entries: &[Listed]) {
     }
     for e in entries {
         let tag = if e.lost {
-            " [lost file report: kept]"
+            " [lost file report: kept]".to_owned()
         } else if !e.requeueable {
-            " [line not kept: cannot be requeued]"
+            " [line not kept: cannot be requeued]".to_owned()
+        } else if let Some(why) = &e.refused_now {
+            format!(" [refused now too: {why}]")
         } else {
-            ""
+            String::new()
         };
         println!(
             "{:>5}  {}  offset {}  {}{tag}",
             e.number, e.time, e.offset, e.reason
         );
+    }
+}
+
+/// Prints what a run did (or would do) as text: the totals, then each selected entry that stays
+/// and why.
+pub fn print_done(config: &Config, args: &RequeueArgs, done: &Requeued) {
+    let target = args.target.as_str();
+    let would = if done.dry_run { "would " } else { "" };
+    let plural = |n: usize| if n == 1 { "entry" } else { "entries" };
+    if args.purge {
+        let file = crate::state::layout::StateDir(&config.daemon.state_dir).purged_file(target);
+        eprintln!(
+            "{would}purge {} dead letter(s) of target {target} (kept in {})",
+            done.purged,
+            file.display()
+        );
+        return;
+    }
+    let inbox = config
+        .target(target)
+        .map(|t| t.inbox.display().to_string())
+        .unwrap_or_default();
+    let verb = if done.dry_run { "would move" } else { "moved" };
+    eprintln!(
+        "{verb} {} dead letter(s) of target {target} back into {inbox}",
+        done.appended
+    );
+    let stay: Vec<&EntryOutcome> = done
+        .entries
+        .iter()
+        .filter(|e| e.outcome != Verdict::Requeued)
+        .collect();
+    for (what, verdict, fix) in [
+        (
+            "refused again by the configuration as it is now",
+            Verdict::Refused,
+            "fix the cause (see each reason), or remove them with --purge --line N",
+        ),
+        (
+            "kept",
+            Verdict::Kept,
+            "they hold no record to requeue; remove them with --purge",
+        ),
+        (
+            "left for now",
+            Verdict::Unsettled,
+            "the daemon has not yet saved a checkpoint past their line; run requeue again in a few seconds",
+        ),
+    ] {
+        let n = stay.iter().filter(|e| e.outcome == verdict).count();
+        if n > 0 {
+            eprintln!("{n} selected {} {what}: {fix}", plural(n));
+        }
+    }
+    for e in stay {
+        let number = match e.now {
+            Some(now) if now != e.number => format!("{now} (was {})", e.number),
+            _ => e.number.to_string(),
+        };
+        eprintln!("  entry {number}: {}", e.why.as_deref().unwrap_or("stays"));
     }
 }

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::delivery::{
-    Action, CheckResult, DeadLetterRequest, Event, Input, RefreshResult, SendResult,
+    Action, CheckResult, DeadLetterRequest, Event, Input, LocalError, RefreshResult, SendResult,
 };
 use crate::inbox::{Item, TailEvent, Tailer};
 use crate::notion::{CreateOutcome, NotionClient, NotionError, PageBody, Resolved, TokenHandle};
@@ -82,10 +82,11 @@ impl Io {
     /// core then retries it), never a record stuck in flight.
     pub fn perform(self: &Arc<Self>, action: Action<PageBody>) -> Work {
         let io = self.clone();
+        let name = self.name.clone();
         match action {
             Action::Read { max_items } => local(
                 move || io.read(max_items),
-                || Event::ReadFailed("the reader crashed".into()),
+                move || Event::ReadFailed(crashed(&name, "reader")),
             ),
             Action::Save {
                 checkpoint,
@@ -93,17 +94,16 @@ impl Io {
             } => local(
                 move || {
                     let saved = lock(&io.writer).save(&checkpoint, durable);
-                    Event::Saved(saved.map_err(|e| format!(
-                        "target {}: {}; free space or fix permissions in the state directory (delivery resumes by itself)",
-                        io.name,
-                        crate::error::chain(&e)
-                    )))
+                    Event::Saved(saved.map_err(|e| LocalError::Save {
+                        target: io.name.clone(),
+                        cause: crate::error::chain(&e),
+                    }))
                 },
-                || Event::Saved(Err("the checkpoint writer crashed".into())),
+                move || Event::Saved(Err(crashed(&name, "checkpoint writer"))),
             ),
             Action::DeadLetter(requests) => local(
                 move || Event::DeadLettered(io.write_dead_letters(requests)),
-                || Event::DeadLettered(Err("the dead-letter writer crashed".into())),
+                move || Event::DeadLettered(Err(crashed(&name, "dead-letter writer"))),
             ),
             Action::Send { ticket, payload } => request(
                 async move {
@@ -148,9 +148,10 @@ impl Io {
                         .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
                 Event::Read { inputs, caught_up }
             }
-            Err(e) => {
-                Event::ReadFailed(format!("target {}: {}", self.name, crate::error::chain(&e)))
-            }
+            Err(e) => Event::ReadFailed(LocalError::Read {
+                target: self.name.clone(),
+                cause: crate::error::chain(&e),
+            }),
         }
     }
 
@@ -218,16 +219,16 @@ impl Io {
     }
 
     /// Appends a batch of dead letters with one fsync (blocking pool).
-    fn write_dead_letters(&self, requests: Vec<DeadLetterRequest>) -> Result<(), String> {
+    fn write_dead_letters(&self, requests: Vec<DeadLetterRequest>) -> Result<(), LocalError> {
         let mut dead = lock(&self.dead);
         let entries = crate::state::deadletter::entries_for(requests, &self.inbox);
-        let written = dead.append_batch(&entries).map_err(|e| {
-            format!(
-                "target {}: cannot write the dead-letter file {}: {e}; free space or fix permissions (delivery resumes by itself)",
-                self.name,
-                dead.path().display()
-            )
-        })?;
+        let written = dead
+            .append_batch(&entries)
+            .map_err(|e| LocalError::DeadLetter {
+                target: self.name.clone(),
+                path: dead.path().to_owned(),
+                cause: e.to_string(),
+            })?;
         for ((entry, _), wrote) in entries.iter().zip(written) {
             if wrote {
                 tracing::warn!(target_name = %self.name, offset = entry.offset, file = %dead.path().display(), "dead-lettered: {}", entry.reason);
@@ -332,6 +333,14 @@ fn classify_check(
             )),
             _ => CheckResult::Failed(e.to_string()),
         },
+    }
+}
+
+/// The failure of local work that panicked.
+fn crashed(target: &str, what: &'static str) -> LocalError {
+    LocalError::Crashed {
+        target: target.to_owned(),
+        what,
     }
 }
 

@@ -64,6 +64,53 @@ pub enum Input<P> {
     Order(Vec<FileIdentity>),
 }
 
+/// Why the runner could not carry out a local action: read the inbox, write the checkpoint, or
+/// append to the dead-letter file. The core tries each again after a backoff (a full disk frees
+/// up, a permission is fixed); the text names the target, the file and the fix, for the log and
+/// the target's health.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocalError {
+    /// Reading the inbox failed (the cause names the file and the fix).
+    #[error("target {target}: {cause}")]
+    Read {
+        /// The target.
+        target: String,
+        /// What the reader said.
+        cause: String,
+    },
+    /// Writing the checkpoint failed.
+    #[error(
+        "target {target}: {cause}; free space or fix permissions in the state directory (delivery resumes by itself)"
+    )]
+    Save {
+        /// The target.
+        target: String,
+        /// What the writer said (it names the file).
+        cause: String,
+    },
+    /// Appending to the dead-letter file failed.
+    #[error(
+        "target {target}: cannot write the dead-letter file {}: {cause}; free space or fix permissions (delivery resumes by itself)",
+        path.display()
+    )]
+    DeadLetter {
+        /// The target.
+        target: String,
+        /// The dead-letter file.
+        path: std::path::PathBuf,
+        /// What the system said.
+        cause: String,
+    },
+    /// The work panicked (a bug); it is tried again like any other failure.
+    #[error("target {target}: the {what} crashed; it is tried again (a bug: please report it)")]
+    Crashed {
+        /// The target.
+        target: String,
+        /// Which work: "reader", "checkpoint writer", "dead-letter writer".
+        what: &'static str,
+    },
+}
+
 /// What happened, for [`Core::handle`].
 #[derive(Debug)]
 pub enum Event<P> {
@@ -74,8 +121,8 @@ pub enum Event<P> {
         /// Whether the end was reached.
         caught_up: bool,
     },
-    /// [`Action::Read`] failed; the message names the inbox and the fix.
-    ReadFailed(String),
+    /// [`Action::Read`] failed.
+    ReadFailed(LocalError),
     /// Inputs observed without a read (files queued by a rotation), or a file event.
     Observed(Vec<Input<P>>),
     /// The inbox may have grown.
@@ -89,9 +136,9 @@ pub enum Event<P> {
     /// Someone wrote a new token (authorize, or a reload): a refused token may work now.
     TokenChanged,
     /// The answer to [`Action::DeadLetter`]: written durably, or why not.
-    DeadLettered(Result<(), String>),
+    DeadLettered(Result<(), LocalError>),
     /// The answer to [`Action::Save`].
-    Saved(Result<(), String>),
+    Saved(Result<(), LocalError>),
     /// Time passed (see [`Core::next_deadline`]).
     Tick,
     /// Stop: read nothing more; what was read is still delivered until [`Event::GraceOver`].

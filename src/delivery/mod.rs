@@ -40,7 +40,7 @@ use crate::inbox::FileIdentity;
 use crate::state::checkpoint::Checkpoint;
 use crate::state::{Commit, Ticket};
 
-pub use events::{Action, CoreConfig, DeadLetterRequest, Event, Input};
+pub use events::{Action, CoreConfig, DeadLetterRequest, Event, Input, LocalError};
 pub use flight::{CheckResult, RefreshResult, SendResult};
 use flight::{Flight, Step};
 
@@ -122,7 +122,7 @@ pub struct Core<P> {
     limited: streak::RateStreak,
     /// A file was lost; said in the health until the next delivery.
     lost: Option<String>,
-    read_error: Option<String>,
+    read_error: Option<LocalError>,
     stopping: bool,
     grace_over: bool,
     final_save: bool,
@@ -330,15 +330,15 @@ impl<P> Core<P> {
                 self.caught_up = caught_up;
                 self.register(now, inputs);
             }
-            Event::ReadFailed(message) => {
+            Event::ReadFailed(error) => {
                 self.reading = false;
                 self.caught_up = true;
-                if self.read_error.as_ref() != Some(&message) {
+                if self.read_error.as_ref() != Some(&error) {
                     // The health it leads to is logged as an error when it changes.
-                    tracing::debug!(target_name = %self.cfg.name, "{message}");
-                    self.state.record_error(message.clone());
+                    tracing::debug!(target_name = %self.cfg.name, "{error}");
+                    self.state.record_error(error.to_string());
                 }
-                self.read_error = Some(message);
+                self.read_error = Some(error);
             }
             Event::Observed(inputs) => self.register(now, inputs),
             Event::Wake => self.caught_up = false,
@@ -574,7 +574,10 @@ impl<P> Core<P> {
         if let Some(m) = self.pause_message.as_ref().or(self.long_wait.as_ref()) {
             return Health::Paused(m.clone());
         }
-        if let Some(m) = self.read_error.as_ref().or(self.lost.as_ref()) {
+        if let Some(e) = &self.read_error {
+            return Health::Paused(e.to_string());
+        }
+        if let Some(m) = &self.lost {
             return Health::Paused(m.clone());
         }
         Health::Ok

@@ -2,7 +2,7 @@
 //! dead-letter queue (retried, batched, one write in flight).
 
 use super::flight::Step;
-use super::{Action, CHECKPOINT_EVERY, Core, DeadLetterRequest, Now, SaveInFlight};
+use super::{Action, CHECKPOINT_EVERY, Core, DeadLetterRequest, LocalError, Now, SaveInFlight};
 use crate::daemon::health::Counters;
 use crate::inbox::{FileIdentity, LinePos};
 use crate::state::Ticket;
@@ -128,7 +128,7 @@ impl<P> Core<P> {
         })
     }
 
-    pub(super) fn saved(&mut self, now: Now, result: Result<(), String>) {
+    pub(super) fn saved(&mut self, now: Now, result: Result<(), LocalError>) {
         let Some(save) = self.saving.take() else {
             return;
         };
@@ -156,7 +156,8 @@ impl<P> Core<P> {
                     }
                 }
             }
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 tracing::error!(target_name = %self.cfg.name, "{message}");
                 self.state.record_error(message.clone());
                 self.save_retry.failed(now, &mut self.rng, message);
@@ -208,7 +209,7 @@ impl<P> Core<P> {
         Some(Action::DeadLetter(requests))
     }
 
-    pub(super) fn dead_lettered(&mut self, now: Now, result: Result<(), String>) {
+    pub(super) fn dead_lettered(&mut self, now: Now, result: Result<(), LocalError>) {
         let batch = std::mem::take(&mut self.dead_busy);
         match result {
             Ok(()) => {
@@ -223,7 +224,8 @@ impl<P> Core<P> {
                     }
                 }
             }
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 tracing::error!(target_name = %self.cfg.name, "{message}");
                 self.state.record_error(message.clone());
                 self.dead_retry.failed(now, &mut self.rng, message);

@@ -167,7 +167,10 @@ fn a_failed_save_is_retried_and_the_target_recovers_by_itself() {
     };
     c.handle(
         Now::ZERO,
-        Event::Saved(Err("No space left on device".into())),
+        Event::Saved(Err(super::LocalError::Save {
+            target: "t".into(),
+            cause: "No space left on device".into(),
+        })),
     );
     let Health::Paused(message) = state.health() else {
         panic!("{:?}", state.health());

@@ -80,6 +80,16 @@ pub enum RecordError {
         /// What is wrong with the value.
         problem: String,
     },
+    /// The line is longer than `max_line_bytes`.
+    #[error(
+        "the line is {bytes} bytes, over max_line_bytes ({max}); split the record, or raise max_line_bytes in [daemon]"
+    )]
+    TooLong {
+        /// Its length, without the newline.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The record's key does not fit the dedupe property.
     #[error("the record's key cannot be stored in the dedupe property: {0}")]
     DedupeKey(String),

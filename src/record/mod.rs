@@ -18,8 +18,10 @@ use serde_json::{Map, Value, json};
 mod error;
 pub mod fields;
 pub mod line;
+mod local;
 
 pub use error::RecordError;
+pub use local::LocalRules;
 
 use crate::config::Target;
 use crate::notion::{Property, PropertyKind, Resolved};

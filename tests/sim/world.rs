@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notion_inbox::daemon::health::TargetState;
-use notion_inbox::delivery::{Action, Core, CoreConfig, DeadLetterRequest, Event, Input};
+use notion_inbox::delivery::{
+    Action, Core, CoreConfig, DeadLetterRequest, Event, Input, LocalError,
+};
 use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
 use notion_inbox::record::line::{parse_line, record_key};
 use notion_inbox::state::Ticket;
@@ -17,6 +19,9 @@ use notion_inbox::state::checkpoint::Checkpoint;
 use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// What a simulated full disk says.
+const FULL: &str = "No space left on device (simulated)";
 
 /// The payload: the record's key and its tweet.
 type P = (String, String);
@@ -463,7 +468,10 @@ impl World {
             Req::Read { max } => self.read(max),
             Req::Save { cp, durable } => {
                 if self.faults && self.disk_full {
-                    return Event::Saved(Err("No space left on device (simulated)".into()));
+                    return Event::Saved(Err(LocalError::Save {
+                        target: "sim".into(),
+                        cause: FULL.into(),
+                    }));
                 }
                 if durable {
                     self.durable = Some(cp);
@@ -475,7 +483,11 @@ impl World {
             }
             Req::Dead(batch) => {
                 if self.faults && self.disk_full {
-                    return Event::DeadLettered(Err("No space left on device (simulated)".into()));
+                    return Event::DeadLettered(Err(LocalError::DeadLetter {
+                        target: "sim".into(),
+                        path: "dead-letter/sim.jsonl".into(),
+                        cause: FULL.into(),
+                    }));
                 }
                 if std::env::var("SIM_TRACE").is_ok() {
                     for r in &batch {
@@ -517,7 +529,12 @@ impl World {
         let tailer = self.tailer.as_mut().expect("running");
         let items = match tailer.next_batch(max, 1 << 20) {
             Ok(items) => items,
-            Err(e) => return Event::ReadFailed(e.to_string()),
+            Err(e) => {
+                return Event::ReadFailed(LocalError::Read {
+                    target: "sim".into(),
+                    cause: e.to_string(),
+                });
+            }
         };
         let mut inputs = Vec::new();
         for item in items {

@@ -84,10 +84,47 @@ pub struct World {
 #[derive(Clone)]
 pub struct TargetSpec {
     pub name: String,
+    /// The token (no `token` line when empty: an OAuth target's token file, or none).
     pub token: String,
     pub database_id: String,
     pub dedupe: bool,
+    /// More lines of the `[[target]]` table.
     pub extra: String,
+    /// `[target.properties]`: (record field, property), in order.
+    pub properties: Vec<(String, String)>,
+}
+
+impl TargetSpec {
+    /// The same target with `[target.properties]` set to `mapping`.
+    pub fn mapping(self, mapping: &[(&str, &str)]) -> TargetSpec {
+        TargetSpec {
+            properties: mapping
+                .iter()
+                .map(|(f, p)| (f.to_string(), p.to_string()))
+                .collect(),
+            ..self
+        }
+    }
+}
+
+/// The generated config's defaults for one table, as `key = value` lines, followed by `extra`;
+/// a key that `extra` sets replaces its default.
+fn table(defaults: &[(&str, &str)], extra: &str) -> String {
+    let sets = |key: &str| {
+        extra
+            .lines()
+            .any(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+    };
+    let mut text: String = defaults
+        .iter()
+        .filter(|(k, _)| !sets(k))
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect();
+    text.push_str(extra);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
 
 impl World {
@@ -125,6 +162,10 @@ impl World {
             database_id: info.database_id.clone(),
             dedupe: false,
             extra: String::new(),
+            properties: vec![
+                ("handle".into(), "title".into()),
+                ("tweet".into(), "tweet".into()),
+            ],
         }
     }
 
@@ -150,20 +191,36 @@ impl World {
         daemon_extra: &str,
     ) -> PathBuf {
         std::fs::create_dir_all(self.path("spool")).unwrap();
+        let api = format!("\"{}\"", self.emu.url());
+        let notion = [("api_base", api.as_str()), ("version", "\"2025-09-03\"")];
+        let daemon = [
+            ("state_dir", "\"state\""),
+            ("reconcile_interval", "\"500ms\""),
+            ("shutdown_grace", "\"5s\""),
+            ("dedupe_settle", "\"50ms\""),
+        ];
         let mut text = format!(
-            "[notion]\napi_base = \"{}\"\nversion = \"2025-09-03\"\n{notion_extra}\n[daemon]\nstate_dir = \"state\"\nreconcile_interval = \"500ms\"\nshutdown_grace = \"5s\"\ndedupe_settle = \"50ms\"\n{daemon_extra}\n",
-            self.emu.url()
+            "[notion]\n{}\n[daemon]\n{}\n",
+            table(&notion, notion_extra),
+            table(&daemon, daemon_extra)
         );
         for t in targets {
             text.push_str(&format!(
-                "[[target]]\nname = \"{}\"\ninbox = \"spool/{}.jsonl\"\ndatabase_id = \"{}\"\ntoken = \"{}\"\n{}{}[target.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n\n",
-                t.name,
-                t.name,
-                t.database_id,
-                t.token,
-                if t.dedupe { "dedupe_property = \"Inbox ID\"\n" } else { "" },
-                t.extra,
+                "[[target]]\nname = \"{}\"\ninbox = \"spool/{}.jsonl\"\ndatabase_id = \"{}\"\n",
+                t.name, t.name, t.database_id
             ));
+            if !t.token.is_empty() {
+                text.push_str(&format!("token = \"{}\"\n", t.token));
+            }
+            if t.dedupe {
+                text.push_str("dedupe_property = \"Inbox ID\"\n");
+            }
+            text.push_str(&t.extra);
+            text.push_str("[target.properties]\n");
+            for (field, property) in &t.properties {
+                text.push_str(&format!("{field} = \"{property}\"\n"));
+            }
+            text.push('\n');
         }
         let path = self.path("config.toml");
         std::fs::write(&path, text).unwrap();
@@ -187,15 +244,14 @@ impl World {
             "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nredirect_uri = \"{}\"\nrequests_per_second = 50\nburst = 50\n",
             info.client_id, info.redirect_uris[0]
         );
-        let path = self.write_config_with(targets, &notion, daemon_extra);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text: String = text
-            .lines()
-            .filter(|l| !l.starts_with("token = "))
-            .map(|l| format!("{l}\n"))
+        let targets: Vec<TargetSpec> = targets
+            .iter()
+            .map(|t| TargetSpec {
+                token: String::new(),
+                ..t.clone()
+            })
             .collect();
-        std::fs::write(&path, text).unwrap();
-        path
+        self.write_config_with(&targets, &notion, daemon_extra)
     }
 
     /// Plays `authorize` for target `name` in-process (the consent form, the code exchange) and

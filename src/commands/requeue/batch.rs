@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{RequeueError, Selection, requeueable};
+use super::RequeueError;
+use super::select::{EntryOutcome, Selection};
 use crate::commands::push::{PushError, append_lines_with};
 use crate::config::Target;
+use crate::record::LocalRules;
 use crate::state::deadletter::{self, DeadLetter};
 use crate::state::private::{Durability, write_private_atomically};
 
@@ -140,28 +142,25 @@ pub(super) fn lines_of(batches: &[PathBuf]) -> Result<HashSet<String>, RequeueEr
 pub(super) struct Taken {
     /// The new batch, if any entry was moved.
     pub batch: Option<PathBuf>,
-    /// Selected entries that can never be requeued.
-    pub kept: usize,
-    /// Selected entries whose line the daemon has not committed past yet.
-    pub unsettled: usize,
+    /// What became of each selected entry.
+    pub entries: Vec<EntryOutcome>,
 }
 
-/// Under the dead-letter file's lock, moves the selected entries that can be requeued into a new
-/// batch in `dir`, and drops the entries of earlier batches (`pending`: a run that wrote a batch
-/// may have stopped before it rewrote the dead-letter file). Entries are numbered as `--list`
-/// shows the file. Returns the batch (if any entry was moved) and how many selected entries could
-/// not be requeued and stay.
+/// Under the dead-letter file's lock, moves the selected entries that [`Selection::judge`] lets go
+/// back into a new batch in `dir`, and drops the entries of earlier batches (`pending`: a run
+/// that wrote a batch may have stopped before it rewrote the dead-letter file). Entries are
+/// numbered as `--list` shows the file.
 pub(super) fn take(
     dead: &Path,
     dir: &Path,
     name: &str,
     select: &Selection,
+    rules: &LocalRules<'_>,
     pending: &HashSet<String>,
 ) -> Result<Taken, RequeueError> {
     let mut taken = Taken {
         batch: None,
-        kept: 0,
-        unsettled: 0,
+        entries: Vec::new(),
     };
     let Some((
         _lock,
@@ -173,22 +172,18 @@ pub(super) fn take(
     else {
         return Ok(taken);
     };
+    let plan = select.plan(
+        lines.iter().map(|(l, e)| (e, pending.contains(l))),
+        Some(rules),
+    );
     let (mut moved, mut keep) = (Vec::new(), Vec::new());
-    for (i, (line, entry)) in lines.iter().enumerate() {
-        let picked = select.picks(i + 1, entry);
+    for ((line, _), leaves) in lines.iter().zip(&plan.leaves) {
         if pending.contains(line) {
             continue;
-        } else if picked && requeueable(entry) && !select.unsettled(entry) {
-            moved.push(line.as_str());
-        } else {
-            if picked && requeueable(entry) {
-                taken.unsettled += 1;
-            } else if picked {
-                taken.kept += 1;
-            }
-            keep.push(line.as_str());
         }
+        if *leaves { &mut moved } else { &mut keep }.push(line.as_str());
     }
+    taken.entries = plan.outcomes;
     if moved.is_empty() {
         if keep.len() < lines.len() {
             rewrite(dead, &keep, &unparsed)?;
@@ -319,14 +314,14 @@ fn sibling_with_inode(inbox: &Path, journal: &Journal) -> std::io::Result<Option
 }
 
 /// Under the dead-letter file's lock, moves the selected entries to `archive` (appended, 0600,
-/// synced before the dead-letter file is rewritten). Returns how many were purged.
+/// synced before the dead-letter file is rewritten). Returns what became of each.
 pub(super) fn purge(
     dead: &Path,
     archive: &Path,
     select: &Selection,
     name: &str,
     pending: &HashSet<String>,
-) -> Result<usize, RequeueError> {
+) -> Result<Vec<EntryOutcome>, RequeueError> {
     let Some((
         _lock,
         DeadFile {
@@ -335,23 +330,25 @@ pub(super) fn purge(
         },
     )) = read_locked(dead, name, select)?
     else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     // Entries of a batch an interrupted run left are that batch's: neither purged nor kept.
-    let (gone, keep): (Vec<_>, Vec<_>) = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, (l, _))| !pending.contains(l))
-        .partition(|(i, (_, e))| select.picks(i + 1, e));
+    let plan = select.plan(lines.iter().map(|(l, e)| (e, pending.contains(l))), None);
+    let (mut gone, mut keep) = (Vec::new(), Vec::new());
+    for ((line, _), leaves) in lines.iter().zip(&plan.leaves) {
+        if pending.contains(line) {
+            continue;
+        }
+        if *leaves { &mut gone } else { &mut keep }.push(line.as_str());
+    }
     if gone.is_empty() {
-        return Ok(0);
+        return Ok(plan.outcomes);
     }
     let mut out =
         deadletter::open_locked(archive).map_err(RequeueError::io("cannot open", archive))?;
-    out.write_all(&joined(gone.iter().map(|(_, (l, _))| l.as_str())))
+    out.write_all(&joined(gone.iter().copied()))
         .and_then(|()| out.sync_data())
         .map_err(RequeueError::io("cannot write", archive))?;
-    let keep: Vec<&str> = keep.iter().map(|(_, (l, _))| l.as_str()).collect();
     rewrite(dead, &keep, &unparsed)?;
-    Ok(gone.len())
+    Ok(plan.outcomes)
 }
