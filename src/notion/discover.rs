@@ -343,7 +343,11 @@ fn candidate(
         why_not: None,
         parent_page: None,
     };
-    c.why_not = unreadable.or_else(|| Mapper::new(target, &c.resolved(version)).err());
+    c.why_not = unreadable.or_else(|| {
+        Mapper::new(target, &c.resolved(version))
+            .err()
+            .map(|e| e.to_string())
+    });
     c
 }
 

@@ -94,3 +94,70 @@ pub enum RecordError {
     #[error("the record's key cannot be stored in the dedupe property: {0}")]
     DedupeKey(String),
 }
+
+/// A target's `[target.properties]` mapping that does not fit its destination's schema. Its text
+/// names the field, the property and what the destination has instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    /// A mapped property does not exist.
+    #[error(
+        "field \"{field}\" maps to property \"{property}\", which {destination} does not have; {}(it has {has})",
+        near.as_ref().map(|n| format!("did you mean \"{n}\"? ")).unwrap_or_default()
+    )]
+    NoSuchProperty {
+        /// The record field.
+        field: String,
+        /// The property named.
+        property: String,
+        /// The destination, described.
+        destination: String,
+        /// A property of a near name, if any.
+        near: Option<String>,
+        /// The destination's properties and their types.
+        has: String,
+    },
+    /// A mapped property is of a type notion-inbox cannot write.
+    #[error(
+        "field \"{field}\" maps to property \"{property}\" of type {kind}, which notion-inbox cannot write; map it to a title, rich_text, url, email, phone_number, number, checkbox, date, select or multi_select property"
+    )]
+    Unwritable {
+        /// The record field.
+        field: String,
+        /// The property.
+        property: String,
+        /// Its type.
+        kind: String,
+    },
+    /// The dedupe property is not rich_text.
+    #[error(
+        "dedupe_property \"{property}\" is of type {kind}, but it must be a rich_text (Text) property; change its type in Notion or pick another"
+    )]
+    DedupeType {
+        /// The property.
+        property: String,
+        /// Its type.
+        kind: String,
+    },
+    /// The dedupe property does not exist.
+    #[error(
+        "dedupe_property \"{property}\" is not a property of {destination}; add a Text property named \"{property}\" to it (it has {has})"
+    )]
+    NoDedupeProperty {
+        /// The property named.
+        property: String,
+        /// The destination, described.
+        destination: String,
+        /// The destination's properties and their types.
+        has: String,
+    },
+    /// The dedupe property also receives a field.
+    #[error(
+        "dedupe_property \"{property}\" is also the target of field \"{field}\"; it must be a property of its own"
+    )]
+    DedupeMapped {
+        /// The property.
+        property: String,
+        /// The field mapped to it.
+        field: String,
+    },
+}

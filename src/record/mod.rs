@@ -20,7 +20,7 @@ pub mod fields;
 pub mod line;
 mod local;
 
-pub use error::RecordError;
+pub use error::{MappingError, RecordError};
 pub use local::LocalRules;
 
 use crate::config::Target;
@@ -58,7 +58,7 @@ pub struct Mapper {
 impl Mapper {
     /// Checks the mapping against the schema: every property exists and has a type notion-inbox
     /// can write, and the dedupe property is rich_text.
-    pub fn new(target: &Target, resolved: &Resolved) -> Result<Mapper, String> {
+    pub fn new(target: &Target, resolved: &Resolved) -> Result<Mapper, MappingError> {
         let listing = || {
             resolved
                 .properties
@@ -71,20 +71,20 @@ impl Mapper {
         for (field, prop) in &target.properties {
             let Some(p) = resolved.property(prop) else {
                 let names = resolved.properties.iter().map(|p| p.name.as_str());
-                let hint = crate::error::did_you_mean(prop, names)
-                    .map(|near| format!("did you mean \"{near}\"? "))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "field \"{field}\" maps to property \"{prop}\", which {} does not have; {hint}(it has {})",
-                    resolved.describe(),
-                    listing()
-                ));
+                return Err(MappingError::NoSuchProperty {
+                    field: field.clone(),
+                    property: prop.clone(),
+                    destination: resolved.describe(),
+                    near: crate::error::did_you_mean(prop, names).map(str::to_owned),
+                    has: listing(),
+                });
             };
             if let PropertyKind::Other(ty) = &p.kind {
-                return Err(format!(
-                    "field \"{field}\" maps to property \"{}\" of type {ty}, which notion-inbox cannot write; map it to a title, rich_text, url, email, phone_number, number, checkbox, date, select or multi_select property",
-                    p.name
-                ));
+                return Err(MappingError::Unwritable {
+                    field: field.clone(),
+                    property: p.name.clone(),
+                    kind: ty.clone(),
+                });
             }
             fields.push((field.clone(), p.clone()));
         }
@@ -93,27 +93,27 @@ impl Mapper {
             Some(name) => match resolved.property(name) {
                 Some(p) if p.kind == PropertyKind::RichText => Some(p.clone()),
                 Some(p) => {
-                    return Err(format!(
-                        "dedupe_property \"{name}\" is of type {}, but it must be a rich_text (Text) property; change its type in Notion or pick another",
-                        p.kind.as_str()
-                    ));
+                    return Err(MappingError::DedupeType {
+                        property: name.clone(),
+                        kind: p.kind.as_str().to_owned(),
+                    });
                 }
                 None => {
-                    return Err(format!(
-                        "dedupe_property \"{name}\" is not a property of {}; add a Text property named \"{name}\" to it (it has {})",
-                        resolved.describe(),
-                        listing()
-                    ));
+                    return Err(MappingError::NoDedupeProperty {
+                        property: name.clone(),
+                        destination: resolved.describe(),
+                        has: listing(),
+                    });
                 }
             },
         };
         if let Some(d) = &dedupe
             && let Some((field, _)) = fields.iter().find(|(_, p)| p.id == d.id)
         {
-            return Err(format!(
-                "dedupe_property \"{}\" is also the target of field \"{field}\"; it must be a property of its own",
-                d.name
-            ));
+            return Err(MappingError::DedupeMapped {
+                property: d.name.clone(),
+                field: field.clone(),
+            });
         }
         let names = fields.iter().map(|(f, _)| f.clone()).collect();
         let title = fields
@@ -471,17 +471,24 @@ mod tests {
 
     #[test]
     fn a_mapping_that_does_not_fit_the_schema_is_refused() {
-        let e = Mapper::new(&target(&[("handle", "Tweet ")], None), &resolved()).unwrap_err();
+        let e = Mapper::new(&target(&[("handle", "Tweet ")], None), &resolved())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("did you mean \"tweet\"?"), "{e}");
-        let e = Mapper::new(&target(&[("handle", "Nope")], None), &resolved()).unwrap_err();
+        let e = Mapper::new(&target(&[("handle", "Nope")], None), &resolved())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("\"Nope\"") && e.contains("\"tweet\" (rich_text)"),
             "{e}"
         );
-        let e = Mapper::new(&target(&[("handle", "Who")], None), &resolved()).unwrap_err();
+        let e = Mapper::new(&target(&[("handle", "Who")], None), &resolved())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("people"), "{e}");
-        let e =
-            Mapper::new(&target(&[("handle", "title")], Some("Score")), &resolved()).unwrap_err();
+        let e = Mapper::new(&target(&[("handle", "title")], Some("Score")), &resolved())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must be a rich_text"), "{e}");
     }
 
