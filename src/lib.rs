@@ -21,7 +21,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod connect;
+pub(crate) mod connect;
 pub mod daemon;
 pub mod delivery;
 pub mod emulator;
@@ -30,5 +30,5 @@ pub mod inbox;
 pub mod logging;
 pub mod notion;
 pub mod record;
-pub mod serve;
+pub(crate) mod serve;
 pub mod state;

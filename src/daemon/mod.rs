@@ -5,13 +5,13 @@
 //! the configuration and restarts only the targets that changed. A bad configuration on reload keeps
 //! the old one running and says why.
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod health;
-pub mod idle;
-pub mod metrics;
-pub mod perform;
-pub mod signals;
-pub mod target;
+pub(crate) mod idle;
+pub(crate) mod metrics;
+pub(crate) mod perform;
+pub(crate) mod signals;
+pub(crate) mod target;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

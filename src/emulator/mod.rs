@@ -27,14 +27,14 @@ mod cli;
 mod filter;
 mod inspect;
 mod oauth;
-pub mod objects;
+pub(crate) mod objects;
 #[allow(clippy::result_large_err)]
 mod pages;
 #[allow(clippy::result_large_err)]
 mod query;
 #[allow(clippy::result_large_err)]
 mod search;
-pub mod state;
+pub(crate) mod state;
 mod values;
 
 use std::collections::BTreeMap;

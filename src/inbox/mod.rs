@@ -24,9 +24,9 @@
 //! committed [`Position`] (the end of the longest finished prefix) is what goes into the checkpoint
 //! and what [`Tailer::new`] resumes from.
 
-pub mod identity;
+pub(crate) mod identity;
 pub mod reader;
-pub mod watch;
+pub(crate) mod watch;
 
 use std::fmt;
 use std::io;

@@ -59,6 +59,7 @@ impl ResolutionCache {
     }
 
     /// The file.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

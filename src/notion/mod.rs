@@ -2,16 +2,16 @@
 //! with typed errors classified for the caller. It never retries a page create by itself; the
 //! reads (resolve, find_by_key, users_me, search) wait out a 429 or 529 and is sent again (see [`NotionClient::request_retrying`]).
 
-pub mod cache;
-pub mod discover;
-pub mod error;
-pub mod limit;
+pub(crate) mod cache;
+pub(crate) mod discover;
+pub(crate) mod error;
+pub(crate) mod limit;
 pub mod oauth;
 mod pace;
-pub mod schema;
-pub mod shared;
-pub mod timing;
-pub mod token;
+pub(crate) mod schema;
+pub(crate) mod shared;
+pub(crate) mod timing;
+pub(crate) mod token;
 
 use std::error::Error as _;
 use std::sync::Arc;

@@ -16,7 +16,7 @@
 use serde_json::{Map, Value, json};
 
 mod error;
-pub mod fields;
+pub(crate) mod fields;
 pub mod line;
 mod local;
 

@@ -20,11 +20,11 @@
 
 pub mod audit;
 pub mod checkpoint;
-pub mod commit;
+pub(crate) mod commit;
 pub mod deadletter;
-pub mod events;
-pub mod layout;
-pub mod private;
+pub(crate) mod events;
+pub(crate) mod layout;
+pub(crate) mod private;
 
 use std::io;
 use std::path::PathBuf;
