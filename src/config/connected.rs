@@ -19,7 +19,8 @@ use toml::Spanned;
 use super::{Config, ConfigError, Cx, RawTarget, Target};
 use crate::notion::TokenFile;
 use crate::notion::oauth::TokenResponse;
-use crate::state::private::{Durability, create_private_dir, write_private_atomically};
+use crate::state::layout::Kind;
+use crate::state::private::{create_private_dir, write_private_atomically};
 
 /// Who connected a workspace, kept in its record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,7 +224,7 @@ pub fn record_choice(
     }
     let text =
         toml::to_string(&table).map_err(|e| io("write", path, fix)(std::io::Error::other(e)))?;
-    write_private_atomically(path, ".tmp-", text.as_bytes(), Durability::Fsync)
+    write_private_atomically(path, ".tmp-", text.as_bytes(), Kind::Connected.durability())
         .map_err(io("write", path, fix))?;
     Ok(())
 }
@@ -257,7 +258,7 @@ pub fn mark_disconnected(path: &Path) -> Result<(), ConnectError> {
     );
     let text =
         toml::to_string(&table).map_err(|e| io("write", path, fix)(std::io::Error::other(e)))?;
-    write_private_atomically(path, ".tmp-", text.as_bytes(), Durability::Fsync)
+    write_private_atomically(path, ".tmp-", text.as_bytes(), Kind::Connected.durability())
         .map_err(io("write", path, fix))?;
     Ok(())
 }
@@ -531,8 +532,13 @@ pub fn connect(
     let text = format!(
         "# A connected workspace's target, written by notion-inbox. Remove the file to stop it.\n{text}"
     );
-    write_private_atomically(&record, ".tmp-", text.as_bytes(), Durability::Fsync)
-        .map_err(io("write", &record, fix_state))?;
+    write_private_atomically(
+        &record,
+        ".tmp-",
+        text.as_bytes(),
+        Kind::Connected.durability(),
+    )
+    .map_err(io("write", &record, fix_state))?;
     let event = crate::state::events::Event {
         event: if previous.is_some() {
             "reconnected"

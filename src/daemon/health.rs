@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::state::private::{Durability, write_private_atomically};
+use crate::state::private::write_private_atomically;
 
 /// Whether a target is sending, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -266,7 +266,12 @@ impl StatusWriter {
         // Written whole before the rename: a failed write (a full disk) puts no truncated file
         // in place. Private: it holds error texts, which may quote records.
         let bytes = serde_json::to_vec_pretty(&snapshots)?;
-        write_private_atomically(&self.path, STATUS_TEMP_PREFIX, &bytes, Durability::NoFsync)?;
+        write_private_atomically(
+            &self.path,
+            STATUS_TEMP_PREFIX,
+            &bytes,
+            crate::state::layout::Kind::Status.durability(),
+        )?;
         self.last = Some((content, std::time::Instant::now()));
         Ok(())
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::NotionVersion;
 use crate::notion::schema::{Property, PropertyKind, Resolved};
-use crate::state::private::{Durability, write_private_atomically};
+use crate::state::private::write_private_atomically;
 
 /// How long a resolution is trusted: a target started later than this after it resolves again.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -127,7 +127,12 @@ impl ResolutionCache {
         let written = serde_json::to_vec(&stored)
             .map_err(std::io::Error::other)
             .and_then(|bytes| {
-                write_private_atomically(&self.path, ".tmp-", &bytes, Durability::NoFsync)
+                write_private_atomically(
+                    &self.path,
+                    ".tmp-",
+                    &bytes,
+                    crate::state::layout::Kind::Resolved.durability(),
+                )
             });
         if let Err(e) = written {
             tracing::debug!(file = %self.path.display(), "cannot cache the resolution ({e}); the next start resolves again");

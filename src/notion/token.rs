@@ -25,7 +25,7 @@ use crate::inbox::identity::fnv1a64;
 use crate::notion::error::NotionError;
 use crate::notion::oauth::{RefreshError, TokenResponse};
 use crate::state::private::{
-    Durability, PrivateFileError, private_options, read_private_file, write_private_atomically,
+    PrivateFileError, private_options, read_private_file, write_private_atomically,
 };
 
 /// The token file of a target, as `authorize` writes it (TOML, mode 600).
@@ -144,7 +144,12 @@ impl TokenFile {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
         // The stamp is the temporary file's own: a write by someone else right after ours has
         // another stamp.
-        let written = write_private_atomically(path, ".tmp-", text.as_bytes(), Durability::Fsync)?;
+        let written = write_private_atomically(
+            path,
+            ".tmp-",
+            text.as_bytes(),
+            crate::state::layout::Kind::Token.durability(),
+        )?;
         Ok(FileStamp::of(&written))
     }
 }

@@ -286,8 +286,9 @@ impl DeadLetterFile {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
             f.write_all(b)?;
-            f.sync_data()?;
-            if new {
+            let durability = super::layout::Kind::DeadLetter.durability();
+            durability.sync(f)?;
+            if new && durability == super::private::Durability::Fsync {
                 // A new file's name must survive a power loss as well as its content. Within the
                 // cut-back: if this fails, the retry writes the batch again, and once.
                 File::open(dir)?.sync_all()?;

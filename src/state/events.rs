@@ -68,5 +68,6 @@ pub fn append(state_dir: &Path, event: &Event<'_>) -> std::io::Result<()> {
         .create(true)
         .append(true)
         .open(events_path(state_dir))?;
-    f.write_all(&line)
+    f.write_all(&line)?;
+    crate::state::layout::Kind::Events.durability().sync(&f)
 }

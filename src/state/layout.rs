@@ -1,5 +1,8 @@
-//! Where everything lives under the state directory: the one definition of each path. How the
-//! files are made (modes 700/600, fsync) is [`super::private`]'s.
+//! Where everything lives under the state directory, and what a crash may leave of each kind of
+//! file: the one definition of each path ([`StateDir`]) and of whether each kind's writes are
+//! fsynced ([`Kind::durability`]). Every file and directory is private, whatever the umask: mode
+//! 600 and 700 from their creation, by the functions of [`super::private`], which every writer
+//! uses.
 //!
 //! ```text
 //! <state_dir>/
@@ -16,6 +19,44 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+
+use super::private::Durability;
+
+/// A kind of file under the state directory, for the rule of its writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A token file: losing a refreshed token loses the grant (the old refresh token is spent).
+    Token,
+    /// A dead-letter file: an entry is the only copy of a line the daemon moved past.
+    DeadLetter,
+    /// The purged file: requeue removes the entries from the dead-letter file after this write.
+    Purged,
+    /// requeue's batches and journals: the exactly-once repair after a crash reads them.
+    Requeue,
+    /// A connected workspace's record: the target it describes exists only through it.
+    Connected,
+    /// `status.json`: rewritten every few seconds, and only read by people and `status`.
+    Status,
+    /// A cached resolution: a lost one is asked of Notion again.
+    Resolved,
+    /// The event log: a record of what happened, for people; a line lost in a crash changes
+    /// nothing the daemon does.
+    Events,
+}
+
+impl Kind {
+    /// Whether a write of this kind is fsynced (with its directory, when the file is new), so that
+    /// after a crash or a power loss the file holds what was written. Checkpoints have their own
+    /// rule: the delivery core asks for a durable save when it must be ([`super::Checkpoint`]).
+    pub const fn durability(self) -> Durability {
+        match self {
+            Kind::Token | Kind::DeadLetter | Kind::Purged | Kind::Requeue | Kind::Connected => {
+                Durability::Fsync
+            }
+            Kind::Status | Kind::Resolved | Kind::Events => Durability::NoFsync,
+        }
+    }
+}
 
 /// The state directory.
 #[derive(Debug, Clone, Copy)]

@@ -63,6 +63,16 @@ pub enum Durability {
     NoFsync,
 }
 
+impl Durability {
+    /// Makes what was written to `file` durable, if this is [`Durability::Fsync`].
+    pub fn sync(self, file: &File) -> io::Result<()> {
+        match self {
+            Durability::Fsync => file.sync_data(),
+            Durability::NoFsync => Ok(()),
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file (mode 600, named `<tmp_prefix>…` in the
 /// same directory) renamed over `path`. Creates the directory (mode 700) if needed. Returns the
 /// metadata of the file written, taken from the temporary file itself (a rename keeps inode, mtime

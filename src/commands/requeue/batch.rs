@@ -18,7 +18,8 @@ use crate::commands::push::{PushError, append_lines_with};
 use crate::config::Target;
 use crate::record::LocalRules;
 use crate::state::deadletter::{self, DeadLetter};
-use crate::state::private::{Durability, write_private_atomically};
+use crate::state::layout::Kind;
+use crate::state::private::write_private_atomically;
 
 /// Where a batch was appended.
 #[derive(Debug, Serialize, Deserialize)]
@@ -124,7 +125,7 @@ fn rewrite(dead: &Path, keep: &[&str], unparsed: &[Vec<u8>]) -> Result<(), Reque
         bytes.extend_from_slice(line);
         bytes.push(b'\n');
     }
-    write_private_atomically(dead, ".tmp-", &bytes, Durability::Fsync)
+    write_private_atomically(dead, ".tmp-", &bytes, Kind::DeadLetter.durability())
         .map(|_| ())
         .map_err(RequeueError::io("cannot rewrite", dead))
 }
@@ -196,7 +197,7 @@ pub(super) fn take(
         &batch,
         ".tmp-",
         &joined(moved.iter().copied()),
-        Durability::Fsync,
+        Kind::Requeue.durability(),
     )
     .map(|_| ())
     .map_err(RequeueError::io("cannot write", &batch))?;
@@ -266,7 +267,7 @@ fn write_journal(path: &Path, file: &File, offset: u64) -> std::io::Result<()> {
         offset,
     };
     let bytes = serde_json::to_vec(&journal)?;
-    write_private_atomically(path, ".tmp-", &bytes, Durability::Fsync).map(|_| ())
+    write_private_atomically(path, ".tmp-", &bytes, Kind::Requeue.durability()).map(|_| ())
 }
 
 /// Whether the inbox file named in `journal` holds `bytes` at its offset.
@@ -347,7 +348,7 @@ pub(super) fn purge(
     let mut out =
         deadletter::open_locked(archive).map_err(RequeueError::io("cannot open", archive))?;
     out.write_all(&joined(gone.iter().copied()))
-        .and_then(|()| out.sync_data())
+        .and_then(|()| Kind::Purged.durability().sync(&out))
         .map_err(RequeueError::io("cannot write", archive))?;
     rewrite(dead, &keep, &unparsed)?;
     Ok(plan.outcomes)
