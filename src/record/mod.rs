@@ -352,7 +352,7 @@ mod tests {
         }
     }
 
-    fn resolved() -> Resolved {
+    pub(super) fn resolved() -> Resolved {
         Resolved {
             version: NotionVersion::V2025_09_03,
             database_id: Some("db".into()),
@@ -372,7 +372,7 @@ mod tests {
         }
     }
 
-    fn target(map: &[(&str, &str)], dedupe: Option<&str>) -> Target {
+    pub(super) fn target(map: &[(&str, &str)], dedupe: Option<&str>) -> Target {
         let text = format!(
             "[[target]]\nname = \"t\"\ninbox = \"i.jsonl\"\ndatabase_id = \"0123456789abcdef0123456789abcdef\"\ntoken = \"x\"\n{}[target.properties]\n{}",
             dedupe
