@@ -53,7 +53,16 @@ fn main() -> ExitCode {
 /// target the configuration does not have is a usage error, anything else a failure.
 fn exit_code(e: &anyhow::Error) -> u8 {
     use notion_inbox::config::ConfigError;
-    match e.chain().find_map(|c| c.downcast_ref::<ConfigError>()) {
+    use notion_inbox::daemon::DaemonError;
+    // A transparent wrapper forwards its source past the wrapped error, so the daemon's is
+    // looked into.
+    fn config_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a ConfigError> {
+        match c.downcast_ref::<DaemonError>() {
+            Some(DaemonError::Config(e)) => Some(e),
+            _ => c.downcast_ref::<ConfigError>(),
+        }
+    }
+    match e.chain().find_map(config_error) {
         Some(ConfigError::UnknownTarget { .. }) => exit::USAGE,
         Some(_) => exit::CONFIG,
         None => exit::FAILURE,

@@ -49,10 +49,48 @@ struct Running {
     state: Arc<TargetState>,
 }
 
+/// Why the daemon could not start (or reload). Each names what failed and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The signal handlers could not be installed.
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[source] std::io::Error),
+    /// A directory of the state directory could not be created.
+    #[error(
+        "cannot create {}: {source}; create the state directory and make it writable by this user, or set [daemon] state_dir",
+        path.display()
+    )]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] crate::notion::NotionError),
+    /// inotify could not be set up.
+    #[error(transparent)]
+    Watch(#[from] crate::inbox::InboxError),
+    /// A listener (`metrics_listen`, the connect page) could not be opened.
+    #[error("cannot serve {what}: {source}")]
+    Listen {
+        /// Which listener.
+        what: &'static str,
+        /// What the system said (it names the address).
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Runs the daemon with the configuration at `config_path` until a stop signal arrives.
-pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     raise_open_files_limit();
-    let intents = signals::listen()?;
+    let intents = signals::listen().map_err(DaemonError::Signals)?;
     run_with(config_path, intents).await
 }
 
@@ -60,7 +98,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 pub async fn run_with(
     config_path: PathBuf,
     mut intents: mpsc::Receiver<Intent>,
-) -> anyhow::Result<()> {
+) -> Result<(), DaemonError> {
     let mut config = Config::load_file(&config_path)?;
     // Taken before the records are read, so that a workspace connecting meanwhile is noticed.
     let targets_dir = crate::config::connected::targets_dir(&config.daemon.state_dir);
@@ -74,18 +112,28 @@ pub async fn run_with(
     let watcher = std::sync::Mutex::new(InboxWatcher::new()?);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut current = config;
-    apply(&current, &client, &watcher, &mut running).await?;
+    apply(&current, &client, &watcher, &mut running).await;
     let metric_targets = metrics::Targets::default();
     metric_targets.set(running.values().map(|r| r.state.clone()));
     let metrics_server = match current.daemon.metrics_listen {
-        Some(addr) => Some(metrics::serve(addr, metric_targets.clone()).await?),
+        Some(addr) => Some(metrics::serve(addr, metric_targets.clone()).await.map_err(
+            |source| DaemonError::Listen {
+                what: "metrics",
+                source,
+            },
+        )?),
         None => None,
     };
     // The connect page: its settings are read at start (a change needs a restart).
     let connect_server = match current.connect.as_ref().and_then(|c| c.page.clone()) {
         Some(page) => {
             let url = page.public_url.clone();
-            let server = crate::connect::serve(current.clone(), client.clone(), page).await?;
+            let server = crate::connect::serve(current.clone(), client.clone(), page)
+                .await
+                .map_err(|source| DaemonError::Listen {
+                    what: "the connect page",
+                    source,
+                })?;
             tracing::info!(public_url = %url, "serving the connect page");
             Some(server)
         }
@@ -239,7 +287,7 @@ async fn reload(
     client: &mut NotionClient,
     watcher: &std::sync::Mutex<InboxWatcher>,
     running: &mut BTreeMap<String, Running>,
-) -> anyhow::Result<()> {
+) -> Result<(), DaemonError> {
     match Config::load(config_path) {
         Ok(new) => {
             let new = Arc::new(new);
@@ -250,7 +298,7 @@ async fn reload(
             }
             *current = new;
             warn_exposures(current);
-            apply(current, client, watcher, running).await?;
+            apply(current, client, watcher, running).await;
             tracing::info!(targets = running.len(), "configuration reloaded");
         }
         Err(e) => tracing::error!("configuration not reloaded, the old one stays in force: {e}"),
@@ -303,7 +351,7 @@ async fn apply(
     client: &NotionClient,
     watcher: &std::sync::Mutex<InboxWatcher>,
     running: &mut BTreeMap<String, Running>,
-) -> anyhow::Result<()> {
+) {
     let wanted: BTreeMap<&str, &Target> = config
         .targets
         .iter()
@@ -364,7 +412,6 @@ async fn apply(
             },
         );
     }
-    Ok(())
 }
 
 /// What identifies a target's configuration. A fixed token is compared by a hash, never by value.
@@ -408,15 +455,11 @@ fn status_line(running: &BTreeMap<String, Running>) -> String {
     s
 }
 
-fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
-    for sub in ["checkpoints", "dead-letter", "tokens"] {
-        let path = dir.join(sub);
-        crate::state::private::create_private_dir(&path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create {}: {e}; create the state directory and make it writable by this user, or set [daemon] state_dir",
-                path.display()
-            )
-        })?;
+fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    let layout = crate::state::layout::StateDir(dir);
+    for path in [layout.checkpoints(), layout.dead_letters(), layout.tokens()] {
+        crate::state::private::create_private_dir(&path)
+            .map_err(|source| DaemonError::StateDir { path, source })?;
     }
     if let Some(store) = crate::state::checkpoint::CheckpointStore::existing(dir) {
         store.remove_leftovers();

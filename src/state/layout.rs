@@ -78,9 +78,14 @@ impl StateDir<'_> {
         self.tokens().join(format!("{target}.toml"))
     }
 
+    /// The dead-letter files' directory.
+    pub fn dead_letters(self) -> PathBuf {
+        self.0.join("dead-letter")
+    }
+
     /// The dead-letter file of `target`.
     pub fn dead_letter_file(self, target: &str) -> PathBuf {
-        self.0.join("dead-letter").join(format!("{target}.jsonl"))
+        self.dead_letters().join(format!("{target}.jsonl"))
     }
 
     /// The purged dead letters of `target`.
