@@ -247,20 +247,10 @@ impl CheckpointStore {
         Ok((checkpoint, writer))
     }
 
-    /// Writes the checkpoint of `target` durably.
+    /// Writes the checkpoint of `target` once, durably (a tool's or a test's write; the daemon
+    /// keeps a [`CheckpointWriter`]).
     pub fn save(&self, target: &str, checkpoint: &Checkpoint) -> Result<(), StateError> {
-        self.save_with(target, checkpoint, true)
-    }
-
-    /// Writes the checkpoint of `target` once (a tool's write; the daemon keeps a
-    /// [`CheckpointWriter`]). `durable` adds the fsync.
-    pub fn save_with(
-        &self,
-        target: &str,
-        checkpoint: &Checkpoint,
-        durable: bool,
-    ) -> Result<(), StateError> {
-        self.writer(target)?.1.save(checkpoint, durable)
+        self.writer(target)?.1.save(checkpoint, true)
     }
 }
 
