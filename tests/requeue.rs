@@ -497,3 +497,59 @@ fn requeue_moves_what_the_daemon_accepts_now_and_says_why_each_other_entry_stays
     assert_eq!(inbox.lines().nth(1), Some(long.as_str()));
     assert_eq!(reasons(&dead).len(), 2);
 }
+
+/// Two entries byte for byte the same (a dead-letter write retried after a failed cut-back, or a
+/// file put back by hand), and a run that stopped after taking one of them: neither is lost, and
+/// neither is appended twice, whether the run stopped before or after rewriting the file.
+#[test]
+fn identical_entries_with_an_interrupted_batch_are_each_appended_once() {
+    use std::os::unix::fs::MetadataExt;
+    let twin = entry("{\"handle\":\"@twin\",\"tweet\":\"x\"}", "conflict_error");
+    for rewritten in [false, true] {
+        let (w, dead) = if rewritten {
+            // The run rewrote the file without the entry it took (a new file): one copy is left.
+            world_with(std::slice::from_ref(&twin))
+        } else {
+            world_with(&[twin.clone(), twin.clone()])
+        };
+        let meta = std::fs::metadata(&dead).unwrap();
+        // The file the batch was taken from: this one, or (rewritten) the one replaced since.
+        let from = if rewritten {
+            format!("{}-{}", meta.dev(), meta.ino() + 1_000_000)
+        } else {
+            format!("{}-{}", meta.dev(), meta.ino())
+        };
+        let dir = w.path("state/requeue");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("t.20261201T000000.000000Z.{from}.batch.jsonl")),
+            format!("{twin}\n"),
+        )
+        .unwrap();
+
+        let (code, out, err) = run(&w, &["--list", "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        let in_batch: Vec<bool> = listed
+            .iter()
+            .map(|e| e["in_batch"].as_bool().unwrap_or(false))
+            .collect();
+        let want: &[bool] = if rewritten { &[false] } else { &[true, false] };
+        assert_eq!(in_batch, want, "rewritten={rewritten}: {out}");
+
+        let (code, out, err) = run(&w, &["--dry-run", "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        let dry: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(dry["appended"], 2, "rewritten={rewritten}: {dry}");
+
+        let (code, _, err) = run(&w, &[]);
+        assert_eq!(code, Some(0), "{err}");
+        let inbox = std::fs::read_to_string(w.inbox("t")).unwrap();
+        assert_eq!(
+            inbox.lines().filter(|l| l.contains("@twin")).count(),
+            2,
+            "rewritten={rewritten}: each entry once: {inbox}"
+        );
+        assert!(reasons(&dead).is_empty(), "rewritten={rewritten}");
+    }
+}

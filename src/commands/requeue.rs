@@ -162,6 +162,10 @@ pub struct Listed {
     /// `requeue` leaves it: fix this first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused_now: Option<String>,
+    /// Whether a batch of an interrupted run holds it: the next `requeue` appends it (whatever
+    /// it selects) and removes it from here.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_batch: bool,
 }
 
 /// What `requeue` did, or would do with `--dry-run`.
@@ -217,12 +221,23 @@ pub fn list(config: &Config, args: &RequeueArgs) -> Result<Vec<Listed>, RequeueE
     for u in &contents.unparsed {
         tracing::warn!("{}", u.to_error(&path));
     }
-    let rules = LocalRules::new(target, config.daemon.max_line_bytes as usize);
+    let rules = rules_of(config, target);
+    let dir = crate::state::layout::StateDir(&config.daemon.state_dir).requeue();
+    let batches = if dir.is_dir() {
+        batch::pending(&dir, &target.name)?
+    } else {
+        Vec::new()
+    };
+    let in_batch = batch::Held::of(&batches)?.mark(
+        batch::identity(&path),
+        contents.entries.iter().map(|e| e.text.as_str()),
+    );
     let entries: Vec<DeadLetter> = contents.entries.into_iter().map(|e| e.entry).collect();
     Ok(entries
         .iter()
+        .zip(in_batch)
         .enumerate()
-        .map(|(i, e)| Listed {
+        .map(|(i, (e, in_batch))| Listed {
             number: i + 1,
             requeueable: requeueable(e),
             lost: e.lost,
@@ -233,6 +248,7 @@ pub fn list(config: &Config, args: &RequeueArgs) -> Result<Vec<Listed>, RequeueE
                 .then(|| rules.line(&e.original_bytes()).err())
                 .flatten()
                 .map(|r| r.to_string()),
+            in_batch,
         })
         .collect())
 }
@@ -263,11 +279,11 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
         let purged = purged_file.parent().unwrap_or(&purged_file).to_owned();
         crate::state::private::create_private_dir(&purged)
             .map_err(RequeueError::io("cannot create", &purged))?;
-        let pending = batch::lines_of(&batch::pending(&dir, &target.name)?)?;
-        let purged = batch::purge(&dead, &purged_file, &select, &target.name, &pending)?;
+        let held = batch::Held::of(&batch::pending(&dir, &target.name)?)?;
+        let purged = batch::purge(&dead, &purged_file, &select, &target.name, &held)?;
         return Ok(Requeued::of(purged, 0, false));
     }
-    let rules = LocalRules::new(target, config.daemon.max_line_bytes as usize);
+    let rules = rules_of(config, target);
     // Refuse a bad inbox before anything moves; the check is made again on the descriptor that is
     // written, under its lock.
     let checkpoint = checkpoint_of(config, target)?;
@@ -276,8 +292,8 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
     let select = select.settled_by(checkpoint.as_ref());
     // Finish batches a crashed run left, then take the selected dead letters.
     let mut batches = batch::pending(&dir, &target.name)?;
-    let pending = batch::lines_of(&batches)?;
-    let taken = batch::take(&dead, &dir, &target.name, &select, &rules, &pending)?;
+    let held = batch::Held::of(&batches)?;
+    let taken = batch::take(&dead, &dir, &target.name, &select, &rules, &held)?;
     batches.extend(taken.batch);
     let mut appended = 0;
     for b in batches {
@@ -318,12 +334,16 @@ fn dry_run(
         Vec::new()
     };
     // Entries an interrupted run took are its batch's, as the run itself would see them.
-    let pending = batch::lines_of(&batches)?;
+    let batched = batch::Held::of(&batches)?.mark(
+        batch::identity(&dead),
+        contents.entries.iter().map(|e| e.text.as_str()),
+    );
     let entries = || {
         contents
             .entries
             .iter()
-            .map(|e| (&e.entry, pending.contains(&e.text)))
+            .zip(&batched)
+            .map(|(e, b)| (&e.entry, *b))
     };
     if purge {
         return Ok(Requeued::of(select.plan(entries(), None).outcomes, 0, true));
@@ -336,13 +356,23 @@ fn dry_run(
     }
     let checkpoint = checkpoint_of(config, target)?;
     let select = select.clone().settled_by(checkpoint.as_ref());
-    let rules = LocalRules::new(target, config.daemon.max_line_bytes as usize);
+    let rules = rules_of(config, target);
     let judged = select.plan(entries(), Some(&rules)).outcomes;
-    let done = Requeued::of(judged, waiting, true);
-    if done.appended > 0 {
-        precheck(target, &known_files(checkpoint.as_ref()))?;
+    // As a run does, whatever it would move.
+    precheck(target, &known_files(checkpoint.as_ref()))?;
+    Ok(Requeued::of(judged, waiting, true))
+}
+
+/// The daemon's schema-free rules for `target`, knowing the schema the daemon last resolved
+/// (which tells the title's field) when it has cached one.
+fn rules_of<'a>(config: &Config, target: &'a Target) -> LocalRules<'a> {
+    let rules = LocalRules::new(target, config.daemon.max_line_bytes as usize);
+    match crate::notion::cache::ResolutionCache::new(&config.daemon.state_dir, &target.name)
+        .last(config.notion.version)
+    {
+        Some(resolved) => rules.knowing(&resolved),
+        None => rules,
     }
-    Ok(done)
 }
 
 /// The target's checkpoint, if it has one. One that cannot be read stops the run: without it,
@@ -452,7 +482,9 @@ pub fn print_list(target: &str, entries: &[Listed]) {
         return;
     }
     for e in entries {
-        let tag = if e.lost {
+        let tag = if e.in_batch {
+            " [taken by an interrupted run: the next requeue appends it]".to_owned()
+        } else if e.lost {
             " [lost file report: kept]".to_owned()
         } else if !e.requeueable {
             " [line not kept: cannot be requeued]".to_owned()
@@ -506,7 +538,7 @@ pub fn print_done(config: &Config, args: &RequeueArgs, done: &Requeued) {
         (
             "kept",
             Verdict::Kept,
-            "they hold no record to requeue; remove them with --purge",
+            "they hold no record to requeue; remove them with --purge --line N",
         ),
         (
             "left for now",

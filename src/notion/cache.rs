@@ -40,6 +40,27 @@ struct Stored {
     properties: Vec<StoredProperty>,
 }
 
+impl Stored {
+    fn into_resolved(self, version: NotionVersion) -> Resolved {
+        Resolved {
+            version,
+            database_id: self.database_id,
+            data_source_id: self.data_source_id,
+            title: self.title,
+            properties: self
+                .properties
+                .into_iter()
+                .map(|p| Property {
+                    kind: PropertyKind::parse(&p.kind),
+                    name: p.name,
+                    id: p.id,
+                    options: p.options,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredProperty {
     name: String,
@@ -72,36 +93,27 @@ impl ResolutionCache {
 
     /// The resolution stored under `key`, if there is one younger than [`MAX_AGE`] at `now`.
     pub fn load(&self, key: &str, version: NotionVersion, now: SystemTime) -> Option<Resolved> {
-        let bytes = std::fs::read(&self.path).ok()?;
-        let stored: Stored = match serde_json::from_slice(&bytes) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(file = %self.path.display(), "the cached resolution is unreadable ({e}); resolving again");
-                return None;
-            }
-        };
+        let stored = self.stored()?;
         let age = now
             .duration_since(UNIX_EPOCH + Duration::from_secs(stored.resolved_at))
             .unwrap_or(Duration::MAX);
         if stored.key != key || age > MAX_AGE {
             return None;
         }
-        Some(Resolved {
-            version,
-            database_id: stored.database_id,
-            data_source_id: stored.data_source_id,
-            title: stored.title,
-            properties: stored
-                .properties
-                .into_iter()
-                .map(|p| Property {
-                    kind: PropertyKind::parse(&p.kind),
-                    name: p.name,
-                    id: p.id,
-                    options: p.options,
-                })
-                .collect(),
-        })
+        Some(stored.into_resolved(version))
+    }
+
+    /// The last resolution stored, whatever it was made for and however old: what the daemon
+    /// last saw of the destination's schema, for a tool that sends no request (`requeue`).
+    pub fn last(&self, version: NotionVersion) -> Option<Resolved> {
+        Some(self.stored()?.into_resolved(version))
+    }
+
+    fn stored(&self) -> Option<Stored> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| tracing::debug!(file = %self.path.display(), "the cached resolution is unreadable ({e})"))
+            .ok()
     }
 
     /// Stores `resolved` under `key`, made at `now`. Best effort: a cache that cannot be written

@@ -4,7 +4,7 @@
 //! Entries are handled as the exact lines of the dead-letter file, so "remove the batch's entries
 //! from the dead-letter file" compares bytes, not parsed values.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -130,13 +130,88 @@ fn rewrite(dead: &Path, keep: &[&str], unparsed: &[Vec<u8>]) -> Result<(), Reque
         .map_err(RequeueError::io("cannot rewrite", dead))
 }
 
-/// The exact lines of the entries `batches` hold.
-pub(super) fn lines_of(batches: &[PathBuf]) -> Result<HashSet<String>, RequeueError> {
-    let mut taken = HashSet::new();
-    for b in batches {
-        taken.extend(read_lines(b)?.into_iter().map(|(l, _)| l));
+/// The entries of the batches an interrupted run left, with the dead-letter file each was taken
+/// from.
+///
+/// A run writes its batch, then replaces the dead-letter file without the batch's entries (a
+/// rename puts a new file in place, or the file is removed). So while the file a batch was taken
+/// from is still the one at the path, the run stopped before that rewrite and the batch's entries
+/// are still in it, once each: they are the batch's, and leave the file with it. Once another
+/// file is there, the batch's entries left already, and a line equal to one of them is an entry
+/// of its own (two entries may be byte for byte the same). Batches of older versions do not name
+/// their file: their lines are taken to be in whatever file is there.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    /// Each batch: the file it was taken from, and its lines.
+    batches: Vec<(Option<FileId>, Vec<String>)>,
+}
+
+/// A file's device and inode.
+type FileId = (u64, u64);
+
+impl Held {
+    /// The entries of `batches`.
+    pub(super) fn of(batches: &[PathBuf]) -> Result<Held, RequeueError> {
+        let mut held = Held::default();
+        for b in batches {
+            let lines = read_lines(b)?.into_iter().map(|(l, _)| l).collect();
+            held.batches.push((taken_from(b), lines));
+        }
+        Ok(held)
     }
-    Ok(taken)
+
+    /// For each of `lines` (the dead-letter file `file`'s entries, in order), whether a batch
+    /// holds it: one line per batch line, the first ones found.
+    pub(super) fn mark<'a>(
+        &self,
+        file: Option<FileId>,
+        lines: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<bool> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (from, batch) in &self.batches {
+            if from.is_none() || *from == file {
+                for l in batch {
+                    *counts.entry(l.as_str()).or_default() += 1;
+                }
+            }
+        }
+        lines
+            .into_iter()
+            .map(|l| match counts.get_mut(l) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            })
+            .collect()
+    }
+}
+
+/// A batch's name: `<target>.<time>.<dev>-<ino>.batch.jsonl`, naming the dead-letter file it was
+/// taken from.
+fn batch_name(name: &str, from: &File) -> std::io::Result<String> {
+    let meta = from.metadata()?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    Ok(format!(
+        "{name}.{stamp}.{}-{}.batch.jsonl",
+        meta.dev(),
+        meta.ino()
+    ))
+}
+
+/// The dead-letter file a batch was taken from, as its name says (`None`: an older version's).
+fn taken_from(batch: &Path) -> Option<FileId> {
+    let file = batch.file_name()?.to_str()?;
+    let (rest, _) = file.rsplit_once(".batch.jsonl")?;
+    let (_, id) = rest.rsplit_once('.')?;
+    let (dev, ino) = id.split_once('-')?;
+    Some((dev.parse().ok()?, ino.parse().ok()?))
+}
+
+/// The identity of the dead-letter file at `path` now, if there is one.
+pub(super) fn identity(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// What [`take`] moved and left.
@@ -148,23 +223,22 @@ pub(super) struct Taken {
 }
 
 /// Under the dead-letter file's lock, moves the selected entries that [`Selection::judge`] lets go
-/// back into a new batch in `dir`, and drops the entries of earlier batches (`pending`: a run
-/// that wrote a batch may have stopped before it rewrote the dead-letter file). Entries are
-/// numbered as `--list` shows the file.
+/// back into a new batch in `dir`, and drops the entries that batches of an interrupted run hold
+/// (`held`). Entries are numbered as `--list` shows the file.
 pub(super) fn take(
     dead: &Path,
     dir: &Path,
     name: &str,
     select: &Selection,
     rules: &LocalRules<'_>,
-    pending: &HashSet<String>,
+    held: &Held,
 ) -> Result<Taken, RequeueError> {
     let mut taken = Taken {
         batch: None,
         entries: Vec::new(),
     };
     let Some((
-        _lock,
+        lock,
         DeadFile {
             entries: lines,
             unparsed,
@@ -173,13 +247,15 @@ pub(super) fn take(
     else {
         return Ok(taken);
     };
+    let file = lock.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let batched = held.mark(file, lines.iter().map(|(l, _)| l.as_str()));
     let plan = select.plan(
-        lines.iter().map(|(l, e)| (e, pending.contains(l))),
+        lines.iter().zip(&batched).map(|((_, e), b)| (e, *b)),
         Some(rules),
     );
     let (mut moved, mut keep) = (Vec::new(), Vec::new());
-    for ((line, _), leaves) in lines.iter().zip(&plan.leaves) {
-        if pending.contains(line) {
+    for (((line, _), leaves), batched) in lines.iter().zip(&plan.leaves).zip(&batched) {
+        if *batched {
             continue;
         }
         if *leaves { &mut moved } else { &mut keep }.push(line.as_str());
@@ -191,8 +267,7 @@ pub(super) fn take(
         }
         return Ok(taken);
     }
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
-    let batch = dir.join(format!("{name}.{stamp}.batch.jsonl"));
+    let batch = dir.join(batch_name(name, &lock).map_err(RequeueError::io("cannot stat", dead))?);
     write_private_atomically(
         &batch,
         ".tmp-",
@@ -321,10 +396,10 @@ pub(super) fn purge(
     archive: &Path,
     select: &Selection,
     name: &str,
-    pending: &HashSet<String>,
+    held: &Held,
 ) -> Result<Vec<EntryOutcome>, RequeueError> {
     let Some((
-        _lock,
+        lock,
         DeadFile {
             entries: lines,
             unparsed,
@@ -334,10 +409,12 @@ pub(super) fn purge(
         return Ok(Vec::new());
     };
     // Entries of a batch an interrupted run left are that batch's: neither purged nor kept.
-    let plan = select.plan(lines.iter().map(|(l, e)| (e, pending.contains(l))), None);
+    let file = lock.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let batched = held.mark(file, lines.iter().map(|(l, _)| l.as_str()));
+    let plan = select.plan(lines.iter().zip(&batched).map(|((_, e), b)| (e, *b)), None);
     let (mut gone, mut keep) = (Vec::new(), Vec::new());
-    for ((line, _), leaves) in lines.iter().zip(&plan.leaves) {
-        if pending.contains(line) {
+    for (((line, _), leaves), batched) in lines.iter().zip(&plan.leaves).zip(&batched) {
+        if *batched {
             continue;
         }
         if *leaves { &mut gone } else { &mut keep }.push(line.as_str());

@@ -160,11 +160,11 @@ impl Selection {
                 "its line was over max_line_bytes and its bytes were not kept"
             };
             (Verdict::Kept, Some(why.to_owned()))
+        } else if let Err(e) = rules.line(&entry.original_bytes()) {
+            (Verdict::Refused, Some(e.to_string()))
         } else if self.unsettled(entry) {
             let why = "the daemon has not committed past its line yet; run requeue again later";
             (Verdict::Unsettled, Some(why.to_owned()))
-        } else if let Err(e) = rules.line(&entry.original_bytes()) {
-            (Verdict::Refused, Some(e.to_string()))
         } else {
             (Verdict::Requeued, None)
         };
