@@ -138,8 +138,10 @@ fn rewrite(dead: &Path, keep: &[&str], unparsed: &[Vec<u8>]) -> Result<(), Reque
 /// from is still the one at the path, the run stopped before that rewrite and the batch's entries
 /// are still in it, once each: they are the batch's, and leave the file with it. Once another
 /// file is there, the batch's entries left already, and a line equal to one of them is an entry
-/// of its own (two entries may be byte for byte the same). Batches of older versions do not name
-/// their file: their lines are taken to be in whatever file is there.
+/// of its own (two entries may be byte for byte the same). A new file may get the inode number of
+/// a removed one, but an entry in it equal to a batched one would need the same time to the
+/// millisecond. Batches of older versions do not name their file: their lines are taken to be in
+/// whatever file is there.
 #[derive(Debug, Default)]
 pub(super) struct Held {
     /// Each batch: the file it was taken from, and its lines.
