@@ -223,11 +223,7 @@ pub fn list(config: &Config, args: &RequeueArgs) -> Result<Vec<Listed>, RequeueE
     }
     let rules = rules_of(config, target);
     let dir = crate::state::layout::StateDir(&config.daemon.state_dir).requeue();
-    let batches = if dir.is_dir() {
-        batch::pending(&dir, &target.name)?
-    } else {
-        Vec::new()
-    };
+    let batches = batch::pending(&dir, &target.name)?;
     let in_batch = batch::Held::of(&batches)?.mark(
         batch::identity(&path),
         contents.entries.iter().map(|e| e.text.as_str()),
@@ -328,11 +324,7 @@ fn dry_run(
         deadletter::read_contents(&dead).map_err(RequeueError::io("cannot read", &dead))?;
     select.check_lines(&target.name, contents.entries.len())?;
     let dir = crate::state::layout::StateDir(&config.daemon.state_dir).requeue();
-    let batches = if dir.is_dir() {
-        batch::pending(&dir, &target.name)?
-    } else {
-        Vec::new()
-    };
+    let batches = batch::pending(&dir, &target.name)?;
     // Entries an interrupted run took are its batch's, as the run itself would see them.
     let batched = batch::Held::of(&batches)?.mark(
         batch::identity(&dead),

@@ -32,11 +32,16 @@ struct Journal {
     offset: u64,
 }
 
-/// The batches of target `name` that a crashed run left in `dir`, oldest first.
+/// The batches of target `name` that a crashed run left in `dir`, oldest first (none if `dir`
+/// does not exist).
 pub(super) fn pending(dir: &Path, name: &str) -> Result<Vec<PathBuf>, RequeueError> {
     let prefix = format!("{name}.");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(RequeueError::io("cannot list", dir))?
+    let listing = match std::fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(RequeueError::io("cannot list", dir)(e)),
+    };
+    let mut found: Vec<PathBuf> = listing
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
