@@ -82,28 +82,33 @@ impl Io {
     /// core then retries it), never a record stuck in flight.
     pub fn perform(self: &Arc<Self>, action: Action<PageBody>) -> Work {
         let io = self.clone();
-        let name = self.name.clone();
         match action {
             Action::Read { max_items } => local(
-                move || io.read(max_items),
-                move || Event::ReadFailed(crashed(&name, "reader")),
+                io,
+                "reader",
+                move |io| io.read(max_items),
+                Event::ReadFailed,
             ),
             Action::Save {
                 checkpoint,
                 durable,
             } => local(
-                move || {
+                io,
+                "checkpoint writer",
+                move |io| {
                     let saved = lock(&io.writer).save(&checkpoint, durable);
                     Event::Saved(saved.map_err(|e| LocalError::Save {
                         target: io.name.clone(),
                         cause: crate::error::chain(&e),
                     }))
                 },
-                move || Event::Saved(Err(crashed(&name, "checkpoint writer"))),
+                |e| Event::Saved(Err(e)),
             ),
             Action::DeadLetter(requests) => local(
-                move || Event::DeadLettered(io.write_dead_letters(requests)),
-                move || Event::DeadLettered(Err(crashed(&name, "dead-letter writer"))),
+                io,
+                "dead-letter writer",
+                move |io| Event::DeadLettered(io.write_dead_letters(requests)),
+                |e| Event::DeadLettered(Err(e)),
             ),
             Action::Send { ticket, payload } => request(
                 async move {
@@ -336,21 +341,20 @@ fn classify_check(
     }
 }
 
-/// The failure of local work that panicked.
-fn crashed(target: &str, what: &'static str) -> LocalError {
-    LocalError::Crashed {
-        target: target.to_owned(),
-        what,
-    }
-}
-
-/// Disk work, with the event to report if it panics.
+/// Disk work on `io`: `f`, or, if it panics, `failed` with the failure of `what`.
 fn local(
-    f: impl FnOnce() -> Event<PageBody> + Send + 'static,
-    crashed: impl FnOnce() -> Event<PageBody> + Send + 'static,
+    io: Arc<Io>,
+    what: &'static str,
+    f: impl FnOnce(&Io) -> Event<PageBody> + Send + 'static,
+    failed: fn(LocalError) -> Event<PageBody>,
 ) -> Work {
     Work::Local(Box::new(move || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| crashed())
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&io))).unwrap_or_else(|_| {
+            failed(LocalError::Crashed {
+                target: io.name.clone(),
+                what,
+            })
+        })
     }))
 }
 
