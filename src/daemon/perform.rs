@@ -15,6 +15,7 @@ use crate::delivery::{
 use crate::inbox::{Item, TailEvent, Tailer};
 use crate::notion::{CreateOutcome, NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
+use crate::record::RecordError;
 use crate::record::line::{parse_line, record_key};
 use crate::state::checkpoint::CheckpointWriter;
 use crate::state::deadletter::{DeadLetterFile, NotionErrorInfo};
@@ -195,10 +196,10 @@ impl Io {
             Item::Oversized { pos, len } => Some(Input::Bad {
                 pos,
                 line: Vec::new(),
-                reason: format!(
-                    "the line is {len} bytes, over max_line_bytes ({}); its bytes were not kept: split the record, or raise max_line_bytes",
-                    self.max_line_bytes
-                ),
+                reason: RecordError::Oversized {
+                    bytes: len,
+                    max: self.max_line_bytes,
+                },
             }),
             Item::Line { pos, text } => {
                 let prepared = parse_line(&text).and_then(|record| {
@@ -216,7 +217,7 @@ impl Io {
                     Err(reason) => Input::Bad {
                         pos,
                         line: text,
-                        reason: reason.to_string(),
+                        reason,
                     },
                 })
             }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{CheckResult, RefreshResult, SendResult};
 use crate::inbox::{FileIdentity, LinePos};
+use crate::record::RecordError;
 use crate::state::Ticket;
 use crate::state::checkpoint::Checkpoint;
 use crate::state::deadletter::NotionErrorInfo;
@@ -44,7 +45,7 @@ pub enum Input<P> {
         /// Its bytes (empty when too long to keep).
         line: Vec<u8>,
         /// Why, and the fix.
-        reason: String,
+        reason: RecordError,
     },
     /// A file the checkpoint named is gone: its unread part is lost, and this says so in the
     /// dead-letter file and in the target's health.

@@ -434,7 +434,7 @@ impl<P> Core<P> {
                     payload,
                     line,
                 } => (pos, Flight::record(key, payload, line)),
-                Input::Bad { pos, line, reason } => (pos, Flight::bad(line, reason)),
+                Input::Bad { pos, line, reason } => (pos, Flight::bad(line, reason.to_string())),
                 Input::Lost {
                     file,
                     offset,

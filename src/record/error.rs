@@ -90,6 +90,17 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
+    /// The line was longer than `max_line_bytes` when the daemon read it: only its length was
+    /// kept.
+    #[error(
+        "the line is {bytes} bytes, over max_line_bytes ({max}); its bytes were not kept: split the record, or raise max_line_bytes"
+    )]
+    Oversized {
+        /// Its length, without the newline.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The record's key does not fit the dedupe property.
     #[error("the record's key cannot be stored in the dedupe property: {0}")]
     DedupeKey(String),

@@ -13,12 +13,16 @@ use notion_inbox::delivery::{
     Action, Core, CoreConfig, DeadLetterRequest, Event, Input, LocalError,
 };
 use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
+use notion_inbox::record::RecordError;
 use notion_inbox::record::line::{parse_line, record_key};
 use notion_inbox::state::Ticket;
 use notion_inbox::state::checkpoint::Checkpoint;
 use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// The simulated inboxes' max_line_bytes.
+const MAX_LINE: u64 = 4096;
 
 /// What a simulated full disk says.
 const FULL: &str = "No space left on device (simulated)";
@@ -186,7 +190,7 @@ impl World {
         let seed = self.rng.random();
         self.core = Some(Core::new(cfg, self.state.clone(), loaded.as_ref(), seed));
         let opts = TailOptions {
-            max_line: 4096,
+            max_line: MAX_LINE as usize,
             chunk: 64,
             rotate_grace: Duration::ZERO,
         };
@@ -555,14 +559,17 @@ impl World {
                         Err(reason) => Input::Bad {
                             pos,
                             line: text,
-                            reason: reason.to_string(),
+                            reason,
                         },
                     });
                 }
-                Item::Oversized { pos, .. } => inputs.push(Input::Bad {
+                Item::Oversized { pos, len } => inputs.push(Input::Bad {
                     pos,
                     line: Vec::new(),
-                    reason: "too long".into(),
+                    reason: RecordError::Oversized {
+                        bytes: len,
+                        max: MAX_LINE,
+                    },
                 }),
                 Item::Event(
                     TailEvent::PreviousGone { file, offset }
