@@ -108,25 +108,28 @@ pub async fn collect(config: &Config, name: &str) -> anyhow::Result<Vec<Database
         };
         let info = DataSourceInfo {
             fits: c.why_not.is_none(),
-            why_not: c.why_not,
-            name: c.name,
-            data_source_id: c.data_source_id,
+            why_not: c.why_not.as_deref().map(crate::text::message),
+            name: crate::text::label(&c.name),
+            data_source_id: c.data_source_id.as_deref().map(crate::text::label),
             properties: c
                 .properties
                 .into_iter()
                 .map(|p| PropertyInfo {
-                    name: p.name,
-                    id: p.id,
+                    name: crate::text::label(&p.name),
+                    id: crate::text::label(&p.id),
                     kind: p.kind.as_str().to_owned(),
                 })
                 .collect(),
             configured,
         };
-        match out.iter_mut().find(|d| d.database_id == c.database_id) {
+        match out
+            .iter_mut()
+            .find(|d| d.database_id == crate::text::label(&c.database_id))
+        {
             Some(db) => db.data_sources.push(info),
             None => out.push(DatabaseInfo {
-                title: c.database_title,
-                database_id: c.database_id,
+                title: crate::text::label(&c.database_title),
+                database_id: crate::text::label(&c.database_id),
                 data_sources: vec![info],
             }),
         }

@@ -133,9 +133,10 @@ fn token_info(target: &Target) -> TokenInfo {
             let time = |t: chrono::DateTime<chrono::Utc>| {
                 t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             };
-            info.workspace_name = file.workspace_name;
-            info.workspace_id = Some(file.workspace_id).filter(|w| !w.is_empty());
-            info.owner = file.owner;
+            info.workspace_name = file.workspace_name.as_deref().map(crate::text::label);
+            info.workspace_id =
+                Some(crate::text::label(&file.workspace_id)).filter(|w| !w.is_empty());
+            info.owner = file.owner.as_deref().map(crate::text::label);
             info.obtained_at = Some(time(file.obtained_at));
             info.refreshed_at = file.refreshed_at.map(time);
             info.can_refresh = Some(file.refresh_token.is_some());

@@ -59,7 +59,7 @@ pub fn collect(config: &Config) -> anyhow::Result<Vec<TargetInfo>> {
             token.as_ref().and_then(|f| f.destination.as_ref()),
         ) {
             (Destination::Database(id) | Destination::DataSource(id), _) => id.clone(),
-            (Destination::Discover, Some(chosen)) => chosen.title.clone(),
+            (Destination::Discover, Some(chosen)) => crate::text::label(&chosen.title),
             (Destination::Discover, None) => "to be discovered".into(),
         };
         let state = match status.and_then(|s| s.daemon.as_ref().map(|d| (s.daemon_running, d))) {
@@ -79,11 +79,13 @@ pub fn collect(config: &Config) -> anyhow::Result<Vec<TargetInfo>> {
             },
             state,
             workspace: record
-                .and_then(|r| r.connection.workspace_name.clone())
-                .or_else(|| token.as_ref().and_then(|f| f.workspace_name.clone())),
+                .and_then(|r| r.connection.workspace_name.as_deref())
+                .or_else(|| token.as_ref().and_then(|f| f.workspace_name.as_deref()))
+                .map(crate::text::label),
             owner: record
-                .and_then(|r| r.connection.owner.clone())
-                .or_else(|| token.as_ref().and_then(|f| f.owner.clone())),
+                .and_then(|r| r.connection.owner.as_deref())
+                .or_else(|| token.as_ref().and_then(|f| f.owner.as_deref()))
+                .map(crate::text::label),
             database,
             inbox: t.inbox.display().to_string(),
             backlog_lines: status.map(|s| s.backlog_lines),
@@ -100,8 +102,12 @@ pub fn collect(config: &Config) -> anyhow::Result<Vec<TargetInfo>> {
             name: r.name.clone(),
             origin: "connected",
             state: "disconnected".into(),
-            workspace: r.connection.workspace_name.clone(),
-            owner: r.connection.owner.clone(),
+            workspace: r
+                .connection
+                .workspace_name
+                .as_deref()
+                .map(crate::text::label),
+            owner: r.connection.owner.as_deref().map(crate::text::label),
             database: String::new(),
             inbox: r.inbox.clone(),
             backlog_lines: None,

@@ -154,10 +154,9 @@ impl ApiError {
     }
 }
 
-/// `text` without its control characters ([`char::is_control`]: C0 controls such as ESC, CR and
-/// LF, DEL, and the C1 controls), for text from elsewhere that is shown to people.
+/// Text from elsewhere that is shown to people, made safe: [`crate::text::message`].
 pub fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
+    crate::text::message(text)
 }
 
 impl fmt::Display for ApiError {
@@ -333,7 +332,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn texts_from_notion_lose_their_control_characters() {
+    fn texts_from_notion_have_their_control_characters_escaped() {
         let e = ApiError {
             status: 400,
             code: ErrorCode::parse("odd\u{1b}[31m"),
@@ -342,9 +341,12 @@ mod tests {
             retry_after: None,
         }
         .printable();
-        assert_eq!(e.message, "bad[2J code31m$ ");
-        assert_eq!(e.code.as_str(), "odd[31m");
-        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert_eq!(
+            e.message,
+            "bad\\u{1b}[2J code\\u{7}\\u{d}\\u{a}\\u{9b}31m$ "
+        );
+        assert_eq!(e.code.as_str(), "odd\\u{1b}[31m");
+        assert_eq!(e.request_id.as_deref(), Some("r\\u{0}1"));
         assert_eq!(printable("Acme · 東京 ✓"), "Acme · 東京 ✓");
     }
 

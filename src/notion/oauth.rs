@@ -60,7 +60,8 @@ impl TokenResponse {
             token_type: text("token_type").unwrap_or_else(|| "bearer".into()),
             bot_id: text("bot_id").unwrap_or_default(),
             workspace_id: text("workspace_id").unwrap_or_default(),
-            workspace_name: text("workspace_name"),
+            // Chosen by whoever connects: made safe as it is read.
+            workspace_name: text("workspace_name").map(|n| crate::text::label(&n)),
             access_token,
             refresh_token,
             rest: body,
@@ -73,7 +74,7 @@ impl TokenResponse {
         user.get("name")
             .and_then(Value::as_str)
             .or_else(|| user.get("person")?.get("email")?.as_str())
-            .map(str::to_owned)
+            .map(crate::text::label)
     }
 }
 

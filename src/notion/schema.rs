@@ -99,12 +99,13 @@ pub struct Resolved {
 
 impl Resolved {
     /// For messages: `data source "Twitter" (…)` or `database "Twitter" (…)`.
+    /// (Its title and ids come from Notion: the whole is made safe to print and log.)
     pub fn describe(&self) -> String {
-        match (&self.data_source_id, &self.database_id) {
+        crate::text::message(&match (&self.data_source_id, &self.database_id) {
             (Some(ds), _) => format!("data source \"{}\" ({ds})", self.title),
             (None, Some(db)) => format!("database \"{}\" ({db})", self.title),
             (None, None) => format!("\"{}\"", self.title),
-        }
+        })
     }
 
     /// The `parent` of a page create.
@@ -181,9 +182,10 @@ impl ResolveError {
     }
 }
 
-/// The plain text of a rich-text array.
+/// The plain text of a rich-text array: a title, which whoever shared the database chose, so
+/// made safe to show as it is read ([`crate::text::label`]).
 pub fn plain_text(items: Option<&Value>) -> String {
-    items
+    let text: String = items
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -194,7 +196,8 @@ pub fn plain_text(items: Option<&Value>) -> String {
                 })
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    crate::text::label(&text)
 }
 
 /// Parses a `properties` map of a database or data source.
