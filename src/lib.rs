@@ -15,6 +15,7 @@
 //! - [`state`]: the per-target checkpoint and the commit tracker.
 //! - [`notion`]: the Notion API client: typed errors, rate limits, tokens, OAuth, schemas.
 //! - [`record`]: a record's conversion into a page body through the target's mapping.
+//! - [`tenants`]: connected workspaces: identity, lifecycle, the index by identity.
 //! - [`text`]: text from Notion or a request made safe to print, log and render.
 //! - [`serve`]: the HTTP server of `authorize`'s redirect listener and of `/metrics`, which
 //!   anyone on the machine may connect to: bounded connections, each with deadlines.
@@ -33,4 +34,5 @@ pub mod notion;
 pub mod record;
 pub(crate) mod serve;
 pub mod state;
+pub mod tenants;
 pub mod text;

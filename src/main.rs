@@ -180,6 +180,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.path.display()
                 );
             } else {
+                if let Some(usage) = notion_inbox::tenants::usage::Usage::of(&config) {
+                    println!("connect page: {}\n", usage.describe());
+                }
                 notion_inbox::commands::status::print_text(&statuses);
             }
             let verdict = notion_inbox::commands::status::Verdict::of(&statuses);

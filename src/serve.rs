@@ -1,20 +1,30 @@
-//! The HTTP server under both listeners notion-inbox opens: `authorize`'s redirect listener and
-//! the daemon's `/metrics`. Any local user can connect to either, so a connection gets little:
-//! one request (no keep-alive), a deadline for its request line and headers, a deadline for the
-//! whole connection, and one of a fixed number of places; a connection arriving when every place
-//! is taken is closed as soon as it is accepted. So however many connections others open, the
-//! server holds at most [`Limits::max_connections`] descriptors for them.
+//! The HTTP server under every listener notion-inbox opens: `authorize`'s redirect listener, the
+//! daemon's `/metrics` and the connect page. Anyone who can reach them may connect, so a
+//! connection gets little: one request (no keep-alive), a deadline for its request line and
+//! headers, another for its body (read whole, within a size, before the router sees the request),
+//! a deadline for the whole connection, and one of a fixed number of places. When every place is
+//! taken, a new connection either is closed as soon as it is accepted or, with
+//! [`Limits::shed_idle`], takes the place of the oldest connection that has not finished sending
+//! its request (idle or slow: a browser sends its request at once), which is closed. So however
+//! many connections others open, the server holds at most [`Limits::max_connections`]
+//! descriptors for them, and with shedding, holding places costs a stranger new connections
+//! faster than real requests arrive.
 //!
 //! Hand-written around hyper rather than `axum::serve`, which sets no timer (so no header
 //! deadline), serves any number of connections, and whose graceful shutdown waits for every
 //! connection to close. Here, when the server stops, only connections whose request is being
 //! answered get a short grace to receive their page; the others are dropped.
+//!
+//! The router sees the connecting address as `axum::extract::ConnectInfo<SocketAddr>`.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,26 +38,40 @@ pub struct Limits {
     /// How long a connection may take to send its request line and headers. A browser or a
     /// scraper sends them at once; a connection that dawdles (or sends nothing) is closed.
     pub header_timeout: Duration,
+    /// How long, after its headers, a request may take to send its body.
+    pub body_timeout: Duration,
+    /// The largest body read; a larger one is answered 413.
+    pub max_body: usize,
     /// How long a connection may last in all, its answer included; then it is closed.
     pub connection_timeout: Duration,
     /// How many connections are served at once (across all listeners of one server).
     pub max_connections: usize,
+    /// Whether a connection arriving when every place is taken closes the oldest one still
+    /// sending its request, instead of being closed itself.
+    pub shed_idle: bool,
 }
 
 impl Default for Limits {
-    /// 5 s for the headers, 60 s in all (above the Notion client's request timeout, which an
-    /// answer of `authorize` may wait for), 32 connections.
+    /// 5 s for the headers and 5 s for the body (of at most 8 KiB), 60 s in all (above the
+    /// Notion client's request timeout, which an answer of `authorize` may wait for), 32
+    /// connections, no shedding.
     fn default() -> Limits {
         Limits {
             header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            max_body: 8 * 1024,
             connection_timeout: Duration::from_secs(60),
             max_connections: 32,
+            shed_idle: false,
         }
     }
 }
 
 /// How long, once the server stops, a request being answered may take to receive its answer.
 const ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a new connection waits for the place of the connection it shed.
+const SHED_WAIT: Duration = Duration::from_millis(200);
 
 /// A running server: an accept loop per listener and a task per connection.
 pub struct Server {
@@ -62,7 +86,11 @@ impl Server {
     pub fn start(listeners: Vec<TcpListener>, router: axum::Router, limits: Limits) -> Server {
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let places = Arc::new(Semaphore::new(limits.max_connections));
+        let places = Arc::new(Places {
+            free: Arc::new(Semaphore::new(limits.max_connections)),
+            held: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(0),
+        });
         for listener in listeners {
             tasks.spawn(accept_loop(Accept {
                 listener,
@@ -85,6 +113,78 @@ impl Server {
     }
 }
 
+/// The server's connection places, shared by its listeners.
+struct Places {
+    /// One permit per free place.
+    free: Arc<Semaphore>,
+    /// The connections holding a place, by the order they were accepted in.
+    held: Mutex<BTreeMap<u64, Held>>,
+    /// The next connection's number.
+    next: AtomicU64,
+}
+
+/// What the accept loop knows of a connection holding a place.
+struct Held {
+    /// Set once its request was read whole: from then on it is never shed.
+    answering: Arc<AtomicBool>,
+    /// Cancelled to shed it.
+    shed: CancellationToken,
+}
+
+/// A place, given back (and forgotten by [`Places::held`]) when dropped.
+struct Place {
+    places: Arc<Places>,
+    number: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        lock(&self.places.held).remove(&self.number);
+    }
+}
+
+impl Places {
+    /// A place for a new connection: a free one, or (when `shed`) the one of the oldest
+    /// connection still sending its request. None when there is none.
+    async fn take(
+        self: &Arc<Places>,
+        shed: bool,
+    ) -> Option<(Place, Arc<AtomicBool>, CancellationToken)> {
+        let permit = match self.free.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) if shed => {
+                let oldest = lock(&self.held)
+                    .values()
+                    .find(|h| !h.answering.load(Ordering::SeqCst))
+                    .map(|h| h.shed.clone())?;
+                oldest.cancel();
+                tokio::time::timeout(SHED_WAIT, self.free.clone().acquire_owned())
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+            Err(_) => return None,
+        };
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        let answering = Arc::new(AtomicBool::new(false));
+        let shed = CancellationToken::new();
+        lock(&self.held).insert(
+            number,
+            Held {
+                answering: answering.clone(),
+                shed: shed.clone(),
+            },
+        );
+        let place = Place {
+            places: self.clone(),
+            number,
+            _permit: permit,
+        };
+        Some((place, answering, shed))
+    }
+}
+
 /// One accept loop's share of the server.
 struct Accept {
     /// Where connections come from.
@@ -94,7 +194,7 @@ struct Accept {
     /// What each connection may take.
     limits: Limits,
     /// The server's connection places, shared by its listeners.
-    places: Arc<Semaphore>,
+    places: Arc<Places>,
     /// Ends the loop.
     stop: CancellationToken,
     /// Where connection tasks are spawned, so that shutdown waits for them.
@@ -103,9 +203,9 @@ struct Accept {
 
 async fn accept_loop(a: Accept) {
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = a.listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors, say: the connections being served will free some.
                     tracing::debug!("cannot accept a connection: {e}");
@@ -115,52 +215,84 @@ async fn accept_loop(a: Accept) {
             },
             () = a.stop.cancelled() => return,
         };
-        let Ok(place) = a.places.clone().try_acquire_owned() else {
-            // Every place is taken: closed at once, so it holds no descriptor.
+        let Some((place, answering, shed)) = a.places.take(a.limits.shed_idle).await else {
+            // Every place is taken (by connections being answered, when shedding): closed at
+            // once, so it holds no descriptor.
             drop(stream);
             continue;
         };
-        a.tasks.spawn(serve_connection(
+        a.tasks.spawn(serve_connection(Connection {
             stream,
-            a.router.clone(),
-            a.limits,
-            a.stop.clone(),
-            place,
-        ));
+            peer,
+            router: a.router.clone(),
+            limits: a.limits,
+            stop: a.stop.clone(),
+            shed,
+            answering,
+            _place: place,
+        }));
     }
 }
 
-/// Serves one connection (one request: no keep-alive) until it ends, its time is up or the
-/// server stops; `_place` is given back when it returns.
-async fn serve_connection(
+/// One accepted connection and what it may take.
+struct Connection {
     stream: TcpStream,
+    peer: SocketAddr,
     router: axum::Router,
     limits: Limits,
     stop: CancellationToken,
-    _place: OwnedSemaphorePermit,
-) {
-    // Set once the request line and headers were read and the request was handed to the router.
-    let answering = Arc::new(AtomicBool::new(false));
-    let seen = answering.clone();
+    /// Cancelled when a newer connection takes its place.
+    shed: CancellationToken,
+    /// Set once its request was read whole.
+    answering: Arc<AtomicBool>,
+    /// Given back when the connection ends.
+    _place: Place,
+}
+
+/// Serves one connection (one request: no keep-alive) until it ends, its time is up, it is shed
+/// or the server stops.
+async fn serve_connection(c: Connection) {
+    let (router, limits, peer, seen) = (c.router, c.limits, c.peer, c.answering.clone());
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        seen.store(true, Ordering::SeqCst);
-        router.clone().oneshot(req.map(axum::body::Body::new))
+        let (router, seen) = (router.clone(), seen.clone());
+        async move {
+            let (mut parts, body) = req.into_parts();
+            let body = axum::body::Body::new(body);
+            let read = tokio::time::timeout(
+                limits.body_timeout,
+                axum::body::to_bytes(body, limits.max_body),
+            );
+            let bytes = match read.await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(_)) => return Ok(axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response()),
+                Err(_) => return Ok(axum::http::StatusCode::REQUEST_TIMEOUT.into_response()),
+            };
+            seen.store(true, Ordering::SeqCst);
+            parts.extensions.insert(axum::extract::ConnectInfo(peer));
+            let req = hyper::Request::from_parts(parts, axum::body::Body::from(bytes));
+            router.oneshot(req).await
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(false)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(c.stream), service);
     let mut conn = pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
         () = tokio::time::sleep(limits.connection_timeout) => return,
-        () = stop.cancelled() => {}
+        () = c.shed.cancelled() => return,
+        () = c.stop.cancelled() => {}
     }
-    if answering.load(Ordering::SeqCst) {
+    if c.answering.load(Ordering::SeqCst) {
         conn.as_mut().graceful_shutdown();
         let _ = tokio::time::timeout(ANSWER_GRACE, conn).await;
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -176,6 +308,7 @@ mod tests {
             header_timeout,
             connection_timeout: Duration::from_secs(3600),
             max_connections,
+            ..Limits::default()
         }
     }
 

@@ -193,7 +193,7 @@ fn has_controls(text: &str) -> bool {
 }
 
 /// A refusal with the right `state` ends the flow: Cancel on the consent page, or an error of
-/// Notion's, whose text is printed and shown without control characters.
+/// Notion's, whose text is printed and shown with its control characters escaped.
 #[test]
 fn a_refusal_with_the_right_state_ends_the_flow() {
     let a = Auth::new("127.0.0.1");
@@ -201,7 +201,7 @@ fn a_refusal_with_the_right_state_ends_the_flow() {
         ("error=access_denied", "access was denied"),
         (
             "error=server_error%1B%5B2J&error_description=try%0D%0Aagain%07",
-            "server_error[2J (tryagain)",
+            "server_error\\u{1b}[2J (try\\u{d}\\u{a}again\\u{7})",
         ),
     ] {
         let (child, _url, state) = a.start(&[]);

@@ -225,7 +225,7 @@ fn a_user_connects_a_workspace_through_the_page_in_a_real_browser() {
     assert!(text.contains("\"Tweets\""), "{text}");
     let name = text
         .split_whitespace()
-        .find(|w| w.starts_with("globex-"))
+        .find(|w| w.starts_with("ws-"))
         .unwrap_or_else(|| panic!("no connection id: {text}"))
         .to_owned();
     for secret in w.emu.secrets() {

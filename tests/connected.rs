@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use notion_inbox::config::connected::{Connected, Template, connect, records};
+use notion_inbox::config::connected::Template;
 use notion_inbox::emulator::{Consent, consent_as};
 use notion_inbox::notion::oauth::TokenResponse;
+use notion_inbox::tenants::lifecycle::Caps;
+use notion_inbox::tenants::{Connected, connect, records};
 use support::*;
 
 /// A world with one configured target, "tweets" (Acme, internal token), and the OAuth client, so
@@ -82,6 +84,7 @@ fn connect_globex(w: &World) -> Connected {
         &w.path("spool"),
         &TokenResponse::parse(response).unwrap(),
         &template,
+        Caps::default(),
     )
     .unwrap()
 }
@@ -111,7 +114,7 @@ fn a_workspace_connects_reconnects_and_leaves_while_another_target_delivers() {
 
     let globex = connect_globex(&w);
     assert!(!globex.reconnected);
-    assert!(globex.name.starts_with("globex-"), "{}", globex.name);
+    assert!(globex.name.starts_with("ws-"), "{}", globex.name);
     let mode = std::fs::metadata(&globex.record).unwrap().permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
@@ -378,7 +381,7 @@ fn the_connect_command_makes_a_workspace_a_target_the_daemon_starts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("Connected workspace Globex as target globex-")
+        stderr.contains("Connected workspace Globex as target ws-")
             && stderr.contains("Rows go to \"Tweets\""),
         "{stderr}"
     );

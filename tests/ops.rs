@@ -458,7 +458,7 @@ fn the_demo_delivers_every_sample_accepts_a_push_and_exits_cleanly_on_sigint() {
     );
     demo.wait_for("new row: @tester");
     // A second workspace connected through the connect page, and its record was delivered.
-    demo.wait_for("connected through the page as target globex-");
+    demo.wait_for("connected through the page as target ws-");
     let (code, rest) = demo.interrupt();
     assert_eq!(code, Some(0), "{rest:?}");
     assert!(

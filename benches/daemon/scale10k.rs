@@ -81,8 +81,9 @@ fn steady_rate(w: &World, from: usize) -> f64 {
 /// Seconds to load a configuration whose `n` targets are all connected workspaces' records
 /// (`<state_dir>/targets/*.toml`, as the connect page writes them), in process.
 fn connected_load(n: usize) -> f64 {
-    use notion_inbox::config::connected::{Template, connect, load_into};
+    use notion_inbox::config::connected::{Template, load_into};
     use notion_inbox::notion::oauth::TokenResponse;
+    use notion_inbox::tenants::connect;
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.toml");
     std::fs::write(
@@ -111,6 +112,7 @@ fn connected_load(n: usize) -> f64 {
             &dir.path().join("spool"),
             &response,
             &template,
+            Default::default(),
         )
         .unwrap();
     }

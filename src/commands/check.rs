@@ -111,6 +111,13 @@ pub async fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Vec<Findin
             format!("a connected workspace's target is skipped: {skipped}"),
         )
     }));
+    if let Some(usage) = crate::tenants::usage::Usage::of(config) {
+        findings.push(Finding::general(
+            !usage.full(),
+            "connect_caps",
+            usage.describe(),
+        ));
+    }
     findings.push(check_state_dir(config));
     let exposures = audit(config);
     findings.extend(exposures.iter().map(|e| Finding {

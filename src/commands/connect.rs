@@ -12,8 +12,9 @@ use url::Url;
 
 use super::authorize::{Consent, DatabaseOutcome, choose_database, obtain};
 use crate::config::Config;
-use crate::config::connected::{Connected, connect};
 use crate::notion::error::printable;
+use crate::tenants::lifecycle::Caps;
+use crate::tenants::{Connected, connect};
 
 /// Arguments of `connect`.
 #[derive(Debug, clap::Args)]
@@ -64,16 +65,21 @@ pub async fn run_with(
         timeout: args.timeout,
     };
     let response = obtain(config, consent, stdin, on_url).await?;
+    let caps = Caps {
+        max_targets: Some(settings.caps.max_targets),
+        refuse_new: false,
+    };
     let connected = connect(
         &config.daemon.state_dir,
         &settings.inbox_dir,
         &response,
         &settings.template,
+        caps,
     )?;
-    // The new target, as the daemon sees it.
-    let config = Config::load(&config.path)?;
-    let target = config.target(&connected.name)?;
-    let database = choose_database(&config, target, args.database.as_deref()).await?;
+    // The target, as the daemon sees it.
+    let target = crate::config::connected::load_record(config, &connected.record)?
+        .context("the connected workspace's record says it is disconnected")?;
+    let database = choose_database(config, &target, args.database.as_deref()).await?;
     Ok(ConnectedWorkspace {
         workspace: printable(
             response

@@ -1,14 +1,16 @@
-//! `notion-inbox disconnect --target NAME`: ends a connected workspace's target. Its token is
-//! revoked at Notion, its record marked disconnected (the daemon stops the target at its next
-//! look), and its inbox, checkpoint and dead letters stay: producers may keep appending, and the
-//! workspace connecting again resumes delivery where it stopped.
+//! `notion-inbox disconnect --target NAME`: ends a connected workspace's target. Under the
+//! tenants' lifecycle lock (`tenants::disconnect`), its token is revoked at Notion and its record
+//! marked disconnected (the daemon stops the target at its next look); its inbox, checkpoint and
+//! dead letters stay: producers may keep appending, and the workspace connecting again resumes
+//! delivery where it stopped. A reconnect while the revoke is under way waits for it, so the
+//! record marked is the connection whose token was revoked.
 
 use anyhow::{Context, bail};
 
 use crate::config::Config;
-use crate::config::connected::{mark_disconnected, records};
 use crate::notion::{NotionClient, TokenHandle};
 use crate::state::events::Event;
+use crate::tenants::ConnectError;
 
 /// What `disconnect` did.
 #[derive(Debug)]
@@ -19,10 +21,10 @@ pub struct Disconnected {
 
 /// Disconnects target `name`.
 pub async fn run(config: &Config, name: &str) -> anyhow::Result<Disconnected> {
+    let state_dir = &config.daemon.state_dir;
     let Some(target) = config.targets.iter().find(|t| t.name == name) else {
-        if records(&config.daemon.state_dir)
-            .iter()
-            .any(|r| r.name == name && r.connection.disconnected_at.is_some())
+        if crate::tenants::record(state_dir, name)
+            .is_some_and(|r| r.connection.disconnected_at.is_some())
         {
             bail!("target {name} is disconnected already; a workspace connecting again resumes it");
         }
@@ -32,35 +34,38 @@ pub async fn run(config: &Config, name: &str) -> anyhow::Result<Disconnected> {
             Ok(_) => anyhow::anyhow!("there is no target named {name:?}"),
         });
     };
-    let Some(record) = &target.record else {
+    if target.record.is_none() {
         bail!(
             "target {name} is a [[target]] of {}, not a connected workspace: remove it there (and its token file) to end it",
             config.path.display()
         );
+    }
+    let client = NotionClient::new(&config.notion)?.sharing_budget(state_dir, false);
+    // Called under the lock: the token read is the one of the connection that gets marked.
+    let revoke = |_token_file| async {
+        match TokenHandle::load(target, config) {
+            Ok(token) => client
+                .revoke(&token.secret())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     };
-    let revoked = match TokenHandle::load(target, config) {
-        Ok(token) => NotionClient::new(&config.notion)?
-            .sharing_budget(&config.daemon.state_dir, false)
-            .revoke(&token.secret())
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let done = match crate::tenants::disconnect(state_dir, name, revoke).await {
+        Err(ConnectError::NotConnected(why)) => bail!("{why}"),
+        other => other.with_context(|| format!("target {name} was not disconnected"))?,
     };
-    mark_disconnected(record).with_context(|| format!("target {name} was not disconnected"))?;
-    let connection = records(&config.daemon.state_dir)
-        .into_iter()
-        .find(|r| r.name == name)
-        .map(|r| r.connection);
+    let connection = &done.record.connection;
     let event = Event {
         event: "disconnected",
         target: name,
-        workspace_id: connection.as_ref().map(|c| c.workspace_id.as_str()),
-        workspace_name: connection
-            .as_ref()
-            .and_then(|c| c.workspace_name.as_deref()),
+        workspace_id: Some(connection.workspace_id.as_str()),
+        workspace_name: connection.workspace_name.as_deref(),
         inbox: Some(&target.inbox),
-        detail: revoked.as_ref().err().map(String::as_str),
+        detail: done.revoked.as_ref().err().map(String::as_str),
     };
-    crate::state::events::note(&config.daemon.state_dir, &event);
-    Ok(Disconnected { revoked })
+    crate::state::events::note(state_dir, &event);
+    Ok(Disconnected {
+        revoked: done.revoked,
+    })
 }

@@ -38,8 +38,8 @@ pub struct TargetStatus {
     pub token_info: TokenInfo,
     /// What the daemon last published, if it ran.
     pub daemon: Option<StatusSnapshot>,
-    /// Whether the daemon that published `daemon` is running now (its pid is alive and is a
-    /// notion-inbox); false when it stopped or was killed since.
+    /// Whether the daemon runs now (it holds `<state_dir>/daemon.pid` locked). While it runs,
+    /// `daemon` is what it published, or None when it has not reported this target yet.
     pub daemon_running: bool,
     /// A problem reading this target's state, if any.
     pub problem: Option<String>,
@@ -61,11 +61,9 @@ impl Verdict {
     pub fn of(statuses: &[TargetStatus]) -> Verdict {
         let healthy = |s: &TargetStatus| {
             let state = s.daemon.as_ref().and_then(|d| d.health.get("state"));
-            s.problem.is_none()
-                && matches!(
-                    state.and_then(|v| v.as_str()),
-                    Some("ok" | "idle" | "starting")
-                )
+            // Running, and not reported yet: starting.
+            let state = state.and_then(|v| v.as_str()).or(Some("starting"));
+            s.problem.is_none() && matches!(state, Some("ok" | "idle" | "starting"))
         };
         if statuses.is_empty() || statuses.iter().any(|s| !s.daemon_running) {
             Verdict::NotRunning
@@ -152,13 +150,44 @@ pub fn collect(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<Target
         Some(name) => vec![config.target(name)?],
         None => config.targets.iter().collect(),
     };
-    let published = crate::daemon::health::read_status(&config.daemon.state_dir);
+    let state_dir = &config.daemon.state_dir;
+    let mut published = crate::daemon::health::read_status(state_dir);
+    let daemon = crate::state::running::running(state_dir);
+    if let Some(pid) = daemon {
+        // What an earlier daemon published is not the running one's: its targets are starting.
+        published.retain(|_, s| s.pid == pid);
+    }
+    let silent = daemon.and_then(|_| heartbeat_age(state_dir));
     // Read only: nothing under the state directory is created by status.
-    let store = CheckpointStore::existing(&config.daemon.state_dir);
+    let store = CheckpointStore::existing(state_dir);
     Ok(targets
         .into_iter()
-        .map(|t| one(config, t, store.as_ref(), &published))
+        .map(|t| {
+            let mut s = one(config, t, store.as_ref(), &published);
+            s.daemon_running = daemon.is_some();
+            if let (Some(pid), Some(age)) = (daemon, silent)
+                && s.problem.is_none()
+            {
+                s.problem = Some(format!(
+                    "the daemon (pid {pid}) has published no status for {age} s: it may be hung; `journalctl -u notion-inbox` says what it does"
+                ));
+            }
+            s
+        })
         .collect())
+}
+
+/// How long the running daemon has published nothing, when that is longer than its heartbeat
+/// allows (it rewrites `status.json` at least once a minute).
+fn heartbeat_age(state_dir: &std::path::Path) -> Option<u64> {
+    let path = crate::state::layout::StateDir(state_dir).status();
+    let age = std::fs::metadata(path)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok()?;
+    (age > Duration::from_secs(150)).then_some(age.as_secs())
 }
 
 fn one(
@@ -223,7 +252,7 @@ fn one(
         dead_letters,
         token,
         token_info: token_info(target),
-        daemon_running: snapshot.as_ref().is_some_and(|d| is_running(d.pid)),
+        daemon_running: false,
         daemon: snapshot,
         problem,
     }
@@ -349,6 +378,9 @@ pub fn print_text(statuses: &[TargetStatus]) {
                     println!("  last error     {e}");
                 }
             }
+            None if s.daemon_running => {
+                println!("  daemon         running, starting this target (not reported yet)")
+            }
             None => println!(
                 "  daemon         not running: no status published for this target (the daemon has not run since it was added); start it with `systemctl start notion-inbox`"
             ),
@@ -384,18 +416,4 @@ fn count_lines(path: &std::path::Path) -> std::io::Result<usize> {
             }
         }
     }
-}
-
-/// Whether process `pid` exists and, where its name can be read, is a notion-inbox: a pid the
-/// kernel gave to another program since is not the daemon.
-fn is_running(pid: u32) -> bool {
-    let Ok(raw) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill(2) with signal 0 only checks whether the process exists.
-    let alive = unsafe { libc::kill(raw, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    alive
-        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map_or(true, |comm| comm.trim_end() == "notion-inbox")
 }

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::config::connected::records;
 use crate::config::{Config, Destination, TokenSource};
 use crate::notion::TokenFile;
+use crate::tenants::records;
 
 /// One target, as `targets` lists it.
 #[derive(Debug, Serialize)]

@@ -11,18 +11,36 @@
 //!
 //! Every answer carries a strict Content-Security-Policy (no script, styles from this origin, no
 //! framing), `Referrer-Policy: no-referrer` (the callback's URL holds the code), `nosniff` and
-//! `no-store`. Bodies are limited to 8 KiB and the flow's endpoints to 5 requests a second
-//! (burst 20). A handler that panics ends its connection only: delivery runs in other tasks.
+//! `no-store`. A handler that panics ends its connection only: delivery runs in other tasks.
+//!
+//! The page is for strangers, and defends itself so (its threat model is in README's "The connect
+//! page and strangers"):
+//! - each client (its address, or what a `trusted_proxies` proxy says) has its own bucket of
+//!   requests (5 a second, 20 at once), so one client flooding is refused alone; a callback's
+//!   `state` and cookie are checked before Notion is asked anything, and the code exchanges of all
+//!   clients share one more budget only once they passed that check;
+//! - requests have 5 s for their headers and 5 s for their body (at most 8 KiB); the page has 1024
+//!   places, and a connection arriving when all are taken closes the oldest one still sending
+//!   its request (see `crate::serve`);
+//! - a new workspace is connected only within `[connect] max_targets` and the client's
+//!   `max_new_per_client_per_hour`; past either, the page says so, nothing is created and the
+//!   token Notion gave is revoked;
+//! - what Notion says of the workspace (names, titles) is made safe as it is read
+//!   (`crate::text`) and escaped again by the templates; the `state` cookie is
+//!   `__Host-ni_state` (Secure, Path=/, no Domain) under https.
 
+mod flow;
+mod guard;
 mod pages;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,25 +48,53 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::SecretString;
 
 use crate::config::Config;
-use crate::config::connected::{ConnectPage, connect};
+use crate::config::connected::ConnectPage;
 use crate::notion::NotionClient;
-use crate::notion::discover::{Candidate, Choice, none_fits_message};
 use crate::notion::oauth::{authorize_url, new_state};
 
 /// How long an issued `state`, or a choice form, stays usable.
 const TTL: Duration = Duration::from_secs(600);
-/// The cookie that binds a `state` to the browser that started.
-const COOKIE: &str = "ni_state";
+
+/// How the page is served: more places than `authorize`'s listener, and the oldest connection
+/// still sending its request gives its place to a new one.
+fn limits() -> crate::serve::Limits {
+    crate::serve::Limits {
+        max_connections: 1024,
+        shed_idle: true,
+        ..crate::serve::Limits::default()
+    }
+}
 
 struct App {
+    /// The configuration file's settings (the page never needs the targets).
     config: Arc<Config>,
     client: NotionClient,
     page: ConnectPage,
-    /// Issued states, by value, with when they were issued.
-    states: Mutex<HashMap<String, Instant>>,
-    /// Choice forms: token → (target, when issued).
-    choices: Mutex<HashMap<String, (String, Instant)>>,
-    limiter: DefaultDirectRateLimiter,
+    /// The cookie that binds a `state` to the browser that started.
+    cookie: &'static str,
+    /// Issued states.
+    states: guard::Tokens<()>,
+    /// Choice forms: token → target.
+    choices: guard::Tokens<String>,
+    /// Each client's requests.
+    buckets: guard::Buckets,
+    /// The code exchanges of every client, once their state was checked.
+    exchanges: DefaultDirectRateLimiter,
+    /// Each client's new connections of the last hour.
+    new_connections: guard::NewConnections,
+}
+
+impl App {
+    /// The client of a request, if its bucket lets it in.
+    fn admit(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<std::net::IpAddr> {
+        let trusted = self
+            .config
+            .connect
+            .as_ref()
+            .map_or(&[][..], |c| &c.caps.trusted_proxies[..]);
+        let client = guard::client(peer, headers, trusted);
+        self.buckets.allow(client).then_some(client)
+    }
 }
 
 type S = State<Arc<App>>;
@@ -70,31 +116,43 @@ pub async fn serve(
                 ),
             )
         })?;
+    let per_client = config
+        .connect
+        .as_ref()
+        .map_or(10, |c| c.caps.new_per_client_per_hour);
+    let cookie = if page.public_url.scheme() == "https" {
+        "__Host-ni_state"
+    } else {
+        "ni_state"
+    };
     let app = Arc::new(App {
         config,
         client,
         page,
-        states: Mutex::new(HashMap::new()),
-        choices: Mutex::new(HashMap::new()),
-        limiter: RateLimiter::direct(
-            Quota::per_second(NonZeroU32::new(5).expect("non-zero"))
-                .allow_burst(NonZeroU32::new(20).expect("non-zero")),
+        cookie,
+        states: guard::Tokens::new(TTL),
+        choices: guard::Tokens::new(TTL),
+        buckets: guard::Buckets::new(),
+        exchanges: RateLimiter::direct(
+            Quota::per_second(NonZeroU32::new(20).expect("non-zero"))
+                .allow_burst(NonZeroU32::new(40).expect("non-zero")),
         ),
+        new_connections: guard::NewConnections::new(per_client),
     });
     let router = axum::Router::new()
         .route("/", get(landing))
         .route("/connect.css", get(stylesheet))
         .route("/start", get(start))
         .route("/callback", get(callback))
-        .route("/choose", post(choose))
+        .route("/choose", post(flow::choose))
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(8 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(limits().max_body))
         .layer(axum::middleware::map_response(secure))
         .with_state(app);
     Ok(crate::serve::Server::start(
         vec![listener],
         router,
-        crate::serve::Limits::default(),
+        limits(),
     ))
 }
 
@@ -182,8 +240,12 @@ async fn landing(State(app): S) -> Response {
 }
 
 /// Issues a `state`, sets its cookie and sends the browser to Notion.
-async fn start(State(app): S) -> Response {
-    if app.limiter.check().is_err() {
+async fn start(
+    State(app): S,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if app.admit(peer, &headers).is_none() {
         return too_many();
     }
     let Some(client_id) = app.config.notion.client_id.as_deref() else {
@@ -195,11 +257,7 @@ async fn start(State(app): S) -> Response {
         );
     };
     let state = new_state();
-    {
-        let mut states = lock(&app.states);
-        states.retain(|_, at| at.elapsed() < TTL);
-        states.insert(state.clone(), Instant::now());
-    }
+    app.states.issue(state.clone(), ());
     let url = authorize_url(
         &app.config.notion.api_base,
         client_id,
@@ -212,7 +270,8 @@ async fn start(State(app): S) -> Response {
         ""
     };
     let cookie = format!(
-        "{COOKIE}={state}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        "{}={state}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        app.cookie,
         TTL.as_secs()
     );
     let mut r = StatusCode::SEE_OTHER.into_response();
@@ -226,7 +285,7 @@ async fn start(State(app): S) -> Response {
     r
 }
 
-fn cookie_state(headers: &HeaderMap) -> Option<String> {
+fn cookie_state(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -234,7 +293,8 @@ fn cookie_state(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|kv| {
             kv.trim()
-                .strip_prefix(&format!("{COOKIE}="))
+                .strip_prefix(name)
+                .and_then(|v| v.strip_prefix('='))
                 .map(str::to_owned)
         })
 }
@@ -242,20 +302,19 @@ fn cookie_state(headers: &HeaderMap) -> Option<String> {
 /// Notion's redirect after consent.
 async fn callback(
     State(app): S,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if app.limiter.check().is_err() {
+    let Some(client) = app.admit(peer, &headers) else {
         return too_many();
-    }
+    };
     let state = q.get("state").cloned().unwrap_or_default();
     // Spent only by the browser that holds it: someone else who learnt the state (it is in the
     // authorize URL) cannot use it, nor spoil it for its owner.
-    let ours = !state.is_empty() && cookie_state(&headers).as_deref() == Some(state.as_str());
-    let issued = ours
-        && lock(&app.states)
-            .remove(&state)
-            .is_some_and(|at| at.elapsed() < TTL);
+    let ours =
+        !state.is_empty() && cookie_state(&headers, app.cookie).as_deref() == Some(state.as_str());
+    let issued = ours && app.states.spend(&state).is_some();
     if !issued {
         return message(
             StatusCode::BAD_REQUEST,
@@ -283,225 +342,8 @@ async fn callback(
             None,
         );
     };
-    connect_with(&app, code).await
-}
-
-/// Exchanges the code, connects the workspace and discovers its database.
-async fn connect_with(app: &App, code: SecretString) -> Response {
-    use secrecy::ExposeSecret;
-    let failed = |why: String| {
-        tracing::warn!("a workspace could not connect: {why}");
-        message(
-            StatusCode::BAD_GATEWAY,
-            "Nothing was connected",
-            "Notion did not complete the connection. Start again; if it fails again, tell the operator of this service.",
-            None,
-        )
-    };
-    let redirect = app.page.redirect_uri();
-    let response = match app
-        .client
-        .exchange_code(code.expose_secret(), &redirect)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return failed(e.to_string()),
-    };
-    let Some(settings) = app.config.connect.clone() else {
-        return failed("[connect] is gone".into());
-    };
-    let state_dir = app.config.daemon.state_dir.clone();
-    let workspace = crate::notion::error::printable(
-        response
-            .workspace_name
-            .as_deref()
-            .unwrap_or(&response.workspace_id),
-    );
-    let config_path = app.config.path.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let connected = connect(
-            &state_dir,
-            &settings.inbox_dir,
-            &response,
-            &settings.template,
-        )
-        .map_err(|e| e.to_string())?;
-        let config = Config::load(&config_path).map_err(|e| e.to_string())?;
-        Ok::<_, String>((connected, config))
-    })
-    .await;
-    let (connected, config) = match done {
-        Ok(Ok(x)) => x,
-        Ok(Err(why)) => return failed(why),
-        Err(e) => return failed(e.to_string()),
-    };
-    discover(
-        app,
-        &config,
-        &connected.name,
-        &workspace,
-        connected.reconnected,
-        None,
-    )
-    .await
-}
-
-/// Discovers (or, from the form, sets) the target's database and says what happened.
-async fn discover(
-    app: &App,
-    config: &Config,
-    name: &str,
-    workspace: &str,
-    reconnected: bool,
-    wanted: Option<&str>,
-) -> Response {
-    let failed = |why: String| {
-        tracing::warn!(target_name = %name, "discovery after connecting failed: {why}");
-        message(
-            StatusCode::OK,
-            "Connected; the database is not chosen yet",
-            "Your workspace is connected, but its databases could not be listed just now. Records wait in your inbox, and the service looks again by itself.",
-            Some(name.to_owned()),
-        )
-    };
-    let Ok(target) = config.target(name) else {
-        return failed("the new target is not in the configuration".into());
-    };
-    let token = match crate::notion::TokenHandle::load(target, config) {
-        Ok(t) => t,
-        Err(e) => return failed(e.to_string()),
-    };
-    let choice = match app.client.discover_choice(target, &token, wanted).await {
-        Ok(c) => c,
-        Err(e) => return failed(e.to_string()),
-    };
-    match choice {
-        Choice::One(c) => {
-            if let Err(e) = token.save_destination(c.chosen()).await {
-                return failed(e.to_string());
-            }
-            if let Some(record) = &target.record
-                && let Err(e) = crate::config::connected::record_choice(record, &c.chosen())
-            {
-                return failed(e.to_string());
-            }
-            let label = c.label();
-            let event = crate::state::events::Event {
-                event: "database_chosen",
-                target: name,
-                workspace_id: None,
-                workspace_name: Some(workspace),
-                inbox: Some(&target.inbox),
-                detail: Some(&label),
-            };
-            crate::state::events::note(&config.daemon.state_dir, &event);
-            let page = pages::Connected {
-                heading: if reconnected {
-                    "Connected again"
-                } else {
-                    "Connected"
-                }
-                .into(),
-                workspace: workspace.to_owned(),
-                database: label.clone(),
-                connection: name.to_owned(),
-                next: format!(
-                    "Records sent to your inbox now become rows of {label}, within a few seconds, at Notion's pace.{}",
-                    if reconnected {
-                        " Records that waited while you were away are delivered first."
-                    } else {
-                        ""
-                    }
-                ),
-            };
-            render(StatusCode::OK, page)
-        }
-        Choice::Several(fits) => choice_form(app, name, workspace, &fits),
-        Choice::NoneFits(seen) => message(
-            StatusCode::OK,
-            "Connected; share a database",
-            &none_fits_message(target, &seen),
-            Some(name.to_owned()),
-        ),
-    }
-}
-
-fn choice_form(app: &App, name: &str, workspace: &str, fits: &[Candidate]) -> Response {
-    let token = new_state();
-    {
-        let mut choices = lock(&app.choices);
-        choices.retain(|_, (_, at)| at.elapsed() < TTL);
-        choices.insert(token.clone(), (name.to_owned(), Instant::now()));
-    }
-    let page = pages::Choose {
-        workspace: workspace.to_owned(),
-        token,
-        choices: fits
-            .iter()
-            .map(|c| {
-                let id = c
-                    .data_source_id
-                    .clone()
-                    .unwrap_or_else(|| c.database_id.clone());
-                (id, c.label())
-            })
-            .collect(),
-        connection: name.to_owned(),
-    };
-    render(StatusCode::OK, page)
-}
-
-#[derive(serde::Deserialize)]
-struct ChooseForm {
-    token: String,
-    database: String,
-}
-
-/// The choice form's answer.
-async fn choose(State(app): S, axum::Form(form): axum::Form<ChooseForm>) -> Response {
-    if app.limiter.check().is_err() {
+    if app.exchanges.check().is_err() {
         return too_many();
     }
-    let target = lock(&app.choices)
-        .remove(&form.token)
-        .filter(|(_, at)| at.elapsed() < TTL)
-        .map(|(t, _)| t);
-    let Some(name) = target else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "This form has expired",
-            "It was sent already or is older than ten minutes. Connect again to choose.",
-            None,
-        );
-    };
-    let config_path = app.config.path.clone();
-    let config = match tokio::task::spawn_blocking(move || Config::load(&config_path)).await {
-        Ok(Ok(c)) => c,
-        _ => {
-            return message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The choice could not be saved. Connect again to choose.",
-                Some(name),
-            );
-        }
-    };
-    let workspace = crate::config::connected::records(&config.daemon.state_dir)
-        .into_iter()
-        .find(|r| r.name == name)
-        .and_then(|r| r.connection.workspace_name)
-        .unwrap_or_default();
-    discover(
-        &app,
-        &config,
-        &name,
-        &workspace,
-        false,
-        Some(&form.database),
-    )
-    .await
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    flow::connect_with(&app, client, code).await
 }

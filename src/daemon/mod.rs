@@ -70,6 +70,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// Another daemon runs on the same state directory.
+    #[error(transparent)]
+    Running(#[from] crate::state::running::LockError),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] crate::notion::NotionError),
@@ -101,11 +104,13 @@ pub async fn run_with(
 ) -> Result<(), DaemonError> {
     let mut config = Config::load_file(&config_path)?;
     // Taken before the records are read, so that a workspace connecting meanwhile is noticed.
-    let targets_dir = crate::config::connected::targets_dir(&config.daemon.state_dir);
+    let targets_dir = crate::tenants::targets_dir(&config.daemon.state_dir);
     let mut targets_stamp = dir_stamp(&targets_dir);
     crate::config::connected::load_into(&mut config);
     let config = Arc::new(config);
     prepare_state_dir(&config.daemon.state_dir)?;
+    // Held until the daemon returns: `status` reads "running" from it.
+    let _running = crate::state::running::lock(&config.daemon.state_dir)?;
     warn_exposures(&config);
     let mut client =
         NotionClient::new(&config.notion)?.sharing_budget(&config.daemon.state_dir, true);

@@ -12,8 +12,12 @@
 //!   purged/<target>.jsonl                        dead letters removed by requeue --purge
 //!   requeue/                                     requeue's batches and journals
 //!   resolved/<target>.json                       each target's resolved database (a cache)
-//!   targets/                                     connected workspaces' records
-//!   events.jsonl                                 connections, disconnections, choices
+//!   targets/<id>.toml                            connected workspaces' records
+//!   targets/.identities/<workspace>+<bot>        the index by identity: holds the record's id
+//!   targets/.lock                                serializes connects and disconnects
+//!   events.jsonl, events.jsonl.1                 connections, disconnections, choices (bounded)
+//!   connect.json                                 the connect page's busiest client of the hour
+//!   daemon.pid                                   held locked by `run`, with its pid
 //!   status.json                                  the daemon's view of every target
 //!   limits                                       the request budget every process shares
 //! ```
@@ -106,6 +110,26 @@ impl StateDir<'_> {
     /// The connected workspaces' records.
     pub fn targets(self) -> PathBuf {
         self.0.join("targets")
+    }
+
+    /// The index of connected workspaces by identity.
+    pub fn identities(self) -> PathBuf {
+        self.targets().join(".identities")
+    }
+
+    /// The lock that serializes connected workspaces' lifecycle changes, across processes.
+    pub fn lifecycle_lock(self) -> PathBuf {
+        self.targets().join(".lock")
+    }
+
+    /// How close the connect page's per-client cap is, as the page last wrote it.
+    pub fn connect_usage(self) -> PathBuf {
+        self.0.join("connect.json")
+    }
+
+    /// The file `run` holds locked while it runs, with its pid.
+    pub fn daemon_pid(self) -> PathBuf {
+        self.0.join("daemon.pid")
     }
 
     /// The event log.

@@ -15,6 +15,7 @@
 //!   written durably before the commit passes it, and read back by `requeue` and `status`.
 //! - [`events`]: the event log, `events.jsonl`: workspaces connected, databases chosen,
 //!   disconnections.
+//! - [`running`]: the lock `run` holds while it runs, which tells `status` whether it does.
 //! - [`audit`]: the state directory, tokens and client secret that other users could read, write
 //!   or own, each with the `chmod` or `chown` that fixes it.
 
@@ -25,6 +26,7 @@ pub mod deadletter;
 pub(crate) mod events;
 pub(crate) mod layout;
 pub(crate) mod private;
+pub mod running;
 
 use std::io;
 use std::path::PathBuf;

@@ -45,8 +45,12 @@ pub async fn choose_database(
         match client.discover_choice(target, &token, wanted).await? {
             Choice::One(c) => {
                 token.save_destination(c.chosen()).await?;
-                if let Some(record) = &target.record {
-                    crate::config::connected::record_choice(record, &c.chosen())?;
+                if target.record.is_some() {
+                    crate::tenants::record_choice(
+                        &config.daemon.state_dir,
+                        &target.name,
+                        &c.chosen(),
+                    )?;
                 }
                 let label = c.label();
                 let file = token.file();
