@@ -1,6 +1,6 @@
-//! Benchmarks 1-7 of BENCHMARKS.md: the real binary against the in-process emulator. Each prints a
+//! Benchmarks 1-8 of BENCHMARKS.md: the real binary against the in-process emulator. Each prints a
 //! markdown table. Run all: `cargo bench --bench daemon`; one: `cargo bench --bench daemon -- rate`
-//! (rate, reaction, idle, memory, restart, scale, scale10k). `BENCH_QUICK=1` shortens every measurement;
+//! (rate, reaction, idle, memory, restart, scale, scale10k, connects). `BENCH_QUICK=1` shortens every measurement;
 //! `BENCH_SCALE_RECORDS=n` sets the records per target of the scale benchmark (30).
 
 #[path = "../tests/support/mod.rs"]
@@ -14,6 +14,9 @@ use support::*;
 
 #[path = "daemon/scale10k.rs"]
 mod scale10k;
+
+#[path = "daemon/connects.rs"]
+mod connects;
 
 fn quick() -> bool {
     std::env::var_os("BENCH_QUICK").is_some()
@@ -465,5 +468,8 @@ fn main() {
     }
     if want("scale10k") {
         scale10k::scale10k();
+    }
+    if want("connects") {
+        connects::connects();
     }
 }

@@ -73,23 +73,7 @@ pub fn load_into(config: &mut Config) {
             // Disconnected: listed by `targets`, not run.
             Ok(None) => {}
             Ok(Some(t)) if names.contains(&t.name) || inboxes.contains(&t.inbox) => {
-                let e = ConfigError::Invalid {
-                    location: super::Location {
-                        path: path.clone(),
-                        line: 0,
-                        column: 0,
-                    },
-                    problem: format!(
-                        "target {:?} (inbox {}) is also in {}",
-                        t.name,
-                        t.inbox.display(),
-                        config.path.display()
-                    ),
-                    fix:
-                        "remove one of the two; a connected workspace keeps its own name and inbox"
-                            .into(),
-                };
-                config.skipped.push(e.to_string());
+                config.skipped.push(taken(config, &path, &t));
             }
             Ok(Some(t)) => {
                 names.insert(t.name.clone());
@@ -99,6 +83,25 @@ pub fn load_into(config: &mut Config) {
             Err(e) => config.skipped.push(e.to_string()),
         }
     }
+}
+
+/// Why the record at `path` is skipped when its target's name or inbox is taken.
+pub fn taken(config: &Config, path: &Path, t: &Target) -> String {
+    ConfigError::Invalid {
+        location: super::Location {
+            path: path.to_owned(),
+            line: 0,
+            column: 0,
+        },
+        problem: format!(
+            "target {:?} (inbox {}) is also in {}",
+            t.name,
+            t.inbox.display(),
+            config.path.display()
+        ),
+        fix: "remove one of the two; a connected workspace keeps its own name and inbox".into(),
+    }
+    .to_string()
 }
 
 /// The target of the record at `path`, validated with `config`'s settings; None when it is

@@ -12,6 +12,7 @@ pub(crate) mod metrics;
 pub(crate) mod perform;
 pub(crate) mod signals;
 pub(crate) mod target;
+pub(crate) mod tenants;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -102,12 +103,10 @@ pub async fn run_with(
     config_path: PathBuf,
     mut intents: mpsc::Receiver<Intent>,
 ) -> Result<(), DaemonError> {
-    let mut config = Config::load_file(&config_path)?;
-    // Taken before the records are read, so that a workspace connecting meanwhile is noticed.
-    let targets_dir = crate::tenants::targets_dir(&config.daemon.state_dir);
-    let mut targets_stamp = dir_stamp(&targets_dir);
-    crate::config::connected::load_into(&mut config);
-    let config = Arc::new(config);
+    // The configuration file's settings and targets; runners share this one `Config`, and the
+    // connected workspaces' targets are kept by `tenants`, one by one.
+    let config = Arc::new(Config::load_file(&config_path)?);
+    let mut tenants = tenants::Tenants::new(&config.daemon.state_dir);
     prepare_state_dir(&config.daemon.state_dir)?;
     // Held until the daemon returns: `status` reads "running" from it.
     let _running = crate::state::running::lock(&config.daemon.state_dir)?;
@@ -117,7 +116,9 @@ pub async fn run_with(
     let watcher = std::sync::Mutex::new(InboxWatcher::new()?);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut current = config;
-    apply(&current, &client, &watcher, &mut running).await;
+    let targets = all_targets(&current, &mut tenants);
+    apply(&current, &targets, &client, &watcher, &mut running).await;
+    drop(targets);
     let metric_targets = metrics::Targets::default();
     metric_targets.set(running.values().map(|r| r.state.clone()));
     let metrics_server = match current.daemon.metrics_listen {
@@ -164,18 +165,17 @@ pub async fn run_with(
             intent = intents.recv() => match intent {
                 Some(Intent::Reload) => {
                     notify_systemd(&[sd_notify::NotifyState::Reloading]);
-                    reload(&config_path, &mut current, &mut client, &watcher, &mut running).await?;
+                    let mut s = Supervisor { current: &mut current, tenants: &mut tenants, client: &mut client, watcher: &watcher, running: &mut running };
+                    s.reload(&config_path).await?;
                     metric_targets.set(running.values().map(|r| r.state.clone()));
                     notify_systemd(&[sd_notify::NotifyState::Ready]);
                 }
                 Some(Intent::Shutdown) | None => break,
             },
             _ = connections.tick() => {
-                // A workspace connected or was removed: the records' directory changed.
-                let now = dir_stamp(&targets_dir);
-                if now != targets_stamp {
-                    targets_stamp = now;
-                    reload(&config_path, &mut current, &mut client, &watcher, &mut running).await?;
+                // A workspace connected, reconnected or left: those targets alone.
+                if let Some(changes) = tenants.changes(&current) {
+                    apply_changes(&current, changes, &client, &watcher, &mut running).await;
                     metric_targets.set(running.values().map(|r| r.state.clone()));
                 }
             },
@@ -283,41 +283,113 @@ impl Attention {
     }
 }
 
-/// Loads the configuration (and the connected workspaces' records) again and makes the running
-/// targets match it: only the targets that changed are stopped or started. A configuration that
-/// does not load leaves the old one in force, and says why.
-async fn reload(
-    config_path: &Path,
-    current: &mut Arc<Config>,
-    client: &mut NotionClient,
-    watcher: &std::sync::Mutex<InboxWatcher>,
-    running: &mut BTreeMap<String, Running>,
-) -> Result<(), DaemonError> {
-    match Config::load(config_path) {
-        Ok(new) => {
-            let new = Arc::new(new);
-            if format!("{:?}", new.notion) != format!("{:?}", current.notion) {
-                *client =
-                    NotionClient::new(&new.notion)?.sharing_budget(&new.daemon.state_dir, true);
-                stop_all(std::mem::take(running).into_iter().collect()).await;
-            }
-            *current = new;
-            warn_exposures(current);
-            apply(current, client, watcher, running).await;
-            tracing::info!(targets = running.len(), "configuration reloaded");
-        }
-        Err(e) => tracing::error!("configuration not reloaded, the old one stays in force: {e}"),
-    }
-    Ok(())
+/// The targets to run: the configuration file's, then every connected workspace's.
+fn all_targets(config: &Config, tenants: &mut tenants::Tenants) -> Vec<Target> {
+    let mut targets = config.targets.clone();
+    targets.extend(tenants.all(config));
+    targets
 }
 
-/// The identity and modification time of a directory: it changes when a file is created,
-/// renamed or removed in it (records are written by renaming). None when it does not exist.
-fn dir_stamp(dir: &Path) -> Option<(u64, i64, i64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir)
-        .ok()
-        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+/// What a reload changes.
+struct Supervisor<'a> {
+    current: &'a mut Arc<Config>,
+    tenants: &'a mut tenants::Tenants,
+    client: &'a mut NotionClient,
+    watcher: &'a std::sync::Mutex<InboxWatcher>,
+    running: &'a mut BTreeMap<String, Running>,
+}
+
+impl Supervisor<'_> {
+    /// Loads the configuration and every connected workspace's record again and makes the running
+    /// targets match: only the targets that changed are stopped or started. A configuration that
+    /// does not load leaves the old one in force, and says why.
+    async fn reload(&mut self, config_path: &Path) -> Result<(), DaemonError> {
+        match Config::load_file(config_path) {
+            Ok(new) => {
+                let new = Arc::new(new);
+                if format!("{:?}", new.notion) != format!("{:?}", self.current.notion) {
+                    *self.client =
+                        NotionClient::new(&new.notion)?.sharing_budget(&new.daemon.state_dir, true);
+                    stop_all(std::mem::take(self.running).into_iter().collect()).await;
+                }
+                *self.current = new;
+                let targets = all_targets(self.current, self.tenants);
+                let mut checked = (**self.current).clone();
+                checked.targets.clone_from(&targets);
+                warn_exposures(&checked);
+                drop(checked);
+                apply(
+                    self.current,
+                    &targets,
+                    self.client,
+                    self.watcher,
+                    self.running,
+                )
+                .await;
+                tracing::info!(targets = self.running.len(), "configuration reloaded");
+            }
+            Err(e) => {
+                tracing::error!("configuration not reloaded, the old one stays in force: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies the changes of some connected workspaces: each one's target is stopped, restarted
+/// or started; no other target is touched.
+async fn apply_changes(
+    config: &Arc<Config>,
+    changes: Vec<tenants::Change>,
+    client: &NotionClient,
+    watcher: &std::sync::Mutex<InboxWatcher>,
+    running: &mut BTreeMap<String, Running>,
+) {
+    let (mut restarting, mut ending) = (Vec::new(), Vec::new());
+    let mut starting = Vec::new();
+    for (name, target) in changes {
+        let same = match (&target, running.get(&name)) {
+            (Some(t), Some(r)) => fingerprint(t) == r.fingerprint,
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        if let Some(r) = running.remove(&name) {
+            match target {
+                Some(_) => restarting.push((name, r)),
+                None => ending.push((name, r)),
+            }
+        }
+        starting.extend(target);
+    }
+    let (restarted, ended) = futures::join!(stop_all(restarting), stop_all(ending));
+    unwatch_stopped(
+        watcher,
+        restarted,
+        "its workspace's record changed; starting it again",
+    );
+    unwatch_stopped(
+        watcher,
+        ended,
+        "its workspace's record was removed, is disconnected or cannot be used",
+    );
+    for target in &starting {
+        start(config, target, client, watcher, running);
+    }
+}
+
+fn unwatch_stopped(
+    watcher: &std::sync::Mutex<InboxWatcher>,
+    stopped: Vec<(String, PathBuf)>,
+    why: &str,
+) {
+    for (name, inbox) in stopped {
+        if let Err(e) = lock(watcher).unwatch(&inbox) {
+            tracing::debug!(target_name = %name, "unwatch: {e}");
+        }
+        tracing::info!(target_name = %name, "target stopped: {why}");
+    }
 }
 
 /// Stops targets all at once (each gets its shutdown grace at the same time, not one after the
@@ -350,18 +422,15 @@ async fn stop_all(targets: Vec<(String, Running)>) -> Vec<(String, std::path::Pa
     stopped
 }
 
-/// Starts, restarts and stops targets so that `running` matches `config`.
+/// Starts, restarts and stops targets so that `running` matches `targets`.
 async fn apply(
     config: &Arc<Config>,
+    targets: &[Target],
     client: &NotionClient,
     watcher: &std::sync::Mutex<InboxWatcher>,
     running: &mut BTreeMap<String, Running>,
 ) {
-    let wanted: BTreeMap<&str, &Target> = config
-        .targets
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
+    let wanted: BTreeMap<&str, &Target> = targets.iter().map(|t| (t.name.as_str(), t)).collect();
     let stale: Vec<String> = running
         .iter()
         .filter(|(name, r)| {
@@ -378,45 +447,51 @@ async fn apply(
             (name, r)
         })
         .collect();
-    for (name, r) in stop_all(stopping).await {
-        if let Err(e) = lock(watcher).unwatch(&r) {
-            tracing::debug!(target_name = %name, "unwatch: {e}");
+    unwatch_stopped(watcher, stop_all(stopping).await, "reload");
+    for target in targets {
+        if !running.contains_key(&target.name) {
+            start(config, target, client, watcher, running);
         }
-        tracing::info!(target_name = %name, "target stopped by reload");
     }
-    for target in &config.targets {
-        if running.contains_key(&target.name) {
-            continue;
-        }
-        let wake = Arc::new(Notify::new());
-        if let Err(e) = lock(watcher).watch_with(&target.inbox, wake.clone()) {
-            tracing::error!(target_name = %target.name, "{e}; the inbox is still checked every {:?}", config.daemon.reconcile_interval);
-        }
-        let state = Arc::new(TargetState::new(target.name.clone()));
-        let stop = CancellationToken::new();
-        let runner = target::TargetRunner {
-            config: config.clone(),
-            target: target.clone(),
-            client: client.clone(),
-            wake,
-            state: state.clone(),
-        };
-        match &target.chosen {
-            Some(db) => tracing::debug!(target_name = %target.name, chosen = %db, "target started"),
-            None => tracing::debug!(target_name = %target.name, "target started"),
-        }
-        let handle = tokio::spawn(runner.run(stop.clone()));
-        running.insert(
-            target.name.clone(),
-            Running {
-                fingerprint: fingerprint(target),
-                inbox: target.inbox.clone(),
-                stop,
-                handle,
-                state,
-            },
-        );
+}
+
+/// Starts `target`'s runner. `config` is shared by every runner: it is the configuration
+/// file's, never one rebuilt per tenant.
+fn start(
+    config: &Arc<Config>,
+    target: &Target,
+    client: &NotionClient,
+    watcher: &std::sync::Mutex<InboxWatcher>,
+    running: &mut BTreeMap<String, Running>,
+) {
+    let wake = Arc::new(Notify::new());
+    if let Err(e) = lock(watcher).watch_with(&target.inbox, wake.clone()) {
+        tracing::error!(target_name = %target.name, "{e}; the inbox is still checked every {:?}", config.daemon.reconcile_interval);
     }
+    let state = Arc::new(TargetState::new(target.name.clone()));
+    let stop = CancellationToken::new();
+    let runner = target::TargetRunner {
+        config: config.clone(),
+        target: target.clone(),
+        client: client.clone(),
+        wake,
+        state: state.clone(),
+    };
+    match &target.chosen {
+        Some(db) => tracing::debug!(target_name = %target.name, chosen = %db, "target started"),
+        None => tracing::debug!(target_name = %target.name, "target started"),
+    }
+    let handle = tokio::spawn(runner.run(stop.clone()));
+    running.insert(
+        target.name.clone(),
+        Running {
+            fingerprint: fingerprint(target),
+            inbox: target.inbox.clone(),
+            stop,
+            handle,
+            state,
+        },
+    );
 }
 
 /// What identifies a target's configuration. A fixed token is compared by a hash, never by value.

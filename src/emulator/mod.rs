@@ -453,6 +453,31 @@ impl Emulator {
         inspect::set_trashed(&self.shared, database_id, false);
     }
 
+    /// The workspace `workspace_id` is renamed, and its owner (the user who consents) too, when
+    /// `owner` is given: what the next token response says.
+    pub fn rename_workspace(&self, workspace_id: &str, name: &str, owner: Option<&str>) {
+        let mut ws = self.shared.lock_ws();
+        if let Some(space) = ws.spaces.iter_mut().find(|s| s.id == workspace_id) {
+            space.name = name.to_owned();
+            if let Some(owner) = owner {
+                space.owner.1 = owner.to_owned();
+            }
+        }
+    }
+
+    /// The database is retitled, and its data sources renamed `data_source_name`.
+    pub fn retitle_database(&self, database_id: &str, title: &str, data_source_name: &str) {
+        let mut ws = self.shared.lock_ws();
+        let Some(db) = ws.dbs.iter_mut().find(|d| d.id == database_id) else {
+            return;
+        };
+        db.title = title.to_owned();
+        let sources = db.data_sources.clone();
+        for ds in ws.dss.iter_mut().filter(|d| sources.contains(&d.id)) {
+            ds.name = data_source_name.to_owned();
+        }
+    }
+
     /// A new internal token with the same grants as `info().token`.
     pub fn mint_token(&self) -> String {
         self.shared.lock_ws().mint_internal()

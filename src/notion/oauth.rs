@@ -452,11 +452,14 @@ mod tests {
     }
 
     #[test]
-    fn a_redirect_error_is_shown_without_control_characters() {
+    fn a_redirect_error_is_shown_with_its_control_characters_escaped() {
         let query = "state=s1&error=odd%1B%5B2J&error_description=line%0D%0Aover%07";
         match parse_redirect(query, "s1").unwrap() {
             Redirect::Error(text) => {
-                assert_eq!(text, "Notion refused the authorization: odd[2J (lineover)")
+                assert_eq!(
+                    text,
+                    "Notion refused the authorization: odd\\u{1b}[2J (line\\u{d}\\u{a}over\\u{7})"
+                )
             }
             other => panic!("{other:?}"),
         }
