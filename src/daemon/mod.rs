@@ -10,6 +10,7 @@ pub mod health;
 pub(crate) mod idle;
 pub(crate) mod metrics;
 pub(crate) mod perform;
+pub(crate) mod setup;
 pub(crate) mod signals;
 pub(crate) mod target;
 pub(crate) mod tenants;
@@ -93,7 +94,7 @@ pub enum DaemonError {
 
 /// Runs the daemon with the configuration at `config_path` until a stop signal arrives.
 pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
-    raise_open_files_limit();
+    setup::raise_open_files_limit();
     let intents = signals::listen().map_err(DaemonError::Signals)?;
     run_with(config_path, intents).await
 }
@@ -107,16 +108,16 @@ pub async fn run_with(
     // connected workspaces' targets are kept by `tenants`, one by one.
     let config = Arc::new(Config::load_file(&config_path)?);
     let mut tenants = tenants::Tenants::new(&config.daemon.state_dir);
-    prepare_state_dir(&config.daemon.state_dir)?;
+    setup::prepare_state_dir(&config.daemon.state_dir)?;
     // Held until the daemon returns: `status` reads "running" from it.
     let _running = crate::state::running::lock(&config.daemon.state_dir)?;
-    warn_exposures(&config);
+    let targets = all_targets(&config, &mut tenants);
+    setup::warn_exposures_of(&config, &targets);
     let mut client =
         NotionClient::new(&config.notion)?.sharing_budget(&config.daemon.state_dir, true);
     let watcher = std::sync::Mutex::new(InboxWatcher::new()?);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     let mut current = config;
-    let targets = all_targets(&current, &mut tenants);
     apply(&current, &targets, &client, &watcher, &mut running).await;
     drop(targets);
     let metric_targets = metrics::Targets::default();
@@ -314,10 +315,7 @@ impl Supervisor<'_> {
                 }
                 *self.current = new;
                 let targets = all_targets(self.current, self.tenants);
-                let mut checked = (**self.current).clone();
-                checked.targets.clone_from(&targets);
-                warn_exposures(&checked);
-                drop(checked);
+                setup::warn_exposures_of(self.current, &targets);
                 apply(
                     self.current,
                     &targets,
@@ -533,86 +531,6 @@ fn status_line(running: &BTreeMap<String, Running>) -> String {
         s.push_str(&troubled.join("; "));
     }
     s
-}
-
-fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
-    let layout = crate::state::layout::StateDir(dir);
-    for path in [layout.checkpoints(), layout.dead_letters(), layout.tokens()] {
-        crate::state::private::create_private_dir(&path)
-            .map_err(|source| DaemonError::StateDir { path, source })?;
-    }
-    if let Some(store) = crate::state::checkpoint::CheckpointStore::existing(dir) {
-        store.remove_leftovers();
-    }
-    Ok(())
-}
-
-/// Logs an error for each connected workspace's record that is skipped, and a warning, with the
-/// fix, for each state or secret file that other users could read, write or own (see [`crate::state::audit`]), and for a client secret that cannot be loaded.
-fn warn_exposures(config: &Config) {
-    for skipped in &config.skipped {
-        tracing::error!("a connected workspace's target is skipped: {skipped}");
-    }
-    let exposures = crate::state::audit::audit(config);
-    for e in &exposures {
-        match &e.target {
-            Some(name) => tracing::warn!(target_name = %name, "{e}"),
-            None => tracing::warn!("{e}"),
-        }
-    }
-    if let Some(source) = config.client_secret_source()
-        && let Err(e) = source.load()
-        && !exposures.iter().any(|x| x.path == e.path())
-    {
-        tracing::warn!(
-            "{e}; token refreshes fail until it is fixed (it is read again at each one)"
-        );
-    }
-}
-
-/// Raises the soft limit of open files to the hard one, and logs the limit in force (at debug).
-/// Each target holds descriptors: its inbox file and the rotated files it has not read to their
-/// end, its connections to Notion (up to `max_in_flight`), and briefly its state files. The soft
-/// limit is often 1024 where the hard one is far higher (systemd's default is 1024:524288); under
-/// the unit, `LimitNOFILE=` sets both and there is nothing to raise.
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit(2) fills in the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        let e = std::io::Error::last_os_error();
-        tracing::debug!("cannot read the limit of open files: {e}");
-        return;
-    }
-    let before = limit.rlim_cur;
-    // An unlimited hard limit cannot be the soft one: the kernel caps descriptors at nr_open.
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
-        .unwrap_or(1 << 20);
-    let target = limit.rlim_max.min(nr_open);
-    if limit.rlim_cur < target {
-        let raised = libc::rlimit {
-            rlim_cur: target,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit(2) reads the struct it is given; raising the soft limit up to the
-        // hard one needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
-        } else {
-            let e = std::io::Error::last_os_error();
-            tracing::debug!("cannot raise the limit of open files from {before} to {target}: {e}");
-        }
-    }
-    tracing::debug!(
-        hard = limit.rlim_max,
-        raised_from = before,
-        "the limit of open files is {}",
-        limit.rlim_cur
-    );
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
