@@ -1,6 +1,6 @@
 //! Benchmarks 1-8 of BENCHMARKS.md: the real binary against the in-process emulator. Each prints a
 //! markdown table. Run all: `cargo bench --bench daemon`; one: `cargo bench --bench daemon -- rate`
-//! (rate, reaction, idle, memory, restart, scale, scale10k, connects). `BENCH_QUICK=1` shortens every measurement;
+//! (rate, reaction, idle, memory, restart, scale, scale10k, connects, page). `BENCH_QUICK=1` shortens every measurement;
 //! `BENCH_SCALE_RECORDS=n` sets the records per target of the scale benchmark (30).
 
 #[path = "../tests/support/mod.rs"]
@@ -471,5 +471,8 @@ fn main() {
     }
     if want("connects") {
         connects::connects();
+    }
+    if want("page") {
+        connects::page();
     }
 }

@@ -153,3 +153,141 @@ pub fn connects() {
         );
     }
 }
+
+/// A user at `source` connects Globex through the page; whether the result page says so.
+async fn connect_once(w: &World, public: &str, source: &str) -> bool {
+    let info = w.emu.info().clone();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let Ok(start) = http.get(format!("{public}/start")).send().await else {
+        return false;
+    };
+    let (Some(cookie), Some(location)) = (
+        start
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok()),
+        start
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    let cookie = cookie.split(';').next().unwrap_or("").to_owned();
+    let state = url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let back = consent_in(
+        &w.emu,
+        &format!("{public}/callback"),
+        &state,
+        Some(&info.other_workspace_id),
+        &[&info.other_database_id],
+        true,
+    )
+    .await;
+    match http.get(back).header("cookie", cookie).send().await {
+        Ok(r) => r.text().await.is_ok_and(|t| t.contains("Connected")),
+        Err(_) => false,
+    }
+}
+
+/// Times `n` connects of real users, each from an address of its own (`127.0.1.<i>`: one
+/// user's bucket allows 20 requests at once, a connect takes two): (p50, p99 in ms, how many
+/// succeeded).
+fn time_connects(w: &World, public: &str, n: usize) -> (f64, f64, usize) {
+    let mut times = Vec::with_capacity(n);
+    let mut ok = 0;
+    for i in 0..n {
+        let start = Instant::now();
+        let source = format!("127.0.1.{}", i % 250 + 1);
+        ok += usize::from(w.rt.block_on(connect_once(w, public, &source)));
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99), ok)
+}
+
+/// Benchmark 8b: the connect page's answers to a real user, alone, while 64 idle sockets are
+/// held, and while one client floods `/callback` with made-up states.
+pub fn page() {
+    let n = if quick() { 10 } else { 50 };
+    let mut w = World::new(fast());
+    w.log_filter = "warn".into();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let info = w.emu.info().clone();
+    w.emu.register_redirect_uri(&format!("{public}/callback"));
+    std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
+    std::fs::set_permissions(
+        w.path("client_secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let notion = format!(
+        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\n",
+        info.client_id
+    );
+    let path = w.write_config_with(&[], &notion, "");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("[connect]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{public}\"\ninbox_dir = \"spool\"\n[connect.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n"));
+    std::fs::write(&path, text).unwrap();
+    w.start();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until("the page listens", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    println!("\n### 8b. The connect page: a real user's whole connect ({n} in a row), p50 / p99\n");
+    println!("| load | p50 | p99 | connected |");
+    println!("|---|---:|---:|---:|");
+    let row = |what: &str, (p50, p99, ok): (f64, f64, usize)| {
+        println!("| {what} | {p50:.1} ms | {p99:.1} ms | {ok} of {n} |");
+    };
+    row("none", time_connects(&w, &public, n));
+    let held: Vec<_> = (0..64)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    row("64 idle sockets held", time_connects(&w, &public, n));
+    drop(held);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (stop, public) = (stop.clone(), public.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let http = reqwest::Client::builder()
+                    .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+                    .build()
+                    .unwrap();
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = http
+                        .get(format!("{public}/callback?state=x&code=y"))
+                        .send()
+                        .await;
+                    sent += 1;
+                }
+                sent
+            })
+        })
+    };
+    let started = Instant::now();
+    let timed = time_connects(&w, &public, n);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    let rate = sent as f64 / started.elapsed().as_secs_f64();
+    row(
+        &format!("one client flooding `/callback` ({rate:.0} requests/s)"),
+        timed,
+    );
+    w.stop();
+}
