@@ -62,6 +62,8 @@ struct Row {
     after: f64,
     restart: f64,
     cpu_per_connect_ms: f64,
+    cpu: f64,
+    idle_cpu: f64,
 }
 
 fn one(n: usize, connects: usize) -> Row {
@@ -106,15 +108,21 @@ fn one(n: usize, connects: usize) -> Row {
     let idle_rate = (cpu_seconds(pid(&w)) - idle_from) / 5.0;
     let cpu_from = cpu_seconds(pid(&w));
     let started = Instant::now();
+    // The control: as long, without connects (what the daemon's RSS does by itself).
+    let control = std::env::var_os("BENCH_CONNECT_CONTROL").is_some();
     for i in 0..connects {
-        add(n + i);
+        if !control {
+            add(n + i);
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
+    let connects = if control { 0 } else { connects };
     assert!(
         wait_published(&w, n + connects, Duration::from_secs(120)),
         "the connected targets were not started"
     );
-    let cpu = cpu_seconds(pid(&w)) - cpu_from - idle_rate * started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid(&w)) - cpu_from;
+    let idle_cpu = idle_rate * started.elapsed().as_secs_f64();
     let after = settled_rss(&w);
     w.stop();
     w.start();
@@ -126,29 +134,40 @@ fn one(n: usize, connects: usize) -> Row {
         before,
         after,
         restart,
-        cpu_per_connect_ms: cpu.max(0.0) / connects as f64 * 1e3,
+        cpu_per_connect_ms: (cpu - idle_cpu).max(0.0) / connects.max(1) as f64 * 1e3,
+        cpu,
+        idle_cpu,
     }
 }
 
 pub fn connects() {
-    let connects = if quick() { 20 } else { 100 };
-    let sizes: &[usize] = if quick() { &[1000] } else { &[1000, 10_000] };
+    let connects = std::env::var("BENCH_CONNECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 20 } else { 100 });
+    let sizes: Vec<usize> = match std::env::var("BENCH_CONNECT_TARGETS") {
+        Ok(v) => v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        Err(_) if quick() => vec![1000],
+        Err(_) => vec![1000, 10_000],
+    };
     println!(
         "\n### 8. {connects} workspaces connect (two a second) while many tenants run: daemon RSS and CPU\n"
     );
     println!(
-        "| targets | RSS before | RSS after {connects} connects | RSS of a restart on the same targets | after − restart | CPU per connect |"
+        "| targets | RSS before | RSS after {connects} connects | RSS of a restart on the same targets | after − restart | daemon CPU while they connect (idle rate × as long) | CPU per connect (beyond idle) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for &n in sizes {
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &sizes {
         let r = one(n, connects);
         println!(
-            "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:+.1} MiB | {:.1} ms |",
+            "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:+.1} MiB | {:.2} s ({:.2} s) | {:.2} ms |",
             r.targets,
             r.before,
             r.after,
             r.restart,
             r.after - r.restart,
+            r.cpu,
+            r.idle_cpu,
             r.cpu_per_connect_ms
         );
     }

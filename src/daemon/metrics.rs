@@ -27,6 +27,21 @@ impl Targets {
         *map = targets.into_iter().map(|t| (t.name.clone(), t)).collect();
     }
 
+    /// Replaces the entries of some targets: each name with the target that runs under it now,
+    /// or none (a change of a few tenants touches only their entries).
+    pub fn update<'a>(
+        &self,
+        changed: impl IntoIterator<Item = (&'a str, Option<Arc<TargetState>>)>,
+    ) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, state) in changed {
+            match state {
+                Some(state) => map.insert(name.to_owned(), state),
+                None => map.remove(name),
+            };
+        }
+    }
+
     fn snapshot(&self) -> Vec<Arc<TargetState>> {
         self.0
             .lock()

@@ -95,6 +95,7 @@ pub enum DaemonError {
 /// Runs the daemon with the configuration at `config_path` until a stop signal arrives.
 pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     setup::raise_open_files_limit();
+    setup::limit_malloc_arenas();
     let intents = signals::listen().map_err(DaemonError::Signals)?;
     run_with(config_path, intents).await
 }
@@ -176,8 +177,8 @@ pub async fn run_with(
             _ = connections.tick() => {
                 // A workspace connected, reconnected or left: those targets alone.
                 if let Some(changes) = tenants.changes(&current) {
-                    apply_changes(&current, changes, &client, &watcher, &mut running).await;
-                    metric_targets.set(running.values().map(|r| r.state.clone()));
+                    let changed = apply_changes(&current, changes, &client, &watcher, &mut running).await;
+                    metric_targets.update(changed.iter().map(|name| (name.as_str(), running.get(name).map(|r| r.state.clone()))));
                 }
             },
             _ = heartbeat.tick() => {
@@ -335,16 +336,17 @@ impl Supervisor<'_> {
 }
 
 /// Applies the changes of some connected workspaces: each one's target is stopped, restarted
-/// or started; no other target is touched.
+/// or started; no other target is touched. Returns the names of those that were.
 async fn apply_changes(
     config: &Arc<Config>,
     changes: Vec<tenants::Change>,
     client: &NotionClient,
     watcher: &std::sync::Mutex<InboxWatcher>,
     running: &mut BTreeMap<String, Running>,
-) {
+) -> Vec<String> {
     let (mut restarting, mut ending) = (Vec::new(), Vec::new());
     let mut starting = Vec::new();
+    let mut touched = Vec::new();
     for (name, target) in changes {
         let same = match (&target, running.get(&name)) {
             (Some(t), Some(r)) => fingerprint(t) == r.fingerprint,
@@ -353,6 +355,7 @@ async fn apply_changes(
         if same {
             continue;
         }
+        touched.push(name.clone());
         if let Some(r) = running.remove(&name) {
             match target {
                 Some(_) => restarting.push((name, r)),
@@ -375,6 +378,7 @@ async fn apply_changes(
     for target in &starting {
         start(config, target, client, watcher, running);
     }
+    touched
 }
 
 fn unwatch_stopped(

@@ -96,3 +96,26 @@ pub(super) fn raise_open_files_limit() {
         limit.rlim_cur
     );
 }
+
+/// Caps glibc's malloc arenas at the number of cores (at least 2). By default glibc may make
+/// up to eight per core, one for each thread that meets contention, and the blocking pool's
+/// threads (a look at an idle inbox, a status write) come and go: memory freed in an arena stays
+/// with it, so a daemon that starts targets while it runs kept about 35 KiB per connect in idle
+/// arenas (benchmark 8: 300 connects at 1000 targets, +13.2 MiB over a restart; +2.0 MiB with
+/// two arenas, as much as 150 s of running without connects). The daemon's threads are few and
+/// its allocations small, so fewer arenas cost it no measurable time. `MALLOC_ARENA_MAX` in the
+/// environment wins, as glibc documents.
+pub(super) fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        let cores = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt(3) only sets a tunable of the allocator (it takes the allocator's own
+        // lock); M_ARENA_MAX bounds the arenas made from then on.
+        if unsafe { libc::mallopt(libc::M_ARENA_MAX, cores) } != 1 {
+            tracing::debug!("cannot limit malloc arenas to {cores}");
+        }
+    }
+}

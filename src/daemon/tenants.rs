@@ -23,8 +23,10 @@ pub(crate) struct Tenants {
     dir: PathBuf,
     /// The directory's identity and modification time at the last look.
     stamp: Option<(u64, i64, i64)>,
-    /// Each record's inode at the last look.
-    seen: HashMap<String, u64>,
+    /// Each record's inode at the last look, and the look that last saw it.
+    seen: HashMap<String, (u64, u64)>,
+    /// How many looks listed the directory.
+    looks: u64,
     /// The inboxes of the tenants that run, to refuse a record that names another's.
     inboxes: BTreeMap<String, PathBuf>,
 }
@@ -36,6 +38,7 @@ impl Tenants {
             dir: crate::tenants::targets_dir(state_dir),
             stamp: None,
             seen: HashMap::new(),
+            looks: 0,
             inboxes: BTreeMap::new(),
         }
     }
@@ -62,29 +65,37 @@ impl Tenants {
         // A change made later within the same tick of the file system's clock would leave the
         // stamp as it is: a stamp that recent is not trusted, and the next look lists again.
         self.stamp = stamp.filter(|(_, secs, _)| chrono::Utc::now().timestamp() - secs > 2);
-        let now = match list(&self.dir) {
-            Ok(now) => now,
-            Err(e) => {
-                tracing::error!("cannot list {}: {e}", self.dir.display());
-                return None;
+        // One listing, compared in place: nothing is allocated per record that did not change.
+        self.looks += 1;
+        let look = self.looks;
+        let mut changed: Vec<String> = Vec::new();
+        let listed = list(&self.dir, |name, ino| match self.seen.get_mut(name) {
+            Some(seen) if seen.0 == ino => seen.1 = look,
+            Some(seen) => {
+                *seen = (ino, look);
+                changed.push(name.to_owned());
             }
-        };
-        let mut changes: Vec<Change> = self
-            .seen
-            .keys()
-            .filter(|name| !now.contains_key(*name))
-            .map(|name| (name.clone(), None))
-            .collect();
-        let changed: Vec<(String, u64)> = now
-            .into_iter()
-            .filter(|(name, ino)| self.seen.get(name) != Some(ino))
-            .collect();
+            None => {
+                self.seen.insert(name.to_owned(), (ino, look));
+                changed.push(name.to_owned());
+            }
+        });
+        if let Err(e) = listed {
+            tracing::error!("cannot list {}: {e}", self.dir.display());
+            return None;
+        }
+        let mut changes: Vec<Change> = Vec::new();
+        self.seen.retain(|name, (_, seen_at)| {
+            let there = *seen_at == look;
+            if !there {
+                changes.push((name.clone(), None));
+            }
+            there
+        });
         for (name, _) in &changes {
-            self.seen.remove(name);
             self.inboxes.remove(name);
         }
-        for (name, ino) in changed {
-            self.seen.insert(name.clone(), ino);
+        for name in changed {
             self.inboxes.remove(&name);
             let target = self.load(config, &name);
             if let Some(t) = &target {
@@ -122,14 +133,14 @@ impl Tenants {
     }
 }
 
-/// Each record of `dir` (by target name) and its inode, from one listing.
-fn list(dir: &Path) -> std::io::Result<HashMap<String, u64>> {
+/// Calls `each` with the target name and inode of every record of `dir`, from one listing
+/// (none when it does not exist).
+fn list(dir: &Path, mut each: impl FnMut(&str, u64)) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let mut out = HashMap::new();
     for entry in entries {
         let entry = entry?;
         let file_name = entry.file_name();
@@ -137,10 +148,10 @@ fn list(dir: &Path) -> std::io::Result<HashMap<String, u64>> {
             continue;
         };
         if is_record_name(name) {
-            out.insert(name.to_owned(), entry.ino());
+            each(name, entry.ino());
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The identity and modification time of a directory: it changes when a file is created,
