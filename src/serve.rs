@@ -125,7 +125,8 @@ struct Places {
 
 /// What the accept loop knows of a connection holding a place.
 struct Held {
-    /// Set once its request was read whole: from then on it is never shed.
+    /// Claimed (set) once, either by the connection when its request was read whole (from then
+    /// on it is never shed) or by the accept loop that sheds it.
     answering: Arc<AtomicBool>,
     /// Cancelled to shed it.
     shed: CancellationToken,
@@ -154,9 +155,16 @@ impl Places {
         let permit = match self.free.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) if shed => {
+                // Claimed with a compare-and-swap, as the connection claims its request when it
+                // has read it: either it is shed or it is answered, never both.
+                let claim = |h: &&Held| {
+                    h.answering
+                        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                };
                 let oldest = lock(&self.held)
                     .values()
-                    .find(|h| !h.answering.load(Ordering::SeqCst))
+                    .find(claim)
                     .map(|h| h.shed.clone())?;
                 oldest.cancel();
                 tokio::time::timeout(SHED_WAIT, self.free.clone().acquire_owned())
@@ -267,7 +275,13 @@ async fn serve_connection(c: Connection) {
                 Ok(Err(_)) => return Ok(axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response()),
                 Err(_) => return Ok(axum::http::StatusCode::REQUEST_TIMEOUT.into_response()),
             };
-            seen.store(true, Ordering::SeqCst);
+            if seen
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                // Shed meanwhile: its place went to a newer connection.
+                return Ok(axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response());
+            }
             parts.extensions.insert(axum::extract::ConnectInfo(peer));
             let req = hyper::Request::from_parts(parts, axum::body::Body::from(bytes));
             router.oneshot(req).await

@@ -30,7 +30,7 @@ impl Finding {
             target: None,
             ok,
             code,
-            message: message.into(),
+            message: crate::text::message(&message.into()),
         }
     }
 
@@ -39,7 +39,7 @@ impl Finding {
             target: Some(target.name.clone()),
             ok: true,
             code,
-            message: message.into(),
+            message: crate::text::message(&message.into()),
         }
     }
 
@@ -48,7 +48,7 @@ impl Finding {
             target: Some(target.name.clone()),
             ok: false,
             code,
-            message: message.into(),
+            message: crate::text::message(&message.into()),
         }
     }
 }
@@ -341,9 +341,11 @@ async fn check_target(
 pub fn print_text(findings: &[Finding]) {
     for f in findings {
         let mark = if f.ok { "ok     " } else { "PROBLEM" };
+        // Findings quote names from Notion (properties, workspaces): shown made safe.
+        let message = crate::text::message(&f.message);
         match &f.target {
-            Some(t) => println!("{mark} [{t}] {}", f.message),
-            None => println!("{mark} {}", f.message),
+            Some(t) => println!("{mark} [{t}] {message}"),
+            None => println!("{mark} {message}"),
         }
     }
     let problems = findings.iter().filter(|f| !f.ok).count();

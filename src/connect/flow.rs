@@ -68,14 +68,22 @@ pub(super) async fn connect_with(app: &App, client: IpAddr, code: SecretString) 
     let state_dir = app.config.daemon.state_dir.clone();
     let response = std::sync::Arc::new(response);
     let r = response.clone();
+    // The reservation is kept or given back by the task that connects, so that a request
+    // dropped meanwhile (its client gone) cannot make a workspace that is not counted.
     let done = tokio::task::spawn_blocking(move || {
-        crate::tenants::connect(
+        let done = crate::tenants::connect(
             &state_dir,
             &settings.inbox_dir,
             &r,
             &settings.template,
             caps,
-        )
+        );
+        if let (Ok(connected), Some(reservation)) = (&done, reservation)
+            && !connected.reconnected
+        {
+            reservation.keep();
+        }
+        done
     })
     .await;
     let connected = match done {
@@ -99,10 +107,7 @@ pub(super) async fn connect_with(app: &App, client: IpAddr, code: SecretString) 
         Ok(Err(e)) => return failed(&e.to_string()),
         Err(e) => return failed(&e.to_string()),
     };
-    if let Some(reservation) = reservation
-        && !connected.reconnected
-    {
-        reservation.keep();
+    if !connected.reconnected {
         publish_usage(app);
     }
     let target = match load_record(&app.config, &connected.record) {

@@ -26,7 +26,8 @@ const MAX_CLIENTS: usize = 100_000;
 /// (one host is given a /64, and would otherwise have 2^64 buckets).
 pub fn client(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     let mut ip = peer.ip().to_canonical();
-    if trusted.contains(&ip) {
+    let trusted = |a: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *a);
+    if trusted(&ip) {
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
@@ -35,8 +36,12 @@ pub fn client(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAd
             .map(str::trim)
             .collect::<Vec<_>>();
         for hop in forwarded.iter().rev() {
-            match hop.parse::<IpAddr>() {
-                Ok(hop) if trusted.contains(&hop.to_canonical()) => {}
+            // A hop may carry a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+            let parsed = hop
+                .parse::<IpAddr>()
+                .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()));
+            match parsed {
+                Ok(hop) if trusted(&hop.to_canonical()) => {}
                 Ok(hop) => {
                     ip = hop.to_canonical();
                     break;
@@ -55,15 +60,25 @@ pub fn client(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAd
     }
 }
 
-/// Each client's request bucket: 5 a second, 20 at once.
+/// A bucket per client.
 pub struct Buckets(DefaultKeyedRateLimiter<IpAddr>);
 
 impl Buckets {
-    /// New, empty buckets.
-    pub fn new() -> Buckets {
+    /// Each client's requests: 5 a second, 20 at once.
+    pub fn requests() -> Buckets {
         Buckets(RateLimiter::keyed(
             Quota::per_second(NonZeroU32::new(5).expect("non-zero"))
                 .allow_burst(NonZeroU32::new(20).expect("non-zero")),
+        ))
+    }
+
+    /// Each client's code exchanges: one every 5 s, 3 at once (a person connects one workspace
+    /// at a time; a client that sends made-up codes spends its own, not everybody's).
+    pub fn exchanges() -> Buckets {
+        Buckets(RateLimiter::keyed(
+            Quota::with_period(Duration::from_secs(5))
+                .expect("non-zero")
+                .allow_burst(NonZeroU32::new(3).expect("non-zero")),
         ))
     }
 
@@ -83,8 +98,8 @@ pub struct NewConnections {
 }
 
 /// A new connection counted against its client until [`Reservation::keep`] or dropped.
-pub struct Reservation<'a> {
-    of: &'a NewConnections,
+pub struct Reservation {
+    of: std::sync::Arc<NewConnections>,
     client: IpAddr,
     at: Instant,
     kept: bool,
@@ -101,7 +116,7 @@ impl NewConnections {
 
     /// Counts a new connection of `client`, if it is within its limit. The count is taken
     /// before the connection is made, so that concurrent callbacks cannot pass the limit.
-    pub fn reserve(&self, client: IpAddr) -> Option<Reservation<'_>> {
+    pub fn reserve(self: &std::sync::Arc<Self>, client: IpAddr) -> Option<Reservation> {
         let now = Instant::now();
         let mut made = lock(&self.made);
         made.retain(|_, times| {
@@ -119,7 +134,7 @@ impl NewConnections {
         }
         times.push_back(now);
         Some(Reservation {
-            of: self,
+            of: self.clone(),
             client,
             at: now,
             kept: false,
@@ -141,14 +156,14 @@ impl NewConnections {
     }
 }
 
-impl Reservation<'_> {
+impl Reservation {
     /// The connection was made: it counts for the hour.
     pub fn keep(mut self) {
         self.kept = true;
     }
 }
 
-impl Drop for Reservation<'_> {
+impl Drop for Reservation {
     fn drop(&mut self) {
         if self.kept {
             return;
@@ -199,6 +214,14 @@ impl<T> Tokens<T> {
         by_token.insert(token, (value, now));
     }
 
+    /// Whether `token` was issued and has not expired (it is not spent).
+    pub fn is_live(&self, token: &str) -> bool {
+        lock(&self.issued)
+            .0
+            .get(token)
+            .is_some_and(|(_, at)| at.elapsed() < self.ttl)
+    }
+
     /// Spends `token`: its value, if it was issued and has not expired.
     pub fn spend(&self, token: &str) -> Option<T> {
         let (value, at) = lock(&self.issued).0.remove(token)?;
@@ -231,6 +254,12 @@ mod tests {
         );
         // Trusted: the last hop that is not a trusted proxy.
         assert_eq!(client(peer("10.0.0.1"), &h, &[proxy]), ip("203.0.113.9"));
+        // Ports are not part of the client.
+        h.insert(
+            "x-forwarded-for",
+            "[2001:db8::1]:4711, 203.0.113.9:80".parse().unwrap(),
+        );
+        assert_eq!(client(peer("10.0.0.1"), &h, &[proxy]), ip("203.0.113.9"));
         // A forged first hop before the real one is not taken.
         h.insert("x-forwarded-for", "1.1.1.1, 203.0.113.9".parse().unwrap());
         assert_eq!(client(peer("10.0.0.1"), &h, &[proxy]), ip("203.0.113.9"));
@@ -244,7 +273,7 @@ mod tests {
 
     #[test]
     fn new_connections_are_limited_per_client_and_a_dropped_reservation_gives_back() {
-        let n = NewConnections::new(2);
+        let n = std::sync::Arc::new(NewConnections::new(2));
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         n.reserve(a).unwrap().keep();
         let r = n.reserve(a).unwrap();

@@ -78,10 +78,12 @@ struct App {
     choices: guard::Tokens<String>,
     /// Each client's requests.
     buckets: guard::Buckets,
+    /// Each client's code exchanges.
+    client_exchanges: guard::Buckets,
     /// The code exchanges of every client, once their state was checked.
     exchanges: DefaultDirectRateLimiter,
     /// Each client's new connections of the last hour.
-    new_connections: guard::NewConnections,
+    new_connections: Arc<guard::NewConnections>,
 }
 
 impl App {
@@ -132,12 +134,13 @@ pub async fn serve(
         cookie,
         states: guard::Tokens::new(TTL),
         choices: guard::Tokens::new(TTL),
-        buckets: guard::Buckets::new(),
+        buckets: guard::Buckets::requests(),
+        client_exchanges: guard::Buckets::exchanges(),
         exchanges: RateLimiter::direct(
             Quota::per_second(NonZeroU32::new(20).expect("non-zero"))
                 .allow_burst(NonZeroU32::new(40).expect("non-zero")),
         ),
-        new_connections: guard::NewConnections::new(per_client),
+        new_connections: Arc::new(guard::NewConnections::new(per_client)),
     });
     let router = axum::Router::new()
         .route("/", get(landing))
@@ -314,6 +317,16 @@ async fn callback(
     // authorize URL) cannot use it, nor spoil it for its owner.
     let ours =
         !state.is_empty() && cookie_state(&headers, app.cookie).as_deref() == Some(state.as_str());
+    // The budgets are taken before the state is spent: a callback refused as busy can be
+    // loaded again. The client's own budget comes first, so that a client sending made-up codes
+    // (with states it started itself) spends its own and not everybody's.
+    if ours
+        && app.states.is_live(&state)
+        && q.contains_key("code")
+        && (!app.client_exchanges.allow(client) || app.exchanges.check().is_err())
+    {
+        return too_many();
+    }
     let issued = ours && app.states.spend(&state).is_some();
     if !issued {
         return message(
@@ -342,8 +355,5 @@ async fn callback(
             None,
         );
     };
-    if app.exchanges.check().is_err() {
-        return too_many();
-    }
     flow::connect_with(&app, client, code).await
 }

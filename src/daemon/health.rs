@@ -90,6 +90,14 @@ impl TargetState {
 
     /// Sets the health, logging changes once.
     pub fn set_health(&self, health: Health) {
+        // Its words may quote Notion (a property's name, a database's title): made safe once,
+        // for the log, `status` and the metrics alike.
+        let health = match health {
+            Health::NeedsAuthorization(m) => Health::NeedsAuthorization(crate::text::message(&m)),
+            Health::Paused(m) => Health::Paused(crate::text::message(&m)),
+            Health::Stopped(m) => Health::Stopped(crate::text::message(&m)),
+            other => other,
+        };
         self.health.send_if_modified(|h| {
             if *h == health {
                 return false;
@@ -123,8 +131,9 @@ impl TargetState {
     /// Remembers an error for `status`.
     pub fn record_error(&self, message: String) {
         let stamped = format!(
-            "{} {message}",
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            "{} {}",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            crate::text::message(&message)
         );
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(stamped);
     }

@@ -176,7 +176,8 @@ pub async fn run_with(
             },
             _ = connections.tick() => {
                 // A workspace connected, reconnected or left: those targets alone.
-                if let Some(changes) = tenants.changes(&current) {
+                let changes = tenants.changes(&current);
+                if !changes.is_empty() {
                     let changed = apply_changes(&current, changes, &client, &watcher, &mut running).await;
                     metric_targets.update(changed.iter().map(|name| (name.as_str(), running.get(name).map(|r| r.state.clone()))));
                 }

@@ -52,7 +52,19 @@ pub fn lock(state_dir: &Path) -> Result<DaemonLock, LockError> {
         .truncate(false)
         .open(&path)
         .map_err(failed)?;
-    match file.try_lock() {
+    // `status` takes a shared lock for an instant to look: a daemon starting then tries again
+    // for a second before it says that another one runs.
+    let mut tries = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut pid = String::new();

@@ -39,16 +39,37 @@ impl Index {
         Ok(index)
     }
 
-    /// Writes the entry of every record that has none (the first record of an identity wins, by
-    /// file name), then marks the index complete.
+    /// Writes the entry of every record that has none, then marks the index complete. Earlier
+    /// versions named a record from the workspace's name, so a renamed workspace may have
+    /// several: the one in use wins (connected rather than disconnected, then the latest to
+    /// connect), and the others are named in the log.
     fn rebuild(&self) -> io::Result<()> {
-        let mut indexed = 0;
+        let rank = |r: &Record| {
+            let c = &r.connection;
+            (
+                c.disconnected_at.is_none(),
+                c.reconnected_at.unwrap_or(c.connected_at),
+            )
+        };
+        let mut best: std::collections::HashMap<Identity, Record> = Default::default();
         for record in super::records(&self.state_dir) {
             let Ok(identity) =
                 Identity::new(&record.connection.workspace_id, &record.connection.bot_id)
             else {
                 continue;
             };
+            let (kept, older) = match best.remove(&identity) {
+                None => (record, None),
+                Some(other) if rank(&other) >= rank(&record) => (other, Some(record)),
+                Some(other) => (record, Some(other)),
+            };
+            if let Some(older) = older {
+                tracing::warn!(kept = %kept.name, "connected workspace {} has another, older record: {}", kept.name, older.path.display());
+            }
+            best.insert(identity, kept);
+        }
+        let mut indexed = 0;
+        for (identity, record) in best {
             if self.find(&identity).is_none() {
                 self.insert(&identity, &record.name)?;
                 indexed += 1;

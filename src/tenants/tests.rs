@@ -243,3 +243,32 @@ fn a_reconnect_during_a_slow_disconnect_waits_and_wins() {
     );
     assert_eq!(token_of(&d, &first.name), "new");
 }
+
+/// A workspace renamed under the earlier naming has two records: the one in use is resumed.
+#[test]
+fn of_two_records_from_before_for_one_workspace_the_one_in_use_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let targets = targets_dir(&d.join("state"));
+    std::fs::create_dir_all(&targets).unwrap();
+    let write = |name: &str, at: &str, extra: &str| {
+        std::fs::write(
+            targets.join(format!("{name}.toml")),
+            format!(
+                "[target]\nname = \"{name}\"\ninbox = \"{}\"\n[target.properties]\nhandle = \"title\"\n\n[connection]\nworkspace_id = \"w1\"\nbot_id = \"b1\"\nconnected_at = \"{at}\"\n{extra}",
+                d.join(format!("spool/{name}.jsonl")).display()
+            ),
+        )
+        .unwrap();
+    };
+    // "aaa" sorts first but was left behind by a rename and disconnected.
+    write(
+        "aaa-00000001",
+        "2026-01-01T00:00:00Z",
+        "disconnected_at = \"2026-02-01T00:00:00Z\"\n",
+    );
+    write("zzz-00000001", "2026-03-01T00:00:00Z", "");
+    let again = connect_as(d, &response("w1", "b1", "Z", "t"), Caps::default()).unwrap();
+    assert!(again.reconnected);
+    assert_eq!(again.name, "zzz-00000001");
+}
