@@ -353,3 +353,36 @@ fn status_knows_the_daemon_runs_while_workspaces_connect() {
     assert!(err.contains("another notion-inbox run"), "{err}");
     w.stop();
 }
+
+/// Under an https `public_url` the state's cookie is `__Host-` prefixed (Secure, Path=/, no
+/// Domain), so that a sibling subdomain cannot plant one.
+#[test]
+fn the_state_cookie_is_host_prefixed_under_https() {
+    let (mut w, public) = world("");
+    let path = w.path("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            &format!("public_url = \"{public}\""),
+            "public_url = \"https://connect.example\"",
+        ),
+    )
+    .unwrap();
+    w.start();
+    wait_page(&public);
+    let start =
+        w.rt.block_on(async {
+            let http = client_from("127.0.0.1");
+            http.get(format!("{public}/start")).send().await
+        })
+        .unwrap();
+    assert_eq!(start.status().as_u16(), 303);
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-ni_state="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    w.stop();
+}
