@@ -481,13 +481,17 @@ pub fn print_list(target: &str, entries: &[Listed]) {
         } else if !e.requeueable {
             " [line not kept: cannot be requeued]".to_owned()
         } else if let Some(why) = &e.refused_now {
-            format!(" [refused now too: {why}]")
+            format!(" [refused now too: {}]", crate::text::message(why))
         } else {
             String::new()
         };
+        // A reason may quote Notion (a property's name) or the record: shown made safe.
         println!(
             "{:>5}  {}  offset {}  {}{tag}",
-            e.number, e.time, e.offset, e.reason
+            e.number,
+            e.time,
+            e.offset,
+            crate::text::message(&e.reason)
         );
     }
 }
