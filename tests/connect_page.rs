@@ -104,31 +104,6 @@ async fn page_with(c: &Client, css: &str) -> String {
     }
 }
 
-/// The world: the emulator, a daemon serving the connect page on `public`.
-fn world(public: &str) -> World {
-    let w = World::new(fast());
-    let info = w.emu.info().clone();
-    w.emu.register_redirect_uri(&format!("{public}/callback"));
-    std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
-    std::fs::set_permissions(
-        w.path("client_secret"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let notion = format!(
-        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nrequests_per_second = 50\nburst = 50\n",
-        info.client_id
-    );
-    let path = w.write_config_with(&[w.target("tweets")], &notion, "");
-    let listen = public.trim_start_matches("http://");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(&format!(
-        "[connect]\nlisten = \"{listen}\"\npublic_url = \"{public}\"\ninbox_dir = \"spool\"\n[connect.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n"
-    ));
-    std::fs::write(&path, text).unwrap();
-    w
-}
-
 /// On the emulator's consent page: picks `workspace` and exactly `databases`, then `decision`.
 async fn consent(c: &Client, workspace: &str, databases: &[&str], decision: &str) {
     c.wait()
@@ -188,8 +163,7 @@ fn rows_in(w: &World, db: &str) -> Vec<String> {
 #[test]
 fn a_user_connects_a_workspace_through_the_page_in_a_real_browser() {
     let Some(driver) = driver() else { return };
-    let public = format!("http://127.0.0.1:{}", free_port());
-    let mut w = world(&public);
+    let (mut w, public) = connect_page_world(&["tweets"], "");
     let info = w.emu.info().clone();
     w.start();
     w.wait_for("the connect page is served", || {
@@ -333,8 +307,7 @@ fn a_user_connects_a_workspace_through_the_page_in_a_real_browser() {
 /// without its cookie is refused and stays usable by its owner; a large body is refused.
 #[test]
 fn the_page_binds_state_to_its_browser_and_sends_strict_headers() {
-    let public = format!("http://127.0.0.1:{}", free_port());
-    let mut w = world(&public);
+    let (mut w, public) = connect_page_world(&["tweets"], "");
     let info = w.emu.info().clone();
     w.start();
     w.wait_for("the connect page is served", || {

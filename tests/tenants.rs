@@ -17,30 +17,9 @@ fn hidden(c: char) -> bool {
         || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}' | '\u{feff}')
 }
 
-/// A daemon serving the connect page at `public`, with `extra` added to `[connect]`.
+/// A daemon serving the connect page, with the target "tweets" and `extra` in `[connect]`.
 fn world(extra: &str) -> (World, String) {
-    let w = World::new(fast());
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let info = w.emu.info().clone();
-    w.emu.register_redirect_uri(&format!("{public}/callback"));
-    std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
-    std::fs::set_permissions(
-        w.path("client_secret"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let notion = format!(
-        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nrequests_per_second = 50\nburst = 50\n",
-        info.client_id
-    );
-    let path = w.write_config_with(&[w.target("tweets")], &notion, "");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(&format!(
-        "[connect]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{public}\"\ninbox_dir = \"spool\"\n{extra}\n[connect.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n"
-    ));
-    std::fs::write(&path, text).unwrap();
-    (w, public)
+    connect_page_world(&["tweets"], extra)
 }
 
 /// An HTTP client whose connections come from `source` (a loopback address).

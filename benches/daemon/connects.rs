@@ -242,26 +242,9 @@ fn time_connects(w: &World, public: &str, n: usize) -> (f64, f64, usize) {
 /// held, and while one client floods `/callback` with made-up states.
 pub fn page() {
     let n = if quick() { 10 } else { 30 };
-    let mut w = World::new(fast());
+    let (mut w, public) = connect_page_world(&[], "");
     w.log_filter = "warn".into();
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let info = w.emu.info().clone();
-    w.emu.register_redirect_uri(&format!("{public}/callback"));
-    std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
-    std::fs::set_permissions(
-        w.path("client_secret"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let notion = format!(
-        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\n",
-        info.client_id
-    );
-    let path = w.write_config_with(&[], &notion, "");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(&format!("[connect]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{public}\"\ninbox_dir = \"spool\"\n[connect.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n"));
-    std::fs::write(&path, text).unwrap();
+    let port = public.rsplit(':').next().unwrap().to_owned();
     w.start();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_until("the page listens", || {

@@ -289,10 +289,8 @@ mod tests {
         .unwrap()
     }
 
-    /// A connect, a reconnect and a disconnect each change one tenant, whatever the number of
-    /// others; an unchanged directory costs no listing.
-    #[test]
-    fn each_lifecycle_change_is_one_change() {
+    /// A state directory, its configuration and the template of its tenants.
+    fn setup() -> (tempfile::TempDir, Config, Template) {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.toml");
         std::fs::write(
@@ -301,11 +299,19 @@ mod tests {
         )
         .unwrap();
         let config = Config::load_file(&config_path).unwrap();
-        let (state, spool) = (dir.path().join("state"), dir.path().join("spool"));
         let template = Template {
             properties: [("handle".to_owned(), "title".to_owned())].into(),
             ..Template::default()
         };
+        (dir, config, template)
+    }
+
+    /// A connect, a reconnect and a disconnect each change one tenant, whatever the number of
+    /// others; an unchanged directory costs no listing.
+    #[test]
+    fn each_lifecycle_change_is_one_change() {
+        let (dir, config, template) = setup();
+        let (state, spool) = (dir.path().join("state"), dir.path().join("spool"));
         let connect = |i| {
             crate::tenants::connect(&state, &spool, &response(i), &template, Caps::default())
                 .unwrap()
@@ -341,19 +347,8 @@ mod tests {
     /// a disconnect then a reconnect.
     #[test]
     fn a_record_rewritten_twice_between_looks_is_read_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("config.toml");
-        std::fs::write(
-            &config_path,
-            "[notion]\nclient_id = \"c\"\nclient_secret_file = \"secret\"\nredirect_uri = \"https://example.com/callback\"\n\n[daemon]\nstate_dir = \"state\"\n",
-        )
-        .unwrap();
-        let config = Config::load_file(&config_path).unwrap();
+        let (dir, config, template) = setup();
         let (state, spool) = (dir.path().join("state"), dir.path().join("spool"));
-        let template = Template {
-            properties: [("handle".to_owned(), "title".to_owned())].into(),
-            ..Template::default()
-        };
         let first =
             crate::tenants::connect(&state, &spool, &response(1), &template, Caps::default())
                 .unwrap();

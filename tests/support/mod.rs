@@ -642,3 +642,34 @@ pub fn limited_to(per_second: f64) -> EmulatorOptions {
         ..EmulatorOptions::default()
     }
 }
+
+/// A world whose daemon serves the connect page at `http://127.0.0.1:<port>` (the public URL
+/// too): the emulator's OAuth client (its secret in a file, the callback registered), the
+/// targets named, and `connect_extra` in `[connect]`, whose workspaces get the handle/tweet
+/// mapping. Returns the world and the page's address.
+#[allow(dead_code)]
+pub fn connect_page_world(targets: &[&str], connect_extra: &str) -> (World, String) {
+    let w = World::new(fast());
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let info = w.emu.info().clone();
+    w.emu.register_redirect_uri(&format!("{public}/callback"));
+    std::fs::write(w.path("client_secret"), &info.client_secret).unwrap();
+    std::fs::set_permissions(
+        w.path("client_secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let notion = format!(
+        "client_id = \"{}\"\nclient_secret_file = \"client_secret\"\nrequests_per_second = 50\nburst = 50\n",
+        info.client_id
+    );
+    let specs: Vec<TargetSpec> = targets.iter().map(|t| w.target(t)).collect();
+    let path = w.write_config_with(&specs, &notion, "");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[connect]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{public}\"\ninbox_dir = \"spool\"\n{connect_extra}\n[connect.properties]\nhandle = \"title\"\ntweet = \"tweet\"\n"
+    ));
+    std::fs::write(&path, text).unwrap();
+    (w, public)
+}
