@@ -253,6 +253,20 @@ impl<P> Core<P> {
         self.commit.len()
     }
 
+    /// Whether nothing is left to do but wait for input: every record committed, no dead letter
+    /// (a loss report included, which holds no position back) waiting to be written, no save in
+    /// flight or waiting for a retry, no request out. A core can have nothing unfinished and still
+    /// owe a retried write: this is the end condition, not [`Core::unfinished`].
+    pub fn settled(&self) -> bool {
+        self.commit.len() == 0
+            && self.requests == 0
+            && self.dead_queue.is_empty()
+            && self.dead_busy.is_empty()
+            && self.saving.is_none()
+            && self.save_retry.error.is_none()
+            && self.dead_retry.error.is_none()
+    }
+
     /// Whether the last durable checkpoint names every file the core knows of. Until it does, a
     /// crash forgets the newer files: a file rotated away in that time is not read after the
     /// restart (README: the one window in which a rotation can be missed; milliseconds, unless the

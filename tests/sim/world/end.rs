@@ -36,7 +36,7 @@ impl World {
                 self.feed(event);
                 continue;
             }
-            if self.core().unfinished() == 0 && self.everything_read() {
+            if self.core().settled() && self.everything_read() {
                 quiet += 1;
                 if quiet > 3 {
                     return;
