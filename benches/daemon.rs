@@ -318,7 +318,7 @@ fn memory() {
 
 /// 5. Restart: start → first create, with the checkpoint at the end of a large inbox.
 fn restart() {
-    use notion_inbox::inbox::{FileIdentity, Position};
+    use notion_inbox::inbox::Position;
     use notion_inbox::state::checkpoint::{Checkpoint, CheckpointStore};
     println!(
         "\n### 5. Restart with the checkpoint at the end of the inbox (start → first create)\n"
@@ -339,7 +339,7 @@ fn restart() {
         for round in 0..5 {
             let file = std::fs::File::open(w.inbox("t")).unwrap();
             let len = file.metadata().unwrap().len();
-            let identity = FileIdentity::of(&file).unwrap().unwrap();
+            let identity = notion_inbox::inbox::identity::of(&file).unwrap().unwrap();
             let store = CheckpointStore::open(&w.path("state")).unwrap();
             let mut cp = Checkpoint::new(
                 Some(Position {

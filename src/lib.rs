@@ -11,7 +11,8 @@
 //! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
 //! - [`inbox`]: reads complete lines from inbox files (rotation, truncation, partial lines) and
 //!   watches their directories.
-//! - [`delivery`]: the delivery core, a synchronous state machine of every delivery rule.
+//! - The delivery core, a synchronous state machine of every delivery rule, is the crate
+//!   `notion_inbox_core`.
 //! - [`state`]: the per-target checkpoint and the commit tracker.
 //! - [`notion`]: the Notion API client: typed errors, rate limits, tokens, OAuth, schemas.
 //! - [`record`]: a record's conversion into a page body through the target's mapping.
@@ -25,7 +26,6 @@ pub mod commands;
 pub mod config;
 pub(crate) mod connect;
 pub mod daemon;
-pub mod delivery;
 pub mod emulator;
 pub mod error;
 pub mod inbox;

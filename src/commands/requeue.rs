@@ -283,9 +283,9 @@ pub fn run(config: &Config, args: &RequeueArgs) -> anyhow::Result<Requeued> {
     // Refuse a bad inbox before anything moves; the check is made again on the descriptor that is
     // written, under its lock.
     let checkpoint = checkpoint_of(config, target)?;
-    let known = known_files(checkpoint.as_ref());
+    let known = known_files(checkpoint.as_ref().map(|(c, _)| c));
     precheck(target, &known)?;
-    let select = select.settled_by(checkpoint.as_ref());
+    let select = select.settled_by(checkpoint.as_ref().map(|(c, at)| (c, *at)));
     // Finish batches a crashed run left, then take the selected dead letters.
     let mut batches = batch::pending(&dir, &target.name)?;
     let held = batch::Held::of(&batches)?;
@@ -347,11 +347,13 @@ fn dry_run(
             .len();
     }
     let checkpoint = checkpoint_of(config, target)?;
-    let select = select.clone().settled_by(checkpoint.as_ref());
+    let select = select
+        .clone()
+        .settled_by(checkpoint.as_ref().map(|(c, at)| (c, *at)));
     let rules = rules_of(config, target);
     let judged = select.plan(entries(), Some(&rules)).outcomes;
     // As a run does, whatever it would move.
-    precheck(target, &known_files(checkpoint.as_ref()))?;
+    precheck(target, &known_files(checkpoint.as_ref().map(|(c, _)| c)))?;
     Ok(Requeued::of(judged, waiting, true))
 }
 
@@ -367,14 +369,17 @@ fn rules_of<'a>(config: &Config, target: &'a Target) -> LocalRules<'a> {
     }
 }
 
-/// The target's checkpoint, if it has one. One that cannot be read stops the run: without it,
-/// requeue cannot tell which lines the daemon is done with.
-fn checkpoint_of(config: &Config, target: &Target) -> Result<Option<Checkpoint>, RequeueError> {
+/// The target's checkpoint, if it has one, and when it was written. One that cannot be read stops
+/// the run: without it, requeue cannot tell which lines the daemon is done with.
+fn checkpoint_of(
+    config: &Config,
+    target: &Target,
+) -> Result<Option<(Checkpoint, chrono::DateTime<chrono::Utc>)>, RequeueError> {
     let Some(store) = CheckpointStore::existing(&config.daemon.state_dir) else {
         return Ok(None);
     };
     store
-        .load(&target.name)
+        .load_stamped(&target.name)
         .map_err(|e| RequeueError::Checkpoint {
             target: target.name.clone(),
             why: crate::error::chain(&e),

@@ -9,25 +9,8 @@ use tokio::sync::watch;
 
 use crate::state::private::write_private_atomically;
 
-/// Whether a target is sending, and if not, why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", content = "message", rename_all = "snake_case")]
-pub enum Health {
-    /// Starting up: reading the checkpoint, loading the token, resolving the database.
-    Starting,
-    /// Delivering (or idle and ready).
-    Ok,
-    /// Nothing to deliver since the daemon started: not prepared (no request to Notion, no open
-    /// inbox) until its inbox changes. Whether its token and database work is known at its first
-    /// record, or now with `notion-inbox check`.
-    Idle,
-    /// Notion refused the token and it cannot be refreshed: waits for `authorize` to write a new one.
-    NeedsAuthorization(String),
-    /// The database is not reachable (not shared, deleted, missing capability): retries slowly.
-    Paused(String),
-    /// Stopped until someone acts (a corrupt checkpoint, a mapping that does not fit the schema).
-    Stopped(String),
-}
+pub use notion_inbox_core::health::Health;
+use notion_inbox_core::health::Stats;
 
 /// Counters of one target, since the daemon started.
 #[derive(Debug, Default)]
@@ -118,9 +101,32 @@ impl TargetState {
         });
     }
 
-    /// Counts a delivered record and stamps the time of the last delivery.
-    pub fn mark_delivered(&self) {
-        Counters::bump(&self.counters.delivered);
+    /// Adds what the core counted ([`notion_inbox_core::delivery::Core::take_stats`]), stamping
+    /// the last delivery and the last error with the time now.
+    pub fn absorb(&self, stats: Stats) {
+        let c = &self.counters;
+        let add = |counter: &AtomicU64, n: u64| {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&c.found_existing, stats.found_existing);
+        add(&c.dead_lettered, stats.dead_lettered);
+        add(&c.rate_limited, stats.rate_limited);
+        add(&c.outcome_unknown, stats.outcome_unknown);
+        add(&c.possible_duplicates, stats.possible_duplicates);
+        add(&c.retried, stats.retried);
+        if stats.delivered > 0 {
+            add(&c.delivered, stats.delivered);
+            self.stamp_delivery();
+        }
+        if let Some(message) = stats.last_error {
+            self.record_error(message);
+        }
+    }
+
+    /// Stamps the time of the last delivery.
+    fn stamp_delivery(&self) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

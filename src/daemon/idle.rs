@@ -46,7 +46,7 @@ pub fn nothing_to_deliver(store: Option<&CheckpointStore>, target: &str, inbox: 
         Some(p) => {
             meta.ino() == p.file.ino
                 && meta.len() == p.offset
-                && p.file.head_matches(&file).unwrap_or(false)
+                && crate::inbox::identity::head_matches(&p.file, &file).unwrap_or(false)
         }
     }
 }
@@ -123,12 +123,12 @@ impl Looks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{FileIdentity, Position};
+    use crate::inbox::Position;
     use crate::state::checkpoint::Checkpoint;
 
     fn save_at(store: &CheckpointStore, inbox: &Path, offset: u64) {
         let file = std::fs::File::open(inbox).unwrap();
-        let id = FileIdentity::of(&file).unwrap().unwrap();
+        let id = crate::inbox::identity::of(&file).unwrap().unwrap();
         let cp = Checkpoint::new(Some(Position { file: id, offset }), vec![]);
         store.save("t", &cp).unwrap();
     }

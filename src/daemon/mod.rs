@@ -5,7 +5,6 @@
 //! the configuration and restarts only the targets that changed. A bad configuration on reload keeps
 //! the old one running and says why.
 
-pub(crate) mod backoff;
 pub mod health;
 pub(crate) mod idle;
 pub(crate) mod metrics;
@@ -503,7 +502,7 @@ fn fingerprint(t: &Target) -> String {
     let token = match &t.token {
         crate::config::TokenSource::Fixed(s) => format!(
             "fixed:{:016x}",
-            crate::inbox::identity::fnv1a64(s.expose_secret().as_bytes())
+            notion_inbox_core::position::fnv1a64(s.expose_secret().as_bytes())
         ),
         crate::config::TokenSource::File(p) => format!("file:{}", p.display()),
     };

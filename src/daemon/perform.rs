@@ -9,9 +9,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use crate::delivery::{
-    Action, CheckResult, DeadLetterRequest, Event, Input, LocalError, RefreshResult, SendResult,
-};
 use crate::inbox::{Item, TailEvent, Tailer};
 use crate::notion::{CreateOutcome, NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
@@ -19,6 +16,9 @@ use crate::record::RecordError;
 use crate::record::line::{parse_line, record_key};
 use crate::state::checkpoint::CheckpointWriter;
 use crate::state::deadletter::{DeadLetterFile, NotionErrorInfo};
+use notion_inbox_core::delivery::{
+    Action, CheckResult, DeadLetterRequest, Event, Input, LocalError, RefreshResult, SendResult,
+};
 
 /// The work of one action, yielding the event to feed back: a request to Notion (a future, run as
 /// a task and abandoned after the grace period), or disk work (a closure run on the blocking pool:
@@ -199,7 +199,8 @@ impl Io {
                 reason: RecordError::Oversized {
                     bytes: len,
                     max: self.max_line_bytes,
-                },
+                }
+                .to_string(),
             }),
             Item::Line { pos, text } => {
                 let prepared = parse_line(&text).and_then(|record| {
@@ -217,7 +218,7 @@ impl Io {
                     Err(reason) => Input::Bad {
                         pos,
                         line: text,
-                        reason,
+                        reason: reason.to_string(),
                     },
                 })
             }

@@ -1,5 +1,5 @@
 //! One target's runner: prepares the target (checkpoint, token, database), then drives its
-//! delivery core ([`crate::delivery::Core`]): it performs the core's actions and feeds their
+//! delivery core ([`notion_inbox_core::delivery::Core`]): it performs the core's actions and feeds their
 //! answers back, with the clock, the inbox's wake-ups and the stop. Every rule of delivery is in
 //! the core; this file only does I/O.
 
@@ -11,11 +11,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Target};
-use crate::daemon::backoff::Backoff;
 use crate::daemon::health::{Health, TargetState};
 use crate::daemon::idle::Looks;
 use crate::daemon::perform::{Io, Work};
-use crate::delivery::{Core, CoreConfig, Event};
 use crate::error::chain as error_chain;
 use crate::inbox::{TailOptions, Tailer};
 use crate::notion::cache::ResolutionCache;
@@ -23,6 +21,8 @@ use crate::notion::{NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
 use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter};
 use crate::state::deadletter::DeadLetterFile;
+use notion_inbox_core::backoff::Backoff;
+use notion_inbox_core::delivery::{Core, CoreConfig, Event};
 
 /// Runs one target until `stop` is cancelled; in-flight requests then get `grace` to finish.
 pub struct TargetRunner {
@@ -483,8 +483,7 @@ impl TargetRunner {
             dedupe: self.target.dedupe_property.is_some(),
             settle: daemon.dedupe_settle,
         };
-        let mut core: Core<PageBody> =
-            Core::new(cfg, self.state.clone(), p.loaded.as_ref(), rand::random());
+        let mut core: Core<PageBody> = Core::new(cfg, p.loaded.as_ref(), rand::random());
         let token = p.token.clone();
         let io = Arc::new(Io {
             name: self.target.name.clone(),
@@ -547,7 +546,7 @@ impl TargetRunner {
                 }
                 () = tokio::time::sleep_until(looks.next) => {
                     if self.reconcile(&io, &token) {
-                        core.handle(epoch.elapsed(), Event::TokenChanged);
+                        self.feed(&mut core, epoch.elapsed(), Event::TokenChanged);
                     }
                     let idle = core.unfinished() == 0
                         && requests.is_empty()
@@ -580,9 +579,19 @@ impl TargetRunner {
                     Event::GraceOver
                 }
             };
-            core.handle(epoch.elapsed(), event);
+            self.feed(&mut core, epoch.elapsed(), event);
         }
         if closing { Ended::Idle } else { Ended::Stopped }
+    }
+
+    /// Feeds the core one event and publishes what it reports: what it counted and, until it has
+    /// finished, its health.
+    fn feed(&self, core: &mut Core<PageBody>, now: std::time::Duration, event: Event<PageBody>) {
+        core.handle(now, event);
+        self.state.absorb(core.take_stats());
+        if !core.finished() {
+            self.state.set_health(core.health());
+        }
     }
 
     /// Looks at the inbox path for new files without reading (a rotation seen while the window
@@ -629,7 +638,7 @@ fn observed(queued: Vec<crate::inbox::FileIdentity>) -> Event<PageBody> {
         Event::Observed(
             queued
                 .into_iter()
-                .map(crate::delivery::Input::Queued)
+                .map(notion_inbox_core::delivery::Input::Queued)
                 .collect(),
         )
     }

@@ -218,8 +218,8 @@ pub struct Workspace {
 
 /// A deterministic, UUID-shaped id from a seed and a counter.
 pub fn make_id(seed: u64, n: u64) -> String {
-    let a = crate::inbox::identity::fnv1a64(format!("{seed}/{n}/a").as_bytes());
-    let b = crate::inbox::identity::fnv1a64(format!("{seed}/{n}/b").as_bytes());
+    let a = notion_inbox_core::position::fnv1a64(format!("{seed}/{n}/a").as_bytes());
+    let b = notion_inbox_core::position::fnv1a64(format!("{seed}/{n}/b").as_bytes());
     let hex = format!("{a:016x}{b:016x}");
     format!(
         "{}-{}-4{}-8{}-{}",

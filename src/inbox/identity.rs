@@ -1,103 +1,29 @@
-//! Which file is this? Device + inode plus a fingerprint of the file's head.
-//!
-//! An inode number alone is not an identity: filesystems reuse inode numbers as soon as a file is
-//! deleted, and a new inbox can inherit a dead one's number (Filebeat #1341, Vector #17240). So an
-//! identity also carries a hash of the file's *head*, which for an append-only file never changes.
-//!
-//! The head is the file's first bytes up to and including its first `\n`, capped at [`HEAD_MAX`]
-//! bytes. It is *settled* (never changes again for an append-only file) once the file holds a `\n`
-//! within its first [`HEAD_MAX`] bytes or at least [`HEAD_MAX`] bytes. Before that the identity is
-//! unknown, which costs nothing: no record can be read from a file without a complete line. Because
-//! the head is defined by the content alone (not by how long the file was when it was looked at),
-//! the same file always gets the same identity, across restarts too; record keys derived from it are
-//! stable.
-//!
-//! The hash is FNV-1a 64 (written here: ten lines, and it is persisted in checkpoints, so it must never
-//! change with a crate upgrade). It is not a cryptographic hash; it only has to tell apart the heads
-//! of two files that happen to share an inode number.
+//! Which file is this? The identity of an open inbox file ([`FileIdentity`], defined with the
+//! core's positions in `notion_inbox_core::position`, which says what it is made of), read from
+//! the file.
 
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
-use serde::{Deserialize, Serialize};
+pub use notion_inbox_core::position::{FileIdentity, HEAD_MAX};
 
-/// The longest head a fingerprint covers, in bytes.
-pub const HEAD_MAX: u32 = 256;
-
-/// The identity of one inbox file, persisted in checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FileIdentity {
-    /// `st_dev` of the filesystem holding the file. Informational on resume: device numbers can
-    /// change across reboots (LVM, btrfs), so matching inside the inbox's directory uses the inode
-    /// and the head.
-    pub dev: u64,
-    /// `st_ino` of the file.
-    pub ino: u64,
-    /// How many bytes of the file's start the fingerprint covers (at most [`HEAD_MAX`]).
-    pub head_len: u32,
-    /// FNV-1a 64 of the first `head_len` bytes.
-    pub head_hash: u64,
+/// The identity of an open file, or `None` while its head is not settled yet (no `\n` within the
+/// first [`HEAD_MAX`] bytes and fewer than [`HEAD_MAX`] bytes in the file).
+pub fn of(file: &File) -> io::Result<Option<FileIdentity>> {
+    let meta = file.metadata()?;
+    let mut head = [0u8; HEAD_MAX as usize];
+    let n = read_full_at(file, &mut head, 0)?;
+    Ok(FileIdentity::from_start(meta.dev(), meta.ino(), &head[..n]))
 }
 
-impl FileIdentity {
-    /// Computes the identity of an open file, or `None` while its head is not settled yet (no `\n`
-    /// within the first [`HEAD_MAX`] bytes and fewer than [`HEAD_MAX`] bytes in the file).
-    pub fn of(file: &File) -> io::Result<Option<FileIdentity>> {
-        let meta = file.metadata()?;
-        let mut head = [0u8; HEAD_MAX as usize];
-        let n = read_full_at(file, &mut head, 0)?;
-        let len = match memchr::memchr(b'\n', &head[..n]) {
-            Some(i) => i + 1,
-            None if n == head.len() => n,
-            None => return Ok(None),
-        };
-        Ok(Some(FileIdentity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            head_len: len as u32,
-            head_hash: fnv1a64(&head[..len]),
-        }))
-    }
-
-    /// Whether the first `head_len` bytes of `file` still hash to this identity's fingerprint. A file
-    /// shorter than the head does not match.
-    pub fn head_matches(&self, file: &File) -> io::Result<bool> {
-        let mut head = [0u8; HEAD_MAX as usize];
-        let want = (self.head_len as usize).min(head.len());
-        let n = read_full_at(file, &mut head[..want], 0)?;
-        Ok(n == want && fnv1a64(&head[..n]) == self.head_hash)
-    }
-
-    /// The part of a record key that names this file: the inode and the head fingerprint, in hex.
-    /// The device is left out on purpose, so that keys survive a device renumbering at reboot.
-    pub fn key_prefix(&self) -> String {
-        format!("{:x}-{:016x}", self.ino, self.head_hash)
-    }
-}
-
-impl fmt::Display for FileIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "inode {} on device {} (head {:016x}/{})",
-            self.ino, self.dev, self.head_hash, self.head_len
-        )
-    }
-}
-
-/// FNV-1a, 64-bit (the published offset basis and prime). Hand-written because it is persisted:
-/// its output must stay bit-for-bit the same forever.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET_BASIS;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(PRIME);
-    }
-    hash
+/// Whether the first `head_len` bytes of `file` still hash to `id`'s fingerprint. A file shorter
+/// than the head does not match.
+pub fn head_matches(id: &FileIdentity, file: &File) -> io::Result<bool> {
+    let mut head = [0u8; HEAD_MAX as usize];
+    let want = (id.head_len as usize).min(head.len());
+    let n = read_full_at(file, &mut head[..want], 0)?;
+    Ok(id.matches_head(&head[..n]))
 }
 
 /// Reads into `buf` from `offset` until it is full or the file ends; returns the bytes read.
@@ -120,29 +46,25 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn fnv1a64_matches_the_published_vectors() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
-    }
-
-    #[test]
     fn head_is_unsettled_until_a_newline_or_256_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mut w = File::create(&path).unwrap();
         let r = File::open(&path).unwrap();
-        assert_eq!(FileIdentity::of(&r).unwrap(), None);
+        assert_eq!(of(&r).unwrap(), None);
         w.write_all(b"{\"partial\":").unwrap();
-        assert_eq!(FileIdentity::of(&r).unwrap(), None);
+        assert_eq!(of(&r).unwrap(), None);
         w.write_all(b"1}\nmore").unwrap();
-        let id = FileIdentity::of(&r).unwrap().unwrap();
+        let id = of(&r).unwrap().unwrap();
         assert_eq!(id.head_len, 14);
-        assert_eq!(id.head_hash, fnv1a64(b"{\"partial\":1}\n"));
+        assert_eq!(
+            id.head_hash,
+            notion_inbox_core::position::fnv1a64(b"{\"partial\":1}\n")
+        );
         // Appending never changes a settled identity.
         w.write_all(&[b'x'; 1000]).unwrap();
-        assert_eq!(FileIdentity::of(&r).unwrap(), Some(id));
-        assert!(id.head_matches(&r).unwrap());
+        assert_eq!(of(&r).unwrap(), Some(id));
+        assert!(head_matches(&id, &r).unwrap());
     }
 
     #[test]
@@ -150,9 +72,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![b'y'; 300]).unwrap();
-        let id = FileIdentity::of(&File::open(&path).unwrap())
-            .unwrap()
-            .unwrap();
+        let id = of(&File::open(&path).unwrap()).unwrap().unwrap();
         assert_eq!(id.head_len, HEAD_MAX);
     }
 
@@ -162,7 +82,7 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"first\n").unwrap();
         let f = File::open(&path).unwrap();
-        let id = FileIdentity::of(&f).unwrap().unwrap();
+        let id = of(&f).unwrap().unwrap();
         // Same inode (the file is rewritten in place, as after a truncation), different head.
         std::fs::OpenOptions::new()
             .write(true)
@@ -171,10 +91,10 @@ mod tests {
             .unwrap()
             .write_all(b"other\n")
             .unwrap();
-        assert!(!id.head_matches(&f).unwrap());
+        assert!(!head_matches(&id, &f).unwrap());
         // A file shorter than the head does not match either.
         f.set_len(0).ok();
         std::fs::write(&path, b"fir").unwrap();
-        assert!(!id.head_matches(&f).unwrap());
+        assert!(!head_matches(&id, &f).unwrap());
     }
 }

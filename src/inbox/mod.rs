@@ -24,7 +24,7 @@
 //! committed [`Position`] (the end of the longest finished prefix) is what goes into the checkpoint
 //! and what [`Tailer::new`] resumes from.
 
-pub(crate) mod identity;
+pub mod identity;
 pub mod reader;
 pub(crate) mod watch;
 
@@ -33,39 +33,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 pub use identity::FileIdentity;
+pub use notion_inbox_core::position::{LinePos, Position};
 pub use reader::{Backlog, Tailer};
 pub use watch::InboxWatcher;
-
-/// Where delivery has committed: everything in `file` before `offset` is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    /// The file the offset is in.
-    pub file: FileIdentity,
-    /// The first byte not yet committed (always the start of a line).
-    pub offset: u64,
-}
-
-/// Where one line is: which file, and its byte range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct LinePos {
-    /// The file the line was read from.
-    pub file: FileIdentity,
-    /// The line's first byte (after any NUL run that preceded it).
-    pub offset: u64,
-    /// The byte after the line's `\n`: committing this line moves the position here.
-    pub end: u64,
-}
-
-impl LinePos {
-    /// A stable key for a record without an `"id"`: `<inode>-<head hash>-<offset>`, all hex but the
-    /// offset. The same line of the same file gets the same key after any restart.
-    pub fn key(&self) -> String {
-        format!("{}-{}", self.file.key_prefix(), self.offset)
-    }
-}
 
 /// One thing read from an inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]

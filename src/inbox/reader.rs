@@ -198,7 +198,7 @@ impl Source {
     /// The identity, computing it if needed. `None` only if the file shrank under us.
     fn settle_identity(&mut self) -> io::Result<Option<FileIdentity>> {
         if self.identity.is_none() {
-            self.identity = FileIdentity::of(&self.file)?;
+            self.identity = super::identity::of(&self.file)?;
         }
         Ok(self.identity)
     }

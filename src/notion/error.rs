@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::limit::DEFAULT_RETRY_AFTER;
+use notion_inbox_core::delivery::NotionErrorInfo;
 
 /// Notion's error codes (notion-api.md §8), plus the OAuth ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +324,25 @@ impl CreateOutcome {
             NotionError::Token(_) | NotionError::Local(_) => {
                 CreateOutcome::Unauthorized { error, generation }
             }
+        }
+    }
+}
+
+impl From<&NotionError> for NotionErrorInfo {
+    fn from(e: &NotionError) -> NotionErrorInfo {
+        match e.api() {
+            Some(api) => NotionErrorInfo {
+                status: api.status,
+                code: api.code.as_str().to_owned(),
+                message: api.message.clone(),
+                request_id: api.request_id.clone(),
+            },
+            None => NotionErrorInfo {
+                status: 0,
+                code: "no_answer".to_owned(),
+                message: e.to_string(),
+                request_id: None,
+            },
         }
     }
 }

@@ -37,7 +37,7 @@ pub fn record_key(
         format!(
             "{}-{:016x}",
             pos.key(),
-            crate::inbox::identity::fnv1a64(bytes)
+            notion_inbox_core::position::fnv1a64(bytes)
         )
     }))
 }

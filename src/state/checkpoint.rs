@@ -22,79 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::StateError;
 use super::private::{create_private_dir, private_options};
-use crate::inbox::{FileIdentity, Position};
-
-/// The format version written. Version 1 (one file, renamed into place, no sequence number or
-/// checksum) is still read.
-pub const CHECKPOINT_VERSION: u32 = 2;
+pub use notion_inbox_core::checkpoint::{CHECKPOINT_VERSION, Checkpoint, InFlight};
 
 /// Prefix of temporary files in the checkpoints directory.
 const TEMP_PREFIX: &str = ".tmp-";
-
-/// A target's durable progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// The format version ([`CHECKPOINT_VERSION`]).
-    pub version: u32,
-    /// The file the offset is in; `None` before the first record was committed.
-    pub file: Option<FileIdentity>,
-    /// Everything in `file` before this byte is in Notion or dead-lettered.
-    pub offset: u64,
-    /// Records past the offset that were sent (or were being sent) but not confirmed when this was
-    /// written, for people and tools that read the checkpoint. A restart does not read it: the
-    /// records that may already be rows are the first `window` past the offset, whichever
-    /// checkpoint survived, and those are checked by key (see `delivery`).
-    pub in_flight: Vec<InFlight>,
-    /// How many records past the offset the daemon may have sent while this checkpoint was the
-    /// latest on disk (its delivery window). After a crash, the first `window` records past the
-    /// offset are checked by key (or counted as possible duplicates) before being sent again.
-    #[serde(default)]
-    pub window: u32,
-    /// The files to read after `file`, in order, each from its start: every file the daemon had
-    /// seen at the inbox path after `file` (rotated away since, or still there). A restart drains
-    /// `file`, then each of these, then whatever is at the path; without this list, a file between
-    /// the first and the one at the path would be skipped.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub next: Vec<FileIdentity>,
-    /// When this was written.
-    pub updated: DateTime<Utc>,
-}
-
-/// A record that was in flight when the checkpoint was written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InFlight {
-    /// The record's key (its `"id"`, or [`crate::inbox::LinePos::key`]).
-    pub key: String,
-    /// The file it was read from.
-    pub file: FileIdentity,
-    /// Its first byte.
-    pub offset: u64,
-    /// The byte after its `\n`.
-    pub end: u64,
-}
-
-impl Checkpoint {
-    /// A checkpoint at `position` (none yet: the inbox's beginning), stamped now.
-    pub fn new(position: Option<Position>, in_flight: Vec<InFlight>) -> Checkpoint {
-        Checkpoint {
-            version: CHECKPOINT_VERSION,
-            file: position.map(|p| p.file),
-            offset: position.map_or(0, |p| p.offset),
-            in_flight,
-            window: 0,
-            next: Vec::new(),
-            updated: Utc::now(),
-        }
-    }
-
-    /// Where to resume reading, for [`crate::inbox::Tailer::new`].
-    pub fn position(&self) -> Option<Position> {
-        self.file.map(|file| Position {
-            file,
-            offset: self.offset,
-        })
-    }
-}
 
 /// The checkpoints directory.
 #[derive(Debug, Clone)]
@@ -164,6 +95,16 @@ impl CheckpointStore {
     /// Reads the checkpoint of `target`: `None` if there is none yet.
     pub fn load(&self, target: &str) -> Result<Option<Checkpoint>, StateError> {
         Ok(self.read_slots(target)?.map(|(cp, _)| cp.checkpoint))
+    }
+
+    /// Reads the checkpoint of `target` with the time it was written.
+    pub fn load_stamped(
+        &self,
+        target: &str,
+    ) -> Result<Option<(Checkpoint, DateTime<Utc>)>, StateError> {
+        Ok(self
+            .read_slots(target)?
+            .map(|(cp, _)| (cp.checkpoint, cp.updated)))
     }
 
     /// Reads both slots and picks the newest whole one. Returns it and its slot.
@@ -295,7 +236,7 @@ impl CheckpointWriter {
             source,
         };
         let seq = self.seq + 1;
-        let bytes = Slot::encode(checkpoint, seq).map_err(write_err)?;
+        let bytes = Slot::encode(checkpoint, Utc::now(), seq).map_err(write_err)?;
         let (file, created) = match fs::OpenOptions::new().write(true).open(path) {
             Ok(file) => (file, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => (
@@ -340,6 +281,8 @@ impl CheckpointWriter {
 struct Slot {
     #[serde(flatten)]
     checkpoint: Checkpoint,
+    /// When it was written (stamped by the writer: the core reads no clock).
+    updated: DateTime<Utc>,
     /// Orders the two slots (absent in version 1 files: 0).
     #[serde(default)]
     seq: u64,
@@ -350,21 +293,27 @@ struct Slot {
 }
 
 impl Slot {
-    fn checksum_of(checkpoint: &Checkpoint, seq: u64) -> Result<String, serde_json::Error> {
+    fn checksum_of(
+        checkpoint: &Checkpoint,
+        updated: DateTime<Utc>,
+        seq: u64,
+    ) -> Result<String, serde_json::Error> {
         let bare = serde_json::to_vec(&SlotRef {
             checkpoint,
+            updated,
             seq,
             checksum: None,
         })?;
         Ok(format!("{:08x}", crc32fast::hash(&bare)))
     }
 
-    fn encode(checkpoint: &Checkpoint, seq: u64) -> io::Result<Vec<u8>> {
+    fn encode(checkpoint: &Checkpoint, updated: DateTime<Utc>, seq: u64) -> io::Result<Vec<u8>> {
         let mut checkpoint = checkpoint.clone();
         checkpoint.version = CHECKPOINT_VERSION;
-        let sum = Self::checksum_of(&checkpoint, seq).map_err(io::Error::other)?;
+        let sum = Self::checksum_of(&checkpoint, updated, seq).map_err(io::Error::other)?;
         let mut bytes = serde_json::to_vec_pretty(&SlotRef {
             checkpoint: &checkpoint,
+            updated,
             seq,
             checksum: Some(sum),
         })
@@ -379,6 +328,7 @@ impl Slot {
 struct SlotRef<'a> {
     #[serde(flatten)]
     checkpoint: &'a Checkpoint,
+    updated: DateTime<Utc>,
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     checksum: Option<String>,
@@ -418,7 +368,7 @@ fn parse(target: &str, path: PathBuf, bytes: &[u8]) -> Result<Slot, StateError> 
     let slot: Slot = serde_json::from_value(value)
         .map_err(|e| corrupt("a field is missing or invalid", Some(e)))?;
     if let Some(sum) = &slot.checksum {
-        let expected = Slot::checksum_of(&slot.checkpoint, slot.seq)
+        let expected = Slot::checksum_of(&slot.checkpoint, slot.updated, slot.seq)
             .map_err(|e| corrupt("a field is missing or invalid", Some(e)))?;
         if *sum != expected {
             return Err(corrupt(
@@ -433,6 +383,7 @@ fn parse(target: &str, path: PathBuf, bytes: &[u8]) -> Result<Slot, StateError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inbox::{FileIdentity, Position};
 
     fn identity() -> FileIdentity {
         FileIdentity {
@@ -532,17 +483,15 @@ mod tests {
         );
     }
 
-    /// A checkpoint at `offset`, stamped at a fixed time (so that two can be compared).
+    /// A checkpoint at `offset`.
     fn at(offset: u64) -> Checkpoint {
-        let mut cp = Checkpoint::new(
+        Checkpoint::new(
             Some(Position {
                 file: identity(),
                 offset,
             }),
             vec![],
-        );
-        cp.updated = DateTime::from_timestamp(1_790_000_000, 123_456_789).unwrap();
-        cp
+        )
     }
 
     #[test]
@@ -667,9 +616,11 @@ mod tests {
         let mut v1 = at(77);
         v1.version = 1;
         // Version 1: one file, no sequence number, no checksum.
+        let mut file = serde_json::to_value(&v1).unwrap();
+        file["updated"] = "2026-01-02T03:04:05.678Z".into();
         fs::write(
             store.path("t").unwrap(),
-            serde_json::to_vec_pretty(&v1).unwrap(),
+            serde_json::to_vec_pretty(&file).unwrap(),
         )
         .unwrap();
         let (found, mut w) = store.writer("t").unwrap();

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+pub use notion_inbox_core::delivery::NotionErrorInfo;
+
 use crate::state::private::{create_private_dir, private_options};
 
 mod read;
@@ -58,39 +60,6 @@ pub struct DeadLetter {
     /// the entry.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,
-}
-
-/// What Notion said when it refused a record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NotionErrorInfo {
-    /// HTTP status.
-    pub status: u16,
-    /// Notion's error code, such as `validation_error`.
-    pub code: String,
-    /// Notion's message.
-    pub message: String,
-    /// Notion's request id, for support.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-}
-
-impl From<&crate::notion::NotionError> for NotionErrorInfo {
-    fn from(e: &crate::notion::NotionError) -> NotionErrorInfo {
-        match e.api() {
-            Some(api) => NotionErrorInfo {
-                status: api.status,
-                code: api.code.as_str().to_owned(),
-                message: api.message.clone(),
-                request_id: api.request_id.clone(),
-            },
-            None => NotionErrorInfo {
-                status: 0,
-                code: "no_answer".to_owned(),
-                message: e.to_string(),
-                request_id: None,
-            },
-        }
-    }
 }
 
 impl DeadLetter {
@@ -139,13 +108,13 @@ pub fn position_key(pos: &crate::inbox::LinePos, line: &[u8]) -> String {
     format!(
         "{}-{:016x}",
         pos.key(),
-        crate::inbox::identity::fnv1a64(line)
+        notion_inbox_core::position::fnv1a64(line)
     )
 }
 
 /// The entries for the core's dead-letter requests, with whether each may be in the file already.
 pub fn entries_for(
-    requests: Vec<crate::delivery::DeadLetterRequest>,
+    requests: Vec<notion_inbox_core::delivery::DeadLetterRequest>,
     inbox: &Path,
 ) -> Vec<(DeadLetter, bool)> {
     requests

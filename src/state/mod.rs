@@ -21,7 +21,6 @@
 
 pub mod audit;
 pub mod checkpoint;
-pub(crate) mod commit;
 pub mod deadletter;
 pub(crate) mod events;
 pub(crate) mod layout;
@@ -32,7 +31,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, CheckpointWriter, InFlight};
-pub use commit::{Commit, Ticket};
+pub use notion_inbox_core::commit::{Commit, Ticket};
 
 /// What can go wrong with durable state.
 #[derive(Debug, thiserror::Error)]

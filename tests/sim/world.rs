@@ -8,16 +8,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notion_inbox::daemon::health::TargetState;
-use notion_inbox::delivery::{
-    Action, Core, CoreConfig, DeadLetterRequest, Event, Input, LocalError,
-};
 use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
 use notion_inbox::record::RecordError;
 use notion_inbox::record::line::{parse_line, record_key};
-use notion_inbox::state::Ticket;
-use notion_inbox::state::checkpoint::Checkpoint;
 use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
+use notion_inbox_core::checkpoint::Checkpoint;
+use notion_inbox_core::commit::Ticket;
+use notion_inbox_core::delivery::{
+    Action, Core, CoreConfig, DeadLetterRequest, Event, Input, LocalError,
+};
+use notion_inbox_core::health::{Health, Stats};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -100,7 +100,8 @@ pub struct World {
     durable: Option<Checkpoint>,
     volatile: Option<Checkpoint>,
     disk_full: bool,
-    state: Arc<TargetState>,
+    /// What every run of the core counted.
+    stats: Stats,
     core: Option<Core<P>>,
     tailer: Option<Tailer>,
     dead: DeadLetterFile,
@@ -154,7 +155,7 @@ impl World {
             durable: None,
             volatile: None,
             disk_full: false,
-            state: Arc::new(TargetState::new("sim".into())),
+            stats: Stats::default(),
             core: None,
             tailer: None,
             pending: Vec::new(),
@@ -188,7 +189,7 @@ impl World {
             settle: SETTLE,
         };
         let seed = self.rng.random();
-        self.core = Some(Core::new(cfg, self.state.clone(), loaded.as_ref(), seed));
+        self.core = Some(Core::new(cfg, loaded.as_ref(), seed));
         let opts = TailOptions {
             max_line: MAX_LINE as usize,
             chunk: 64,
@@ -224,11 +225,10 @@ impl World {
         }
         let now = self.now;
         self.core().handle(now, event);
+        let stats = self.core().take_stats();
+        self.stats.absorb(stats);
         self.drain_actions();
-        if matches!(
-            self.state.health(),
-            notion_inbox::daemon::health::Health::NeedsAuthorization(_)
-        ) {
+        if matches!(self.core().health(), Health::NeedsAuthorization(_)) {
             assert!(
                 self.notion.refused,
                 "needs authorization although Notion refused nothing (seed {})",
@@ -559,7 +559,7 @@ impl World {
                         Err(reason) => Input::Bad {
                             pos,
                             line: text,
-                            reason,
+                            reason: reason.to_string(),
                         },
                     });
                 }
@@ -569,7 +569,8 @@ impl World {
                     reason: RecordError::Oversized {
                         bytes: len,
                         max: MAX_LINE,
-                    },
+                    }
+                    .to_string(),
                 }),
                 Item::Event(
                     TailEvent::PreviousGone { file, offset }

@@ -87,10 +87,13 @@ impl Selection {
 
     /// The same selection, knowing the checkpoint: the position's file from its offset, and the
     /// files queued after it from 0, are not committed yet.
-    pub(super) fn settled_by(mut self, checkpoint: Option<&Checkpoint>) -> Selection {
+    pub(super) fn settled_by(
+        mut self,
+        checkpoint: Option<(&Checkpoint, chrono::DateTime<chrono::Utc>)>,
+    ) -> Selection {
         self.settled = Some(match checkpoint {
             None => Settled::Nothing,
-            Some(c) => Settled::By {
+            Some((c, updated)) => Settled::By {
                 named: c
                     .file
                     .iter()
@@ -98,7 +101,7 @@ impl Selection {
                     .chain(c.next.iter().map(|f| (f, 0)))
                     .map(|(f, from)| (format!("{}-", f.key_prefix()), from))
                     .collect(),
-                at: c.updated,
+                at: updated,
             },
         });
         self

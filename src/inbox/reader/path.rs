@@ -85,10 +85,12 @@ impl Tailer {
             // Renamed away and back, or re-linked: it is the current file again.
             src.retiring = None;
             let rewritten = match src.identity {
-                Some(id) => !id.head_matches(&src.file).map_err(|e| InboxError::Io {
-                    action: "read",
-                    path: self.path.clone(),
-                    source: e,
+                Some(id) => !crate::inbox::identity::head_matches(&id, &src.file).map_err(|e| {
+                    InboxError::Io {
+                        action: "read",
+                        path: self.path.clone(),
+                        source: e,
+                    }
                 })?,
                 None => false,
             };

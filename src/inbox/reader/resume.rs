@@ -56,8 +56,7 @@ impl Tailer {
             Ok(file) => {
                 let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
                 if meta.ino() == id.ino
-                    && id
-                        .head_matches(&file)
+                    && crate::inbox::identity::head_matches(id, &file)
                         .map_err(|e| self.io_error("read", e))?
                 {
                     return Ok(Some(file));
@@ -83,8 +82,7 @@ impl Tailer {
                 let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
                 let same_ino = meta.ino() == id.ino;
                 if same_ino
-                    && id
-                        .head_matches(&file)
+                    && crate::inbox::identity::head_matches(&id, &file)
                         .map_err(|e| self.io_error("read", e))?
                 {
                     // The device number is not compared: it may change across reboots.
@@ -178,7 +176,8 @@ impl Tailer {
                 // Gone, or replaced by something that is not a regular file, since the listing.
                 Err(_) => continue,
             };
-            if file.metadata()?.ino() == id.ino && id.head_matches(&file)? {
+            if file.metadata()?.ino() == id.ino && crate::inbox::identity::head_matches(id, &file)?
+            {
                 return Ok(Some((path, file)));
             }
         }

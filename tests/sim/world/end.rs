@@ -2,10 +2,9 @@
 //! against the simulated Notion and the dead-letter file.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
 
-use notion_inbox::delivery::Event;
 use notion_inbox::state::deadletter::read_all;
+use notion_inbox_core::delivery::Event;
 use rand::Rng;
 
 use super::{Kind, Req, World};
@@ -52,6 +51,7 @@ impl World {
         eprintln!("core: {}", self.core().summary());
         let unfinished = self.core().unfinished();
         let backlog = self.tailer.as_ref().map(|t| t.backlog());
+        let health = self.core().health();
         panic!(
             "did not finish after the faults stopped (seed {}): {unfinished} unfinished, requests out: {}, backlog {backlog:?}, partial {:?}, health {:?}",
             self.seed,
@@ -68,7 +68,7 @@ impl World {
                 .collect::<Vec<_>>()
                 .join(","),
             self.partial,
-            self.state.health()
+            health
         );
     }
 
@@ -119,7 +119,7 @@ impl World {
                 }
             }
         }
-        let warned = self.state.counters.possible_duplicates.load(Relaxed) as usize;
+        let warned = self.stats.possible_duplicates as usize;
         assert!(
             extra <= warned,
             "{extra} duplicate rows but {warned} possible-duplicate warnings (seed {})",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use notion_inbox::delivery::{CheckResult, RefreshResult, SendResult};
+use notion_inbox_core::delivery::{CheckResult, RefreshResult, SendResult};
 use rand::Rng;
 
 use super::{Event, P, SETTLE, World};

@@ -28,19 +28,20 @@ mod save;
 mod streak;
 
 use std::collections::{BinaryHeap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::daemon::backoff::Backoff;
-use crate::daemon::health::{Health, TargetState};
-use crate::inbox::FileIdentity;
-use crate::state::checkpoint::Checkpoint;
-use crate::state::{Commit, Ticket};
+use crate::backoff::Backoff;
+use crate::checkpoint::Checkpoint;
+use crate::commit::{Commit, Ticket};
+use crate::health::{Health, Stats};
+use crate::position::FileIdentity;
 
-pub use events::{Action, CoreConfig, DeadLetterRequest, Event, Input, LocalError};
+pub use events::{
+    Action, CoreConfig, DeadLetterRequest, Event, Input, LocalError, NotionErrorInfo,
+};
 pub use flight::{CheckResult, RefreshResult, SendResult};
 use flight::{Flight, Step};
 
@@ -67,8 +68,8 @@ struct SaveInFlight {
 /// The delivery state machine of one target. See the module docs.
 pub struct Core<P> {
     cfg: CoreConfig,
-    /// Health and counters, shared with `status` and metrics.
-    state: Arc<TargetState>,
+    /// What was counted since the runner last took it ([`Core::take_stats`]).
+    stats: Stats,
     rng: StdRng,
     /// Every registered record not yet covered by the committed position.
     commit: Commit<Flight<P>>,
@@ -186,12 +187,7 @@ impl Retry {
 impl<P> Core<P> {
     /// A core resuming from `loaded` (the checkpoint on disk, if any), with a seeded rng (the
     /// runner seeds it from the OS, the simulator from its schedule).
-    pub fn new(
-        cfg: CoreConfig,
-        state: Arc<TargetState>,
-        loaded: Option<&Checkpoint>,
-        seed: u64,
-    ) -> Core<P> {
+    pub fn new(cfg: CoreConfig, loaded: Option<&Checkpoint>, seed: u64) -> Core<P> {
         let start = loaded.and_then(Checkpoint::position);
         let restart_window = loaded.map_or(0, |c| c.window);
         let mut files: VecDeque<FileIdentity> = start.iter().map(|p| p.file).collect();
@@ -200,7 +196,7 @@ impl<P> Core<P> {
             persisted_window: (cfg.window as u32).max(restart_window),
             unchecked_left: u64::from(restart_window),
             cfg,
-            state,
+            stats: Stats::default(),
             rng: StdRng::seed_from_u64(seed),
             commit: Commit::new(start),
             registered: 0,
@@ -258,7 +254,7 @@ impl<P> Core<P> {
     /// flight or waiting for a retry, no request out. A core can have nothing unfinished and still
     /// owe a retried write: this is the end condition, not [`Core::unfinished`].
     pub fn settled(&self) -> bool {
-        self.commit.len() == 0
+        self.commit.is_empty()
             && self.requests == 0
             && self.dead_queue.is_empty()
             && self.dead_busy.is_empty()
@@ -350,7 +346,7 @@ impl<P> Core<P> {
                 if self.read_error.as_ref() != Some(&error) {
                     // The health it leads to is logged as an error when it changes.
                     tracing::debug!(target_name = %self.cfg.name, "{error}");
-                    self.state.record_error(error.to_string());
+                    self.stats.error(error.to_string());
                 }
                 self.read_error = Some(error);
             }
@@ -382,7 +378,6 @@ impl<P> Core<P> {
             }
         }
         self.fire_timers(now);
-        self.publish_health();
     }
 
     /// The next thing to do, if any. Call until `None` after each [`Core::handle`].
@@ -448,7 +443,7 @@ impl<P> Core<P> {
                     payload,
                     line,
                 } => (pos, Flight::record(key, payload, line)),
-                Input::Bad { pos, line, reason } => (pos, Flight::bad(line, reason.to_string())),
+                Input::Bad { pos, line, reason } => (pos, Flight::bad(line, reason)),
                 Input::Lost {
                     file,
                     offset,
@@ -563,8 +558,9 @@ impl<P> Core<P> {
         }
     }
 
-    /// The health the target shows, worst first.
-    fn health(&self) -> Health {
+    /// The health the target shows, worst first: [`Health::Ok`], [`Health::Paused`] or
+    /// [`Health::NeedsAuthorization`] (the others are the runner's).
+    pub fn health(&self) -> Health {
         let name = &self.cfg.name;
         if let Some(e) = self
             .save_retry
@@ -597,10 +593,10 @@ impl<P> Core<P> {
         Health::Ok
     }
 
-    fn publish_health(&self) {
-        if !self.finished {
-            self.state.set_health(self.health());
-        }
+    /// What was counted since the last call, and the last error met; the runner adds it to the
+    /// target's counters after each [`Core::handle`] and stamps the time.
+    pub fn take_stats(&mut self) -> Stats {
+        std::mem::take(&mut self.stats)
     }
 }
 

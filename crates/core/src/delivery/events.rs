@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{CheckResult, RefreshResult, SendResult};
-use crate::inbox::{FileIdentity, LinePos};
-use crate::record::RecordError;
-use crate::state::Ticket;
-use crate::state::checkpoint::Checkpoint;
-use crate::state::deadletter::NotionErrorInfo;
+use crate::checkpoint::Checkpoint;
+use crate::commit::Ticket;
+use crate::position::{FileIdentity, LinePos};
 
 /// What the core needs to know about its target.
 #[derive(Debug, Clone)]
@@ -45,7 +43,7 @@ pub enum Input<P> {
         /// Its bytes (empty when too long to keep).
         line: Vec<u8>,
         /// Why, and the fix.
-        reason: RecordError,
+        reason: String,
     },
     /// A file the checkpoint named is gone: its unread part is lost, and this says so in the
     /// dead-letter file and in the target's health.
@@ -204,4 +202,18 @@ pub struct DeadLetterRequest {
     pub maybe_written: bool,
     /// Whether it reports a lost file rather than a line.
     pub lost: bool,
+}
+
+/// What Notion said when it refused a record.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct NotionErrorInfo {
+    /// HTTP status.
+    pub status: u16,
+    /// Notion's error code, such as `validation_error`.
+    pub code: String,
+    /// Notion's message.
+    pub message: String,
+    /// Notion's request id, for support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }

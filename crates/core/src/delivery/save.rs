@@ -3,10 +3,9 @@
 
 use super::flight::Step;
 use super::{Action, CHECKPOINT_EVERY, Core, DeadLetterRequest, LocalError, Now, SaveInFlight};
-use crate::daemon::health::Counters;
-use crate::inbox::{FileIdentity, LinePos};
-use crate::state::Ticket;
-use crate::state::checkpoint::{Checkpoint, InFlight};
+use crate::checkpoint::{Checkpoint, InFlight};
+use crate::commit::Ticket;
+use crate::position::{FileIdentity, LinePos};
 
 impl<P> Core<P> {
     /// A file the checkpoint named is gone: say so (health, log, and an entry in the dead-letter
@@ -14,7 +13,7 @@ impl<P> Core<P> {
     /// and forget the file. The entry holds no position back: it is not a record.
     pub(super) fn lost_file(&mut self, file: FileIdentity, offset: u64, reason: String) {
         tracing::error!(target_name = %self.cfg.name, "{reason}");
-        self.state.record_error(reason.clone());
+        self.stats.error(reason.clone());
         self.lost = Some(reason.clone());
         // The file stays named in checkpoints until its report is on disk (a crash before that
         // finds the same loss again).
@@ -159,7 +158,7 @@ impl<P> Core<P> {
             Err(error) => {
                 let message = error.to_string();
                 tracing::error!(target_name = %self.cfg.name, "{message}");
-                self.state.record_error(message.clone());
+                self.stats.error(message.clone());
                 self.save_retry.failed(now, &mut self.rng, message);
                 if self.stopping && self.final_save {
                     if self.grace_over {
@@ -216,7 +215,7 @@ impl<P> Core<P> {
                 self.dead_retry.succeeded();
                 let written: Vec<_> = self.dead_queue.drain(..batch.len()).collect();
                 for (ticket, request) in written {
-                    Counters::bump(&self.state.counters.dead_lettered);
+                    self.stats.dead_lettered += 1;
                     match ticket {
                         Some(ticket) => self.finish(now, ticket),
                         // A lost file's report is on disk: forget the file.
@@ -227,7 +226,7 @@ impl<P> Core<P> {
             Err(error) => {
                 let message = error.to_string();
                 tracing::error!(target_name = %self.cfg.name, "{message}");
-                self.state.record_error(message.clone());
+                self.stats.error(message.clone());
                 self.dead_retry.failed(now, &mut self.rng, message);
             }
         }

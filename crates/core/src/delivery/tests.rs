@@ -1,12 +1,11 @@
 //! Focused tests of single rules of the core; the simulator (`tests/sim`) explores their
 //! interleavings.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::daemon::health::{Health, TargetState};
-use crate::inbox::LinePos;
+use crate::health::Health;
+use crate::position::LinePos;
 
 const A: FileIdentity = FileIdentity {
     dev: 1,
@@ -21,15 +20,14 @@ const B: FileIdentity = FileIdentity {
     head_hash: 0xb,
 };
 
-fn core() -> (Core<u32>, Arc<TargetState>) {
-    let state = Arc::new(TargetState::new("t".into()));
+fn core() -> Core<u32> {
     let cfg = CoreConfig {
         name: "t".into(),
         window: 4,
         dedupe: true,
         settle: Duration::from_millis(100),
     };
-    (Core::new(cfg, state.clone(), None, 7), state)
+    Core::new(cfg, None, 7)
 }
 
 fn record(file: FileIdentity, offset: u64) -> Input<u32> {
@@ -75,7 +73,7 @@ fn ticket_of(actions: &[Action<u32>]) -> Ticket {
 
 #[test]
 fn an_absurd_retry_after_waits_at_most_the_cap() {
-    let (mut c, _) = core();
+    let mut c = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
     c.handle(Now::ZERO, Event::Sent(t, SendResult::Wait(Duration::MAX)));
     assert!(c.poll_action(Now::ZERO).is_none());
@@ -86,7 +84,7 @@ fn an_absurd_retry_after_waits_at_most_the_cap() {
 
 #[test]
 fn a_refresh_held_up_by_a_local_file_is_retried_soon_and_the_health_names_the_fix() {
-    let (mut c, state) = core();
+    let mut c = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
     let unauthorized = SendResult::Unauthorized {
         generation: 0,
@@ -104,8 +102,8 @@ fn a_refresh_held_up_by_a_local_file_is_retried_soon_and_the_health_names_the_fi
         );
         let fix = "the client secret file /s is mode 0644; run `chmod 600 /s`";
         c.handle(now, Event::Refreshed(RefreshResult::Local(fix.into())));
-        let Health::Paused(message) = state.health() else {
-            panic!("{:?}", state.health());
+        let Health::Paused(message) = c.health() else {
+            panic!("{:?}", c.health());
         };
         assert!(message.contains("chmod 600 /s"), "{message}");
         let next = c.next_deadline(now).expect("a retry is scheduled");
@@ -117,12 +115,12 @@ fn a_refresh_held_up_by_a_local_file_is_retried_soon_and_the_health_names_the_fi
     c.handle(now, Event::Refreshed(RefreshResult::Ok));
     let resent = run(&mut c, now, vec![]);
     assert!(matches!(resent[..], [Action::Send { .. }]), "{resent:?}");
-    assert_eq!(state.health(), Health::Ok);
+    assert_eq!(c.health(), Health::Ok);
 }
 
 #[test]
 fn only_a_refused_refresh_needs_a_person() {
-    let (mut c, state) = core();
+    let mut c = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
     let unauthorized = SendResult::Unauthorized {
         generation: 3,
@@ -138,8 +136,8 @@ fn only_a_refused_refresh_needs_a_person() {
         Now::ZERO,
         Event::Refreshed(RefreshResult::Transient("503".into())),
     );
-    let Health::Paused(message) = state.health() else {
-        panic!("{:?}", state.health());
+    let Health::Paused(message) = c.health() else {
+        panic!("{:?}", c.health());
     };
     assert!(message.contains("retrying by itself"), "{message}");
     // Nothing goes out until the retry of the refresh, which comes by itself.
@@ -151,17 +149,17 @@ fn only_a_refused_refresh_needs_a_person() {
         later,
         Event::Refreshed(RefreshResult::Refused("invalid_grant".into())),
     );
-    assert!(matches!(state.health(), Health::NeedsAuthorization(_)));
+    assert!(matches!(c.health(), Health::NeedsAuthorization(_)));
     assert!(run(&mut c, later, vec![]).is_empty(), "waits for a person");
     c.handle(later, Event::TokenChanged);
     let resent = run(&mut c, later, vec![]);
     assert!(matches!(resent[..], [Action::Send { .. }]), "{resent:?}");
-    assert_eq!(state.health(), Health::Ok);
+    assert_eq!(c.health(), Health::Ok);
 }
 
 #[test]
 fn a_failed_save_is_retried_and_the_target_recovers_by_itself() {
-    let (mut c, state) = core();
+    let mut c = core();
     let Some(Action::Save { durable: true, .. }) = c.poll_action(Now::ZERO) else {
         panic!("the first action promises the window");
     };
@@ -172,8 +170,8 @@ fn a_failed_save_is_retried_and_the_target_recovers_by_itself() {
             cause: "No space left on device".into(),
         })),
     );
-    let Health::Paused(message) = state.health() else {
-        panic!("{:?}", state.health());
+    let Health::Paused(message) = c.health() else {
+        panic!("{:?}", c.health());
     };
     assert!(message.contains("state disk"), "{message}");
     assert!(
@@ -187,12 +185,12 @@ fn a_failed_save_is_retried_and_the_target_recovers_by_itself() {
         sends[..],
         [Action::Check { .. }] | [Action::Send { .. }]
     ));
-    assert_eq!(state.health(), Health::Ok);
+    assert_eq!(c.health(), Health::Ok);
 }
 
 #[test]
 fn a_record_of_a_new_file_waits_for_a_durable_checkpoint_naming_it() {
-    let (mut c, _) = core();
+    let mut c = core();
     let first = run(&mut c, Now::ZERO, vec![record(A, 0)]);
     assert_eq!(first.len(), 1);
     // A record of file B arrives; the durable checkpoint names only A.
@@ -230,7 +228,7 @@ fn a_record_of_a_new_file_waits_for_a_durable_checkpoint_naming_it() {
 #[test]
 fn no_deadline_in_the_past_while_a_save_is_in_flight() {
     // The runner sleeps until the deadline: one in the past would make it spin on a worker.
-    let (mut c, _) = core();
+    let mut c = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
     let now = Duration::from_millis(10);
     c.handle(now, Event::Sent(t, SendResult::Created));
@@ -275,7 +273,7 @@ fn no_deadline_in_the_past_while_a_save_is_in_flight() {
 
 #[test]
 fn a_file_rewritten_in_place_keeps_its_place_before_the_files_queued_behind_it() {
-    let (mut c, _) = core();
+    let mut c = core();
     run(&mut c, Now::ZERO, vec![record(A, 0)]);
     // B is queued behind A; then A is rewritten in place (a new identity, same place).
     let rewritten = FileIdentity {

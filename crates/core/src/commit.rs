@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::inbox::{LinePos, Position};
+use crate::position::{LinePos, Position};
 
 /// A handle to a registered record, to finish it with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -136,7 +136,7 @@ impl<T> Commit<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::FileIdentity;
+    use crate::position::FileIdentity;
     use proptest::prelude::*;
 
     const FILE: FileIdentity = FileIdentity {

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::NotionErrorInfo;
 use super::{Action, Auth, Core, Now};
-use crate::daemon::backoff::Backoff;
-use crate::daemon::health::Counters;
-use crate::inbox::LinePos;
-use crate::state::Ticket;
-use crate::state::deadletter::NotionErrorInfo;
+use crate::backoff::Backoff;
+use crate::commit::Ticket;
+use crate::position::LinePos;
 
 /// How a page create ended, as the runner classified it.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +123,7 @@ impl<P> Flight<P> {
             key,
             // Set by the core when it registers the flight.
             pos: LinePos {
-                file: crate::inbox::FileIdentity {
+                file: crate::position::FileIdentity {
                     dev: 0,
                     ino: 0,
                     head_len: 0,
@@ -191,7 +190,7 @@ impl<P> Core<P> {
             if f.check_first {
                 tracing::warn!(target_name = %name, offset = f.pos.offset, key = %f.key,
                     "possible duplicate: sending a record whose earlier attempt may have created a row; set dedupe_property for effectively-once delivery");
-                Counters::bump(&self.state.counters.possible_duplicates);
+                self.stats.possible_duplicates += 1;
                 f.check_first = false;
             }
             f.step = Step::Sending;
@@ -268,7 +267,7 @@ impl<P> Core<P> {
 
     /// A row exists for `ticket`.
     fn delivered(&mut self, now: Now, ticket: Ticket) {
-        self.state.mark_delivered();
+        self.stats.delivered += 1;
         if self.limited.succeeded(now) {
             tracing::info!(target_name = %self.cfg.name, "Notion has stopped answering 429");
         }
@@ -293,20 +292,20 @@ impl<P> Core<P> {
         match result {
             SendResult::Created => self.delivered(now, ticket),
             SendResult::Wait(wait) => {
-                Counters::bump(&self.state.counters.rate_limited);
+                self.stats.rate_limited += 1;
                 if let Some(lasted) = self.limited.limited(now) {
                     let message = format!(
                         "target {name}: Notion has answered 429 (rate limited) for {}; rows still go out, more slowly. Other clients of this workspace or integration share its rate limit: lower [notion] requests_per_second, or find who else sends",
                         humantime::format_duration(Duration::from_secs(lasted.as_secs()))
                     );
                     tracing::warn!(target_name = %name, "{message}");
-                    self.state.record_error(message);
+                    self.stats.error(message);
                 }
                 self.note_long_wait(wait);
                 self.retry_in(now, ticket, wait);
             }
             SendResult::Unknown(error) => {
-                Counters::bump(&self.state.counters.outcome_unknown);
+                self.stats.outcome_unknown += 1;
                 let mut wait = self.backoff(ticket);
                 if self.cfg.dedupe {
                     // Queries lag behind writes: ask only after the settle delay.
@@ -316,7 +315,7 @@ impl<P> Core<P> {
                 f.check_first = true;
                 let offset = f.pos.offset;
                 tracing::warn!(target_name = %name, offset, "outcome unknown ({error}); checking and resending in {wait:?}");
-                self.state.record_error(format!("offset {offset}: {error}"));
+                self.stats.error(format!("offset {offset}: {error}"));
                 self.retry_in(now, ticket, wait);
             }
             SendResult::Unauthorized { generation, error } => {
@@ -347,7 +346,7 @@ impl<P> Core<P> {
                 let f = self.commit.get_mut(ticket).expect("answered");
                 tracing::info!(target_name = %name, offset = f.pos.offset, key = %f.key,
                     "row already in Notion after an unknown outcome; not creating it again");
-                Counters::bump(&self.state.counters.found_existing);
+                self.stats.found_existing += 1;
                 self.delivered(now, ticket);
             }
             CheckResult::Absent => {
@@ -355,12 +354,12 @@ impl<P> Core<P> {
                 self.retry_now(ticket);
             }
             CheckResult::Wait(wait) => {
-                Counters::bump(&self.state.counters.rate_limited);
+                self.stats.rate_limited += 1;
                 self.note_long_wait(wait);
                 self.retry_in(now, ticket, wait);
             }
             CheckResult::Failed(error) => {
-                Counters::bump(&self.state.counters.retried);
+                self.stats.retried += 1;
                 let wait = self.backoff(ticket);
                 tracing::warn!(target_name = %name, "cannot check whether the row exists yet ({error}); asking again in {wait:?}");
                 self.retry_in(now, ticket, wait);
@@ -379,7 +378,7 @@ impl<P> Core<P> {
     /// A request was refused with the token of `generation`: refresh it (once per generation; a
     /// second refusal right after a refresh waits a backoff first).
     fn unauthorized(&mut self, now: Now, generation: u64, error: &str) {
-        Counters::bump(&self.state.counters.retried);
+        self.stats.retried += 1;
         if !matches!(self.auth, Auth::Ok) {
             return;
         }
@@ -399,7 +398,7 @@ impl<P> Core<P> {
 
     /// Notion refuses access to the database: pause every send of the target for a slow backoff.
     fn unreachable(&mut self, now: Now, error: &str) {
-        Counters::bump(&self.state.counters.retried);
+        self.stats.retried += 1;
         if self.pause_until.is_some() {
             return;
         }
@@ -418,7 +417,7 @@ impl<P> Core<P> {
     /// A refresh failed but may work later: says why in the health and tries again after `wait`
     /// (at least a second).
     fn refresh_later(&mut self, now: Now, sent_with: u64, wait: Duration, error: &str, then: &str) {
-        Counters::bump(&self.state.counters.retried);
+        self.stats.retried += 1;
         let wait = wait.max(Duration::from_secs(1));
         let cause = format!(
             "target {}: the token could not be refreshed for now ({error}); {then}",
@@ -435,7 +434,7 @@ impl<P> Core<P> {
         } else {
             tracing::warn!(target_name = %self.cfg.name, "{message}");
         }
-        self.state.record_error(message.clone());
+        self.stats.error(message.clone());
         self.auth_trouble = Some(message);
         self.auth = Auth::Retry {
             until: now.saturating_add(wait),
