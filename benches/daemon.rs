@@ -9,7 +9,7 @@ mod support;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
+use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use support::*;
 
 #[path = "daemon/scale10k.rs"]

@@ -3,12 +3,18 @@
 //! Module map (the flow of a record, left to right):
 //! inbox (read) -> record (validate and map) -> notion (send) -> state (commit).
 //!
+//! - [`audit`]: the state directory, tokens and client secret that other users could read, write
+//!   or own (it reads the configuration, so it sits above `config` and `state`).
 //! - [`config`]: the TOML configuration, parsed and validated into [`config::Config`].
 //! - [`cli`]: the command line, defined once with clap.
 //! - [`commands`]: the commands around the daemon (`push`, …).
+//! - [`exit`]: the exit statuses.
+//! - [`discover`]: which shared database receives a target's rows, when none is configured
+//!   (above `notion` and `record`: it asks whether the record's mapping fits the schemas found).
 //! - [`error`]: how an error and its causes are shown.
 //! - [`logging`]: log output for people, pipelines and journald.
-//! - [`emulator`]: a faithful stand-in for the Notion API on loopback, for tests and the demo.
+//! - The Notion API emulator (tests, benchmarks, the demo) is the crate `notion_emulator`, which
+//!   depends on nothing here.
 //! - [`inbox`]: reads complete lines from inbox files (rotation, truncation, partial lines) and
 //!   watches their directories.
 //! - The delivery core, a synchronous state machine of every delivery rule, is the crate
@@ -21,13 +27,15 @@
 //! - [`serve`]: the HTTP server of `authorize`'s redirect listener and of `/metrics`, which
 //!   anyone on the machine may connect to: bounded connections, each with deadlines.
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub(crate) mod connect;
 pub mod daemon;
-pub mod emulator;
+pub mod discover;
 pub mod error;
+pub mod exit;
 pub mod inbox;
 pub mod logging;
 pub mod notion;

@@ -13,7 +13,16 @@ use tracing_subscriber::fmt::format::{FmtSpan, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::cli::LogFormat;
+/// The formats of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal.
+    Auto,
+    /// Text with timestamps.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber. `RUST_LOG` wins over `default_filter` (the config's `log_level`).
 pub fn init(format: LogFormat, default_filter: &str) {

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use notion_inbox::cli::{Cli, Command, exit};
+use notion_inbox::cli::{Cli, Command};
 use notion_inbox::commands::requeue::RequeueArgs;
 use notion_inbox::config::Config;
+use notion_inbox::exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,7 +74,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Emulator(args) => {
             notion_inbox::logging::init(cli.log_format, "info");
-            notion_inbox::emulator::run_command(args).await?;
+            notion_inbox::commands::emulator::run_command(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Push(args) => {

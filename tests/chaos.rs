@@ -15,7 +15,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
+use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use rand::{Rng, SeedableRng};
 use support::*;
 

@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::config::{Config, NotionVersion};
-use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::notion::{
     CreateOutcome, MAX_RETRY_AFTER, NotionClient, PageBody, ResolveError, TokenFile, TokenHandle,
 };
@@ -95,9 +95,7 @@ fn authorize_allow_writes_a_private_token_file_and_the_token_works() {
     assert_eq!(q["owner"], "user");
     assert_eq!(q["redirect_uri"], redirect);
     assert_eq!(q["state"].len(), 32);
-    let landed =
-        w.rt.block_on(notion_inbox::emulator::consent(&url, true))
-            .unwrap();
+    let landed = w.rt.block_on(notion_emulator::consent(&url, true)).unwrap();
     assert!(landed.as_str().starts_with(&redirect), "{landed}");
     let (code, stderr) = finish(child);
     assert_eq!(code, Some(0), "{stderr}");
@@ -134,7 +132,7 @@ fn authorize_cancel_and_timeout_fail_clearly() {
     let (w, _) = oauth_world("2025-09-03");
     // Cancel on the consent page.
     let (child, url) = start_authorize(&w, &[]);
-    w.rt.block_on(notion_inbox::emulator::consent(&url, false))
+    w.rt.block_on(notion_emulator::consent(&url, false))
         .unwrap();
     let (code, stderr) = finish(child);
     assert_ne!(code, Some(0));
@@ -169,8 +167,7 @@ fn authorize_paste_mode_reads_the_redirected_url() {
 /// Authorizes target "t" in-process and returns the loaded config.
 fn authorized(w: &World) -> Config {
     let (child, url) = start_authorize(w, &[]);
-    w.rt.block_on(notion_inbox::emulator::consent(&url, true))
-        .unwrap();
+    w.rt.block_on(notion_emulator::consent(&url, true)).unwrap();
     let (code, stderr) = finish(child);
     assert_eq!(code, Some(0), "{stderr}");
     Config::load(&w.path("config.toml")).unwrap()

@@ -137,7 +137,7 @@ async fn consent(c: &Client, workspace: &str, databases: &[&str], decision: &str
 /// Allows Globex's "Tweets" on the consent page; the result page's facts, shot as `shot`.
 async fn allow_globex_tweets(
     c: &Client,
-    info: &notion_inbox::emulator::EmulatorInfo,
+    info: &notion_emulator::EmulatorInfo,
     shot: &str,
 ) -> String {
     consent(

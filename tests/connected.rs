@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
+use notion_emulator::{Consent, consent_as};
 use notion_inbox::config::connected::Template;
-use notion_inbox::emulator::{Consent, consent_as};
 use notion_inbox::notion::oauth::TokenResponse;
 use notion_inbox::tenants::lifecycle::Caps;
 use notion_inbox::tenants::{Connected, connect, records};

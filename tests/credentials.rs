@@ -46,7 +46,7 @@ fn the_systemd_credential_wins_over_client_secret_file() {
 #[test]
 fn the_client_sends_the_credential_to_the_token_endpoint() {
     let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    use notion_inbox::emulator::{Emulator, EmulatorOptions};
+    use notion_emulator::{Emulator, EmulatorOptions};
     use notion_inbox::notion::NotionClient;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let emu = rt

@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use notion_inbox::emulator::{EmulatorOptions, Faults};
+use notion_emulator::{EmulatorOptions, Faults};
 use support::*;
 
 const FAST: &str = "";

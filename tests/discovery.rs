@@ -8,7 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
-use notion_inbox::emulator::{Consent, EmulatorOptions, consent_as};
+use notion_emulator::{Consent, EmulatorOptions, consent_as};
 use notion_inbox::notion::TokenFile;
 use secrecy::ExposeSecret;
 use support::*;

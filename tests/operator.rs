@@ -3,7 +3,7 @@
 
 mod support;
 
-use notion_inbox::emulator::Faults;
+use notion_emulator::Faults;
 use support::*;
 
 fn json(out: &str) -> serde_json::Value {

@@ -12,7 +12,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
+use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::state::CheckpointStore;
 use serde_json::Value;
 use support::*;

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use notion_inbox::emulator::{Emulator, EmulatorOptions, RateLimit};
+use notion_emulator::{Emulator, EmulatorOptions, RateLimit};
 
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")

@@ -7,8 +7,8 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::config::Config;
-use notion_inbox::emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::notion::oauth::{Redirect, authorize_url, new_state, parse_redirect};
 use notion_inbox::notion::{
     CreateOutcome, NotionClient, NotionError, RefreshError, TokenChange, TokenFile, TokenHandle,
@@ -97,7 +97,7 @@ impl Setup {
             &state,
         );
         self.w.rt.block_on(async {
-            let landed = notion_inbox::emulator::consent(&url, true).await.unwrap();
+            let landed = notion_emulator::consent(&url, true).await.unwrap();
             let Ok(Redirect::Code(code)) = parse_redirect(landed.query().unwrap(), &state) else {
                 panic!("no code in {landed}");
             };

@@ -67,7 +67,7 @@ struct Row {
 }
 
 fn one(n: usize, connects: usize) -> Row {
-    let mut w = World::new(notion_inbox::emulator::EmulatorOptions::default());
+    let mut w = World::new(notion_emulator::EmulatorOptions::default());
     w.log_filter = "warn".into();
     let path = w.write_config_with(
         &[],

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging::LogFormat;
 
 mod complete;
 pub mod man;
@@ -32,17 +34,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The formats of log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Text; without timestamps or colours when `JOURNAL_STREAM` says stderr is the journal.
-    Auto,
-    /// Text with timestamps.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -67,7 +58,7 @@ pub enum Command {
     /// Move a target's dead letters back into its inbox, exactly once (after fixing their cause).
     Requeue(crate::commands::requeue::RequeueArgs),
     /// Start a Notion API emulator on loopback.
-    Emulator(crate::emulator::EmulatorArgs),
+    Emulator(crate::commands::emulator::EmulatorArgs),
     /// Run a self-contained demonstration against the emulator.
     Demo(DemoArgs),
     /// Print a shell completion script (for packagers; `dist/completions` holds them).
@@ -79,21 +70,6 @@ pub enum Command {
     /// Print the man page in roff (for packagers; `dist/man` holds it).
     #[command(hide = true)]
     Manpage,
-}
-
-/// Exit statuses, as README's command table and the man page's EXIT STATUS document them.
-pub mod exit {
-    /// Something failed (the message says what and how to fix it); for `check`, a problem was
-    /// found; for `status`, the daemon runs but a target needs attention.
-    pub const FAILURE: u8 = 1;
-    /// The command line is wrong: an unknown option, or a target the configuration does not have
-    /// (clap's code for usage errors).
-    pub const USAGE: u8 = 2;
-    /// `status`: the daemon is not running (as `systemctl status` and LSB init scripts say it).
-    pub const NOT_RUNNING: u8 = 3;
-    /// The configuration is unusable (`EX_CONFIG` of sysexits.h): the unit does not restart on it
-    /// (`RestartPreventExitStatus=78`), as restarting cannot help until a person fixes the file.
-    pub const CONFIG: u8 = 78;
 }
 
 impl Command {

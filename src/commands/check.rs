@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
+use crate::audit::{Exposure, audit};
 use crate::config::{Config, Target};
 use crate::notion::{NotionClient, ResolveError};
 use crate::record::Mapper;
-use crate::state::audit::{Exposure, audit};
 
 /// One finding.
 #[derive(Debug, Serialize, PartialEq)]

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::daemon::signals::{Intent, Interrupt};
-use crate::emulator::{Emulator, EmulatorOptions, StoredPage};
+use notion_emulator::{Emulator, EmulatorOptions, StoredPage};
 
 /// The sample records the demo appends.
 const SAMPLES: &[(&str, &str)] = &[
@@ -98,7 +98,7 @@ pub async fn run(
     let (url_tx, mut url_rx) = mpsc::channel::<url::Url>(1);
     let browser = tokio::spawn(async move {
         let url = url_rx.recv().await.context("no authorize URL")?;
-        crate::emulator::consent(&url, true).await
+        anyhow::Ok(notion_emulator::consent(&url, true).await?)
     });
     let done = super::authorize::run_with(&config, &args, &mut std::io::empty(), &mut |url| {
         let _ = url_tx.try_send(url.clone());
@@ -242,7 +242,7 @@ pub async fn run(
 /// emulator's page, back to the result page. Returns the connection id it shows.
 async fn connect_through_page(
     public: &str,
-    info: &crate::emulator::EmulatorInfo,
+    info: &notion_emulator::EmulatorInfo,
 ) -> anyhow::Result<String> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

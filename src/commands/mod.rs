@@ -6,6 +6,7 @@ pub mod connect;
 pub mod databases;
 pub mod demo;
 pub mod disconnect;
+pub mod emulator;
 pub mod push;
 pub mod requeue;
 pub mod status;

@@ -45,7 +45,7 @@ pub struct TargetStatus {
     pub problem: Option<String>,
 }
 
-/// What `status` concludes, and exits with (see [`crate::cli::exit`]).
+/// What `status` concludes, and exits with (see [`crate::exit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// The daemon runs and every target is healthy (delivering, idle or starting).
@@ -78,8 +78,8 @@ impl Verdict {
     pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Healthy => 0,
-            Verdict::Attention => crate::cli::exit::FAILURE,
-            Verdict::NotRunning => crate::cli::exit::NOT_RUNNING,
+            Verdict::Attention => crate::exit::FAILURE,
+            Verdict::NotRunning => crate::exit::NOT_RUNNING,
         }
     }
 }

@@ -488,3 +488,16 @@ pub fn is_loopback_url(url: &Url) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The emulator registers notion-inbox's default redirect URI by default (it names its own
+    /// constant: it imports nothing of the product), so that `authorize` works against it.
+    #[test]
+    fn the_emulator_registers_the_default_redirect_uri() {
+        assert_eq!(
+            super::DEFAULT_REDIRECT_URI,
+            notion_emulator::DEFAULT_REDIRECT_URI
+        );
+    }
+}

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{App, S, message, pages, render};
 use crate::config::Target;
 use crate::config::connected::load_record;
-use crate::notion::discover::{Candidate, Choice, none_fits_message};
+use crate::discover::{Candidate, Choice, none_fits_message};
 use crate::notion::oauth::new_state;
 use crate::tenants::ConnectError;
 use crate::tenants::lifecycle::Caps;

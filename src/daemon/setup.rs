@@ -35,7 +35,7 @@ fn warn_exposures(config: &Config) {
     for skipped in &config.skipped {
         tracing::error!("a connected workspace's target is skipped: {skipped}");
     }
-    let exposures = crate::state::audit::audit(config);
+    let exposures = crate::audit::audit(config);
     for e in &exposures {
         match &e.target {
             Some(name) => tracing::warn!(target_name = %name, "{e}"),

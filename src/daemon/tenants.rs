@@ -354,7 +354,7 @@ mod tests {
                 .unwrap();
         let mut tenants = Tenants::new(&state);
         assert_eq!(tenants.all(&config).len(), 1);
-        let chosen = |id: &str| crate::notion::discover::Chosen {
+        let chosen = |id: &str| crate::notion::token::Chosen {
             database_id: Some(id.to_owned()),
             data_source_id: None,
             title: "T".into(),

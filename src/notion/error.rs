@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::limit::DEFAULT_RETRY_AFTER;
+use super::pace::DEFAULT_RETRY_AFTER;
 use notion_inbox_core::delivery::NotionErrorInfo;
 
 /// Notion's error codes (notion-api.md §8), plus the OAuth ones.

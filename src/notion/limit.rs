@@ -10,14 +10,7 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-use super::pace::Pace;
-
-/// The longest `Retry-After` honoured (seconds or HTTP date): a longer one is cut to this, so that
-/// a broken or hostile answer cannot stall a target for days (nor overflow the time arithmetic).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
-
-/// The wait after a 429 or 529 that carries no (readable) `Retry-After`.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+use super::pace::{MAX_RETRY_AFTER, Pace, later};
 
 /// A token's lane unused this long is dropped when a new token appears.
 pub const IDLE_LANE: Duration = Duration::from_secs(10 * 60);
@@ -230,14 +223,6 @@ impl Limiters {
             tokio::time::sleep_until(until).await;
         }
     }
-}
-
-/// `t + d`, or `t` plus the cap if that overflows (it cannot for any `d` up to the cap: an
-/// `Instant` reaches centuries ahead), never a panic.
-pub fn later(t: Instant, d: Duration) -> Instant {
-    t.checked_add(d)
-        .or_else(|| t.checked_add(MAX_RETRY_AFTER))
-        .unwrap_or(t)
 }
 
 /// Waits for a workspace cell of `key`, sleeping on the runtime's timer (governor's own `until_key_ready`

@@ -3,7 +3,6 @@
 //! reads (resolve, find_by_key, users_me, search) wait out a 429 or 529 and is sent again (see [`NotionClient::request_retrying`]).
 
 pub(crate) mod cache;
-pub(crate) mod discover;
 pub(crate) mod error;
 pub(crate) mod limit;
 pub mod oauth;
@@ -28,7 +27,7 @@ pub use token::{TokenChange, TokenFile, TokenHandle};
 
 use crate::config::{NotionConfig, NotionVersion, SecretSource};
 use limit::Limiters;
-pub use limit::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
+pub use pace::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
 pub use pace::{MIN_RATE, RAISE_EVERY, RAISE_STEP, RATE_CUT};
 
 /// Connecting may take this long.

@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::limit::{MAX_RETRY_AFTER, later};
-
 /// A 429 multiplies the rate by this.
 pub const RATE_CUT: f64 = 0.7;
 /// The rate is never cut below this many requests per second (nor below the configured rate).
@@ -138,6 +136,21 @@ impl Pace {
         self.raised = now;
         true
     }
+}
+
+/// The longest `Retry-After` honoured (seconds or HTTP date): a longer one is cut to this, so that
+/// a broken or hostile answer cannot stall a target for days (nor overflow the time arithmetic).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// The wait after a 429 or 529 that carries no (readable) `Retry-After`.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// `t + d`, or `t` plus the cap if that overflows (it cannot for any `d` up to the cap: an
+/// `Instant` reaches centuries ahead), never a panic.
+pub fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(MAX_RETRY_AFTER))
+        .unwrap_or(t)
 }
 
 #[cfg(test)]

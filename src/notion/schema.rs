@@ -277,19 +277,18 @@ impl NotionClient {
         }
     }
 
-    /// Resolves the target's destination to where rows go and its schema.
-    pub async fn resolve(
+    /// Resolves a known destination of `target` to where rows go and its schema (a target
+    /// without one is resolved by discovery: `discover`'s `NotionClient::resolve`).
+    pub async fn resolve_destination(
         &self,
         target: &Target,
         token: &TokenHandle,
+        destination: &Destination,
     ) -> Result<Resolved, ResolveError> {
         let version = self.version();
         let unusable =
             |what: String| ResolveError::Unusable(format!("target {}: {what}", target.name));
-        let Some(destination) = Self::destination(target, token) else {
-            return self.discover(target, token).await;
-        };
-        match &destination {
+        match destination {
             Destination::DataSource(id) => {
                 if !version.has_data_sources() {
                     return Err(unusable(format!(
@@ -358,22 +357,10 @@ impl NotionClient {
                     }),
                 }
             }
-            Destination::Discover => self.discover(target, token).await,
-        }
-    }
-
-    /// The destination of a target configured without one and not chosen at authorization: the
-    /// one shared database that fits its mapping (or its `database_title`).
-    async fn discover(
-        &self,
-        target: &Target,
-        token: &TokenHandle,
-    ) -> Result<Resolved, ResolveError> {
-        use super::discover::{Choice, none_fits_message, several_message};
-        match self.discover_choice(target, token, None).await? {
-            Choice::One(c) => Ok(c.resolved(self.version())),
-            Choice::NoneFits(seen) => Err(ResolveError::Unusable(none_fits_message(target, &seen))),
-            Choice::Several(fits) => Err(ResolveError::Unusable(several_message(target, &fits))),
+            Destination::Discover => Err(ResolveError::Unusable(format!(
+                "target {}: no database is configured or chosen for it yet",
+                target.name
+            ))),
         }
     }
 }

@@ -63,7 +63,7 @@ pub struct TokenFile {
     /// The database chosen for this authorization, for a target configured without one (see
     /// `notion::discover`). Kept across refreshes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination: Option<super::discover::Chosen>,
+    pub destination: Option<Chosen>,
 }
 
 fn expose<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
@@ -475,10 +475,7 @@ impl TokenHandle {
     /// Saves the database chosen for this authorization in the token file, under the file's lock
     /// and re-read under it, so that a refresh by another process meanwhile is kept. A fixed token
     /// has no file: nothing is saved.
-    pub async fn save_destination(
-        &self,
-        chosen: super::discover::Chosen,
-    ) -> Result<(), RefreshError> {
+    pub async fn save_destination(&self, chosen: Chosen) -> Result<(), RefreshError> {
         let Source::File { path, seen, .. } = &self.inner.source else {
             return Ok(());
         };
@@ -577,6 +574,32 @@ impl Current {
             workspace_id: Some(file.workspace_id.clone()),
             generation,
             file: Some(file),
+        }
+    }
+}
+
+/// The destination chosen for an authorization, kept in its token file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chosen {
+    /// The database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_id: Option<String>,
+    /// Its data source (none under 2022-06-28).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source_id: Option<String>,
+    /// The database's title, and the data source's name when it differs, for people.
+    #[serde(default)]
+    pub title: String,
+}
+
+impl Chosen {
+    /// Where rows go: the data source, else the database.
+    pub fn destination(&self) -> Option<crate::config::Destination> {
+        use crate::config::Destination;
+        match (&self.data_source_id, &self.database_id) {
+            (Some(ds), _) => Some(Destination::DataSource(ds.clone())),
+            (None, Some(db)) => Some(Destination::Database(db.clone())),
+            (None, None) => None,
         }
     }
 }

@@ -16,10 +16,7 @@
 //! - [`events`]: the event log, `events.jsonl`: workspaces connected, databases chosen,
 //!   disconnections.
 //! - [`running`]: the lock `run` holds while it runs, which tells `status` whether it does.
-//! - [`audit`]: the state directory, tokens and client secret that other users could read, write
-//!   or own, each with the `chmod` or `chown` that fixes it.
 
-pub mod audit;
 pub mod checkpoint;
 pub mod deadletter;
 pub(crate) mod events;

@@ -10,12 +10,11 @@
 //! [`write_private_atomically`]: tokens, checkpoints, dead letters, `status.json`, requeue batches
 //! and journals, lock files and the temporary files of atomic writes.
 
+use std::ffi::CStr;
 use std::fs::{DirBuilder, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use super::audit::{describe_uid, effective_uid, name_or_uid};
 
 /// The mode of every directory created under the state directory.
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
@@ -214,9 +213,61 @@ fn read_fix(path: &Path, e: &io::Error) -> String {
     }
 }
 
+/// The process's effective uid.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// "name (uid N)", or "uid N" when the user database has no name for it.
+pub fn describe_uid(uid: u32) -> String {
+    match user_name(uid) {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// The user's name, or the uid as a number (`chown` takes either).
+pub fn name_or_uid(uid: u32) -> String {
+    user_name(uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// The name of `uid` in the user database, if it has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: `passwd` is plain data that getpwuid_r fills in; zeroed is a valid value.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call, and `buf.len()` is the buffer's length.
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
+        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_current_user_has_a_description() {
+        let me = effective_uid();
+        assert!(describe_uid(me).contains(&format!("uid {me}")));
+        if me == 0 {
+            assert_eq!(user_name(0).as_deref(), Some("root"));
+        }
+        assert_eq!(name_or_uid(4_000_000_000), "4000000000");
+    }
 
     #[test]
     fn created_files_and_directories_are_private_and_atomic_writes_replace_the_file() {

@@ -331,7 +331,7 @@ fn write_record(path: &Path, text: &str) -> Result<(), ConnectError> {
 pub fn record_choice(
     state_dir: &Path,
     name: &str,
-    chosen: &crate::notion::discover::Chosen,
+    chosen: &crate::notion::token::Chosen,
 ) -> Result<(), ConnectError> {
     let _lock = lock(state_dir)?;
     let path = record_path(state_dir, name);

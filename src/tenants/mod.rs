@@ -105,7 +105,7 @@ pub struct Connection {
     /// The database chosen for it after consent (also saved with its token). Written here too
     /// so that the daemon, which restarts a target whose record changed, takes up a new choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database: Option<crate::notion::discover::Chosen>,
+    pub database: Option<crate::notion::token::Chosen>,
 }
 
 impl Connection {

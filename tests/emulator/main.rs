@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use notion_inbox::emulator::{Emulator, EmulatorOptions, Faults, RateLimit};
+use notion_emulator::{Emulator, EmulatorOptions, Faults, RateLimit};
 use serde_json::{Value, json};
 
 mod fidelity;

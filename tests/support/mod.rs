@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use notion_inbox::emulator::{Emulator, EmulatorOptions, StoredPage};
+use notion_emulator::{Emulator, EmulatorOptions, StoredPage};
 
 /// A generous deadline for anything the tests wait on.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -634,7 +634,7 @@ pub fn fast() -> EmulatorOptions {
 /// no workspace limit.
 pub fn limited_to(per_second: f64) -> EmulatorOptions {
     EmulatorOptions {
-        rate: notion_inbox::emulator::RateLimit {
+        rate: notion_emulator::RateLimit {
             requests_per_second: per_second,
             burst: per_second as u32,
         },

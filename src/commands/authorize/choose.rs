@@ -4,7 +4,7 @@
 use anyhow::bail;
 
 use crate::config::{Config, Destination, Target};
-use crate::notion::discover::{Choice, none_fits_message, several_message};
+use crate::discover::{Choice, none_fits_message, several_message};
 use crate::notion::{NotionClient, TokenHandle};
 
 /// Where the target's rows go, as `authorize` ends.

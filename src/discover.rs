@@ -6,40 +6,18 @@
 //! that fits; among several, the one named by `--database` or by the target's `database_title`.
 //! The choice is saved in the token file ([`Chosen`]), so that sharing another database later
 //! does not change where rows go.
+//!
+//! It sits above `notion` and `record`: whether a mapping fits a schema is the record's rule,
+//! applied to what the client found. [`NotionClient::resolve`] lives here for the same reason: a
+//! target without a destination is resolved by discovery.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::schema::{Property, parse_properties, plain_text};
-use super::{NotionClient, NotionError, Resolved, TokenHandle};
-use crate::config::{Target, normalize_notion_id};
+use crate::config::{Destination, Target, normalize_notion_id};
+use crate::notion::schema::{Property, parse_properties, plain_text};
+pub use crate::notion::token::Chosen;
+use crate::notion::{NotionClient, NotionError, ResolveError, Resolved, TokenHandle};
 use crate::record::Mapper;
-
-/// The destination chosen for an authorization, kept in its token file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Chosen {
-    /// The database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database_id: Option<String>,
-    /// Its data source (none under 2022-06-28).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_source_id: Option<String>,
-    /// The database's title, and the data source's name when it differs, for people.
-    #[serde(default)]
-    pub title: String,
-}
-
-impl Chosen {
-    /// Where rows go: the data source, else the database.
-    pub fn destination(&self) -> Option<crate::config::Destination> {
-        use crate::config::Destination;
-        match (&self.data_source_id, &self.database_id) {
-            (Some(ds), _) => Some(Destination::DataSource(ds.clone())),
-            (None, Some(db)) => Some(Destination::Database(db.clone())),
-            (None, None) => None,
-        }
-    }
-}
 
 /// One data source (or, under 2022-06-28, database) the token sees, and whether the target's
 /// mapping fits it.
@@ -210,6 +188,25 @@ pub fn several_message(target: &Target, fits: &[Candidate]) -> String {
 }
 
 impl NotionClient {
+    /// Resolves the target's destination to where rows go and its schema: the configured or
+    /// saved one, else the one shared database that fits its mapping (or its `database_title`).
+    pub async fn resolve(
+        &self,
+        target: &Target,
+        token: &TokenHandle,
+    ) -> Result<Resolved, ResolveError> {
+        if let Some(destination) = Self::destination(target, token)
+            && destination != Destination::Discover
+        {
+            return self.resolve_destination(target, token, &destination).await;
+        }
+        match self.discover_choice(target, token, None).await? {
+            Choice::One(c) => Ok(c.resolved(self.version())),
+            Choice::NoneFits(seen) => Err(ResolveError::Unusable(none_fits_message(target, &seen))),
+            Choice::Several(fits) => Err(ResolveError::Unusable(several_message(target, &fits))),
+        }
+    }
+
     /// Every data source (database, under 2022-06-28) the token sees, with whether `target`'s
     /// mapping fits it: one search, all pages of it. A data source's database title is its own
     /// name until [`NotionClient::fill_database_titles`] asks (a request per database, spent

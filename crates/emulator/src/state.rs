@@ -218,8 +218,8 @@ pub struct Workspace {
 
 /// A deterministic, UUID-shaped id from a seed and a counter.
 pub fn make_id(seed: u64, n: u64) -> String {
-    let a = notion_inbox_core::position::fnv1a64(format!("{seed}/{n}/a").as_bytes());
-    let b = notion_inbox_core::position::fnv1a64(format!("{seed}/{n}/b").as_bytes());
+    let a = fnv1a64(format!("{seed}/{n}/a").as_bytes());
+    let b = fnv1a64(format!("{seed}/{n}/b").as_bytes());
     let hex = format!("{a:016x}{b:016x}");
     format!(
         "{}-{}-4{}-8{}-{}",
@@ -525,9 +525,39 @@ impl Workspace {
     }
 }
 
-/// An id with or without dashes, in the dashed form; `None` if it is not an id.
+/// An id as Notion takes it in a path or a body (a UUID: 32 hex digits, dashed 8-4-4-4-12 or not
+/// dashed at all; either case), in the dashed lowercase form Notion answers with; `None` if it is
+/// not an id.
 pub fn normalize(id: &str) -> Option<String> {
-    crate::config::normalize_notion_id(id)
+    let dashed = id.len() == 36
+        && id
+            .char_indices()
+            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if !(dashed || id.len() == 32) || hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    let hex = hex.to_ascii_lowercase();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
+/// FNV-1a, 64-bit: the emulator's ids are derived from its seed with it, so that a seed always
+/// gives the same workspace.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// A rich-text array of one plain text item, as Notion returns it.

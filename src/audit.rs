@@ -11,12 +11,13 @@
 //! root (who may read everything), the expected owner is the state directory's owner, the user the
 //! daemon normally runs as.
 
-use std::ffi::CStr;
 use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, SecretSource, TokenSource};
+use crate::state::private::effective_uid;
+pub use crate::state::private::{describe_uid, name_or_uid};
 
 /// One path that is more open than it should be, or owned by someone else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +140,7 @@ pub fn audit(config: &Config) -> Vec<Exposure> {
     look(
         None,
         "tokens directory",
-        &super::layout::StateDir(state_dir).tokens(),
+        &crate::state::layout::StateDir(state_dir).tokens(),
         true,
     );
     for target in &config.targets {
@@ -180,61 +181,9 @@ fn above_inbox(target: &str, inbox: &Path) -> Option<Exposure> {
     })
 }
 
-/// The process's effective uid.
-pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// "name (uid N)", or "uid N" when the user database has no name for it.
-pub fn describe_uid(uid: u32) -> String {
-    match user_name(uid) {
-        Some(name) => format!("{name} (uid {uid})"),
-        None => format!("uid {uid}"),
-    }
-}
-
-/// The user's name, or the uid as a number (`chown` takes either).
-pub fn name_or_uid(uid: u32) -> String {
-    user_name(uid).unwrap_or_else(|| uid.to_string())
-}
-
-/// The name of `uid` in the user database, if it has one.
-pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: `passwd` is plain data that getpwuid_r fills in; zeroed is a valid value.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call, and `buf.len()` is the buffer's length.
-        let rc =
-            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
-        return Some(name.to_string_lossy().into_owned());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_current_user_has_a_description() {
-        let me = effective_uid();
-        assert!(describe_uid(me).contains(&format!("uid {me}")));
-        if me == 0 {
-            assert_eq!(user_name(0).as_deref(), Some("root"));
-        }
-        assert_eq!(name_or_uid(4_000_000_000), "4000000000");
-    }
 
     #[test]
     fn messages_name_the_path_and_the_fix() {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Emulator, EmulatorOptions, Faults, RateLimit};
+use notion_emulator::{Emulator, EmulatorOptions, Faults, RateLimit};
 
 /// Options of `notion-inbox emulator`.
 #[derive(Debug, clap::Args)]

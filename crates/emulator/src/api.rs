@@ -4,12 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use governor::clock::Clock;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -19,36 +17,6 @@ use super::objects::{self, Version};
 use super::state::{TokenInfo, TokenKind, normalize};
 
 pub(crate) type S = State<Arc<Shared>>;
-
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/v1/users/me", get(users_me))
-        .route("/v1/search", post(super::search::search))
-        .route("/v1/databases/{id}", get(get_database))
-        .route(
-            "/v1/databases/{id}/query",
-            post(super::query::query_database),
-        )
-        .route("/v1/data_sources/{id}", get(get_data_source))
-        .route(
-            "/v1/data_sources/{id}/query",
-            post(super::query::query_data_source),
-        )
-        .route("/v1/pages", post(super::pages::create_page))
-        .route(
-            "/v1/pages/{id}",
-            get(super::pages::get_page).patch(super::pages::update_page),
-        )
-        .route(
-            "/v1/pages/{id}/properties/{property_id}",
-            get(super::pages::get_page_property),
-        )
-        .merge(super::oauth::routes())
-        .merge(super::inspect::routes())
-        .fallback(not_found_route)
-        .method_not_allowed_fallback(not_found_route)
-        .with_state(shared)
-}
 
 /// An error answer, as Notion sends it.
 pub(crate) fn error(shared: &Shared, status: u16, code: &str, message: &str) -> Response {
@@ -88,24 +56,6 @@ pub(crate) fn storm_retry_after(r: Response, custom: Option<&str>) -> Response {
         r.headers_mut().insert("retry-after", v);
     }
     r
-}
-
-/// An unknown path, or a known one with another method (`GET /v1/search`): Notion answers both
-/// with a JSON error, never a bare 404 or 405.
-async fn not_found_route(
-    State(shared): S,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-) -> Response {
-    error(
-        &shared,
-        400,
-        "invalid_request_url",
-        &format!(
-            "Invalid request URL: {method} {} is not an endpoint.",
-            uri.path()
-        ),
-    )
 }
 
 /// An id in the path, dashed: a malformed one is answered 400 `validation_error`, as Notion does,
@@ -412,47 +362,6 @@ pub(crate) fn list(
     }))
 }
 
-async fn users_me(State(shared): S, headers: HeaderMap) -> Response {
-    let (_, _, info, _) = match prelude(&shared, &headers, "GET /v1/users/me").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let ws = shared.lock_ws();
-    let space = ws.space(&info);
-    let owner = match info.kind {
-        TokenKind::Internal => json!({"type": "workspace", "workspace": true}),
-        TokenKind::OAuth(_) => json!({"type": "user", "user": super::oauth::owner_user(space)}),
-    };
-    ok(
-        &shared,
-        json!({
-            "object": "user",
-            "id": space.bot_id,
-            "name": "notion-inbox",
-            "avatar_url": null,
-            "type": "bot",
-            "bot": {"owner": owner, "workspace_name": space.name, "workspace_id": space.id,
-                "workspace_limits": {"max_file_upload_size_in_bytes": 5_242_880}},
-        }),
-    )
-}
-
-async fn get_database(State(shared): S, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let (version, _, info, _) = match prelude(&shared, &headers, "GET /v1/databases/{id}").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let id = match path_id(&shared, "database_id", &id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let ws = shared.lock_ws();
-    match ws.db(&info, &id) {
-        Some(db) => ok(&shared, objects::database(&ws, db, version)),
-        None => not_found(&shared, "database", &id),
-    }
-}
-
 /// The answer to a data source endpoint under 2022-06-28.
 pub(crate) fn needs_data_sources(shared: &Shared) -> Response {
     error(
@@ -461,24 +370,4 @@ pub(crate) fn needs_data_sources(shared: &Shared) -> Response {
         "invalid_request_url",
         "Invalid request URL: data sources need Notion-Version 2025-09-03 or later.",
     )
-}
-
-async fn get_data_source(State(shared): S, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let (version, _, info, _) = match prelude(&shared, &headers, "GET /v1/data_sources/{id}").await
-    {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if !version.data_sources() {
-        return needs_data_sources(&shared);
-    }
-    let id = match path_id(&shared, "data_source_id", &id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let ws = shared.lock_ws();
-    match ws.ds(&info, &id) {
-        Some(ds) => ok(&shared, objects::data_source(&ws, ds, version)),
-        None => not_found(&shared, "data_source", &id),
-    }
 }

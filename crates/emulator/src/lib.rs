@@ -1,6 +1,10 @@
 //! A faithful stand-in for the Notion API on loopback: `notion-inbox emulator`, and in-process for
 //! the tests, the benchmarks and the demo.
 //!
+//! It is an independent reading of Notion's documentation: this crate depends on nothing of
+//! notion-inbox (a test of the workspace, `tests/layering.rs`, checks it), so that a mistake in the
+//! product's reading of the API is not mirrored here, where it would be invisible.
+//!
 //! What it does (see ../shared/notion-api.md for the API it imitates):
 //! - OAuth: `GET /v1/oauth/authorize` renders a consent page, a `<form method="post"
 //!   action="/v1/oauth/authorize">` with hidden fields `client_id`, `redirect_uri`, `state`, one
@@ -23,7 +27,6 @@
 #[allow(clippy::result_large_err)]
 mod api;
 mod browser;
-mod cli;
 mod filter;
 mod inspect;
 mod oauth;
@@ -32,6 +35,9 @@ pub(crate) mod objects;
 mod pages;
 #[allow(clippy::result_large_err)]
 mod query;
+#[allow(clippy::result_large_err)]
+mod retrieve;
+mod router;
 #[allow(clippy::result_large_err)]
 mod search;
 pub(crate) mod state;
@@ -50,8 +56,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use browser::{Consent, consent, consent_as, consent_with};
-pub use cli::{EmulatorArgs, run_command};
+pub use browser::{Consent, ConsentError, consent, consent_as, consent_with};
 use state::Workspace;
 
 /// A token bucket: `requests_per_second` refill, `burst` capacity.
@@ -132,6 +137,11 @@ mod humantime_serde_compat {
     }
 }
 
+/// The redirect URI registered by default: notion-inbox's default (`authorize`'s loopback
+/// listener), so that the product works against a default emulator. A test of notion-inbox keeps
+/// the two equal.
+pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:8765/callback";
+
 /// How to start an emulator.
 #[derive(Clone, Debug)]
 pub struct EmulatorOptions {
@@ -162,7 +172,7 @@ impl Default for EmulatorOptions {
             rate: RateLimit::default(),
             workspace_rate: Some(RateLimit::default()),
             faults: Faults::default(),
-            redirect_uris: vec![crate::config::DEFAULT_REDIRECT_URI.to_owned()],
+            redirect_uris: vec![DEFAULT_REDIRECT_URI.to_owned()],
             access_token_ttl: None,
             seed: 7,
             template: false,
@@ -351,7 +361,7 @@ impl Emulator {
             info,
         });
         let stop = CancellationToken::new();
-        let router = api::router(shared.clone());
+        let router = router::router(shared.clone());
         let task = tokio::spawn(serve(listener, router, stop.clone()));
         Ok(Emulator {
             shared,

@@ -8,7 +8,7 @@ use super::EmulatorInfo;
 /// Plays the user on the consent page at `authorize_url`: picks the "Twitter" database (and
 /// nothing else) and clicks Allow, or clicks Cancel; follows the redirect like a browser would.
 /// Returns the final URL the browser landed on.
-pub async fn consent(authorize_url: &url::Url, allow: bool) -> anyhow::Result<url::Url> {
+pub async fn consent(authorize_url: &url::Url, allow: bool) -> Result<url::Url, ConsentError> {
     consent_with(authorize_url, allow, None).await
 }
 
@@ -17,7 +17,7 @@ pub async fn consent_with(
     authorize_url: &url::Url,
     allow: bool,
     databases: Option<Vec<String>>,
-) -> anyhow::Result<url::Url> {
+) -> Result<url::Url, ConsentError> {
     consent_as(
         authorize_url,
         Consent {
@@ -27,6 +27,17 @@ pub async fn consent_with(
         },
     )
     .await
+}
+
+/// Why the stand-in user did not get through the consent page.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    /// A request failed, or an answer was not what a browser expects.
+    #[error("the consent page could not be used: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The consent page, or the page after it, answered with an error.
+    #[error("{0}")]
+    Answer(String),
 }
 
 /// What the user does on the consent page.
@@ -44,7 +55,7 @@ pub struct Consent {
 
 /// Plays the user on the consent page at `authorize_url` as `c` says, and follows the redirect
 /// like a browser would. Returns the final URL the browser landed on.
-pub async fn consent_as(authorize_url: &url::Url, c: Consent) -> anyhow::Result<url::Url> {
+pub async fn consent_as(authorize_url: &url::Url, c: Consent) -> Result<url::Url, ConsentError> {
     let Consent {
         allow,
         workspace,
@@ -53,12 +64,13 @@ pub async fn consent_as(authorize_url: &url::Url, c: Consent) -> anyhow::Result<
     } = c;
     let http = reqwest::Client::new();
     let page = http.get(authorize_url.clone()).send().await?;
-    anyhow::ensure!(
-        page.status().is_success(),
-        "the consent page answered {}: {}",
-        page.status(),
-        page.text().await.unwrap_or_default()
-    );
+    if !page.status().is_success() {
+        return Err(ConsentError::Answer(format!(
+            "the consent page answered {}: {}",
+            page.status(),
+            page.text().await.unwrap_or_default()
+        )));
+    }
     let mut base = authorize_url.clone();
     base.set_query(None);
     base.set_path("/_emulator/info");
@@ -92,10 +104,11 @@ pub async fn consent_as(authorize_url: &url::Url, c: Consent) -> anyhow::Result<
         .send()
         .await?;
     let url = landed.url().clone();
-    anyhow::ensure!(
-        landed.status().is_success(),
-        "after consent the browser landed on {url} with {}",
-        landed.status()
-    );
+    if !landed.status().is_success() {
+        return Err(ConsentError::Answer(format!(
+            "after consent the browser landed on {url} with {}",
+            landed.status()
+        )));
+    }
     Ok(url)
 }
