@@ -12,12 +12,24 @@ use std::time::{Duration, Instant};
 use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::config::{Config, NotionVersion};
 use notion_inbox::notion::{
-    CreateOutcome, MAX_RETRY_AFTER, NotionClient, PageBody, ResolveError, TokenFile, TokenHandle,
+    MAX_RETRY_AFTER, NotionClient, PageBody, ResolveError, TokenFile, TokenHandle,
 };
 use notion_inbox::record::Mapper;
+use notion_inbox_core::answer::{Answer, Meaning, Reply, meaning};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use support::*;
+
+/// What the core will read in a create's answer: `None` for a row, else the error's meaning
+/// (`Unknown` for an answer that was lost).
+fn meant(reply: &Reply<String>) -> Option<Meaning> {
+    match &reply.answer {
+        Answer::Ok(_) => None,
+        Answer::Error(e) => Some(meaning(e)),
+        Answer::Lost(_) => Some(Meaning::Unknown),
+        other => panic!("not an answer of Notion's: {other:?}"),
+    }
+}
 
 /// A world whose config has an OAuth target "t" (token file) and a registered loopback redirect.
 fn oauth_world(version: &str) -> (World, String) {
@@ -258,11 +270,11 @@ fn create_outcomes_are_classified() {
         let token = TokenHandle::fixed(info.token.clone().into());
         let parent = json!({"type": "data_source_id", "data_source_id": info.data_source_id});
         let good: PageBody = (&json!({"parent": parent, "properties": {"title": {"title": [{"text": {"content": "@x"}}]}}})).into();
-        assert!(matches!(client.create_page(&token, &good).await, CreateOutcome::Created { .. }));
+        assert_eq!(meant(&client.create_page(&token, &good).await), None);
         let bad: PageBody = (&json!({"parent": parent, "properties": {"Nope": {"rich_text": []}}})).into();
-        match client.create_page(&token, &bad).await {
-            CreateOutcome::Invalid { error } => {
-                let api = error.api().unwrap();
+        match client.create_page(&token, &bad).await.answer {
+            Answer::Error(api) => {
+                assert_eq!(meaning(&api), Meaning::Invalid);
                 assert_eq!(api.code.as_str(), "validation_error");
                 assert!(api.message.contains("Nope is not a property that exists"), "{}", api.message);
                 assert!(api.request_id.is_some());
@@ -276,16 +288,17 @@ fn create_outcomes_are_classified() {
         ] {
             w.emu.set_faults(faults);
             let outcome = client.create_page(&token, &good).await;
-            assert!(matches!(outcome, CreateOutcome::Unknown { .. }), "{what}: {outcome:?}");
+            assert_eq!(meant(&outcome), Some(Meaning::Unknown), "{what}: {outcome:?}");
         }
         w.emu.set_faults(Faults { storm_529: 1.0, ..Faults::default() });
-        assert!(matches!(client.create_page(&token, &good).await, CreateOutcome::RetryAfter { .. }));
+        let overloaded = meant(&client.create_page(&token, &good).await);
+        assert!(matches!(overloaded, Some(Meaning::Overloaded(_))), "{overloaded:?}");
         w.emu.set_faults(Faults::default());
         w.emu.unshare(&info.database_id);
-        assert!(matches!(client.create_page(&token, &good).await, CreateOutcome::NotFound { .. }));
+        assert_eq!(meant(&client.create_page(&token, &good).await), Some(Meaning::NotFound));
         w.emu.share(&info.database_id);
         w.emu.revoke_token(&info.token);
-        assert!(matches!(client.create_page(&token, &good).await, CreateOutcome::Unauthorized { .. }));
+        assert_eq!(meant(&client.create_page(&token, &good).await), Some(Meaning::Unauthorized));
     });
     // 1 good + 2 stored-then-failed; the error before the write stored nothing.
     assert_eq!(w.emu.pages().len(), 3);
@@ -459,10 +472,7 @@ fn every_property_type_converts_and_notion_accepts_it() {
             3
         );
         let outcome = client.create_page(&token, &PageBody::from(&body)).await;
-        assert!(
-            matches!(outcome, CreateOutcome::Created { .. }),
-            "{outcome:?}"
-        );
+        assert_eq!(meant(&outcome), None, "{outcome:?}");
     });
     let page = &w.emu.pages()[0];
     let p = &page.properties;
@@ -576,10 +586,12 @@ fn an_absurd_retry_after_is_capped_and_does_not_panic() {
                 .unwrap_err();
             assert_eq!(err.api().unwrap().retry_after, Some(MAX_RETRY_AFTER), "{value}");
             let client = NotionClient::new(&config.notion).unwrap();
-            match client.create_page(&token, &good).await {
-                CreateOutcome::RetryAfter { wait, .. } => assert_eq!(wait, MAX_RETRY_AFTER),
-                other => panic!("{value}: {other:?}"),
-            }
+            let reply = client.create_page(&token, &good).await;
+            assert_eq!(
+                meant(&reply).and_then(Meaning::wait),
+                Some(MAX_RETRY_AFTER),
+                "{value}: {reply:?}"
+            );
         }
     });
     assert_eq!(w.emu.pages().len(), 0);

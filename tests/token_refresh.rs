@@ -11,8 +11,9 @@ use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::config::Config;
 use notion_inbox::notion::oauth::{Redirect, authorize_url, new_state, parse_redirect};
 use notion_inbox::notion::{
-    CreateOutcome, NotionClient, NotionError, RefreshError, TokenChange, TokenFile, TokenHandle,
+    NotionClient, NotionError, RefreshError, TokenChange, TokenFile, TokenHandle,
 };
+use notion_inbox_core::answer::{Answer, Reply};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use support::*;
@@ -154,7 +155,10 @@ fn a_503_from_the_token_endpoint_is_transient_and_the_next_refresh_succeeds() {
     let a = s.handle();
     s.w.rt.block_on(async {
         let sent_with = match s.client.create_page(&a, &s.page()).await {
-            CreateOutcome::Unauthorized { generation, .. } => generation,
+            Reply {
+                generation,
+                answer: Answer::Error(e),
+            } if e.status == 401 => generation,
             other => panic!("{other:?}"),
         };
         assert_eq!(sent_with, a.generation());
@@ -180,7 +184,10 @@ fn a_503_from_the_token_endpoint_is_transient_and_the_next_refresh_succeeds() {
         assert_eq!(a.generation(), sent_with + 1);
         assert!(matches!(
             s.client.create_page(&a, &s.page()).await,
-            CreateOutcome::Created { .. }
+            Reply {
+                answer: Answer::Ok(_),
+                ..
+            }
         ));
     });
     assert_eq!(s.w.emu.stats().faults["token_unavailable"], 1);
@@ -250,7 +257,10 @@ fn a_late_401_does_not_rotate_the_pair_again() {
     s.w.rt.block_on(async {
         // Caller A sends with generation g; its 401 is late.
         let g = match s.client.create_page(&a, &s.page()).await {
-            CreateOutcome::Unauthorized { generation, .. } => generation,
+            Reply {
+                generation,
+                answer: Answer::Error(e),
+            } if e.status == 401 => generation,
             outcome => panic!("{outcome:?}"),
         };
         // Caller B, on the same handle, meets a 401 too and refreshes first.
@@ -266,7 +276,10 @@ fn a_late_401_does_not_rotate_the_pair_again() {
         assert_eq!(a.generation(), g + 1);
         assert!(matches!(
             s.client.create_page(&a, &s.page()).await,
-            CreateOutcome::Created { .. }
+            Reply {
+                answer: Answer::Ok(_),
+                ..
+            }
         ));
         // The other process's handle still holds the old token: its refresh finds the rotated
         // file under the lock and adopts it instead of rotating again.
@@ -385,7 +398,10 @@ fn a_client_secret_file_that_cannot_be_used_is_a_local_problem_and_read_again_at
         assert_eq!(a.generation(), before + 1);
         assert!(matches!(
             s.client.create_page(&a, &s.page()).await,
-            CreateOutcome::Created { .. }
+            Reply {
+                answer: Answer::Ok(_),
+                ..
+            }
         ));
     });
     // The code exchange and the one refresh that could load the secret.

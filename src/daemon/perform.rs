@@ -1,8 +1,8 @@
 //! Performing the delivery core's actions: each [`Action`] becomes a future that does the I/O (off
 //! the runtime's workers where it touches the disk) and yields the [`Event`] to feed back.
 //!
-//! Nothing here decides anything: the classification of an answer into a [`SendResult`] or
-//! [`CheckResult`] is the last step of the request, and the core acts on it.
+//! Nothing here decides anything: an answer from Notion goes back to the core as it was received
+//! ([`Reply`]), and the core reads it.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -10,14 +10,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::inbox::{Item, TailEvent, Tailer};
-use crate::notion::{CreateOutcome, NotionClient, NotionError, PageBody, Resolved, TokenHandle};
+use crate::notion::{NotionClient, PageBody, Resolved, TokenHandle, answer_of};
 use crate::record::Mapper;
 use crate::record::RecordError;
 use crate::record::line::{parse_line, record_key};
 use crate::state::checkpoint::CheckpointWriter;
-use crate::state::deadletter::{DeadLetterFile, NotionErrorInfo};
+use crate::state::deadletter::DeadLetterFile;
+use notion_inbox_core::answer::{Answer, Reply};
 use notion_inbox_core::delivery::{
-    Action, CheckResult, DeadLetterRequest, Event, Input, LocalError, RefreshResult, SendResult,
+    Action, DeadLetterRequest, Event, Input, LocalError, RefreshResult,
 };
 
 /// The work of one action, yielding the event to feed back: a request to Notion (a future, run as
@@ -28,6 +29,8 @@ pub enum Work {
     Request(Pin<Box<dyn Future<Output = Event<PageBody>> + Send>>),
     /// Reading the inbox, saving a checkpoint, writing dead letters.
     Local(Box<dyn FnOnce() -> Event<PageBody> + Send>),
+    /// Nothing to wait for: done as it was asked for.
+    Done,
 }
 
 /// Everything the actions of one target need.
@@ -111,13 +114,13 @@ impl Io {
                 move |io| Event::DeadLettered(io.write_dead_letters(requests)),
                 |e| Event::DeadLettered(Err(e)),
             ),
-            Action::Send { ticket, payload } => request(
-                async move {
-                    let outcome = io.client.create_page(&io.token, &payload).await;
-                    Event::Sent(ticket, io.classify_create(outcome))
-                },
-                move || Event::Sent(ticket, SendResult::Unknown("the sender crashed".into())),
-            ),
+            Action::Send { ticket, payload } => {
+                let generation = io.token.generation();
+                request(
+                    async move { Event::Sent(ticket, io.client.create_page(&io.token, &payload).await) },
+                    move || Event::Sent(ticket, lost(generation, "the sender crashed")),
+                )
+            }
             Action::Check { ticket, key } => request(
                 async move {
                     let generation = io.token.generation();
@@ -126,10 +129,15 @@ impl Io {
                         .client
                         .find_by_key(&io.token, &io.resolved, &property, &key)
                         .await;
-                    Event::Checked(ticket, classify_check(answer, generation, &property))
+                    let answer = answer_of(answer.map(|found| found.is_some()));
+                    Event::Checked(ticket, Reply { generation, answer })
                 },
-                move || Event::Checked(ticket, CheckResult::Failed("the check crashed".into())),
+                move || Event::Checked(ticket, lost(0, "the check crashed")),
             ),
+            Action::ForgetResolution => {
+                self.resolution.forget();
+                Work::Done
+            }
             Action::Refresh { sent_with } => request(
                 async move { Event::Refreshed(io.refresh(sent_with).await) },
                 || Event::Refreshed(RefreshResult::Transient("the refresh crashed".into())),
@@ -246,50 +254,6 @@ impl Io {
         Ok(())
     }
 
-    fn classify_create(&self, outcome: CreateOutcome) -> SendResult {
-        match outcome {
-            CreateOutcome::Created { page_id } => {
-                tracing::debug!(target_name = %self.name, %page_id, "delivered");
-                SendResult::Created
-            }
-            CreateOutcome::RetryAfter { wait, error } => {
-                tracing::debug!(target_name = %self.name, "Notion asked to wait {wait:?}: {error}");
-                SendResult::Wait(wait)
-            }
-            CreateOutcome::Unknown { error } => SendResult::Unknown(error.to_string()),
-            CreateOutcome::Unauthorized { error, generation } => SendResult::Unauthorized {
-                generation,
-                error: error.to_string(),
-            },
-            CreateOutcome::Forbidden { error } | CreateOutcome::NotFound { error } => {
-                self.resolution.forget();
-                SendResult::Unreachable(format!(
-                    "Notion refuses access to {} ({error})",
-                    self.resolved.describe()
-                ))
-            }
-            CreateOutcome::Trashed { error } => {
-                self.resolution.forget();
-                SendResult::Unreachable(format!(
-                    "{} is in Notion's trash ({error}); restore it in Notion (Trash, then Restore) and delivery resumes by itself, nothing is lost meanwhile",
-                    self.resolved.describe()
-                ))
-            }
-            CreateOutcome::Invalid { error } => {
-                // A property renamed or retyped in Notion makes rows invalid too.
-                self.resolution.forget();
-                let info = NotionErrorInfo::from(&error);
-                SendResult::Invalid {
-                    reason: format!(
-                        "Notion refused the record: {}; fix the record or the database, then `notion-inbox requeue --target {}`",
-                        info.message, self.name
-                    ),
-                    error: info,
-                }
-            }
-        }
-    }
-
     async fn refresh(&self, sent_with: u64) -> RefreshResult {
         let name = &self.name;
         if !self.token.can_refresh() {
@@ -313,33 +277,11 @@ impl Io {
     }
 }
 
-/// Classifies the answer to a check by key.
-fn classify_check(
-    answer: Result<Option<String>, NotionError>,
-    generation: u64,
-    property: &str,
-) -> CheckResult {
-    match answer {
-        Ok(Some(_)) => CheckResult::Found,
-        Ok(None) => CheckResult::Absent,
-        Err(e) => match e.status() {
-            Some(429 | 529) => CheckResult::Wait(
-                e.api()
-                    .and_then(|a| a.retry_after)
-                    .unwrap_or(std::time::Duration::from_secs(1)),
-            ),
-            Some(401) => CheckResult::Unauthorized {
-                generation,
-                error: e.to_string(),
-            },
-            Some(400) => CheckResult::Broken(format!(
-                "Notion refused the check by key on dedupe_property \"{property}\" ({e}); make it a Text property of the database, or fix dedupe_property"
-            )),
-            Some(403 | 404) => CheckResult::Broken(format!(
-                "Notion refuses access to the database for the check by key ({e})"
-            )),
-            _ => CheckResult::Failed(e.to_string()),
-        },
+/// The answer of a request that never came back (its task panicked): it may have been carried out.
+fn lost<T>(generation: u64, what: &str) -> Reply<T> {
+    Reply {
+        generation,
+        answer: Answer::Lost(what.to_owned()),
     }
 }
 

@@ -480,7 +480,8 @@ impl TargetRunner {
         let cfg = CoreConfig {
             name: self.target.name.clone(),
             window: self.target.max_in_flight,
-            dedupe: self.target.dedupe_property.is_some(),
+            dedupe_property: self.target.dedupe_property.clone(),
+            destination: p.resolved.describe(),
             settle: daemon.dedupe_settle,
         };
         let mut core: Core<PageBody> = Core::new(cfg, p.loaded.as_ref(), rand::random());
@@ -515,8 +516,11 @@ impl TargetRunner {
                 match io.perform(action) {
                     Work::Request(work) => requests.spawn(work),
                     Work::Local(work) => local.spawn_blocking(work),
+                    Work::Done => continue,
                 };
             }
+            // What the core counted while handling the last event and handing out its actions.
+            self.state.absorb(core.take_stats());
             self.state
                 .counters
                 .in_flight
@@ -584,11 +588,10 @@ impl TargetRunner {
         if closing { Ended::Idle } else { Ended::Stopped }
     }
 
-    /// Feeds the core one event and publishes what it reports: what it counted and, until it has
-    /// finished, its health.
+    /// Feeds the core one event and publishes its health until it has finished (what it counted
+    /// is taken once its actions are handed out).
     fn feed(&self, core: &mut Core<PageBody>, now: std::time::Duration, event: Event<PageBody>) {
         core.handle(now, event);
-        self.state.absorb(core.take_stats());
         if !core.finished() {
             self.state.set_health(core.health());
         }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::pace::DEFAULT_RETRY_AFTER;
+use notion_inbox_core::answer::{Answer, ErrorAnswer};
 use notion_inbox_core::delivery::NotionErrorInfo;
 
 /// Notion's error codes (notion-api.md §8), plus the OAuth ones.
@@ -235,96 +235,31 @@ impl NotionError {
     }
 }
 
-/// What happened to a page create, classified for the caller (notion-api.md §8). The client never
-/// retries a create itself: only the caller knows whether it can check for the row first.
-#[derive(Debug)]
-pub enum CreateOutcome {
-    /// The row exists.
-    Created {
-        /// Its page id.
-        page_id: String,
-    },
-    /// Notion refused before writing (429, 529): send again after `wait`.
-    RetryAfter {
-        /// How long Notion asked to wait.
-        wait: Duration,
-        /// What Notion said.
-        error: NotionError,
-    },
-    /// The row may or may not exist (500, 502, 503, 504, 409, a timeout or a reset after sending).
-    Unknown {
-        /// What happened.
-        error: NotionError,
-    },
-    /// The token was refused (401).
-    Unauthorized {
-        /// What Notion said.
-        error: NotionError,
-        /// The generation of the token the request was sent with: pass it to
-        /// [`TokenHandle::refresh_from`](crate::notion::TokenHandle::refresh_from).
-        generation: u64,
-    },
-    /// The integration lacks a capability (403).
-    Forbidden {
-        /// What Notion said.
-        error: NotionError,
-    },
-    /// The destination is gone or no longer shared (404).
-    NotFound {
-        /// What Notion said.
-        error: NotionError,
-    },
-    /// Notion refused this record (400): it will never be accepted as it is.
-    Invalid {
-        /// What Notion said.
-        error: NotionError,
-    },
-    /// The database is in Notion's trash (400 `validation_error`, "Can't edit block that is
-    /// archived"): no record can be written until it is restored, through no fault of the record.
-    Trashed {
-        /// What Notion said.
-        error: NotionError,
-    },
-}
-
-/// Whether Notion refused a write because its parent is in the trash ("Can't edit block that is
-/// archived. You must unarchive the block before editing."). notion-inbox writes no relations or
-/// mentions, so the archived block can only be the database it writes into.
-fn is_archived(api: &ApiError) -> bool {
-    api.code == ErrorCode::ValidationError && api.message.to_lowercase().contains("is archived")
-}
-
-impl CreateOutcome {
-    /// Classifies the result of one create request, sent with a token of `generation`.
-    pub fn classify(result: Result<String, NotionError>, generation: u64) -> CreateOutcome {
-        let error = match result {
-            Ok(page_id) => return CreateOutcome::Created { page_id },
-            Err(e) => e,
-        };
-        match &error {
-            NotionError::Api(api) => match api.status {
-                429 | 529 => CreateOutcome::RetryAfter {
-                    wait: api.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
-                    error,
-                },
-                401 => CreateOutcome::Unauthorized { error, generation },
-                403 => CreateOutcome::Forbidden { error },
-                404 => CreateOutcome::NotFound { error },
-                400 if is_archived(api) => CreateOutcome::Trashed { error },
-                400 | 413 | 422 => CreateOutcome::Invalid { error },
-                _ => CreateOutcome::Unknown { error },
-            },
-            NotionError::Transport { sent: false, .. } => CreateOutcome::RetryAfter {
-                wait: Duration::from_secs(1),
-                error,
-            },
-            NotionError::Transport { sent: true, .. } | NotionError::Decode { .. } => {
-                CreateOutcome::Unknown { error }
-            }
-            NotionError::Token(_) | NotionError::Local(_) => {
-                CreateOutcome::Unauthorized { error, generation }
-            }
+impl ApiError {
+    /// The answer as the core reads it.
+    pub fn wire(&self) -> ErrorAnswer {
+        ErrorAnswer {
+            status: self.status,
+            code: self.code.as_str().to_owned(),
+            message: self.message.clone(),
+            request_id: self.request_id.clone(),
+            retry_after: self.retry_after,
         }
+    }
+}
+
+/// How a request ended, as the delivery core reads it ([`notion_inbox_core::answer`], where what
+/// each answer means is decided): the client never retries a create itself, only the core knows
+/// whether it can check for the row first.
+pub fn answer_of<T>(result: Result<T, NotionError>) -> Answer<T> {
+    match result {
+        Ok(t) => Answer::Ok(t),
+        Err(NotionError::Api(api)) => Answer::Error(api.wire()),
+        Err(e @ NotionError::Transport { sent: false, .. }) => Answer::NotSent(e.to_string()),
+        Err(e @ (NotionError::Transport { sent: true, .. } | NotionError::Decode { .. })) => {
+            Answer::Lost(e.to_string())
+        }
+        Err(e @ (NotionError::Token(_) | NotionError::Local(_))) => Answer::NoToken(e.to_string()),
     }
 }
 
@@ -381,76 +316,37 @@ mod tests {
     }
 
     #[test]
-    fn every_outcome_of_a_create_is_classified_as_notion_api_md_says() {
-        use CreateOutcome as O;
-        type Check = fn(&O) -> bool;
-        let cases: Vec<(NotionError, Check)> = vec![
-            (api(400, "validation_error", None), |o| {
-                matches!(o, O::Invalid { .. })
-            }),
-            (
-                NotionError::Api(ApiError {
-                    message: "Can't edit block that is archived. You must unarchive the block before editing.".into(),
-                    ..match api(400, "validation_error", None) {
-                        NotionError::Api(a) => a,
-                        _ => unreachable!(),
-                    }
-                }),
-                |o| matches!(o, O::Trashed { .. }),
-            ),
-            (api(401, "unauthorized", None), |o| {
-                matches!(o, O::Unauthorized { .. })
-            }),
-            (api(403, "restricted_resource", None), |o| {
-                matches!(o, O::Forbidden { .. })
-            }),
-            (api(404, "object_not_found", None), |o| {
-                matches!(o, O::NotFound { .. })
-            }),
-            (api(409, "conflict_error", None), |o| {
-                matches!(o, O::Unknown { .. })
-            }),
-            (
-                api(429, "rate_limited", Some(7)),
-                |o| matches!(o, O::RetryAfter { wait, .. } if *wait == Duration::from_secs(7)),
-            ),
-            (api(529, "service_overload", None), |o| {
-                matches!(o, O::RetryAfter { .. })
-            }),
-            (api(500, "internal_server_error", None), |o| {
-                matches!(o, O::Unknown { .. })
-            }),
-            (api(502, "bad_gateway", None), |o| {
-                matches!(o, O::Unknown { .. })
-            }),
-            (api(503, "service_unavailable", None), |o| {
-                matches!(o, O::Unknown { .. })
-            }),
-            (api(504, "gateway_timeout", None), |o| {
-                matches!(o, O::Unknown { .. })
-            }),
-            (
-                NotionError::Transport {
-                    what: "x".into(),
-                    detail: "y".into(),
-                    sent: true,
-                },
-                |o| matches!(o, O::Unknown { .. }),
-            ),
-            (
-                NotionError::Transport {
-                    what: "x".into(),
-                    detail: "y".into(),
-                    sent: false,
-                },
-                |o| matches!(o, O::RetryAfter { .. }),
-            ),
-        ];
-        for (error, expected) in cases {
-            let text = error.to_string();
-            let outcome = CreateOutcome::classify(Err(error), 0);
-            assert!(expected(&outcome), "{text} classified as {outcome:?}");
-        }
+    fn every_failure_reaches_the_core_as_what_was_seen() {
+        use notion_inbox_core::answer::{Meaning, meaning};
+        let Answer::Error(e) = answer_of::<()>(Err(api(429, "rate_limited", Some(7)))) else {
+            panic!("an API error is an error answer");
+        };
+        assert_eq!(meaning(&e), Meaning::RateLimited(Duration::from_secs(7)));
+        assert_eq!(
+            (e.code.as_str(), e.request_id.as_deref()),
+            ("rate_limited", Some("r"))
+        );
+        let transport = |sent| NotionError::Transport {
+            what: "x".into(),
+            detail: "y".into(),
+            sent,
+        };
+        assert!(matches!(
+            answer_of::<()>(Err(transport(false))),
+            Answer::NotSent(_)
+        ));
+        assert!(matches!(
+            answer_of::<()>(Err(transport(true))),
+            Answer::Lost(_)
+        ));
+        let decode = NotionError::Decode {
+            endpoint: "POST /v1/pages".into(),
+            detail: "no id".into(),
+        };
+        assert!(matches!(answer_of::<()>(Err(decode)), Answer::Lost(_)));
+        let token = NotionError::Token("no token file".into());
+        assert!(matches!(answer_of::<()>(Err(token)), Answer::NoToken(_)));
+        assert_eq!(answer_of::<u8>(Ok(3)), Answer::Ok(3));
     }
 
     #[test]

@@ -20,13 +20,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
 
-pub use error::{ApiError, CreateOutcome, ErrorCode, NotionError};
+pub use error::{ApiError, ErrorCode, NotionError, answer_of};
 pub use oauth::RefreshError;
 pub use schema::{Property, PropertyKind, ResolveError, Resolved};
 pub use token::{TokenChange, TokenFile, TokenHandle};
 
 use crate::config::{NotionConfig, NotionVersion, SecretSource};
 use limit::Limiters;
+use notion_inbox_core::answer::{Meaning, Reply, meaning};
 pub use pace::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
 pub use pace::{MIN_RATE, RAISE_EVERY, RAISE_STEP, RATE_CUT};
 
@@ -223,10 +224,10 @@ impl NotionClient {
                 .await
                 .0
             {
-                Err(NotionError::Api(e)) if matches!(e.status, 429 | 529) => {
+                Err(NotionError::Api(e)) if meaning(&e.wire()).wait().is_some() => {
                     // `send` paused the limiters: the next `acquire` sleeps out the wait.
                     tracing::debug!(endpoint = %format!("{method} {path}"), status = e.status,
-                        wait = ?e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER), "rate limited; sending again after the wait");
+                        wait = ?meaning(&e.wire()).wait(), "rate limited; sending again after the wait");
                 }
                 other => return other,
             }
@@ -278,15 +279,12 @@ impl NotionClient {
         let limits = &self.inner.limits;
         match &result {
             Ok(_) => limits.succeeded(token_key),
-            Err(NotionError::Api(e)) if e.status == 429 => {
-                let wait = e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-                limits.rate_limited(token_key, workspace_key, wait);
-            }
-            // Overload is Notion's trouble, not this token's rate: wait, keep the rate.
-            Err(NotionError::Api(e)) if e.status == 529 => {
-                let wait = e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-                limits.pause(token_key, workspace_key, wait);
-            }
+            Err(NotionError::Api(e)) => match meaning(&e.wire()) {
+                Meaning::RateLimited(wait) => limits.rate_limited(token_key, workspace_key, wait),
+                // Overload is Notion's trouble, not this token's rate: wait, keep the rate.
+                Meaning::Overloaded(wait) => limits.pause(token_key, workspace_key, wait),
+                _ => {}
+            },
             Err(_) => {}
         }
         (result, generation)
@@ -380,8 +378,9 @@ impl NotionClient {
         self.finish(req, &format!("POST {path}")).await
     }
 
-    /// Creates a page with `body` (a full `POST /v1/pages` body) and classifies the outcome.
-    pub async fn create_page(&self, token: &TokenHandle, body: &PageBody) -> CreateOutcome {
+    /// Creates a page with `body` (a full `POST /v1/pages` body): the new page's id, or what went
+    /// wrong, for the core to read (the client never sends a create again by itself).
+    pub async fn create_page(&self, token: &TokenHandle, body: &PageBody) -> Reply<String> {
         #[derive(serde::Deserialize)]
         struct Created {
             id: String,
@@ -394,7 +393,10 @@ impl NotionClient {
                 Some(Body::Raw(body.as_bytes())),
             )
             .await;
-        CreateOutcome::classify(result.map(|c| c.id), generation)
+        Reply {
+            generation,
+            answer: answer_of(result.map(|c| c.id)),
+        }
     }
 
     /// Looks for a row whose rich_text `property` equals `key`; its page id if found (a 429 or

@@ -143,7 +143,7 @@ impl Pace {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// The wait after a 429 or 529 that carries no (readable) `Retry-After`.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+pub const DEFAULT_RETRY_AFTER: Duration = notion_inbox_core::answer::DEFAULT_WAIT;
 
 /// `t + d`, or `t` plus the cap if that overflows (it cannot for any `d` up to the cap: an
 /// `Instant` reaches centuries ahead), never a panic.

@@ -12,6 +12,7 @@ use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
 use notion_inbox::record::RecordError;
 use notion_inbox::record::line::{parse_line, record_key};
 use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
+use notion_inbox_core::answer::Answer;
 use notion_inbox_core::checkpoint::Checkpoint;
 use notion_inbox_core::commit::Ticket;
 use notion_inbox_core::delivery::{
@@ -83,6 +84,9 @@ struct Notion {
     /// Notion refused a refresh since the last authorization: only then may the target say it
     /// needs a person.
     refused: bool,
+    /// Creates refused with 400, 403 or 404 that reached a running core (each may come from a
+    /// stale view of the database).
+    refusals: u64,
 }
 
 pub struct World {
@@ -102,6 +106,8 @@ pub struct World {
     disk_full: bool,
     /// What every run of the core counted.
     stats: Stats,
+    /// How often the core asked to forget the cached resolution.
+    forgotten: u64,
     core: Option<Core<P>>,
     tailer: Option<Tailer>,
     dead: DeadLetterFile,
@@ -156,6 +162,7 @@ impl World {
             volatile: None,
             disk_full: false,
             stats: Stats::default(),
+            forgotten: 0,
             core: None,
             tailer: None,
             pending: Vec::new(),
@@ -185,7 +192,8 @@ impl World {
         let cfg = CoreConfig {
             name: "sim".into(),
             window: WINDOW,
-            dedupe: self.dedupe,
+            dedupe_property: self.dedupe.then(|| "Inbox ID".to_owned()),
+            destination: "database \"Sim\"".into(),
             settle: SETTLE,
         };
         let seed = self.rng.random();
@@ -225,9 +233,11 @@ impl World {
         }
         let now = self.now;
         self.core().handle(now, event);
+        self.drain_actions();
+        // After the actions: handing them out counts too (a possible duplicate is counted as it
+        // is sent).
         let stats = self.core().take_stats();
         self.stats.absorb(stats);
-        self.drain_actions();
         if matches!(self.core().health(), Health::NeedsAuthorization(_)) {
             assert!(
                 self.notion.refused,
@@ -260,6 +270,11 @@ impl World {
                 },
                 Action::Refresh { sent_with } => Req::Refresh { sent_with },
                 Action::DeadLetter(batch) => Req::Dead(batch),
+                // The simulated Notion's schema never changes: there is no cached view to drop.
+                Action::ForgetResolution => {
+                    self.forgotten += 1;
+                    continue;
+                }
                 Action::Save {
                     checkpoint,
                     durable,
@@ -515,6 +530,11 @@ impl World {
                 token_gen,
             } => {
                 let r = self.create(&payload, token_gen);
+                let refused =
+                    matches!(&r.answer, Answer::Error(e) if matches!(e.status, 400 | 403 | 404));
+                if refused && !self.core().finished() {
+                    self.notion.refusals += 1;
+                }
                 if std::env::var("SIM_TRACE").is_ok() {
                     eprintln!("{:?} send {} -> {r:?}", self.now, payload.1);
                 }

@@ -8,6 +8,7 @@
 //! macros); a test (`tests/layering.rs` of the workspace root) fails if it gains tokio, an HTTP
 //! client or server, a clock crate or libc.
 //!
+//! - [`answer`]: Notion's answers as received, and the one reading of what each means.
 //! - [`position`]: a file's identity, a line's place in it, the committed position.
 //! - [`commit`]: the committed position over the contiguous prefix of finished records.
 //! - [`checkpoint`]: the durable progress the core builds (the runner writes it).
@@ -15,6 +16,7 @@
 //! - [`health`]: the health the core reports and the counts it keeps, as values.
 //! - [`delivery`]: the state machine.
 
+pub mod answer;
 pub mod backoff;
 pub mod checkpoint;
 pub mod commit;

@@ -119,6 +119,15 @@ impl World {
                 }
             }
         }
+        // Each refusal a stale view explains asks for the cached resolution to be dropped (several
+        // before the next poll ask once).
+        let refusals = self.notion.refusals;
+        assert!(
+            (refusals == 0) == (self.forgotten == 0) && self.forgotten <= refusals,
+            "{refusals} refusals, the resolution forgotten {} times (seed {})",
+            self.forgotten,
+            self.seed
+        );
         let warned = self.stats.possible_duplicates as usize;
         assert!(
             extra <= warned,

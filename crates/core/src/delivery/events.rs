@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{CheckResult, RefreshResult, SendResult};
+use super::RefreshResult;
+use crate::answer::Reply;
 use crate::checkpoint::Checkpoint;
 use crate::commit::Ticket;
 use crate::position::{FileIdentity, LinePos};
@@ -16,8 +17,10 @@ pub struct CoreConfig {
     pub name: String,
     /// `max_in_flight`: records dispatched past the durable checkpoint at most.
     pub window: usize,
-    /// Whether records carry their key in a dedupe property (then unknown outcomes are checked).
-    pub dedupe: bool,
+    /// The property records carry their key in, if any (then unknown outcomes are checked by key).
+    pub dedupe_property: Option<String>,
+    /// Where rows go, for people ("database \"Tweets\" (…)").
+    pub destination: String,
     /// Wait before checking by key after an unknown outcome.
     pub settle: Duration,
 }
@@ -126,10 +129,10 @@ pub enum Event<P> {
     Observed(Vec<Input<P>>),
     /// The inbox may have grown.
     Wake,
-    /// The answer to [`Action::Send`].
-    Sent(Ticket, SendResult),
-    /// The answer to [`Action::Check`].
-    Checked(Ticket, CheckResult),
+    /// The answer to [`Action::Send`]: the new page's id, or what went wrong.
+    Sent(Ticket, Reply<String>),
+    /// The answer to [`Action::Check`]: whether a row with the key exists, or what went wrong.
+    Checked(Ticket, Reply<bool>),
     /// The answer to [`Action::Refresh`].
     Refreshed(RefreshResult),
     /// Someone wrote a new token (authorize, or a reload): a refused token may work now.
@@ -176,6 +179,9 @@ pub enum Action<P> {
     },
     /// Append these entries durably; answer with [`Event::DeadLettered`].
     DeadLetter(Vec<DeadLetterRequest>),
+    /// Forget the cached resolution of the destination: Notion refused a row in a way a stale
+    /// view of the database explains (403, 404, the trash, a refused record). No answer.
+    ForgetResolution,
     /// Write this checkpoint (fsynced when `durable`); answer with [`Event::Saved`].
     Save {
         /// The checkpoint.

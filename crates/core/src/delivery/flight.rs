@@ -10,7 +10,7 @@ use crate::backoff::Backoff;
 use crate::commit::Ticket;
 use crate::position::LinePos;
 
-/// How a page create ended, as the runner classified it.
+/// How a page create ended, as [`Core`] read the answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendResult {
     /// The row exists.
@@ -176,7 +176,7 @@ impl<P> Core<P> {
                 return None;
             }
             self.ready.pop_front();
-            let dedupe = self.cfg.dedupe;
+            let dedupe = self.cfg.dedupe_property.is_some();
             let name = self.cfg.name.clone();
             let f = self.commit.get_mut(ticket).expect("checked above");
             self.requests += 1;
@@ -307,7 +307,7 @@ impl<P> Core<P> {
             SendResult::Unknown(error) => {
                 self.stats.outcome_unknown += 1;
                 let mut wait = self.backoff(ticket);
-                if self.cfg.dedupe {
+                if self.cfg.dedupe_property.is_some() {
                     // Queries lag behind writes: ask only after the settle delay.
                     wait = wait.max(self.cfg.settle);
                 }

@@ -22,6 +22,7 @@
 //!   403/404 pause the target, a failed save or dead-letter write is retried with backoff.
 //! - **Person needed.** Only a refused refresh waits for a person (until the token changes).
 
+mod classify;
 mod events;
 mod flight;
 mod save;
@@ -106,6 +107,8 @@ pub struct Core<P> {
     want_durable: bool,
     /// Finished records not in any checkpoint yet, since when.
     dirty_since: Option<Now>,
+    /// An answer said the runner's cached resolution may be stale: [`Action::ForgetResolution`].
+    resolution_stale: bool,
     auth: Auth,
     auth_backoff: Backoff,
     /// Why the token could not be refreshed for now (said in the health until a refresh works).
@@ -216,6 +219,7 @@ impl<P> Core<P> {
             save_retry: Retry::new(),
             want_durable: true,
             dirty_since: None,
+            resolution_stale: false,
             auth: Auth::Ok,
             auth_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             auth_trouble: None,
@@ -352,8 +356,14 @@ impl<P> Core<P> {
             }
             Event::Observed(inputs) => self.register(now, inputs),
             Event::Wake => self.caught_up = false,
-            Event::Sent(ticket, result) => self.sent(now, ticket, result),
-            Event::Checked(ticket, result) => self.checked(now, ticket, result),
+            Event::Sent(ticket, reply) => {
+                let result = self.classify_send(reply);
+                self.sent(now, ticket, result);
+            }
+            Event::Checked(ticket, reply) => {
+                let result = self.classify_check(reply);
+                self.checked(now, ticket, result);
+            }
             Event::Refreshed(result) => self.refreshed(now, result),
             Event::TokenChanged => {
                 if matches!(self.auth, Auth::Refused(_) | Auth::Retry { .. }) {
@@ -383,6 +393,9 @@ impl<P> Core<P> {
     /// The next thing to do, if any. Call until `None` after each [`Core::handle`].
     pub fn poll_action(&mut self, now: Now) -> Option<Action<P>> {
         self.fire_timers(now);
+        if std::mem::take(&mut self.resolution_stale) {
+            return Some(Action::ForgetResolution);
+        }
         if let Some(save) = self.poll_save(now) {
             return Some(save);
         }
@@ -470,7 +483,7 @@ impl<P> Core<P> {
                 // An earlier run may have created it: ask Notion first (once queries caught up),
                 // or, without dedupe, count and warn of a possible duplicate when it is sent.
                 f.check_first = f.maybe_sent;
-                if f.maybe_sent && self.cfg.dedupe {
+                if f.maybe_sent && self.cfg.dedupe_property.is_some() {
                     f.step = Step::Timer;
                     let due = now.saturating_add(self.cfg.settle);
                     f.due = due;
@@ -593,8 +606,10 @@ impl<P> Core<P> {
         Health::Ok
     }
 
-    /// What was counted since the last call, and the last error met; the runner adds it to the
-    /// target's counters after each [`Core::handle`] and stamps the time.
+    /// What was counted since the last call, and the last error met. Handing out actions counts
+    /// too (a possible duplicate is counted as it is sent), so the runner takes this after
+    /// [`Core::poll_action`] has returned `None`, adds it to the target's counters and stamps the
+    /// time.
     pub fn take_stats(&mut self) -> Stats {
         std::mem::take(&mut self.stats)
     }

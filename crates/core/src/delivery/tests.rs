@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::answer::{Answer, ErrorAnswer, Reply};
 use crate::health::Health;
 use crate::position::LinePos;
 
@@ -24,10 +25,33 @@ fn core() -> Core<u32> {
     let cfg = CoreConfig {
         name: "t".into(),
         window: 4,
-        dedupe: true,
+        dedupe_property: Some("Inbox ID".into()),
+        destination: "database \"T\"".into(),
         settle: Duration::from_millis(100),
     };
     Core::new(cfg, None, 7)
+}
+
+/// Notion's error answer `status` to a request sent with the token of generation 0.
+fn error<T>(status: u16, retry_after: Option<Duration>) -> Reply<T> {
+    Reply {
+        generation: 0,
+        answer: Answer::Error(ErrorAnswer {
+            status,
+            code: "code".into(),
+            message: "m".into(),
+            request_id: None,
+            retry_after,
+        }),
+    }
+}
+
+/// A page created.
+fn created() -> Reply<String> {
+    Reply {
+        generation: 0,
+        answer: Answer::Ok("page".into()),
+    }
 }
 
 fn record(file: FileIdentity, offset: u64) -> Input<u32> {
@@ -75,7 +99,7 @@ fn ticket_of(actions: &[Action<u32>]) -> Ticket {
 fn an_absurd_retry_after_waits_at_most_the_cap() {
     let mut c = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
-    c.handle(Now::ZERO, Event::Sent(t, SendResult::Wait(Duration::MAX)));
+    c.handle(Now::ZERO, Event::Sent(t, error(429, Some(Duration::MAX))));
     assert!(c.poll_action(Now::ZERO).is_none());
     assert_eq!(c.next_deadline(Now::ZERO), Some(MAX_WAIT));
     let again = run(&mut c, MAX_WAIT, vec![]);
@@ -86,10 +110,7 @@ fn an_absurd_retry_after_waits_at_most_the_cap() {
 fn a_refresh_held_up_by_a_local_file_is_retried_soon_and_the_health_names_the_fix() {
     let mut c = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
-    let unauthorized = SendResult::Unauthorized {
-        generation: 0,
-        error: "401".into(),
-    };
+    let unauthorized = error(401, None);
     c.handle(Now::ZERO, Event::Sent(t, unauthorized));
     let mut now = Now::ZERO;
     // However often it fails, the next attempt is at most the local cap away, and the target
@@ -122,9 +143,9 @@ fn a_refresh_held_up_by_a_local_file_is_retried_soon_and_the_health_names_the_fi
 fn only_a_refused_refresh_needs_a_person() {
     let mut c = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
-    let unauthorized = SendResult::Unauthorized {
+    let unauthorized = Reply::<String> {
         generation: 3,
-        error: "401".into(),
+        ..error(401, None)
     };
     c.handle(Now::ZERO, Event::Sent(t, unauthorized.clone()));
     let refresh = run(&mut c, Now::ZERO, vec![]);
@@ -231,7 +252,7 @@ fn no_deadline_in_the_past_while_a_save_is_in_flight() {
     let mut c = core();
     let t = ticket_of(&run(&mut c, Now::ZERO, vec![record(A, 0)]));
     let now = Duration::from_millis(10);
-    c.handle(now, Event::Sent(t, SendResult::Created));
+    c.handle(now, Event::Sent(t, created()));
     // The periodic save comes a second later; answer nothing, so it stays in flight.
     let later = now + CHECKPOINT_EVERY;
     let Some(Action::Save { durable: false, .. }) = c.poll_action(later) else {
@@ -252,7 +273,7 @@ fn no_deadline_in_the_past_while_a_save_is_in_flight() {
         ticket_of(&[c.poll_action(later).expect("the second record goes out")])
     };
     let much_later = later + 3 * CHECKPOINT_EVERY;
-    c.handle(much_later, Event::Sent(t2, SendResult::Created));
+    c.handle(much_later, Event::Sent(t2, created()));
     assert!(
         c.poll_action(much_later).is_none(),
         "the save is still in flight"
