@@ -9,17 +9,14 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use crate::inbox::{Item, TailEvent, Tailer};
+use crate::inbox::Tailer;
 use crate::notion::{NotionClient, PageBody, Resolved, TokenHandle, answer_of};
 use crate::record::Mapper;
-use crate::record::RecordError;
-use crate::record::line::{parse_line, record_key};
+use crate::record::prepare::{Preparation, read_batch};
 use crate::state::checkpoint::CheckpointWriter;
 use crate::state::deadletter::DeadLetterFile;
 use notion_inbox_core::answer::{Answer, Reply};
-use notion_inbox_core::delivery::{
-    Action, DeadLetterRequest, Event, Input, LocalError, RefreshResult,
-};
+use notion_inbox_core::delivery::{Action, DeadLetterRequest, Event, LocalError, RefreshResult};
 
 /// The work of one action, yielding the event to feed back: a request to Notion (a future, run as
 /// a task and abandoned after the grace period), or disk work (a closure run on the blocking pool:
@@ -148,88 +145,20 @@ impl Io {
     /// Reads a batch and prepares each line (parse, key, map), on the blocking pool.
     fn read(&self, max_items: usize) -> Event<PageBody> {
         let mut tailer = lock(&self.tailer);
-        let batch = tailer.next_batch(max_items, 8 << 20);
-        match batch {
-            Ok(items) => {
-                let mut inputs: Vec<Input<PageBody>> =
-                    items.into_iter().filter_map(|i| self.prepare(i)).collect();
-                if inputs.iter().any(|i| matches!(i, Input::Queued(_))) {
-                    inputs.push(Input::Order(tailer.order()));
-                }
-                let caught_up = !tailer.more()
-                    && !inputs
-                        .iter()
-                        .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
-                Event::Read { inputs, caught_up }
-            }
+        let mut payload = |record: &serde_json::Map<String, serde_json::Value>, key: &str| {
+            Ok(PageBody::from(&self.mapper.page_body(record, key)?))
+        };
+        let mut how = Preparation {
+            target: &self.name,
+            max_line_bytes: self.max_line_bytes,
+            payload: &mut payload,
+        };
+        match read_batch(&mut tailer, max_items, 8 << 20, &mut how) {
+            Ok((inputs, caught_up)) => Event::Read { inputs, caught_up },
             Err(e) => Event::ReadFailed(LocalError::Read {
                 target: self.name.clone(),
                 cause: crate::error::chain(&e),
             }),
-        }
-    }
-
-    /// Turns what the tailer handed out into the core's input (events are logged).
-    fn prepare(&self, item: Item) -> Option<Input<PageBody>> {
-        match item {
-            Item::Event(TailEvent::PreviousGone { file, offset }) => {
-                let event = TailEvent::PreviousGone { file, offset };
-                Some(Input::Lost {
-                    file,
-                    offset,
-                    reason: format!(
-                        "target {}: {event}; keep rotated files until they are read (logrotate: delaycompress, no olddir)",
-                        self.name
-                    ),
-                })
-            }
-            Item::Event(TailEvent::Queued { file }) => Some(Input::Queued(file)),
-            // The same inode with another head: a copytruncate, or the file deleted and its inode
-            // reused. Either way what it held after the offset cannot be read: report it.
-            Item::Event(TailEvent::Overwritten { file, offset }) => {
-                let event = TailEvent::Overwritten { file, offset };
-                Some(Input::Lost {
-                    file,
-                    offset,
-                    reason: format!(
-                        "target {}: {event}; if nothing was appended to it after everything was delivered, nothing is missing",
-                        self.name
-                    ),
-                })
-            }
-            Item::Event(event) => {
-                tracing::info!(target_name = %self.name, "{event}");
-                None
-            }
-            Item::Oversized { pos, len } => Some(Input::Bad {
-                pos,
-                line: Vec::new(),
-                reason: RecordError::Oversized {
-                    bytes: len,
-                    max: self.max_line_bytes,
-                }
-                .to_string(),
-            }),
-            Item::Line { pos, text } => {
-                let prepared = parse_line(&text).and_then(|record| {
-                    let key = record_key(&record, &pos, &text)?;
-                    let body = self.mapper.page_body(&record, &key)?;
-                    Ok((key, PageBody::from(&body)))
-                });
-                Some(match prepared {
-                    Ok((key, payload)) => Input::Record {
-                        pos,
-                        key,
-                        payload,
-                        line: text,
-                    },
-                    Err(reason) => Input::Bad {
-                        pos,
-                        line: text,
-                        reason: reason.to_string(),
-                    },
-                })
-            }
         }
     }
 

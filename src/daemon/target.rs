@@ -602,12 +602,9 @@ impl TargetRunner {
     fn observe(io: &Arc<Io>) -> impl FnOnce() -> Event<PageBody> + Send + 'static {
         let io = io.clone();
         move || {
-            observed(
-                io.tailer
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .observe(),
-            )
+            let mut tailer = io.tailer.lock().unwrap_or_else(|e| e.into_inner());
+            // Nothing queued is a plain wake-up (the inbox may have grown).
+            crate::record::prepare::observe(&mut tailer).map_or(Event::Wake, Event::Observed)
         }
     }
 
@@ -630,20 +627,6 @@ impl TargetRunner {
             .effective_rate_milli
             .store((rate * 1000.0) as u64, std::sync::atomic::Ordering::Relaxed);
         token.reload_if_changed().unwrap_or(false)
-    }
-}
-
-/// The event for files the tailer queued: none is a plain wake-up (the inbox may have grown).
-fn observed(queued: Vec<crate::inbox::FileIdentity>) -> Event<PageBody> {
-    if queued.is_empty() {
-        Event::Wake
-    } else {
-        Event::Observed(
-            queued
-                .into_iter()
-                .map(notion_inbox_core::delivery::Input::Queued)
-                .collect(),
-        )
     }
 }
 

@@ -19,6 +19,7 @@ mod error;
 pub(crate) mod fields;
 pub mod line;
 mod local;
+pub mod prepare;
 
 pub use error::{MappingError, RecordError};
 pub use local::LocalRules;

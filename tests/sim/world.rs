@@ -8,16 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
-use notion_inbox::record::RecordError;
-use notion_inbox::record::line::{parse_line, record_key};
+use notion_inbox::inbox::{TailOptions, Tailer};
+use notion_inbox::record::prepare::{Preparation, observe, read_batch};
 use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
 use notion_inbox_core::answer::Answer;
 use notion_inbox_core::checkpoint::Checkpoint;
 use notion_inbox_core::commit::Ticket;
-use notion_inbox_core::delivery::{
-    Action, Core, CoreConfig, DeadLetterRequest, Event, Input, LocalError,
-};
+use notion_inbox_core::delivery::{Action, Core, CoreConfig, DeadLetterRequest, Event, LocalError};
 use notion_inbox_core::health::{Health, Stats};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -444,18 +441,10 @@ impl World {
         let Some(tailer) = self.tailer.as_mut() else {
             return;
         };
-        let queued = tailer.observe();
-        let order = tailer.order();
-        if std::env::var("SIM_TRACE").is_ok() && !queued.is_empty() {
-            eprintln!(
-                "{:?} queued {:?}",
-                self.now,
-                queued.iter().map(|f| f.ino).collect::<Vec<_>>()
-            );
-        }
-        if !queued.is_empty() {
-            let mut inputs: Vec<Input<P>> = queued.into_iter().map(Input::Queued).collect();
-            inputs.push(Input::Order(order));
+        if let Some(inputs) = observe(tailer) {
+            if std::env::var("SIM_TRACE").is_ok() {
+                eprintln!("{:?} queued {}", self.now, inputs.len() - 1);
+            }
             self.feed(Event::Observed(inputs));
         }
     }
@@ -551,70 +540,22 @@ impl World {
 
     fn read(&mut self, max: usize) -> Event<P> {
         let tailer = self.tailer.as_mut().expect("running");
-        let items = match tailer.next_batch(max, 1 << 20) {
-            Ok(items) => items,
-            Err(e) => {
-                return Event::ReadFailed(LocalError::Read {
-                    target: "sim".into(),
-                    cause: e.to_string(),
-                });
-            }
+        let mut payload = |record: &serde_json::Map<String, serde_json::Value>, key: &str| {
+            let tweet = record["tweet"].as_str().unwrap_or_default().to_owned();
+            Ok((key.to_owned(), tweet))
         };
-        let mut inputs = Vec::new();
-        for item in items {
-            match item {
-                Item::Line { pos, text } => {
-                    let prepared = parse_line(&text).and_then(|record| {
-                        let key = record_key(&record, &pos, &text)?;
-                        let tweet = record["tweet"].as_str().unwrap_or_default().to_owned();
-                        Ok((key, tweet))
-                    });
-                    inputs.push(match prepared {
-                        Ok(payload) => Input::Record {
-                            pos,
-                            key: payload.0.clone(),
-                            payload,
-                            line: text,
-                        },
-                        Err(reason) => Input::Bad {
-                            pos,
-                            line: text,
-                            reason: reason.to_string(),
-                        },
-                    });
-                }
-                Item::Oversized { pos, len } => inputs.push(Input::Bad {
-                    pos,
-                    line: Vec::new(),
-                    reason: RecordError::Oversized {
-                        bytes: len,
-                        max: MAX_LINE,
-                    }
-                    .to_string(),
-                }),
-                Item::Event(
-                    TailEvent::PreviousGone { file, offset }
-                    | TailEvent::Overwritten { file, offset },
-                ) => inputs.push(Input::Lost {
-                    file,
-                    offset,
-                    reason: "gone".into(),
-                }),
-                Item::Event(TailEvent::Queued { file }) => inputs.push(Input::Queued(file)),
-                Item::Event(e) => {
-                    if std::env::var("SIM_TRACE").is_ok() {
-                        eprintln!("{:?} event {e}", self.now);
-                    }
-                }
-            }
+        let mut how = Preparation {
+            target: "sim",
+            max_line_bytes: MAX_LINE,
+            payload: &mut payload,
+        };
+        match read_batch(tailer, max, 1 << 20, &mut how) {
+            Ok((inputs, caught_up)) => Event::Read { inputs, caught_up },
+            Err(e) => Event::ReadFailed(LocalError::Read {
+                target: "sim".into(),
+                cause: e.to_string(),
+            }),
         }
-        if inputs.iter().any(|i| matches!(i, Input::Queued(_))) {
-            inputs.push(Input::Order(self.tailer.as_ref().expect("running").order()));
-        }
-        let caught_up = !inputs
-            .iter()
-            .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
-        Event::Read { inputs, caught_up }
     }
 
     // ---- crashes and stops --------------------------------------------------------------------

@@ -74,7 +74,7 @@ impl World {
 
     pub(super) fn check(&mut self) {
         let dead = read_all(&self.dead_path).unwrap();
-        let lost = dead.iter().filter(|d| d.reason == "gone").count();
+        let lost = dead.iter().filter(|d| d.lost).count();
         let mut rows: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, tweet, _) in &self.notion.rows {
             *rows.entry(tweet.as_str()).or_default() += 1;

@@ -1,0 +1,120 @@
+//! What the tailer hands out, as the delivery core's input: one definition, used by the daemon's
+//! runner and by the simulator, so that the simulator drives the same preparation.
+//!
+//! A line becomes a record (parsed, keyed, and turned into its payload by the caller's mapping)
+//! or a bad line with its reason; an oversized line a bad line; a file gone or overwritten before
+//! it was read a loss report; a rotation seen while behind a queued file, followed by the order
+//! of every file the tailer holds. Other events of the tailer are logged.
+
+use serde_json::{Map, Value};
+
+use super::RecordError;
+use super::line::{parse_line, record_key};
+use crate::inbox::{InboxError, Item, TailEvent, Tailer};
+use notion_inbox_core::delivery::Input;
+
+/// A parsed record and its key → what the core sends, or why it cannot be a row.
+pub type Payload<'a, P> = dyn FnMut(&Map<String, Value>, &str) -> Result<P, RecordError> + 'a;
+
+/// How the lines of one target become inputs.
+pub struct Preparation<'a, P> {
+    /// The target, for messages.
+    pub target: &'a str,
+    /// `max_line_bytes`, for the reason of an oversized line.
+    pub max_line_bytes: u64,
+    /// What a record becomes.
+    pub payload: &'a mut Payload<'a, P>,
+}
+
+/// Reads one batch (at most `max_items` lines, `max_bytes` bytes) and prepares it; also whether
+/// the reader has caught up with the end of what is there.
+pub fn read_batch<P>(
+    tailer: &mut Tailer,
+    max_items: usize,
+    max_bytes: usize,
+    how: &mut Preparation<'_, P>,
+) -> Result<(Vec<Input<P>>, bool), InboxError> {
+    let items = tailer.next_batch(max_items, max_bytes)?;
+    let mut inputs: Vec<Input<P>> = items
+        .into_iter()
+        .filter_map(|item| prepare(item, how))
+        .collect();
+    if inputs.iter().any(|i| matches!(i, Input::Queued(_))) {
+        inputs.push(Input::Order(tailer.order()));
+    }
+    let caught_up = !tailer.more()
+        && !inputs
+            .iter()
+            .any(|i| matches!(i, Input::Record { .. } | Input::Bad { .. }));
+    Ok((inputs, caught_up))
+}
+
+/// One item as the core's input (`None` for an event that is only logged).
+pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P>> {
+    let target = how.target;
+    match item {
+        Item::Event(event @ TailEvent::PreviousGone { file, offset }) => Some(Input::Lost {
+            file,
+            offset,
+            reason: format!(
+                "target {target}: {event}; keep rotated files until they are read (logrotate: delaycompress, no olddir)"
+            ),
+        }),
+        // The same inode with another head: a copytruncate, or the file deleted and its inode
+        // reused. Either way what it held after the offset cannot be read: report it.
+        Item::Event(event @ TailEvent::Overwritten { file, offset }) => Some(Input::Lost {
+            file,
+            offset,
+            reason: format!(
+                "target {target}: {event}; if nothing was appended to it after everything was delivered, nothing is missing"
+            ),
+        }),
+        Item::Event(TailEvent::Queued { file }) => Some(Input::Queued(file)),
+        Item::Event(event) => {
+            tracing::info!(target_name = %target, "{event}");
+            None
+        }
+        Item::Oversized { pos, len } => Some(Input::Bad {
+            pos,
+            line: Vec::new(),
+            reason: RecordError::Oversized {
+                bytes: len,
+                max: how.max_line_bytes,
+            }
+            .to_string(),
+        }),
+        Item::Line { pos, text } => {
+            let prepared = parse_line(&text).and_then(|record| {
+                let key = record_key(&record, &pos, &text)?;
+                let payload = (how.payload)(&record, &key)?;
+                Ok((key, payload))
+            });
+            Some(match prepared {
+                Ok((key, payload)) => Input::Record {
+                    pos,
+                    key,
+                    payload,
+                    line: text,
+                },
+                Err(reason) => Input::Bad {
+                    pos,
+                    line: text,
+                    reason: reason.to_string(),
+                },
+            })
+        }
+    }
+}
+
+/// Looks at the inbox path without reading ([`Tailer::observe`]): the files a rotation queued,
+/// and the order of every file the tailer holds, as the core's inputs; `None` if nothing was
+/// queued.
+pub fn observe<P>(tailer: &mut Tailer) -> Option<Vec<Input<P>>> {
+    let queued = tailer.observe();
+    if queued.is_empty() {
+        return None;
+    }
+    let mut inputs: Vec<Input<P>> = queued.into_iter().map(Input::Queued).collect();
+    inputs.push(Input::Order(tailer.order()));
+    Some(inputs)
+}
