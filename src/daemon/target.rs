@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Target};
 use crate::daemon::health::{Health, TargetState};
-use crate::daemon::idle::Looks;
 use crate::daemon::perform::{Io, Work};
 use crate::error::chain as error_chain;
 use crate::inbox::{TailOptions, Tailer};
@@ -23,6 +22,7 @@ use crate::state::checkpoint::{Checkpoint, CheckpointStore, CheckpointWriter};
 use crate::state::deadletter::DeadLetterFile;
 use notion_inbox_core::backoff::Backoff;
 use notion_inbox_core::delivery::{Core, CoreConfig, Event};
+use notion_inbox_core::dormancy::{Cause, Dormant, Looks};
 
 /// Runs one target until `stop` is cancelled; in-flight requests then get `grace` to finish.
 pub struct TargetRunner {
@@ -84,37 +84,36 @@ impl TargetRunner {
         tracing::debug!(target_name = %name, "target stopped");
     }
 
-    /// Waits, unprepared, while the target has nothing to deliver (see [`super::idle`]): looks
-    /// again at each file event in its inbox's directory and at [`Looks`]' slowing interval.
-    /// False when stopped first.
+    /// Waits, unprepared, while the target has nothing to deliver: looks at its inbox at each
+    /// file event in its directory and at [`Looks`]' slowing interval, comparing what
+    /// [`Dormant`] says (a stat, or the checkpoint against the file). False when stopped first.
     async fn wait_for_work(&self, stop: &CancellationToken) -> bool {
-        let mut looks = Looks::new(self.config.daemon.reconcile_interval);
+        let epoch = tokio::time::Instant::now();
+        let mut looks = Looks::new(self.config.daemon.reconcile_interval, Duration::ZERO);
+        let mut dormant = Dormant::new();
+        let mut cause = Cause::First;
         let mut idle_shown = false;
-        // What the inbox path looked like at the last full check: a look that finds the same
-        // (inode, length) has nothing new and reads no checkpoint.
-        let mut seen: Option<Option<(u64, u64)>> = None;
         loop {
             let (state_dir, name, inbox) = (
                 self.config.daemon.state_dir.clone(),
                 self.target.name.clone(),
                 self.target.inbox.clone(),
             );
-            let last = seen;
-            // The look opens the inbox path, which producers control: never on a worker.
-            let (idle, now) = tokio::task::spawn_blocking(move || {
+            let seen = dormant;
+            // The look stats and may open the inbox path, which producers control: never on a
+            // worker.
+            let (idle, whole, now) = tokio::task::spawn_blocking(move || {
                 let now = super::idle::stamp(&inbox);
-                if last == Some(now) {
-                    return (true, now);
-                }
-                let store = CheckpointStore::existing(&state_dir);
-                (
-                    super::idle::nothing_to_deliver(store.as_ref(), &name, &inbox),
-                    now,
-                )
+                let whole = seen.whole_look(cause, now);
+                let idle = !whole || {
+                    let store = CheckpointStore::existing(&state_dir);
+                    super::idle::nothing_to_deliver(store.as_ref(), &name, &inbox)
+                };
+                (idle, whole, now)
             })
             .await
-            .unwrap_or((false, None));
-            seen = Some(now);
+            .unwrap_or((false, true, None));
+            dormant.looked(now, whole);
             if !idle {
                 if idle_shown {
                     tracing::info!(target_name = %self.target.name, "the inbox has records; connecting");
@@ -126,12 +125,12 @@ impl TargetRunner {
                 self.state.set_health(Health::Idle);
                 idle_shown = true;
             }
-            looks.looked(true);
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep_until(looks.next) => {}
+            looks.looked(epoch.elapsed(), true, &mut rand::rng());
+            cause = tokio::select! {
+                () = self.wake.notified() => Cause::FileEvent,
+                () = tokio::time::sleep_until(epoch + looks.next()) => Cause::Timer,
                 () = stop.cancelled() => return false,
-            }
+            };
         }
     }
 
@@ -506,7 +505,7 @@ impl TargetRunner {
         let epoch = tokio::time::Instant::now();
         let mut requests: JoinSet<Event<PageBody>> = JoinSet::new();
         let mut local: JoinSet<Event<PageBody>> = JoinSet::new();
-        let mut looks = Looks::new(daemon.reconcile_interval);
+        let mut looks = Looks::new(daemon.reconcile_interval, Duration::ZERO);
         let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut stopped = false;
         let mut closing = false;
@@ -544,26 +543,27 @@ impl TargetRunner {
                     Err(_) => continue,
                 },
                 () = self.wake.notified() => {
-                    looks.active();
+                    looks.active(epoch.elapsed());
                     look = true;
                     Event::Wake
                 }
-                () = tokio::time::sleep_until(looks.next) => {
+                () = tokio::time::sleep_until(epoch + looks.next()) => {
                     if self.reconcile(&io, &token) {
                         self.feed(&mut core, epoch.elapsed(), Event::TokenChanged);
                     }
-                    let idle = core.unfinished() == 0
-                        && requests.is_empty()
+                    // Quiet, no look of the runner's own out, and nothing left to read.
+                    let now = epoch.elapsed();
+                    let idle = core.quiet(now)
                         && local.is_empty()
-                        && deadline.is_none()
                         && io.tailer.try_lock().is_ok_and(|t| t.settled());
-                    looks.looked(idle);
-                    if !stopped && looks.idle_for() >= daemon.close_idle_after {
+                    looks.looked(now, idle, &mut rand::rng());
+                    if !stopped && looks.idle_for(now) >= daemon.close_idle_after {
                         // Stopping with nothing in flight ends at once, with a durable save at
-                        // the committed position; `run` then waits unprepared.
+                        // the committed position; `run` then waits unprepared. No grace period:
+                        // a close waits for that save however long the state disk needs, as the
+                        // save names the files the tailer holds, which a closed target does not.
                         stopped = true;
                         closing = true;
-                        grace = Some(Box::pin(tokio::time::sleep(daemon.shutdown_grace)));
                         Event::Stop
                     } else {
                         look = true;

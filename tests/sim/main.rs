@@ -34,27 +34,42 @@ fn env(name: &str) -> Option<u64> {
 
 fn run_seeds(dedupe: bool) {
     if let Some(seed) = env("SIM_SEED") {
-        World::new(seed, dedupe).run();
+        let (closes, wakes) = World::new(seed, dedupe).run();
+        eprintln!("sim: seed {seed} closed {closes} times, woke {wakes} times");
         return;
     }
     // About 20 s per mode on a 2-core machine; `SIM_SEEDS=1000000` for a long search.
     let n = env("SIM_SEEDS").unwrap_or(1500);
     let started = std::time::Instant::now();
+    let (mut closed, mut woke) = (0u64, 0u64);
     for seed in 0..n {
         let result = std::panic::catch_unwind(|| World::new(seed, dedupe).run());
-        if let Err(e) = result {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            panic!("simulation failed with SIM_SEED={seed} (dedupe {dedupe}): {msg}");
+        match result {
+            Ok((closes, wakes)) => {
+                closed += u64::from(closes > 0);
+                woke += u64::from(wakes > 0);
+            }
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("simulation failed with SIM_SEED={seed} (dedupe {dedupe}): {msg}");
+            }
         }
     }
     eprintln!(
-        "sim: {n} seeds (dedupe {dedupe}) in {:.1} s",
+        "sim: {n} seeds (dedupe {dedupe}) in {:.1} s; the target closed in {closed} and woke in {woke} of them",
         started.elapsed().as_secs_f64()
     );
+    // The schedules explore dormancy: a change that stops targets closing fails here.
+    if n >= 100 {
+        assert!(
+            closed * 20 >= n && woke * 40 >= n,
+            "too few schedules closed ({closed}) or woke ({woke}) the target"
+        );
+    }
 }
 
 #[test]

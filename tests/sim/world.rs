@@ -1,5 +1,6 @@
 //! One simulated world: files, Notion, disk, clock and the daemon's core. See `main.rs`.
 
+mod dormant;
 mod end;
 mod notion;
 
@@ -15,6 +16,7 @@ use notion_inbox_core::answer::Answer;
 use notion_inbox_core::checkpoint::Checkpoint;
 use notion_inbox_core::commit::Ticket;
 use notion_inbox_core::delivery::{Action, Core, CoreConfig, DeadLetterRequest, Event, LocalError};
+use notion_inbox_core::dormancy::{Dormant, Looks};
 use notion_inbox_core::health::{Health, Stats};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -129,6 +131,28 @@ pub struct World {
     crashes: u32,
     /// A clean stop is in progress, since when.
     stopping: Option<Duration>,
+    /// The running target's looks (when it closes), or the closed target's.
+    looks: Looks,
+    /// The target is closed: no core, no tailer; what its looks remember.
+    dormant: Option<Dormant>,
+    /// The stop in progress closes the target (it ends dormant, not in a restart).
+    closing: bool,
+    /// How often the target closed, and woke.
+    closes: u32,
+    wakes: u32,
+    /// Files rewritten in place (same length) while the target was closed, and those of them
+    /// rotated away before it woke (their lines may be lost, with a report: see `dormant`).
+    rewritten_while_closed: std::collections::BTreeSet<usize>,
+    lost_ok: std::collections::BTreeSet<usize>,
+    /// Files created while the target was closed, and those of them renamed away before it woke:
+    /// the documented limit (README, "What is not promised"): never held, they are not read, and
+    /// nothing reports them.
+    created_while_closed: std::collections::BTreeSet<usize>,
+    unseen_ok: std::collections::BTreeSet<usize>,
+    /// Steps left in which the producer writes nothing.
+    lull: u32,
+    /// Something was written since the target closed (copytruncate would race it).
+    appended_while_closed: bool,
     grace_sent: bool,
 }
 
@@ -175,6 +199,17 @@ impl World {
             faults: true,
             crashes: 0,
             stopping: None,
+            looks: Looks::new(dormant::LOOK_EVERY, Duration::ZERO),
+            dormant: None,
+            closing: false,
+            closes: 0,
+            wakes: 0,
+            appended_while_closed: false,
+            lull: 0,
+            rewritten_while_closed: Default::default(),
+            lost_ok: Default::default(),
+            created_while_closed: Default::default(),
+            unseen_ok: Default::default(),
             grace_sent: false,
         };
         w.start(None);
@@ -209,13 +244,16 @@ impl World {
         self.dead = DeadLetterFile::new(self.dead_path.clone());
     }
 
-    pub fn run(mut self) {
+    /// Runs the schedule and checks the invariants; returns how often the target closed and
+    /// woke.
+    pub fn run(mut self) -> (u32, u32) {
         let steps = 150 + self.rng.random_range(0..250);
         for _ in 0..steps {
             self.step();
         }
         self.settle_down();
         self.check();
+        (self.closes, self.wakes)
     }
 
     fn core(&mut self) -> &mut Core<P> {
@@ -224,9 +262,13 @@ impl World {
 
     /// Feeds one event and performs what the core asks for.
     fn feed(&mut self, event: Event<P>) {
+        if self.dormant.is_some() {
+            // A closed target has no core: it sees nothing until its looks wake it.
+            return;
+        }
         if self.core().finished() {
             // The daemon has exited: it sees nothing more; the next run looks afresh.
-            return self.crash_free_restart();
+            return self.exited();
         }
         let now = self.now;
         self.core().handle(now, event);
@@ -285,8 +327,19 @@ impl World {
     }
 
     fn step(&mut self) {
+        if self.dormant.is_some() {
+            return self.dormant_step();
+        }
         let roll = self.rng.random_range(0..100);
+        // Producers fall quiet now and then, long enough for the target to close.
+        if self.lull == 0 && self.rng.random_bool(0.02) {
+            self.lull = self.rng.random_range(10..80);
+        }
         match roll {
+            0..=24 if self.lull > 0 => {
+                self.lull -= 1;
+                self.answer_one();
+            }
             0..=24 => self.produce(),
             25..=64 => self.answer_one(),
             65..=79 => self.advance(),
@@ -310,12 +363,16 @@ impl World {
 
     fn append(&mut self, text: &str) {
         use std::io::Write;
+        self.appended_while_closed |= self.dormant.is_some();
         if std::mem::take(&mut self.planted) {
             std::fs::remove_file(&self.inbox).unwrap();
         }
         if self.current.is_none() || !self.inbox.exists() {
             self.deleted.push(false);
             self.current = Some(self.deleted.len() - 1);
+            if self.dormant.is_some() {
+                self.created_while_closed.insert(self.deleted.len() - 1);
+            }
             if std::env::var("SIM_TRACE").is_ok() {
                 std::fs::write(&self.inbox, b"").unwrap();
                 use std::os::unix::fs::MetadataExt;
@@ -387,8 +444,14 @@ impl World {
                     to.display()
                 );
             }
-            self.rotated
-                .push((to, self.current.take().expect("a file")));
+            let file = self.current.take().expect("a file");
+            if self.rewritten_while_closed.contains(&file) {
+                self.lost_ok.insert(file);
+            }
+            if self.created_while_closed.contains(&file) {
+                self.unseen_ok.insert(file);
+            }
+            self.rotated.push((to, file));
             if self.rng.random_bool(0.2) {
                 self.plant();
             }
@@ -433,6 +496,10 @@ impl World {
     }
 
     fn everything_read(&mut self) -> bool {
+        if self.dormant.is_some() {
+            // It closed with everything read and delivered.
+            return !self.appended_while_closed && self.partial.is_none();
+        }
         let backlog = self.tailer.as_ref().map(|t| t.backlog().map(|b| b.bytes));
         matches!(backlog, Some(Ok(0))) && self.core().unfinished() == 0 && self.partial.is_none()
     }
@@ -452,6 +519,9 @@ impl World {
     // ---- the daemon's I/O ---------------------------------------------------------------------
 
     fn advance(&mut self) {
+        if self.dormant.is_some() {
+            return self.dormant_wait();
+        }
         let now = self.now;
         let next = self.core().next_deadline(now);
         self.now = match next {
@@ -459,6 +529,7 @@ impl World {
             _ => self.now + Duration::from_millis(self.rng.random_range(1..1500)),
         };
         self.feed(Event::Tick);
+        self.running_look();
     }
 
     fn answer_one(&mut self) {
@@ -562,6 +633,7 @@ impl World {
 
     fn crash(&mut self) {
         self.crashes += 1;
+        self.closing = false;
         if std::env::var("SIM_TRACE").is_ok() {
             eprintln!(
                 "{:?} crash; durable {:?} volatile {:?}",
@@ -622,12 +694,25 @@ impl World {
         let Some(since) = self.stopping else {
             return;
         };
-        if !self.grace_sent && self.now >= since + GRACE {
+        if self.dormant.is_some() {
+            return;
+        }
+        // A close has no grace period: it waits for its final save (see `dormant`).
+        if !self.grace_sent && !self.closing && self.now >= since + GRACE {
             self.grace_sent = true;
             // Requests still out are abandoned (they may have been carried out).
             self.feed(Event::GraceOver);
         }
         if self.core().finished() {
+            self.exited();
+        }
+    }
+
+    /// The core finished after a stop: the target closes, or the daemon starts again.
+    fn exited(&mut self) {
+        if self.closing {
+            self.go_dormant();
+        } else {
             self.crash_free_restart();
         }
     }

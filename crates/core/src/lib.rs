@@ -15,11 +15,13 @@
 //! - [`backoff`]: exponential backoff with full jitter, from the core's seeded generator.
 //! - [`health`]: the health the core reports and the counts it keeps, as values.
 //! - [`delivery`]: the state machine.
+//! - [`dormancy`]: when a target closes, what a closed target compares at a look, when it wakes.
 
 pub mod answer;
 pub mod backoff;
 pub mod checkpoint;
 pub mod commit;
 pub mod delivery;
+pub mod dormancy;
 pub mod health;
 pub mod position;

@@ -267,6 +267,13 @@ impl<P> Core<P> {
             && self.dead_retry.error.is_none()
     }
 
+    /// Whether the target is quiet at `now`: settled, no read in flight and no timer set. A
+    /// runner that finds it quiet, with a tailer that has nothing left to read, at every look for
+    /// a while closes it ([`crate::dormancy::Looks::idle_for`]).
+    pub fn quiet(&self, now: Now) -> bool {
+        self.settled() && !self.reading && self.next_deadline(now).is_none()
+    }
+
     /// Whether the last durable checkpoint names every file the core knows of. Until it does, a
     /// crash forgets the newer files: a file rotated away in that time is not read after the
     /// restart (README: the one window in which a rotation can be missed; milliseconds, unless the
