@@ -18,6 +18,13 @@ use crate::position::{LinePos, Position};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
+impl Ticket {
+    /// The record's place in registration order (0 for the first of this run).
+    pub(crate) fn index(self) -> u64 {
+        self.0
+    }
+}
+
 /// Tracks records from registration to finish and derives the committed position.
 #[derive(Debug)]
 pub struct Commit<T> {
@@ -78,12 +85,20 @@ impl<T> Commit<T> {
         while self.entries.front().is_some_and(|e| e.done) {
             let entry = self.entries.pop_front().expect("front exists");
             self.first += 1;
+            // Within a file the position only moves forward (a new file starts it again).
+            debug_assert!(
+                self.committed
+                    .is_none_or(|c| c.file != entry.pos.file || c.offset <= entry.pos.end),
+                "the committed position moved back in its file"
+            );
             self.committed = Some(Position {
                 file: entry.pos.file,
                 offset: entry.pos.end,
             });
             moved = true;
         }
+        // The commit never passes a record that is not finished.
+        debug_assert!(self.entries.front().is_none_or(|e| !e.done));
         moved
     }
 

@@ -176,6 +176,12 @@ impl<P> Core<P> {
                 return None;
             }
             self.ready.pop_front();
+            // The window: only records within it of the last durable checkpoint, which
+            // promised it, go out (a crash then leaves at most the window to check).
+            debug_assert!(
+                self.promised && ticket.index() < self.persisted + u64::from(self.persisted_window),
+                "a record dispatched outside the durable checkpoint's window"
+            );
             let dedupe = self.cfg.dedupe_property.is_some();
             let name = self.cfg.name.clone();
             let f = self.commit.get_mut(ticket).expect("checked above");
@@ -216,6 +222,7 @@ impl<P> Core<P> {
         }
         match self.commit.get_mut(ticket) {
             Some(f) if f.step == step => {
+                debug_assert!(self.requests > 0, "an answer with no request counted out");
                 self.requests = self.requests.saturating_sub(1);
                 true
             }

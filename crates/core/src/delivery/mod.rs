@@ -427,7 +427,13 @@ impl<P> Core<P> {
 
     /// The room in the window: how many more records may be registered.
     fn room(&self) -> u64 {
-        (self.persisted + self.cfg.window as u64).saturating_sub(self.registered)
+        let limit = self.persisted + self.cfg.window as u64;
+        debug_assert!(
+            self.registered <= limit,
+            "{} records registered, over the window of the durable checkpoint ({limit})",
+            self.registered
+        );
+        limit.saturating_sub(self.registered)
     }
 
     fn committed_count(&self) -> u64 {
@@ -483,6 +489,11 @@ impl<P> Core<P> {
             }
             let is_bad = flight.dead.is_some();
             let ticket = self.commit.begin(pos, flight);
+            // The reader hands out no more than the room it was given.
+            debug_assert!(
+                self.registered <= self.persisted + self.cfg.window as u64,
+                "a read handed out more records than the window's room"
+            );
             if is_bad {
                 self.dead_letter(ticket);
             } else {

@@ -71,6 +71,13 @@ impl<P> Core<P> {
                 cp.next.insert(0, file);
             }
         }
+        // A restart from it reads every record not finished yet.
+        debug_assert!(
+            self.commit
+                .in_flight()
+                .all(|(pos, _)| cp.file == Some(pos.file) || cp.next.contains(&pos.file)),
+            "a checkpoint that does not name the file of a record in flight"
+        );
         cp
     }
 
@@ -128,6 +135,11 @@ impl<P> Core<P> {
     }
 
     pub(super) fn saved(&mut self, now: Now, result: Result<(), LocalError>) {
+        // One save at a time, and an answer only to the save handed out.
+        debug_assert!(
+            self.saving.is_some(),
+            "a save answered that was not asked for"
+        );
         let Some(save) = self.saving.take() else {
             return;
         };
