@@ -1,6 +1,5 @@
-//! A closed target's looks at its inbox, the I/O half: one `stat` of the inbox path
-//! ([`stamp`]), or a whole look ([`nothing_to_deliver`]: the checkpoint against the file at the
-//! path). What a look compares, and when a target closes and wakes, are decided in
+//! A closed target's whole look ([`nothing_to_deliver`]: the checkpoint against the file at the
+//! path; `inbox::look` reads the path). What a look compares, and when a target closes and wakes, are decided in
 //! `notion_inbox_core::dormancy`.
 //!
 //! A target with nothing to deliver when the daemon starts is left unprepared (no checkpoint
@@ -8,14 +7,9 @@
 //! changes: with 10 000 mostly idle targets, preparing every one at each start cost 20 000
 //! requests of rate budget, a descriptor each and most of the daemon's memory.
 
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use notion_inbox_core::dormancy::{AtPath, Stamp};
-use notion_inbox_core::position::HEAD_MAX;
-
-use crate::inbox::{InboxError, open_inbox};
+use crate::inbox::look::at_path;
 use crate::state::checkpoint::CheckpointStore;
 
 /// True when the checkpoint of `target` (in `store`, if the state directory exists) covers
@@ -28,44 +22,6 @@ pub fn nothing_to_deliver(store: Option<&CheckpointStore>, target: &str, inbox: 
         None => None,
     };
     notion_inbox_core::dormancy::nothing_to_deliver(checkpoint.as_ref(), &at_path(inbox))
-}
-
-/// What is at the inbox path: its inode, length and first bytes (opened as every inbox is, so a
-/// FIFO or a symlink a producer planted is unusable, not followed).
-pub fn at_path(inbox: &Path) -> AtPath {
-    let file = match open_inbox(inbox) {
-        Ok(file) => file,
-        Err(InboxError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return AtPath::Missing;
-        }
-        Err(_) => return AtPath::Unusable,
-    };
-    let Ok(meta) = file.metadata() else {
-        return AtPath::Unusable;
-    };
-    let mut head = Vec::with_capacity(HEAD_MAX as usize);
-    if (&file)
-        .take(u64::from(HEAD_MAX))
-        .read_to_end(&mut head)
-        .is_err()
-    {
-        return AtPath::Unusable;
-    }
-    AtPath::File {
-        ino: meta.ino(),
-        len: meta.len(),
-        head,
-    }
-}
-
-/// What one `stat` of the inbox path (not following a symlink) shows, if anything is there.
-pub fn stamp(inbox: &Path) -> Option<Stamp> {
-    std::fs::symlink_metadata(inbox).ok().map(|m| Stamp {
-        ino: m.ino(),
-        len: m.len(),
-        modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        changed_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! the old one running and says why.
 
 pub mod health;
-pub mod idle;
+pub(crate) mod idle;
 pub(crate) mod metrics;
 pub(crate) mod perform;
 pub(crate) mod setup;

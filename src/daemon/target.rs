@@ -103,7 +103,7 @@ impl TargetRunner {
             // The look stats and may open the inbox path, which producers control: never on a
             // worker.
             let (idle, whole, now) = tokio::task::spawn_blocking(move || {
-                let now = super::idle::stamp(&inbox);
+                let now = crate::inbox::look::stamp(&inbox);
                 let whole = seen.whole_look(cause, now);
                 let idle = !whole || {
                     let store = CheckpointStore::existing(&state_dir);

@@ -25,6 +25,7 @@
 //! and what [`Tailer::new`] resumes from.
 
 pub mod identity;
+pub mod look;
 pub mod reader;
 pub(crate) mod watch;
 

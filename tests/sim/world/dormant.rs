@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use notion_inbox::daemon::idle::{at_path, stamp};
+use notion_inbox::inbox::look::{at_path, stamp};
 use notion_inbox_core::delivery::Event;
 use notion_inbox_core::dormancy::{Cause, Dormant, Looks, nothing_to_deliver};
 use rand::Rng;
