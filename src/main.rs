@@ -1,12 +1,25 @@
-//! The `notion-inbox` binary: parses the command line and hands over to the library.
+//! The `notion-inbox` binary: the command line (`cli`), the commands around the daemon
+//! (`commands`), the daemon (`daemon`), the connect page it serves (`connect`), the server under
+//! every listener (`serve`), logging (`logging`) and the permission audit (`audit`), over the
+//! library. The library's modules are imported at the root, so `crate::config` names the same
+//! module here as in the library.
+
+mod audit;
+mod cli;
+mod commands;
+mod connect;
+mod daemon;
+mod logging;
+mod serve;
+
+use notion_inbox::{config, discover, error, exit, inbox, notion, record, state, tenants, text};
 
 use std::process::ExitCode;
 
+use crate::cli::{Cli, Command};
+use crate::commands::requeue::RequeueArgs;
+use crate::config::Config;
 use clap::Parser;
-use notion_inbox::cli::{Cli, Command};
-use notion_inbox::commands::requeue::RequeueArgs;
-use notion_inbox::config::Config;
-use notion_inbox::exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,8 +66,8 @@ fn main() -> ExitCode {
 /// The exit status of a failed command: a configuration that cannot be used is `EX_CONFIG`, a
 /// target the configuration does not have is a usage error, anything else a failure.
 fn exit_code(e: &anyhow::Error) -> u8 {
+    use crate::daemon::DaemonError;
     use notion_inbox::config::ConfigError;
-    use notion_inbox::daemon::DaemonError;
     // A transparent wrapper forwards its source past the wrapped error, so the daemon's is
     // looked into.
     fn config_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a ConfigError> {
@@ -73,14 +86,13 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Emulator(args) => {
-            notion_inbox::logging::init(cli.log_format, "info");
-            notion_inbox::commands::emulator::run_command(args).await?;
+            crate::logging::init(cli.log_format, "info");
+            crate::commands::emulator::run_command(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Push(args) => {
             let config = Config::load(&cli.config)?;
-            let n =
-                notion_inbox::commands::push::run(&config, &args, &mut std::io::stdin().lock())?;
+            let n = crate::commands::push::run(&config, &args, &mut std::io::stdin().lock())?;
             let inbox = config.target(&args.target)?.inbox.display().to_string();
             if args.json {
                 let done =
@@ -92,29 +104,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(_) => {
-            notion_inbox::logging::init(cli.log_format, "warn");
-            notion_inbox::commands::demo::run(None).await?;
+            crate::logging::init(cli.log_format, "warn");
+            crate::commands::demo::run(None).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
-            notion_inbox::cli::completions(shell, &mut std::io::stdout());
+            crate::cli::completions(shell, &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Manpage => {
-            notion_inbox::cli::manpage(&mut std::io::stdout())?;
+        Command::Manpage { dir } => {
+            crate::cli::manpage(&mut std::io::stdout(), dir.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => {
             // The daemon re-reads the config itself (and on SIGHUP); load it here for the log level.
             let config = Config::load(&cli.config)?;
-            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
-            notion_inbox::daemon::run(cli.config.clone()).await?;
+            crate::logging::init(cli.log_format, &config.daemon.log_level);
+            crate::daemon::run(cli.config.clone()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Authorize(args) => {
             let config = Config::load(&cli.config)?;
-            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
-            let done = notion_inbox::commands::authorize::run(
+            crate::logging::init(cli.log_format, &config.daemon.log_level);
+            let done = crate::commands::authorize::run(
                 &config,
                 &args,
                 &mut std::io::BufReader::new(std::io::stdin()),
@@ -126,7 +138,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 done.owner.map(|o| format!(", by {o}")).unwrap_or_default(),
                 done.token_file.display()
             );
-            use notion_inbox::commands::authorize::DatabaseOutcome;
+            use crate::commands::authorize::DatabaseOutcome;
             match done.database {
                 DatabaseOutcome::Configured => eprintln!(
                     "Next: `notion-inbox databases --target {}` to see what it can write to, then `notion-inbox check`",
@@ -145,23 +157,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Databases(args) => {
             let config = Config::load(&cli.config)?;
-            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
-            let dbs = notion_inbox::commands::databases::collect(&config, &args.target).await?;
+            crate::logging::init(cli.log_format, &config.daemon.log_level);
+            let dbs = crate::commands::databases::collect(&config, &args.target).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&dbs)?);
             } else {
-                notion_inbox::commands::databases::print_text(&args.target, &dbs);
+                crate::commands::databases::print_text(&args.target, &dbs);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
             let config = Config::load(&cli.config)?;
-            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
-            let findings = notion_inbox::commands::check::run(&config, &args).await?;
+            crate::logging::init(cli.log_format, &config.daemon.log_level);
+            let findings = crate::commands::check::run(&config, &args).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&findings)?);
             } else {
-                notion_inbox::commands::check::print_text(&findings);
+                crate::commands::check::print_text(&findings);
             }
             Ok(if findings.iter().all(|f| f.ok) {
                 ExitCode::SUCCESS
@@ -171,8 +183,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => {
             let config = Config::load(&cli.config)?;
-            let statuses =
-                notion_inbox::commands::status::collect(&config, args.target.as_deref())?;
+            let statuses = crate::commands::status::collect(&config, args.target.as_deref())?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
             } else if statuses.is_empty() {
@@ -184,24 +195,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 if let Some(usage) = notion_inbox::tenants::usage::Usage::of(&config) {
                     println!("connect page: {}\n", usage.describe());
                 }
-                notion_inbox::commands::status::print_text(&statuses);
+                crate::commands::status::print_text(&statuses);
             }
-            let verdict = notion_inbox::commands::status::Verdict::of(&statuses);
+            let verdict = crate::commands::status::Verdict::of(&statuses);
             Ok(ExitCode::from(verdict.exit_code()))
         }
         Command::Connect(args) => {
-            use notion_inbox::commands::authorize::DatabaseOutcome;
+            use crate::commands::authorize::DatabaseOutcome;
             let config = Config::load(&cli.config)?;
-            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
+            crate::logging::init(cli.log_format, &config.daemon.log_level);
             let no_browser = args.no_browser;
-            let done = notion_inbox::commands::connect::run_with(
+            let done = crate::commands::connect::run_with(
                 &config,
                 &args,
                 &mut std::io::BufReader::new(std::io::stdin()),
                 &mut |url| {
                     println!("{url}");
                     if !no_browser {
-                        notion_inbox::commands::authorize::open_browser(url.as_str());
+                        crate::commands::authorize::open_browser(url.as_str());
                     }
                 },
             )
@@ -238,18 +249,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Targets(args) => {
             let config = Config::load(&cli.config)?;
-            let targets = notion_inbox::commands::targets::collect(&config)?;
+            let targets = crate::commands::targets::collect(&config)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&targets)?);
             } else {
-                notion_inbox::commands::targets::print_text(&targets);
+                crate::commands::targets::print_text(&targets);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Disconnect(args) => {
             let config = Config::load(&cli.config)?;
-            notion_inbox::logging::init(cli.log_format, &config.daemon.log_level);
-            let done = notion_inbox::commands::disconnect::run(&config, &args.target).await?;
+            crate::logging::init(cli.log_format, &config.daemon.log_level);
+            let done = crate::commands::disconnect::run(&config, &args.target).await?;
             match done.revoked {
                 Ok(()) => eprintln!(
                     "Disconnected target {}: its token is revoked and the daemon stops it within a second; its inbox and dead letters stay, and the workspace connecting again resumes it.",
@@ -272,7 +283,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `requeue`: list, dry-run, purge or requeue, and say what was done.
 fn requeue(config: &Config, args: &RequeueArgs) -> anyhow::Result<()> {
-    use notion_inbox::commands::requeue;
+    use crate::commands::requeue;
     if args.list {
         let entries = requeue::list(config, args)?;
         if args.json {

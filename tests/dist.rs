@@ -17,6 +17,20 @@ fn check(rel: &str, fresh: Vec<u8>) {
     );
 }
 
+/// What `notion-inbox ARGS` prints (it must succeed).
+fn notion_inbox(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_notion-inbox"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "notion-inbox {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 #[test]
 fn completions_and_man_page_are_current() {
     for (shell, file) in [
@@ -30,20 +44,25 @@ fn completions_and_man_page_are_current() {
             "dist/completions/notion-inbox.fish",
         ),
     ] {
-        let mut out = Vec::new();
-        notion_inbox::cli::completions(shell, &mut out);
+        let out = notion_inbox(&["completions", &shell.to_string()]);
         assert!(String::from_utf8_lossy(&out).contains("authorize"));
         check(file, out);
     }
-    for (name, page) in notion_inbox::cli::man::pages().unwrap() {
-        check(&format!("dist/man/{name}"), page);
+    let fresh = tempfile::tempdir().unwrap();
+    notion_inbox(&["manpage", "--dir", fresh.path().to_str().unwrap()]);
+    let mut pages: Vec<String> = std::fs::read_dir(fresh.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    assert!(pages.len() > 10, "the pages were written: {pages:?}");
+    for name in &pages {
+        check(
+            &format!("dist/man/{name}"),
+            std::fs::read(fresh.path().join(name)).unwrap(),
+        );
     }
     // Every page notion-inbox(1) refers to is shipped, and no stale page is left.
-    let pages: Vec<String> = notion_inbox::cli::man::pages()
-        .unwrap()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
     let main = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/man/notion-inbox.1"),
     )

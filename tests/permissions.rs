@@ -327,5 +327,5 @@ fn nix_euid() -> u32 {
 }
 
 fn user(uid: u32) -> String {
-    notion_inbox::audit::name_or_uid(uid)
+    notion_inbox::state::private::name_or_uid(uid)
 }

@@ -67,9 +67,14 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page in roff (for packagers; `dist/man` holds it).
+    /// Print the man page in roff, or write every page into a directory (for packagers;
+    /// `dist/man` holds them).
     #[command(hide = true)]
-    Manpage,
+    Manpage {
+        /// Write notion-inbox(1), a page per command and notion-inbox.toml(5) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 impl Command {
@@ -90,9 +95,16 @@ impl Command {
 pub use complete::completions;
 
 /// Writes notion-inbox(1) (the pages of the commands and of the file are in `dist/man`).
-pub fn manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub fn manpage(out: &mut dyn std::io::Write, dir: Option<&std::path::Path>) -> std::io::Result<()> {
     let pages = man::pages()?;
-    out.write_all(&pages[0].1)
+    let Some(dir) = dir else {
+        return out.write_all(&pages[0].1);
+    };
+    std::fs::create_dir_all(dir)?;
+    for (name, page) in pages {
+        std::fs::write(dir.join(name), page)?;
+    }
+    Ok(())
 }
 
 /// Arguments of `demo`, which makes its own configuration.

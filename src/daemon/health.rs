@@ -40,13 +40,6 @@ pub struct Counters {
     pub effective_rate_milli: AtomicU64,
 }
 
-impl Counters {
-    /// Adds one to a counter.
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Everything shared about one target.
 #[derive(Debug)]
 pub struct TargetState {

@@ -48,4 +48,3 @@ pub fn stamp(inbox: &Path) -> Option<Stamp> {
         changed_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
     })
 }
-

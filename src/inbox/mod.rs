@@ -27,7 +27,7 @@
 pub mod identity;
 pub mod look;
 pub mod reader;
-pub(crate) mod watch;
+pub mod watch;
 
 use std::fmt;
 use std::io;

@@ -2,15 +2,15 @@
 //! with typed errors classified for the caller. It never retries a page create by itself; the
 //! reads (resolve, find_by_key, users_me, search) wait out a 429 or 529 and is sent again (see [`NotionClient::request_retrying`]).
 
-pub(crate) mod cache;
-pub(crate) mod error;
+pub mod cache;
+pub mod error;
 pub(crate) mod limit;
 pub mod oauth;
 mod pace;
 pub(crate) mod schema;
 pub(crate) mod shared;
-pub(crate) mod timing;
-pub(crate) mod token;
+pub mod timing;
+pub mod token;
 
 use std::error::Error as _;
 use std::sync::Arc;

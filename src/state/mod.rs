@@ -19,9 +19,9 @@
 
 pub mod checkpoint;
 pub mod deadletter;
-pub(crate) mod events;
-pub(crate) mod layout;
-pub(crate) mod private;
+pub mod events;
+pub mod layout;
+pub mod private;
 pub mod running;
 
 use std::io;

@@ -17,6 +17,8 @@
 //! - [`delivery`]: the state machine.
 //! - [`dormancy`]: when a target closes, what a closed target compares at a look, when it wakes.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod answer;
 pub mod backoff;
 pub mod checkpoint;

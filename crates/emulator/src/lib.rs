@@ -22,6 +22,8 @@
 //!   after a refresh was carried out.
 //! - `/_emulator/…`: the inspection API (pages, stats, faults, tokens, sharing, the trash).
 
+#![warn(missing_docs, unreachable_pub)]
+
 // The route modules' handlers return an axum `Response` as their error: built once per failed
 // request, its size is of no consequence, and boxing it would only add noise.
 #[allow(clippy::result_large_err)]
