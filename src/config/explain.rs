@@ -2,7 +2,7 @@
 //! type: map, expected a sequence`, `expected f64`) becomes what to write instead.
 
 /// The message for a TOML or serde error `message` met in `text`.
-pub fn explain(message: &str, text: &str) -> String {
+pub(super) fn explain(message: &str, text: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         return unknown_field(message, rest);
     }

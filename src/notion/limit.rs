@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use super::pace::{MAX_RETRY_AFTER, Pace, later};
 
 /// A token's lane unused this long is dropped when a new token appears.
-pub const IDLE_LANE: Duration = Duration::from_secs(10 * 60);
+pub(crate) const IDLE_LANE: Duration = Duration::from_secs(10 * 60);
 
 /// The limiters of one process, shared by every target.
-pub struct Limiters {
+pub(crate) struct Limiters {
     /// The configured rate and burst per token.
     per_second: f64,
     burst: u32,
@@ -66,7 +66,7 @@ fn quota(per_second: f64, burst: u32) -> Quota {
 impl Limiters {
     /// Limiters for `per_second`/`burst` per token and, optionally, `workspace_per_second` per
     /// workspace (with the same burst).
-    pub fn new(per_second: f64, burst: u32, workspace_per_second: Option<f64>) -> Limiters {
+    pub(crate) fn new(per_second: f64, burst: u32, workspace_per_second: Option<f64>) -> Limiters {
         Limiters {
             per_second,
             burst,
@@ -79,7 +79,7 @@ impl Limiters {
 
     /// Takes every token's turns from `budget` too, which other processes share (set once,
     /// before the first request).
-    pub fn share(&self, budget: Arc<super::shared::SharedBudget>) {
+    pub(crate) fn share(&self, budget: Arc<super::shared::SharedBudget>) {
         let _ = self.shared.set(budget);
     }
 
@@ -110,7 +110,7 @@ impl Limiters {
     }
 
     /// Waits until a request for this token (and workspace) may be sent.
-    pub async fn acquire(&self, token_key: u64, workspace_key: Option<u64>) {
+    pub(crate) async fn acquire(&self, token_key: u64, workspace_key: Option<u64>) {
         let lane = self.lane(token_key);
         let _turn = lane.turn.lock().await;
         loop {
@@ -142,7 +142,7 @@ impl Limiters {
 
     /// A 429 with `wait` for this token: pauses both keys for `wait`, and cuts the token's rate
     /// (once per Retry-After window: the 429s of requests already sent count once).
-    pub fn rate_limited(&self, token_key: u64, workspace_key: Option<u64>, wait: Duration) {
+    pub(crate) fn rate_limited(&self, token_key: u64, workspace_key: Option<u64>, wait: Duration) {
         self.pause(token_key, workspace_key, wait);
         let lane = self.lane(token_key);
         let mut pace = lane.pace.lock().expect("not poisoned");
@@ -159,7 +159,7 @@ impl Limiters {
     }
 
     /// A request of this token succeeded: its rate may go back up a step.
-    pub fn succeeded(&self, token_key: u64) {
+    pub(crate) fn succeeded(&self, token_key: u64) {
         let lane = self.lane(token_key);
         let mut pace = lane.pace.lock().expect("not poisoned");
         if pace.succeeded(Instant::now()) {
@@ -169,7 +169,7 @@ impl Limiters {
 
     /// The rate (requests per second) this token is sent at now: the configured one unless
     /// Notion's 429s lowered it.
-    pub fn effective_rate(&self, token_key: u64) -> f64 {
+    pub(crate) fn effective_rate(&self, token_key: u64) -> f64 {
         let lanes = self.lanes.lock().expect("not poisoned");
         lanes.get(&token_key).map_or(self.per_second, |lane| {
             lane.pace.lock().expect("not poisoned").rate()
@@ -177,7 +177,7 @@ impl Limiters {
     }
 
     /// The effective rate of every token known (recently used), by token key.
-    pub fn effective_rates(&self) -> BTreeMap<u64, f64> {
+    pub(crate) fn effective_rates(&self) -> BTreeMap<u64, f64> {
         let lanes = self.lanes.lock().expect("not poisoned");
         lanes
             .iter()
@@ -186,13 +186,13 @@ impl Limiters {
     }
 
     /// The configured rate per token.
-    pub fn configured_rate(&self) -> f64 {
+    pub(crate) fn configured_rate(&self) -> f64 {
         self.per_second
     }
 
     /// Records Notion's `Retry-After` for this token and workspace.
     /// `wait` is capped at [`MAX_RETRY_AFTER`].
-    pub fn pause(&self, token_key: u64, workspace_key: Option<u64>, wait: Duration) {
+    pub(crate) fn pause(&self, token_key: u64, workspace_key: Option<u64>, wait: Duration) {
         let until = later(Instant::now(), wait.min(MAX_RETRY_AFTER));
         // The other processes sending with this token wait too.
         if let Some(slot) = &self.lane(token_key).shared {

@@ -19,7 +19,7 @@ pub const MIN_RATE: f64 = 0.1;
 /// A cut covers at least this long (or its Retry-After, if longer): the 429s in that window are
 /// one congestion event, not many. Long enough that occasional 429s (a noisy neighbour, a fault)
 /// cost a brief dip, while a limit below the configured rate still brings the rate down.
-pub const CUT_EVERY: Duration = Duration::from_secs(5);
+pub(super) const CUT_EVERY: Duration = Duration::from_secs(5);
 /// A rate below the configured one is raised at most this often, on a success outside the
 /// window of the last cut...
 pub const RAISE_EVERY: Duration = Duration::from_secs(1);
@@ -147,7 +147,7 @@ pub const DEFAULT_RETRY_AFTER: Duration = notion_inbox_core::answer::DEFAULT_WAI
 
 /// `t + d`, or `t` plus the cap if that overflows (it cannot for any `d` up to the cap: an
 /// `Instant` reaches centuries ahead), never a panic.
-pub fn later(t: Instant, d: Duration) -> Instant {
+pub(super) fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .or_else(|| t.checked_add(MAX_RETRY_AFTER))
         .unwrap_or(t)

@@ -184,7 +184,7 @@ impl ResolveError {
 
 /// The plain text of a rich-text array: a title, which whoever shared the database chose, so
 /// made safe to show as it is read ([`crate::text::label`]).
-pub fn plain_text(items: Option<&Value>) -> String {
+pub(crate) fn plain_text(items: Option<&Value>) -> String {
     let text: String = items
         .and_then(Value::as_array)
         .map(|a| {
@@ -201,7 +201,7 @@ pub fn plain_text(items: Option<&Value>) -> String {
 }
 
 /// Parses a `properties` map of a database or data source.
-pub fn parse_properties(object: &Value) -> Result<Vec<Property>, String> {
+pub(crate) fn parse_properties(object: &Value) -> Result<Vec<Property>, String> {
     let map = object
         .get("properties")
         .and_then(Value::as_object)

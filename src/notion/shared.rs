@@ -27,7 +27,7 @@ const ENTRY: usize = 16;
 
 /// The mapped table.
 #[derive(Debug)]
-pub struct SharedBudget {
+pub(crate) struct SharedBudget {
     map: memmap2::MmapMut,
     /// `Instant` and CLOCK_MONOTONIC read together, to convert between them.
     base: (Instant, u64),
@@ -35,7 +35,7 @@ pub struct SharedBudget {
 
 /// One token's entry.
 #[derive(Debug, Clone)]
-pub struct Slot {
+pub(crate) struct Slot {
     table: Arc<SharedBudget>,
     index: usize,
 }
@@ -44,7 +44,7 @@ impl SharedBudget {
     /// Opens `<state_dir>/limits`, or `None` if it cannot be used here. The daemon creates it
     /// (`create`); a one-shot command only opens it, so that it creates nothing in the state
     /// directory (run as root, it would leave a file the daemon's user cannot open).
-    pub fn open(state_dir: &Path, create: bool) -> Option<Arc<SharedBudget>> {
+    pub(crate) fn open(state_dir: &Path, create: bool) -> Option<Arc<SharedBudget>> {
         SharedBudget::open_for_boot(state_dir, create, boot_id())
     }
 
@@ -105,7 +105,7 @@ impl SharedBudget {
     }
 
     /// The entry of `key`, claimed if new; `None` when the table is full.
-    pub fn slot(self: &Arc<Self>, key: u64) -> Option<Slot> {
+    pub(crate) fn slot(self: &Arc<Self>, key: u64) -> Option<Slot> {
         let key = key.max(1); // 0 marks a free entry
         let start = (key as usize) % (ENTRIES - 1);
         for probe in 0..ENTRIES - 1 {
@@ -152,7 +152,12 @@ impl Slot {
     /// GCRA on the shared arrival time: takes a cell if one is free at `now` (requests `period`
     /// apart, `tolerance` of burst), else says when one will be. The same rule as
     /// [`super::pace::Pace::take`], for every process at once.
-    pub fn take(&self, now: Instant, period: Duration, tolerance: Duration) -> Result<(), Instant> {
+    pub(crate) fn take(
+        &self,
+        now: Instant,
+        period: Duration,
+        tolerance: Duration,
+    ) -> Result<(), Instant> {
         let table = &self.table;
         let now_ns = table.to_ns(now);
         let (period, tolerance) = (period.as_nanos() as u64, tolerance.as_nanos() as u64);
@@ -174,7 +179,7 @@ impl Slot {
     }
 
     /// Nobody may send before `until` (Notion's Retry-After, for every process).
-    pub fn hold_until(&self, until: Instant) {
+    pub(crate) fn hold_until(&self, until: Instant) {
         let until = self.table.to_ns(until);
         self.tat().fetch_max(until, Ordering::AcqRel);
     }

@@ -6,11 +6,11 @@ use serde_json::{Map, Value};
 use super::RecordError;
 
 /// The field that holds a record's own key.
-pub const KEY_FIELD: &str = "id";
+pub(crate) const KEY_FIELD: &str = "id";
 
 /// A target's mapped fields as the record check sees them.
 #[derive(Debug, Clone, Copy)]
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     /// The target's name, for messages.
     pub target: &'a str,
     /// The mapped record fields, in the order of the config.
@@ -25,7 +25,7 @@ pub struct Fields<'a> {
 /// the record lacks (`"twet"` without `"tweet"`): that record would land with an empty property
 /// without a word, so it is refused. The error is the reason written to the dead-letter file, or
 /// shown by `push`.
-pub fn check(record: &Map<String, Value>, fields: Fields<'_>) -> Result<(), RecordError> {
+pub(crate) fn check(record: &Map<String, Value>, fields: Fields<'_>) -> Result<(), RecordError> {
     let listing = || fields.names.join(", ");
     let present = |f: &str| record.get(f).is_some_and(|v| !v.is_null());
     for name in record.keys() {

@@ -16,11 +16,11 @@ use super::state::{Ds, PropDef, Row};
 use super::values::is_iso_date;
 
 /// A failed check: the message, sent as 400 `validation_error`.
-pub type Invalid = String;
+pub(crate) type Invalid = String;
 
 /// A compiled filter.
 #[derive(Debug)]
-pub enum Cond {
+pub(crate) enum Cond {
     /// Every one holds.
     And(Vec<Cond>),
     /// At least one holds.
@@ -33,7 +33,7 @@ pub enum Cond {
 
 /// A condition on a property's value.
 #[derive(Debug)]
-pub enum Op {
+pub(crate) enum Op {
     /// Text (title, rich_text, url, email, phone_number): operator and operand.
     Text(&'static str, String),
     /// Number: operator and operand.
@@ -52,7 +52,7 @@ pub enum Op {
 
 /// A date condition: an operator and the instants it compares with, or a range of them.
 #[derive(Debug)]
-pub enum DateOp {
+pub(crate) enum DateOp {
     /// equals: the same day (a date) or instant (a date-time).
     On(NaiveDateTime, bool),
     /// before, after, on_or_before, on_or_after.
@@ -81,7 +81,7 @@ const NUMBER_OPS: [&str; 6] = [
 ];
 
 /// Compiles `filter` (null: everything matches) against `ds`.
-pub fn compile(
+pub(crate) fn compile(
     ds: &Ds,
     filter: &Value,
     v: Version,
@@ -344,7 +344,7 @@ fn instant(s: &str) -> Option<(NaiveDateTime, bool)> {
 }
 
 /// Whether `row` satisfies `cond`.
-pub fn matches(cond: &Cond, row: &Row) -> bool {
+pub(crate) fn matches(cond: &Cond, row: &Row) -> bool {
     match cond {
         Cond::And(all) => all.iter().all(|c| matches(c, row)),
         Cond::Or(any) => any.iter().any(|c| matches(c, row)),
@@ -434,7 +434,7 @@ fn date_matches(op: &DateOp, value: Option<(NaiveDateTime, bool)>) -> bool {
 /// One sort: a property by name (or a timestamp: `created_time`, `last_edited_time`), and
 /// whether descending.
 #[derive(Debug)]
-pub struct Sort {
+pub(crate) struct Sort {
     key: SortKey,
     descending: bool,
 }
@@ -447,7 +447,7 @@ enum SortKey {
 }
 
 /// Compiles `sorts` (null: none) against `ds`.
-pub fn compile_sorts(ds: &Ds, sorts: &Value) -> Result<Vec<Sort>, Invalid> {
+pub(crate) fn compile_sorts(ds: &Ds, sorts: &Value) -> Result<Vec<Sort>, Invalid> {
     let bad = |m: String| format!("body failed validation: {m}");
     let list = match sorts {
         Value::Null => return Ok(Vec::new()),
@@ -493,7 +493,7 @@ pub fn compile_sorts(ds: &Ds, sorts: &Value) -> Result<Vec<Sort>, Invalid> {
 }
 
 /// Orders two rows by `sorts`, the first sort first.
-pub fn compare(sorts: &[Sort], ds: &Ds, a: &Row, b: &Row) -> Ordering {
+pub(crate) fn compare(sorts: &[Sort], ds: &Ds, a: &Row, b: &Row) -> Ordering {
     for s in sorts {
         let (ka, kb) = (sort_value(&s.key, ds, a), sort_value(&s.key, ds, b));
         let o = match (ka, kb) {

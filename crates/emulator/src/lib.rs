@@ -129,11 +129,11 @@ mod humantime_serde_compat {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
@@ -273,20 +273,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn lock_ws(&self) -> std::sync::MutexGuard<'_, Workspace> {
+    pub(crate) fn lock_ws(&self) -> std::sync::MutexGuard<'_, Workspace> {
         self.ws.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn count(&self, f: impl FnOnce(&mut Stats)) {
+    pub(crate) fn count(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    pub fn fault(&self, kind: &str) {
+    pub(crate) fn fault(&self, kind: &str) {
         self.count(|s| *s.faults.entry(kind.to_owned()).or_default() += 1);
     }
 
     /// A fresh request id, unique within the run and unlike any other run's.
-    pub fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
         state::make_id(self.request_salt, n)
     }

@@ -7,7 +7,7 @@ use super::state::{Db, Ds, PlainPage, PropDef, Row, Times, Workspace, rich_text}
 
 /// The API versions the emulator speaks, oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Version {
+pub(crate) enum Version {
     /// 2021-08-16: query filters still take `text` (rich_text, title) and `phone`.
     V2021,
     /// 2022-02-22: those filter keywords are gone.
@@ -21,11 +21,11 @@ pub enum Version {
 }
 
 /// The `Notion-Version` values the emulator accepts, as its error message lists them.
-pub const VERSIONS: &str = "2021-08-16, 2022-02-22, 2022-06-28, 2025-09-03, 2026-03-11";
+pub(crate) const VERSIONS: &str = "2021-08-16, 2022-02-22, 2022-06-28, 2025-09-03, 2026-03-11";
 
 impl Version {
     /// Parses a `Notion-Version` value.
-    pub fn parse(s: &str) -> Option<Version> {
+    pub(crate) fn parse(s: &str) -> Option<Version> {
         match s {
             "2021-08-16" => Some(Self::V2021),
             "2022-02-22" => Some(Self::V2022Feb),
@@ -37,17 +37,17 @@ impl Version {
     }
 
     /// Whether databases are containers of data sources.
-    pub fn data_sources(self) -> bool {
+    pub(crate) fn data_sources(self) -> bool {
         self >= Self::V2025
     }
 
     /// Whether query filters still accept `text` and `phone` (changed in 2022-02-22).
-    pub fn legacy_filter_keywords(self) -> bool {
+    pub(crate) fn legacy_filter_keywords(self) -> bool {
         self < Self::V2022Feb
     }
 
     /// The `type` of a list of query or search results.
-    pub fn list_type(self) -> &'static str {
+    pub(crate) fn list_type(self) -> &'static str {
         if self.data_sources() {
             "page_or_data_source"
         } else {
@@ -57,7 +57,7 @@ impl Version {
 }
 
 /// A page's or database's address on notion.so.
-pub fn url_of(id: &str) -> String {
+pub(crate) fn url_of(id: &str) -> String {
     format!("https://www.notion.so/{}", id.replace('-', ""))
 }
 
@@ -77,7 +77,7 @@ fn stamp(obj: &mut Map<String, Value>, times: &Times, in_trash: bool, v: Version
 }
 
 /// A schema property as Notion describes it.
-pub fn prop_schema(p: &PropDef) -> Value {
+pub(crate) fn prop_schema(p: &PropDef) -> Value {
     let config = match p.ty {
         "number" => json!({"format": "number"}),
         "select" | "multi_select" => json!({"options": p.options.iter().map(|(id, name, color)| {
@@ -112,7 +112,7 @@ fn parent_of(db: &Db) -> Value {
 }
 
 /// A database object.
-pub fn database(ws: &Workspace, db: &Db, v: Version) -> Value {
+pub(crate) fn database(ws: &Workspace, db: &Db, v: Version) -> Value {
     let mut o = json!({
         "object": "database",
         "id": db.id,
@@ -147,7 +147,7 @@ pub fn database(ws: &Workspace, db: &Db, v: Version) -> Value {
 }
 
 /// A data source object.
-pub fn data_source(ws: &Workspace, ds: &Ds, v: Version) -> Value {
+pub(crate) fn data_source(ws: &Workspace, ds: &Ds, v: Version) -> Value {
     let db = ws.dbs.iter().find(|d| d.id == ds.database_id);
     let mut o = json!({
         "object": "data_source",
@@ -198,7 +198,13 @@ fn page_common(
 
 /// A page object (a row). `only` keeps just the properties with these ids (the
 /// `filter_properties` query parameter), given as stored (`sC%3Fr`) or with escapes decoded.
-pub fn page(ws: &Workspace, row: &Row, ds: &Ds, v: Version, only: Option<&[String]>) -> Value {
+pub(crate) fn page(
+    ws: &Workspace,
+    row: &Row,
+    ds: &Ds,
+    v: Version,
+    only: Option<&[String]>,
+) -> Value {
     let parent = if v.data_sources() {
         json!({"type": "data_source_id", "data_source_id": ds.id, "database_id": ds.database_id})
     } else {
@@ -234,14 +240,14 @@ pub fn page(ws: &Workspace, row: &Row, ds: &Ds, v: Version, only: Option<&[Strin
 }
 
 /// A property id with its %XX escapes decoded, as it arrives in a path or a query string.
-pub fn decode_id(id: &str) -> String {
+pub(crate) fn decode_id(id: &str) -> String {
     percent_encoding::percent_decode_str(id)
         .decode_utf8_lossy()
         .into_owned()
 }
 
 /// A plain page (not a row).
-pub fn plain_page(ws: &Workspace, p: &PlainPage, v: Version) -> Value {
+pub(crate) fn plain_page(ws: &Workspace, p: &PlainPage, v: Version) -> Value {
     let props = json!({"title": {"id": "title", "type": "title", "title": rich_text(&p.title)}});
     let parent = json!({"type": "workspace", "workspace": true});
     let mut o = page_common(ws, &p.id, parent, props, false, false);
@@ -251,13 +257,13 @@ pub fn plain_page(ws: &Workspace, p: &PlainPage, v: Version) -> Value {
 
 /// A property item (`GET /v1/pages/{id}/properties/{property_id}`) of a property that is not a
 /// list: `{object:"property_item", id, type, <type>: value}`.
-pub fn property_item(value: &Value) -> Value {
+pub(crate) fn property_item(value: &Value) -> Value {
     let ty = value["type"].as_str().unwrap_or_default();
     json!({"object": "property_item", "id": value["id"], "type": ty, ty: value[ty]})
 }
 
 /// The plain text of a title or rich_text value in response shape.
-pub fn plain(value: &Value) -> String {
+pub(crate) fn plain(value: &Value) -> String {
     value
         .as_array()
         .map(|a| {

@@ -11,7 +11,7 @@ use super::StoredPage;
 
 /// A property of a data source's schema.
 #[derive(Debug, Clone)]
-pub struct PropDef {
+pub(crate) struct PropDef {
     /// Name (unique within the schema).
     pub name: String,
     /// Id (stable, short, URL-encoded like Notion's).
@@ -24,7 +24,7 @@ pub struct PropDef {
 
 /// A workspace an authorization can be for: its bot user and the person who consents there.
 #[derive(Debug, Clone)]
-pub struct Space {
+pub(crate) struct Space {
     /// Id.
     pub id: String,
     /// Name.
@@ -37,7 +37,7 @@ pub struct Space {
 
 /// A database: a container of data sources.
 #[derive(Debug, Clone)]
-pub struct Db {
+pub(crate) struct Db {
     /// Id (dashed).
     pub id: String,
     /// Title.
@@ -59,7 +59,7 @@ pub struct Db {
 /// An object's `created_time` and `last_edited_time`, RFC 3339 with milliseconds and `Z`, so that
 /// comparing the strings compares the times.
 #[derive(Debug, Clone)]
-pub struct Times {
+pub(crate) struct Times {
     /// `created_time`.
     pub created: String,
     /// `last_edited_time`.
@@ -68,7 +68,7 @@ pub struct Times {
 
 impl Times {
     /// Created and last edited at `t`.
-    pub fn at(t: &str) -> Times {
+    pub(crate) fn at(t: &str) -> Times {
         Times {
             created: t.to_owned(),
             edited: t.to_owned(),
@@ -78,7 +78,7 @@ impl Times {
 
 /// A page that is not a database row.
 #[derive(Debug, Clone)]
-pub struct PlainPage {
+pub(crate) struct PlainPage {
     /// Id (dashed).
     pub id: String,
     /// Title.
@@ -91,7 +91,7 @@ pub struct PlainPage {
 
 /// A data source: a schema and rows.
 #[derive(Debug, Clone)]
-pub struct Ds {
+pub(crate) struct Ds {
     /// Id (dashed).
     pub id: String,
     /// Name.
@@ -106,7 +106,7 @@ pub struct Ds {
 
 /// How a token came to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenKind {
+pub(crate) enum TokenKind {
     /// An internal integration token.
     Internal,
     /// Issued by the OAuth flow at this time.
@@ -115,7 +115,7 @@ pub enum TokenKind {
 
 /// What a token may see and whether it still works.
 #[derive(Debug, Clone)]
-pub struct TokenInfo {
+pub(crate) struct TokenInfo {
     /// Internal or OAuth.
     pub kind: TokenKind,
     /// Its workspace (an index into `Workspace::spaces`).
@@ -134,7 +134,7 @@ pub struct TokenInfo {
 
 /// A refresh token.
 #[derive(Debug, Clone)]
-pub struct RefreshInfo {
+pub(crate) struct RefreshInfo {
     /// Its workspace.
     pub space: usize,
     /// Databases granted.
@@ -147,7 +147,7 @@ pub struct RefreshInfo {
 
 /// An authorization code.
 #[derive(Debug, Clone)]
-pub struct CodeInfo {
+pub(crate) struct CodeInfo {
     /// The redirect URI of the authorize request.
     pub redirect_uri: String,
     /// The workspace the user chose.
@@ -164,7 +164,7 @@ pub struct CodeInfo {
 
 /// A created row, with when queries may see it.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     /// What tests see.
     pub page: StoredPage,
     /// Queries see it from this instant on.
@@ -179,7 +179,7 @@ pub struct Row {
 
 /// The workspace.
 #[derive(Debug)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     /// Id.
     pub id: String,
     /// Name.
@@ -217,7 +217,7 @@ pub struct Workspace {
 }
 
 /// A deterministic, UUID-shaped id from a seed and a counter.
-pub fn make_id(seed: u64, n: u64) -> String {
+pub(crate) fn make_id(seed: u64, n: u64) -> String {
     let a = fnv1a64(format!("{seed}/{n}/a").as_bytes());
     let b = fnv1a64(format!("{seed}/{n}/b").as_bytes());
     let hex = format!("{a:016x}{b:016x}");
@@ -232,7 +232,7 @@ pub fn make_id(seed: u64, n: u64) -> String {
 }
 
 /// Now, as Notion formats times (millisecond precision, `Z`).
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let now: DateTime<Utc> = SystemTime::now().into();
     now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
@@ -256,7 +256,7 @@ fn options(names: &[(&str, &str)]) -> Vec<(String, String, String)> {
 
 impl Workspace {
     /// The seeded workspace "Acme".
-    pub fn seeded(seed: u64, redirect_uris: Vec<String>) -> Workspace {
+    pub(crate) fn seeded(seed: u64, redirect_uris: Vec<String>) -> Workspace {
         let mut ws = Workspace {
             id: make_id(seed, 1),
             name: "Acme".into(),
@@ -399,7 +399,7 @@ impl Workspace {
 
     /// Adds a database `title` with one data source of the tweets schema (handle, tweet,
     /// Inbox ID) to workspace `space`, in `parent_page` if given.
-    pub fn add_tweets_database(
+    pub(crate) fn add_tweets_database(
         &mut self,
         space: usize,
         db: String,
@@ -432,25 +432,25 @@ impl Workspace {
     }
 
     /// The workspace of a token.
-    pub fn space(&self, token: &TokenInfo) -> &Space {
+    pub(crate) fn space(&self, token: &TokenInfo) -> &Space {
         &self.spaces[token.space.min(self.spaces.len() - 1)]
     }
 
     /// A fresh id.
-    pub fn next_id(&mut self) -> String {
+    pub(crate) fn next_id(&mut self) -> String {
         self.counter += 1;
         make_id(self.seed, self.counter)
     }
 
     /// A fresh secret-looking string with `prefix`.
-    pub fn next_secret(&mut self, prefix: &str) -> String {
+    pub(crate) fn next_secret(&mut self, prefix: &str) -> String {
         let a = self.next_id().replace('-', "");
         let b = self.next_id().replace('-', "");
         format!("{prefix}{a}{}", &b[..11])
     }
 
     /// The grants of the internal token: everything of "Acme" but "Hidden".
-    pub fn default_grants(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+    pub(crate) fn default_grants(&self) -> (BTreeSet<String>, BTreeSet<String>) {
         (
             self.dbs
                 .iter()
@@ -466,7 +466,7 @@ impl Workspace {
     }
 
     /// Mints an internal token.
-    pub fn mint_internal(&mut self) -> String {
+    pub(crate) fn mint_internal(&mut self) -> String {
         let token = self.next_secret("ntn_");
         let (grants, page_grants) = self.default_grants();
         self.tokens.insert(
@@ -485,7 +485,7 @@ impl Workspace {
     }
 
     /// A database by id (dashed or not), if `token` may see it.
-    pub fn db(&self, token: &TokenInfo, id: &str) -> Option<&Db> {
+    pub(crate) fn db(&self, token: &TokenInfo, id: &str) -> Option<&Db> {
         let id = normalize(id)?;
         self.dbs
             .iter()
@@ -493,7 +493,7 @@ impl Workspace {
     }
 
     /// A data source by id, if `token` may see it.
-    pub fn ds(&self, token: &TokenInfo, id: &str) -> Option<&Ds> {
+    pub(crate) fn ds(&self, token: &TokenInfo, id: &str) -> Option<&Ds> {
         let id = normalize(id)?;
         let ds = self.dss.iter().find(|d| d.id == id)?;
         self.db(token, &ds.database_id)?;
@@ -502,7 +502,7 @@ impl Workspace {
 
     /// Rows of a data source that queries may see now: those in the trash when `in_trash`, the
     /// others otherwise.
-    pub fn visible_rows(&self, ds_id: &str, in_trash: bool) -> impl Iterator<Item = &Row> {
+    pub(crate) fn visible_rows(&self, ds_id: &str, in_trash: bool) -> impl Iterator<Item = &Row> {
         let now = Instant::now();
         let ds_id = ds_id.to_owned();
         self.rows.iter().filter(move |r| {
@@ -511,7 +511,7 @@ impl Workspace {
     }
 
     /// A row by page id (dashed or not), if `token` may see its data source.
-    pub fn row_index(&self, token: &TokenInfo, id: &str) -> Option<usize> {
+    pub(crate) fn row_index(&self, token: &TokenInfo, id: &str) -> Option<usize> {
         let id = normalize(id)?;
         let i = self.rows.iter().position(|r| r.page.id == id)?;
         self.ds(token, &self.rows[i].page.data_source_id)?;
@@ -519,7 +519,7 @@ impl Workspace {
     }
 
     /// Codes older than 10 minutes are forgotten.
-    pub fn expire_codes(&mut self) {
+    pub(crate) fn expire_codes(&mut self) {
         self.codes
             .retain(|_, c| c.issued.elapsed() < Duration::from_secs(600));
     }
@@ -528,7 +528,7 @@ impl Workspace {
 /// An id as Notion takes it in a path or a body (a UUID: 32 hex digits, dashed 8-4-4-4-12 or not
 /// dashed at all; either case), in the dashed lowercase form Notion answers with; `None` if it is
 /// not an id.
-pub fn normalize(id: &str) -> Option<String> {
+pub(crate) fn normalize(id: &str) -> Option<String> {
     let dashed = id.len() == 36
         && id
             .char_indices()
@@ -561,7 +561,7 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// A rich-text array of one plain text item, as Notion returns it.
-pub fn rich_text(text: &str) -> Value {
+pub(crate) fn rich_text(text: &str) -> Value {
     if text.is_empty() {
         return json!([]);
     }
@@ -569,7 +569,7 @@ pub fn rich_text(text: &str) -> Value {
 }
 
 /// One rich-text item, as Notion returns it.
-pub fn text_item(content: &str, link: Option<&Value>) -> Value {
+pub(crate) fn text_item(content: &str, link: Option<&Value>) -> Value {
     json!({
         "type": "text",
         "text": {"content": content, "link": link.cloned().unwrap_or(Value::Null)},

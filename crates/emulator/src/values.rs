@@ -8,7 +8,7 @@ use super::objects::url_of;
 use super::state::{Ds, PropDef, Workspace, normalize};
 
 /// A validation failure: the whole message Notion would send with `validation_error`.
-pub type Invalid = String;
+pub(crate) type Invalid = String;
 
 /// Prefixes a message about the body, as Notion does for schema failures.
 fn body_failed(m: String) -> Invalid {
@@ -32,7 +32,7 @@ fn empty_value(p: &PropDef) -> Value {
 /// answer, unset ones empty) or of an update (`current`: the page's values, the given ones
 /// replaced). Returns them in response shape, keyed by name. May add select options to `ds`, as
 /// Notion does.
-pub fn validate_properties(
+pub(crate) fn validate_properties(
     ws: &Workspace,
     ds: &mut Ds,
     given: &Value,
@@ -215,7 +215,7 @@ fn option(p: &mut PropDef, v: &Value, path: &str) -> Result<Value, Invalid> {
 }
 
 /// Whether `s` is an ISO 8601 date or date-time, as Notion accepts them.
-pub fn is_iso_date(s: &str) -> bool {
+pub(crate) fn is_iso_date(s: &str) -> bool {
     chrono::DateTime::parse_from_rfc3339(s).is_ok()
         || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
         || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()

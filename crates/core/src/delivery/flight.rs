@@ -77,7 +77,7 @@ pub enum RefreshResult {
 
 /// The longest wait between two refreshes held up by a local file ([`RefreshResult::Local`]):
 /// an attempt only reads files, so the fix is picked up within this time.
-pub const LOCAL_REFRESH_RETRY_CAP: Duration = Duration::from_secs(10);
+pub(super) const LOCAL_REFRESH_RETRY_CAP: Duration = Duration::from_secs(10);
 
 /// Where a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,12 +145,12 @@ impl<P> Flight<P> {
     }
 
     /// A record to send.
-    pub fn record(key: String, payload: P, line: Vec<u8>) -> Flight<P> {
+    pub(super) fn record(key: String, payload: P, line: Vec<u8>) -> Flight<P> {
         Flight::new(key, Some(Arc::new(payload)), line, Step::Ready)
     }
 
     /// A line for the dead-letter file.
-    pub fn bad(line: Vec<u8>, reason: String) -> Flight<P> {
+    pub(super) fn bad(line: Vec<u8>, reason: String) -> Flight<P> {
         let mut f = Flight::new(String::new(), None, line, Step::DeadLettering);
         f.dead = Some(reason);
         f

@@ -7,13 +7,13 @@ use std::time::Duration;
 use super::Now;
 
 /// 429s further apart than this belong to different runs.
-pub const RUN_GAP: Duration = Duration::from_secs(60);
+pub(super) const RUN_GAP: Duration = Duration::from_secs(60);
 /// A run of 429s this long is warned about.
-pub const PERSISTS_AFTER: Duration = Duration::from_secs(300);
+pub(super) const PERSISTS_AFTER: Duration = Duration::from_secs(300);
 
 /// The current run of 429s of one target.
 #[derive(Debug, Default)]
-pub struct RateStreak {
+pub(super) struct RateStreak {
     /// When the run began and when its last 429 came.
     run: Option<(Now, Now)>,
     /// Whether this run was warned about.
@@ -22,7 +22,7 @@ pub struct RateStreak {
 
 impl RateStreak {
     /// A 429 at `now`: returns how long the run has lasted when it has just become worth a warning.
-    pub fn limited(&mut self, now: Now) -> Option<Duration> {
+    pub(super) fn limited(&mut self, now: Now) -> Option<Duration> {
         let start = match self.run {
             Some((start, last)) if now.saturating_sub(last) <= RUN_GAP => start,
             _ => {
@@ -36,7 +36,7 @@ impl RateStreak {
     }
 
     /// A request succeeded at `now`: returns true when a warned run is over (no 429 for a gap).
-    pub fn succeeded(&mut self, now: Now) -> bool {
+    pub(super) fn succeeded(&mut self, now: Now) -> bool {
         match self.run {
             Some((_, last)) if now.saturating_sub(last) > RUN_GAP => {
                 self.run = None;
