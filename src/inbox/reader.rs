@@ -264,7 +264,12 @@ impl Tailer {
     }
 
     /// Reports, in reading order, the files whose identity has settled since last asked, up to
-    /// the first that has not (so the order handed out is the reading order).
+    /// the first that has not (so the order handed out is the reading order), passing over
+    /// a rotated file that has not: it holds no complete line, and were it to get one before it
+    /// is retired (a producer writing to it after the rotation), the `Order` that goes with its
+    /// report puts it back in its place. Without that, an empty file rotated away hid every file
+    /// behind it from the checkpoint for as long as it was held (found by the simulator's
+    /// dormancy schedules, SIM_SEED=6891 without dedupe).
     fn report_settled(&mut self, out: &mut Vec<Item>, lone: bool) {
         // In a batch, the file being read needs reporting only to come before the queued ones
         // (alone, its lines name it); `observe` reports it alone too, so that the checkpoint
@@ -281,6 +286,7 @@ impl Tailer {
                     src.reported = true;
                     out.push(Item::Event(TailEvent::Queued { file }));
                 }
+                Ok(None) if src.retiring.is_some() => {}
                 _ => return,
             }
         }

@@ -538,3 +538,29 @@ fn a_huge_sparse_file_is_read_in_bounded_memory_and_its_records_found() {
         .collect();
     assert_eq!(oversized, [8 << 20]);
 }
+
+/// A file rotated away before it held a complete line (empty, or a partial first line) cannot be
+/// named yet; it must not hide the files queued behind it from the checkpoint. It did, for as
+/// long as it was held (found by the simulator's dormancy schedules, SIM_SEED=6891).
+#[test]
+fn an_unsettled_rotated_file_does_not_hide_the_files_behind_it() {
+    let f = Fixture::new();
+    let grace = TailOptions {
+        rotate_grace: Duration::from_secs(3600),
+        ..TailOptions::default()
+    };
+    append(&f.path, b"");
+    let mut t = Tailer::new(f.path.clone(), grace, None).unwrap();
+    assert!(t.observe().is_empty(), "an empty file has no identity yet");
+    fs::rename(&f.path, f.at("inbox.jsonl.1")).unwrap();
+    append(&f.path, b"{\"handle\":\"@a\"}\n");
+    let queued = t.observe();
+    assert_eq!(queued.len(), 1, "the new file is reported: {queued:?}");
+    assert_eq!(t.order(), queued, "and it is the order the tailer reads in");
+    // The rotated file gets a line after all (a producer still writing to it): it settles,
+    // is reported, and comes first in the order.
+    append(&f.at("inbox.jsonl.1"), b"{\"handle\":\"@old\"}\n");
+    let late = t.observe();
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert_eq!(t.order(), vec![late[0], queued[0]]);
+}

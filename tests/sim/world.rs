@@ -349,7 +349,8 @@ impl World {
             80..=81 if self.core().files_saved() => self.crash(),
             // (A stop while the state disk stays full past the grace period is the same limit.)
             82 if !self.disk_full => self.begin_stop(),
-            83..=84 if self.stopping.is_none() => self.disk_full = !self.disk_full,
+            // A close waits for its final save, so the disk may free meanwhile.
+            83..=84 if self.stopping.is_none() || self.closing => self.disk_full = !self.disk_full,
             85..=86 => self.notion.expired = true,
             _ => {
                 self.observe();
