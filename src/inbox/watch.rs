@@ -16,7 +16,7 @@
 //! Written on the `inotify` crate rather than `notify`: notify's event thread reads the kernel
 //! queue until it is empty before it serves a `watch` or `unwatch`, so a producer appending in a
 //! tight loop kept `watch` waiting for ever (a configuration reload hung; the churn test in
-//! `tests/inbox/watch.rs` caught it). Here `watch` and `unwatch` are the system calls themselves,
+//! `tests/it/inbox/watch.rs` caught it). Here `watch` and `unwatch` are the system calls themselves,
 //! made on the caller's thread, and the reader handles one buffer of events per wake-up.
 //!
 //! There is no polling loop here: when nothing changes, nothing runs. The reconcile tick (a few

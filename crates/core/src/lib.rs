@@ -5,7 +5,7 @@
 //! a seeded generator, and what it decides comes back as [`delivery::Action`]s for a runner to
 //! perform (`notion_inbox::daemon` in production, `tests/sim` under a seeded schedule of faults).
 //! Its dependencies are data-only (serde, thiserror, rand's seeded generator, memchr, tracing's
-//! macros); a test (`tests/layering.rs` of the workspace root) fails if it gains tokio, an HTTP
+//! macros); a test (`tests/it/layering.rs` of the workspace root) fails if it gains tokio, an HTTP
 //! client or server, a clock crate or libc.
 //!
 //! - [`answer`]: Notion's answers as received, and the one reading of what each means.

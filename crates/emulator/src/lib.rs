@@ -2,7 +2,7 @@
 //! the tests, the benchmarks and the demo.
 //!
 //! It is an independent reading of Notion's documentation: this crate depends on nothing of
-//! notion-inbox (a test of the workspace, `tests/layering.rs`, checks it), so that a mistake in the
+//! notion-inbox (a test of the workspace, `tests/it/layering.rs`, checks it), so that a mistake in the
 //! product's reading of the API is not mirrored here, where it would be invisible.
 //!
 //! What it does (see ../shared/notion-api.md for the API it imitates):

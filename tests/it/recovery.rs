@@ -5,17 +5,15 @@
 //! with a deadline; every outcome is asserted on the emulator's rows, the dead-letter files and
 //! the status the daemon publishes.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::state::CheckpointStore;
 use serde_json::Value;
-use support::*;
 
 /// `[notion]` keys that match [`fast`].
 const FAST_NOTION: &str = "requests_per_second = 50\nburst = 50\n";

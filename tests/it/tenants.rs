@@ -3,13 +3,11 @@
 //! and titles are hostile, sockets held open, one client flooding `/callback`, the caps, a
 //! reconnect after a rename, and `status` while workspaces connect.
 
-mod support;
-
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// Characters that must never reach a terminal or a log as they are.
 fn hidden(c: char) -> bool {

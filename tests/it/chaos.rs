@@ -8,16 +8,14 @@
 //! bad lines.
 //!
 //! Seeded: `CHAOS_SEED` (default 1) picks the faults and the moments; the seed is printed on
-//! failure. A longer soak: `CHAOS_RECORDS=20000 CHAOS_KILLS=100 cargo test --test chaos`.
-
-mod support;
+//! failure. A longer soak: `CHAOS_RECORDS=20000 CHAOS_KILLS=100 cargo test --test it chaos::`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use rand::{Rng, SeedableRng};
-use support::*;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

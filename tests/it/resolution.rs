@@ -4,11 +4,9 @@
 //! a schema change explains drops that target's cache (only that target's), so its next start
 //! resolves again and sees the change.
 
-mod support;
-
 use std::path::PathBuf;
 
-use support::*;
+use crate::support::*;
 
 fn resolutions(w: &World) -> u64 {
     let stats = w.emu.stats();

@@ -1,12 +1,10 @@
 //! `requeue` against the real binary, without a daemon: listing, dry runs, filters, purge, and the
 //! repair of a run that stopped half-way.
 
-mod support;
-
 use std::path::PathBuf;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 fn entry(line: &str, reason: &str) -> serde_json::Value {
     json!({"line": line, "offset": 0, "inbox": "x", "reason": reason, "time": "2026-12-01T00:00:00.000Z"})

@@ -1,10 +1,8 @@
 //! What an operator meets at the command line: exit statuses, JSON errors, `check` without
 //! targets, offline, and while the daemon drains against a strict emulator.
 
-mod support;
-
+use crate::support::*;
 use notion_emulator::Faults;
-use support::*;
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))

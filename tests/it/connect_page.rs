@@ -8,14 +8,12 @@
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`.ci/run` installs them); without them the
 //! test says so and skips, unless NOTION_INBOX_REQUIRE_BROWSER=1 (CI) makes that a failure.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use fantoccini::{Client, ClientBuilder, Locator};
-use support::*;
 
 /// chromedriver on a port of its own, killed on drop.
 struct Driver {

@@ -2,8 +2,6 @@
 //! forged or incomplete redirects, two redirects at once, half-sent requests, both loopbacks of
 //! `localhost`, and a token file of another workspace. The real binary, against the emulator.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
@@ -11,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use notion_inbox::notion::TokenFile;
 use secrecy::ExposeSecret;
-use support::*;
 
 /// Whether this machine has an IPv6 loopback to bind.
 fn has_ipv6_loopback() -> bool {

@@ -4,16 +4,14 @@
 //! and a client secret or token file that cannot be used is waited out, its fix picked up without
 //! a restart.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
+use crate::support::*;
 use notion_inbox::notion::TokenFile;
 use secrecy::ExposeSecret;
-use support::*;
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -1,5 +1,5 @@
 //! The packaged completions and man pages are generated from the clap definitions; this test fails
-//! when they are stale. Regenerate with `UPDATE_DIST=1 cargo test --test dist`.
+//! when they are stale. Regenerate with `UPDATE_DIST=1 cargo test --test it dist::`.
 
 use std::path::Path;
 
@@ -13,7 +13,7 @@ fn check(rel: &str, fresh: Vec<u8>) {
     let on_disk = std::fs::read(&path).unwrap_or_default();
     assert!(
         on_disk == fresh,
-        "{rel} is stale; run `UPDATE_DIST=1 cargo test --test dist` and commit it"
+        "{rel} is stale; run `UPDATE_DIST=1 cargo test --test it dist::` and commit it"
     );
 }
 

@@ -2,13 +2,12 @@
 //! emulator: the authorize flow driven as a browser would, token refresh with rotation, outcome
 //! classification, Retry-After, destination resolution and property conversion.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::config::{Config, NotionVersion};
 use notion_inbox::notion::{
@@ -18,7 +17,6 @@ use notion_inbox::record::Mapper;
 use notion_inbox_core::answer::{Answer, Meaning, Reply, meaning};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use support::*;
 
 /// What the core will read in a create's answer: `None` for a row, else the error's meaning
 /// (`Unknown` for an answer that was lost).
@@ -150,7 +148,7 @@ fn authorize_cancel_and_timeout_fail_clearly() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains("access was denied"), "{stderr}");
     // Nobody comes back. (A redirect with another state is refused and the flow goes on waiting:
-    // tests/authorize.rs.)
+    // tests/it/authorize.rs.)
     let (child, _url) = start_authorize(&w, &["--timeout", "1s"]);
     let (code, stderr) = finish(child);
     assert_ne!(code, Some(0));

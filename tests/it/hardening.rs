@@ -3,11 +3,9 @@
 //! directory (the target stops, says why, loses nothing, and the documented recovery works), and
 //! the token lifecycle (refresh refused → waits for `authorize` → resumes on its own).
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 
-use support::*;
+use crate::support::*;
 
 fn fast_config(w: &World, targets: &[TargetSpec]) {
     w.write_config_with(targets, "requests_per_second = 150\nburst = 50\n", "");

@@ -4,19 +4,17 @@
 //! removed, and a record that cannot be used is skipped with its file named. The real binary,
 //! against the emulator's second workspace.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
+use crate::support::*;
 use notion_emulator::{Consent, consent_as};
 use notion_inbox::config::connected::Template;
 use notion_inbox::notion::oauth::TokenResponse;
 use notion_inbox::tenants::lifecycle::Caps;
 use notion_inbox::tenants::{Connected, connect, records};
-use support::*;
 
 /// A world with one configured target, "tweets" (Acme, internal token), and the OAuth client, so
 /// that connected workspaces' tokens can be refreshed.

@@ -9,8 +9,6 @@ use notion_emulator::{Emulator, EmulatorOptions, Faults, RateLimit};
 use serde_json::{Value, json};
 
 mod fidelity;
-#[path = "../support/mod.rs"]
-mod support;
 mod workspaces;
 
 struct T {
@@ -21,7 +19,7 @@ struct T {
 
 /// The emulator with room for every request a test sends at once.
 fn fast() -> EmulatorOptions {
-    support::limited_to(1000.0)
+    crate::support::limited_to(1000.0)
 }
 
 impl T {

@@ -6,15 +6,13 @@
 //! The producer is a throwaway unprivileged uid (`setpriv`), which needs root; where that is
 //! impossible the tests that need it say so and return.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// The uid and gid the producer runs as: not in /etc/passwd, owning nothing.
 const PRODUCER: u32 = 47_111;

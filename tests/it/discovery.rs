@@ -3,15 +3,13 @@
 //! saves it with the token; with several it lists them and `--database` or `database_title`
 //! picks; with none it says what to share. `databases`, `check` and the daemon work from there.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
+use crate::support::*;
 use notion_emulator::{Consent, EmulatorOptions, consent_as};
 use notion_inbox::notion::TokenFile;
 use secrecy::ExposeSecret;
-use support::*;
 
 /// A world whose OAuth target "t" names no database; `properties` replaces its mapping.
 fn world(properties: Option<&str>, extra: &str) -> World {

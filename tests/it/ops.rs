@@ -1,13 +1,11 @@
 //! Operations: `status` (also while the daemon runs), `requeue` after fixing the cause, the metrics
 //! endpoint after a run, the log formats, and the demo end to end.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn fast_world() -> World {
     World::new(fast())

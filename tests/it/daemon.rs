@@ -1,12 +1,10 @@
 //! `notion-inbox run` end to end: the real binary against the emulator. Every test asserts on the
 //! rows the emulator stored (and the dead-letter files), not on logs.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::*;
 use notion_emulator::{EmulatorOptions, Faults};
-use support::*;
 
 const FAST: &str = "";
 

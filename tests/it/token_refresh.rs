@@ -2,11 +2,10 @@
 //! de-authorizes (only an OAuth refusal does), a late 401 never rotates the pair a second time, a
 //! lost answer is transient, and a handle tells its own refresh from a change made elsewhere.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use crate::support::*;
 use notion_emulator::{EmulatorOptions, Faults, RateLimit};
 use notion_inbox::config::Config;
 use notion_inbox::notion::oauth::{Redirect, authorize_url, new_state, parse_redirect};
@@ -16,7 +15,6 @@ use notion_inbox::notion::{
 use notion_inbox_core::answer::{Answer, Reply};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use support::*;
 
 /// Where the consent page sends the browser: a loopback listener that answers 200 to anything
 /// (the code is read from the URL the browser landed on).
