@@ -269,7 +269,8 @@ impl Tailer {
     /// is retired (a producer writing to it after the rotation), the `Order` that goes with its
     /// report puts it back in its place. Without that, an empty file rotated away hid every file
     /// behind it from the checkpoint for as long as it was held (found by the simulator's
-    /// dormancy schedules, SIM_SEED=6891 without dedupe).
+    /// dormancy schedules, SIM_SEED=6891 without dedupe; a queued one, emptied by a copytruncate
+    /// and rotated, at SIM_SEED=30596).
     fn report_settled(&mut self, out: &mut Vec<Item>, lone: bool) {
         // In a batch, the file being read needs reporting only to come before the queued ones
         // (alone, its lines name it); `observe` reports it alone too, so that the checkpoint
@@ -277,16 +278,19 @@ impl Tailer {
         if self.queue.is_empty() && !lone {
             return;
         }
-        for src in self.src.iter_mut().chain(self.queue.iter_mut()) {
+        let held = usize::from(self.src.is_some()) + self.queue.len();
+        for (i, src) in self.src.iter_mut().chain(self.queue.iter_mut()).enumerate() {
             if src.reported {
                 continue;
             }
+            // A file with a later one behind it was rotated away, as is a retiring one.
+            let rotated = src.retiring.is_some() || i + 1 < held;
             match src.settle_identity() {
                 Ok(Some(file)) => {
                     src.reported = true;
                     out.push(Item::Event(TailEvent::Queued { file }));
                 }
-                Ok(None) if src.retiring.is_some() => {}
+                Ok(None) if rotated => {}
                 _ => return,
             }
         }

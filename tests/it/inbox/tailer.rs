@@ -564,3 +564,33 @@ fn an_unsettled_rotated_file_does_not_hide_the_files_behind_it() {
     assert_eq!(late.len(), 1, "{late:?}");
     assert_eq!(t.order(), vec![late[0], queued[0]]);
 }
+
+/// The same for a file queued behind the one being read: emptied (a copytruncate) and rotated
+/// before it held a line, it must not hide the next (SIM_SEED=30596).
+#[test]
+fn an_unsettled_queued_file_does_not_hide_the_next() {
+    let f = Fixture::new();
+    let grace = TailOptions {
+        rotate_grace: Duration::from_secs(3600),
+        ..TailOptions::default()
+    };
+    append(&f.path, b"{\"handle\":\"@a\"}\n");
+    let mut t = Tailer::new(f.path.clone(), grace, None).unwrap();
+    let first = t.observe();
+    assert_eq!(first.len(), 1);
+    fs::rename(&f.path, f.at("inbox.jsonl.1")).unwrap();
+    append(&f.path, b"{\"partial\":");
+    assert!(
+        t.observe().is_empty(),
+        "the queued file has no identity yet"
+    );
+    fs::rename(&f.path, f.at("inbox.jsonl.2")).unwrap();
+    append(&f.path, b"{\"handle\":\"@c\"}\n");
+    let queued = t.observe();
+    assert_eq!(
+        queued.len(),
+        1,
+        "the file behind it is reported: {queued:?}"
+    );
+    assert_eq!(t.order(), vec![first[0], queued[0]]);
+}
