@@ -114,6 +114,19 @@ pub enum TailEvent {
         /// The committed offset in it.
         offset: u64,
     },
+    /// The inode the checkpoint names is elsewhere in the inbox's directory holding another file:
+    /// the inbox was truncated or rewritten and then rotated while the daemon was not looking, or
+    /// the inode was reused by another file (a compressed copy can be). It is not read, as it may
+    /// not be an inbox file at all: what the checkpoint's file held after `offset`, and anything
+    /// written to `found` since the rewrite, is not delivered.
+    OverwrittenElsewhere {
+        /// The file the checkpoint named.
+        file: FileIdentity,
+        /// The committed offset in it.
+        offset: u64,
+        /// Where the inode is now.
+        found: PathBuf,
+    },
     /// The inbox path names a new file. The old one is drained to its end, and read until it has
     /// been quiet for [`TailOptions::rotate_grace`], before the tailer moves on.
     RotationSeen {
@@ -191,6 +204,16 @@ impl fmt::Display for TailEvent {
             TailEvent::Overwritten { file, offset } => write!(
                 f,
                 "the checkpoint's file ({file}) was truncated or rewritten since, or deleted and its inode reused; what it held after byte {offset} can no longer be read; reading what is there now from the start"
+            ),
+            TailEvent::OverwrittenElsewhere {
+                file,
+                offset,
+                found,
+            } => write!(
+                f,
+                "the checkpoint's inode ({file}) is at {} with another first line: the inbox was rewritten and then rotated, or the inode reused by another file; it is not read: what the old file held after byte {offset} and whatever was written to {} since the rewrite is not delivered",
+                found.display(),
+                found.display()
             ),
             TailEvent::RotationSeen { old_ino, new_ino } => write!(
                 f,

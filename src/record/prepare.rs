@@ -69,6 +69,24 @@ pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P>> 
                 "target {target}: {event}; if nothing was appended to it after everything was delivered, nothing is missing"
             ),
         }),
+        Item::Event(event @ TailEvent::OverwrittenElsewhere { .. }) => {
+            let TailEvent::OverwrittenElsewhere {
+                file,
+                offset,
+                ref found,
+            } = event
+            else {
+                unreachable!("matched above")
+            };
+            Some(Input::Lost {
+                file,
+                offset,
+                reason: format!(
+                    "target {target}: {event}; if it holds inbox lines, deliver them with `notion-inbox push --target {target} < {}`",
+                    found.display()
+                ),
+            })
+        }
         Item::Event(TailEvent::Queued { file }) => Some(Input::Queued(file)),
         Item::Event(event) => {
             tracing::info!(target_name = %target, "{event}");

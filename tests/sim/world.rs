@@ -140,7 +140,7 @@ pub struct World {
     /// How often the target closed, and woke.
     closes: u32,
     wakes: u32,
-    /// Files rewritten in place (same length) while the target was closed, and those of them
+    /// Files rewritten in place (to the same length, or truncated) while the target was closed, and those of them
     /// rotated away before it woke (their lines may be lost, with a report: see `dormant`).
     rewritten_while_closed: std::collections::BTreeSet<usize>,
     lost_ok: std::collections::BTreeSet<usize>,
@@ -391,6 +391,9 @@ impl World {
             .open(&self.inbox)
             .unwrap();
         f.write_all(text.as_bytes()).unwrap();
+        if std::env::var("SIM_TRACE").is_ok() {
+            eprintln!("{:?} append {text:?} to file {:?}", self.now, self.current);
+        }
     }
 
     fn new_line(&mut self) -> (String, Kind) {
@@ -479,6 +482,17 @@ impl World {
                 .open(&self.inbox)
                 .unwrap();
             // The copy is not the daemon's to read: its lines were delivered from the original.
+            if std::env::var("SIM_TRACE").is_ok() {
+                eprintln!("{:?} copytruncate to {}", self.now, to.display());
+            }
+            if self.dormant.is_some() {
+                // Truncated while closed: what is written to it next is a rewrite while closed
+                // (rotated before a look sees it, its lines are lost, reported).
+                self.deleted.push(false);
+                let file = self.deleted.len() - 1;
+                self.current = Some(file);
+                self.rewritten_while_closed.insert(file);
+            }
         }
         self.observe();
         self.feed(Event::Wake);

@@ -22,16 +22,10 @@ impl Tailer {
     ) -> Result<Tailer, InboxError> {
         let mut tailer = Tailer::new(path, opts, start)?;
         for id in next {
-            match tailer.locate(id)? {
-                Some(file) => {
-                    let src =
-                        Source::open(file, 0, Some(*id)).map_err(|e| tailer.io_error("stat", e))?;
-                    tailer.queue.push_back(src);
-                }
-                None => tailer.events.push(TailEvent::PreviousGone {
-                    file: *id,
-                    offset: 0,
-                }),
+            if let Some(file) = tailer.locate(id)? {
+                let src =
+                    Source::open(file, 0, Some(*id)).map_err(|e| tailer.io_error("stat", e))?;
+                tailer.queue.push_back(src);
             }
         }
         if tailer.src.is_none() {
@@ -51,7 +45,9 @@ impl Tailer {
     }
 
     /// Finds the file with identity `id` at the inbox path or elsewhere in its directory.
-    pub(super) fn locate(&self, id: &FileIdentity) -> Result<Option<File>, InboxError> {
+    /// If it is not there, says why in an event (a file from the start of which nothing was read is
+    /// reported at offset 0).
+    pub(super) fn locate(&mut self, id: &FileIdentity) -> Result<Option<File>, InboxError> {
         match open_inbox(&self.path) {
             Ok(file) => {
                 let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
@@ -66,12 +62,24 @@ impl Tailer {
             Err(InboxError::NotAFile { .. }) => {}
             Err(e) => return Err(e),
         }
-        let found = self.find_in_dir(id).map_err(|e| InboxError::Io {
-            action: "search",
-            path: self.dir.clone(),
-            source: e,
-        })?;
-        Ok(found.map(|(_, file)| file))
+        match self.search_dir(id)? {
+            InDir::Found(_, file) => Ok(Some(file)),
+            InDir::Other(found) => {
+                self.events.push(TailEvent::OverwrittenElsewhere {
+                    file: *id,
+                    offset: 0,
+                    found,
+                });
+                Ok(None)
+            }
+            InDir::Absent => {
+                self.events.push(TailEvent::PreviousGone {
+                    file: *id,
+                    offset: 0,
+                });
+                Ok(None)
+            }
+        }
     }
 
     /// Positions the tailer at a checkpoint (see [`Tailer::new`]).
@@ -122,17 +130,23 @@ impl Tailer {
             Err(InboxError::NotAFile { .. }) => {}
             Err(e) => return Err(e),
         }
-        let Some((found, file)) = self.find_in_dir(&id).map_err(|e| InboxError::Io {
-            action: "search",
-            path: self.dir.clone(),
-            source: e,
-        })?
-        else {
-            self.events.push(TailEvent::PreviousGone {
-                file: id,
-                offset: start.offset,
-            });
-            return Ok(());
+        let (found, file) = match self.search_dir(&id)? {
+            InDir::Found(found, file) => (found, file),
+            InDir::Other(found) => {
+                self.events.push(TailEvent::OverwrittenElsewhere {
+                    file: id,
+                    offset: start.offset,
+                    found,
+                });
+                return Ok(());
+            }
+            InDir::Absent => {
+                self.events.push(TailEvent::PreviousGone {
+                    file: id,
+                    offset: start.offset,
+                });
+                return Ok(());
+            }
         };
         let stat_err = |e| InboxError::Io {
             action: "stat",
@@ -160,8 +174,18 @@ impl Tailer {
         Ok(())
     }
 
+    /// Looks in the inbox's directory (not at its path) for the file with this identity.
+    fn search_dir(&self, id: &FileIdentity) -> Result<InDir, InboxError> {
+        self.find_in_dir(id).map_err(|e| InboxError::Io {
+            action: "search",
+            path: self.dir.clone(),
+            source: e,
+        })
+    }
+
     /// Looks in the inbox's directory for the file with this identity (inode and head).
-    pub(super) fn find_in_dir(&self, id: &FileIdentity) -> io::Result<Option<(PathBuf, File)>> {
+    fn find_in_dir(&self, id: &FileIdentity) -> io::Result<InDir> {
+        let mut other = None;
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
             if entry.ino() != id.ino || entry.path() == self.path {
@@ -176,11 +200,24 @@ impl Tailer {
                 // Gone, or replaced by something that is not a regular file, since the listing.
                 Err(_) => continue,
             };
-            if file.metadata()?.ino() == id.ino && crate::inbox::identity::head_matches(id, &file)?
-            {
-                return Ok(Some((path, file)));
+            if file.metadata()?.ino() != id.ino {
+                continue;
             }
+            if crate::inbox::identity::head_matches(id, &file)? {
+                return Ok(InDir::Found(path, file));
+            }
+            other = Some(path);
         }
-        Ok(None)
+        Ok(other.map_or(InDir::Absent, InDir::Other))
     }
+}
+
+/// Where a file is in the inbox's directory.
+pub(super) enum InDir {
+    /// Under this name.
+    Found(PathBuf, File),
+    /// Its inode is under this name, holding another file (another first line).
+    Other(PathBuf),
+    /// Nowhere.
+    Absent,
 }

@@ -396,8 +396,10 @@ fn resume_with_the_old_file_gone_says_so_and_reads_the_new_one() {
     append(&fx.path, b"a\n");
     let committed = last_position(&drain(&mut fx.tailer()));
     fs::remove_file(&fx.path).unwrap();
-    // Keep a file alive so the new inbox cannot reuse the inode by chance.
-    append(&fx.at("other"), b"x\n");
+    // Keep a file alive so the new inbox cannot reuse the inode by chance (outside the inbox's
+    // directory: a file there holding the inode is reported as that, not as gone).
+    fs::create_dir(fx.at("keep")).unwrap();
+    append(&fx.at("keep").join("other"), b"x\n");
     append(&fx.path, b"b\n");
     let mut t = Tailer::new(fx.path.clone(), quick(), Some(committed)).unwrap();
     let items = drain(&mut t);
@@ -428,6 +430,45 @@ fn a_reused_inode_with_another_head_is_a_new_file() {
     assert_eq!(texts(&items), ["new"]);
     // Same inode, another head: overwritten in place (not a file gone from the directory).
     assert!(matches!(events(&items)[0], TailEvent::Overwritten { .. }));
+}
+
+/// Found by the simulator (SIM_SEED=71318 with dedupe): a closed target's inbox was truncated
+/// in place (copytruncate), written to, and renamed away, all between two looks. The renamed file
+/// has the checkpoint's inode but another first line. It was taken for "gone", and the report
+/// did not say that a file holding unread lines was there.
+#[test]
+fn a_rewritten_file_rotated_away_is_reported_where_it_is_and_not_read() {
+    let fx = Fixture::new();
+    append(&fx.path, b"first line of the old file\n");
+    let committed = last_position(&drain(&mut fx.tailer()));
+    // Truncated in place, then written to: same inode, another head.
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&fx.path)
+        .unwrap();
+    append(&fx.path, b"written after the truncation\n");
+    let rotated = fx.at("inbox.jsonl.1");
+    fs::rename(&fx.path, &rotated).unwrap();
+    let mut t = Tailer::new(fx.path.clone(), quick(), Some(committed)).unwrap();
+    let items = drain(&mut t);
+    // Not read: an inode reused by another file (a compressed copy) looks the same.
+    assert_eq!(texts(&items), Vec::<String>::new());
+    let found = events(&items)
+        .into_iter()
+        .find_map(|e| match e {
+            TailEvent::OverwrittenElsewhere { offset, found, .. } => Some((offset, found)),
+            _ => None,
+        })
+        .expect("the rewritten file is reported where it is");
+    assert_eq!(found, (committed.offset, rotated.clone()));
+    let text = events(&items)
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains(&rotated.display().to_string()), "{text}");
+    assert!(!text.contains("is gone"), "{text}");
 }
 
 #[test]
