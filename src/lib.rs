@@ -11,6 +11,7 @@
 //!   (above `notion` and `record`: it asks whether the record's mapping fits the schemas found).
 //! - [`error`]: how an error and its causes are shown.
 //! - [`exit`]: the exit statuses.
+//! - [`hash`]: FNV-1a 64, the stable fingerprint.
 //! - [`inbox`]: reads complete lines from inbox files (rotation, truncation, partial lines) and
 //!   watches their directories.
 //! - [`notion`]: the Notion API client: typed errors, rate limits, tokens, OAuth, schemas.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod discover;
 pub mod error;
 pub mod exit;
+pub mod hash;
 pub mod inbox;
 pub mod notion;
 pub mod record;

@@ -1,6 +1,6 @@
 //! A closed target's whole look ([`nothing_to_deliver`]: the checkpoint against the file at the
-//! path; `inbox::look` reads the path). What a look compares, and when a target closes and wakes, are decided in
-//! `notion_inbox_core::dormancy`.
+//! path; `inbox::look` reads the path and compares). When a look is whole, and when a target
+//! closes and wakes, are decided in `notion_inbox_core::dormancy`.
 //!
 //! A target with nothing to deliver when the daemon starts is left unprepared (no checkpoint
 //! writer, no token, no request to Notion, no open inbox, a task of about 2 KiB) until its inbox
@@ -9,11 +9,11 @@
 
 use std::path::Path;
 
-use crate::inbox::look::at_path;
+use crate::inbox::look;
 use crate::state::checkpoint::CheckpointStore;
 
 /// True when the checkpoint of `target` (in `store`, if the state directory exists) covers
-/// everything at `inbox` (`notion_inbox_core::dormancy::nothing_to_deliver`). A checkpoint that
+/// everything at `inbox` ([`look::nothing_to_deliver`]). A checkpoint that
 /// cannot be read is work: preparing the target reports what is wrong.
 pub fn nothing_to_deliver(store: Option<&CheckpointStore>, target: &str, inbox: &Path) -> bool {
     let checkpoint = match store.map(|s| s.load(target)) {
@@ -21,7 +21,7 @@ pub fn nothing_to_deliver(store: Option<&CheckpointStore>, target: &str, inbox: 
         Some(Err(_)) => return false,
         None => None,
     };
-    notion_inbox_core::dormancy::nothing_to_deliver(checkpoint.as_ref(), &at_path(inbox))
+    look::nothing_to_deliver(checkpoint.as_ref(), inbox)
 }
 
 #[cfg(test)]

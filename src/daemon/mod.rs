@@ -502,7 +502,7 @@ fn fingerprint(t: &Target) -> String {
     let token = match &t.token {
         crate::config::TokenSource::Fixed(s) => format!(
             "fixed:{:016x}",
-            notion_inbox_core::position::fnv1a64(s.expose_secret().as_bytes())
+            notion_inbox::hash::fnv1a64(s.expose_secret().as_bytes())
         ),
         crate::config::TokenSource::File(p) => format!("file:{}", p.display()),
     };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use crate::inbox::Tailer;
+use crate::inbox::{FileIdentity, Tailer};
 use crate::notion::{NotionClient, PageBody, Resolved, TokenHandle, answer_of};
 use crate::record::Mapper;
 use crate::record::prepare::{Preparation, read_batch};
@@ -23,9 +23,9 @@ use notion_inbox_core::delivery::{Action, DeadLetterRequest, Event, LocalError, 
 /// one hop, no task in between, which is most of the latency of an idle target's first record).
 pub enum Work {
     /// A request to Notion.
-    Request(Pin<Box<dyn Future<Output = Event<PageBody>> + Send>>),
+    Request(Pin<Box<dyn Future<Output = Event<PageBody, FileIdentity>> + Send>>),
     /// Reading the inbox, saving a checkpoint, writing dead letters.
-    Local(Box<dyn FnOnce() -> Event<PageBody> + Send>),
+    Local(Box<dyn FnOnce() -> Event<PageBody, FileIdentity> + Send>),
     /// Nothing to wait for: done as it was asked for.
     Done,
 }
@@ -81,7 +81,7 @@ pub fn refused_authorization(name: &str, connected: bool, why: &str) -> String {
 impl Io {
     /// The work for `action`. A panic in it becomes the event of a failure of that action (the
     /// core then retries it), never a record stuck in flight.
-    pub fn perform(self: &Arc<Self>, action: Action<PageBody>) -> Work {
+    pub fn perform(self: &Arc<Self>, action: Action<PageBody, FileIdentity>) -> Work {
         let io = self.clone();
         match action {
             Action::Read { max_items } => local(
@@ -143,7 +143,7 @@ impl Io {
     }
 
     /// Reads a batch and prepares each line (parse, key, map), on the blocking pool.
-    fn read(&self, max_items: usize) -> Event<PageBody> {
+    fn read(&self, max_items: usize) -> Event<PageBody, FileIdentity> {
         let mut tailer = lock(&self.tailer);
         let mut payload = |record: &serde_json::Map<String, serde_json::Value>, key: &str| {
             Ok(PageBody::from(&self.mapper.page_body(record, key)?))
@@ -163,7 +163,10 @@ impl Io {
     }
 
     /// Appends a batch of dead letters with one fsync (blocking pool).
-    fn write_dead_letters(&self, requests: Vec<DeadLetterRequest>) -> Result<(), LocalError> {
+    fn write_dead_letters(
+        &self,
+        requests: Vec<DeadLetterRequest<FileIdentity>>,
+    ) -> Result<(), LocalError> {
         let mut dead = lock(&self.dead);
         let entries = crate::state::deadletter::entries_for(requests, &self.inbox);
         let written = dead
@@ -218,8 +221,8 @@ fn lost<T>(generation: u64, what: &str) -> Reply<T> {
 fn local(
     io: Arc<Io>,
     what: &'static str,
-    f: impl FnOnce(&Io) -> Event<PageBody> + Send + 'static,
-    failed: fn(LocalError) -> Event<PageBody>,
+    f: impl FnOnce(&Io) -> Event<PageBody, FileIdentity> + Send + 'static,
+    failed: fn(LocalError) -> Event<PageBody, FileIdentity>,
 ) -> Work {
     Work::Local(Box::new(move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&io))).unwrap_or_else(|_| {
@@ -233,8 +236,8 @@ fn local(
 
 /// A request, with the event to report if it panics.
 fn request(
-    f: impl Future<Output = Event<PageBody>> + Send + 'static,
-    crashed: impl FnOnce() -> Event<PageBody> + Send + 'static,
+    f: impl Future<Output = Event<PageBody, FileIdentity>> + Send + 'static,
+    crashed: impl FnOnce() -> Event<PageBody, FileIdentity> + Send + 'static,
 ) -> Work {
     Work::Request(Box::pin(async move {
         use futures::FutureExt;

@@ -14,7 +14,7 @@ use crate::config::{Config, Target};
 use crate::daemon::health::{Health, TargetState};
 use crate::daemon::perform::{Io, Work};
 use crate::error::chain as error_chain;
-use crate::inbox::{TailOptions, Tailer};
+use crate::inbox::{FileIdentity, TailOptions, Tailer};
 use crate::notion::cache::ResolutionCache;
 use crate::notion::{NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
@@ -483,7 +483,8 @@ impl TargetRunner {
             destination: p.resolved.describe(),
             settle: daemon.dedupe_settle,
         };
-        let mut core: Core<PageBody> = Core::new(cfg, p.loaded.as_ref(), rand::random());
+        let mut core: Core<PageBody, FileIdentity> =
+            Core::new(cfg, p.loaded.as_ref(), rand::random());
         let token = p.token.clone();
         let io = Arc::new(Io {
             name: self.target.name.clone(),
@@ -503,8 +504,8 @@ impl TargetRunner {
             ))),
         });
         let epoch = tokio::time::Instant::now();
-        let mut requests: JoinSet<Event<PageBody>> = JoinSet::new();
-        let mut local: JoinSet<Event<PageBody>> = JoinSet::new();
+        let mut requests: JoinSet<Event<PageBody, FileIdentity>> = JoinSet::new();
+        let mut local: JoinSet<Event<PageBody, FileIdentity>> = JoinSet::new();
         let mut looks = Looks::new(daemon.reconcile_interval, Duration::ZERO);
         let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut stopped = false;
@@ -590,7 +591,12 @@ impl TargetRunner {
 
     /// Feeds the core one event and publishes its health until it has finished (what it counted
     /// is taken once its actions are handed out).
-    fn feed(&self, core: &mut Core<PageBody>, now: std::time::Duration, event: Event<PageBody>) {
+    fn feed(
+        &self,
+        core: &mut Core<PageBody, FileIdentity>,
+        now: std::time::Duration,
+        event: Event<PageBody, FileIdentity>,
+    ) {
         core.handle(now, event);
         if !core.finished() {
             self.state.set_health(core.health());
@@ -599,7 +605,7 @@ impl TargetRunner {
 
     /// Looks at the inbox path for new files without reading (a rotation seen while the window
     /// is full must not wait for the next read); run on the blocking pool.
-    fn observe(io: &Arc<Io>) -> impl FnOnce() -> Event<PageBody> + Send + 'static {
+    fn observe(io: &Arc<Io>) -> impl FnOnce() -> Event<PageBody, FileIdentity> + Send + 'static {
         let io = io.clone();
         move || {
             let mut tailer = io.tailer.lock().unwrap_or_else(|e| e.into_inner());

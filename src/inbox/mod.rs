@@ -35,7 +35,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use identity::FileIdentity;
-pub use notion_inbox_core::position::{LinePos, Position};
+
+/// The committed position in an inbox: the core's, with a file as its segment.
+pub type Position = notion_inbox_core::position::Position<FileIdentity>;
+/// Where one line of an inbox is: the core's, with a file as its segment.
+pub type LinePos = notion_inbox_core::position::LinePos<FileIdentity>;
 pub use reader::{Backlog, Tailer};
 pub use watch::InboxWatcher;
 

@@ -189,7 +189,7 @@ impl Slot {
 /// cannot be read (then only [`STALE_AHEAD`] guards against a table from an earlier boot).
 fn boot_id() -> u64 {
     std::fs::read("/proc/sys/kernel/random/boot_id")
-        .map(|id| notion_inbox_core::position::fnv1a64(id.trim_ascii()).max(2))
+        .map(|id| crate::hash::fnv1a64(id.trim_ascii()).max(2))
         .unwrap_or(1)
 }
 

@@ -21,12 +21,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Target, TokenSource};
+use crate::hash::fnv1a64;
 use crate::notion::error::NotionError;
 use crate::notion::oauth::{RefreshError, TokenResponse};
 use crate::state::private::{
     PrivateFileError, private_options, read_private_file, write_private_atomically,
 };
-use notion_inbox_core::position::fnv1a64;
 
 /// The token file of a target, as `authorize` writes it (TOML, mode 600).
 #[derive(Clone, Serialize, Deserialize)]

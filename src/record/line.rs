@@ -33,13 +33,8 @@ pub fn record_key(
     bytes: &[u8],
 ) -> Result<String, RecordError> {
     // The content hash keeps a rewritten file whose head and offsets repeat from reusing keys.
-    Ok(own_key(record)?.unwrap_or_else(|| {
-        format!(
-            "{}-{:016x}",
-            pos.key(),
-            notion_inbox_core::position::fnv1a64(bytes)
-        )
-    }))
+    Ok(own_key(record)?
+        .unwrap_or_else(|| format!("{}-{:016x}", pos.key(), crate::hash::fnv1a64(bytes))))
 }
 
 /// The record's own key, its `"id"` field, if it has one; an error if the field is not usable as a

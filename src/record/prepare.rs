@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::RecordError;
 use super::line::{parse_line, record_key};
-use crate::inbox::{InboxError, Item, TailEvent, Tailer};
+use crate::inbox::{FileIdentity, InboxError, Item, TailEvent, Tailer};
 use notion_inbox_core::delivery::Input;
 
 /// A parsed record and its key → what the core sends, or why it cannot be a row.
@@ -33,9 +33,9 @@ pub fn read_batch<P>(
     max_items: usize,
     max_bytes: usize,
     how: &mut Preparation<'_, P>,
-) -> Result<(Vec<Input<P>>, bool), InboxError> {
+) -> Result<(Vec<Input<P, FileIdentity>>, bool), InboxError> {
     let items = tailer.next_batch(max_items, max_bytes)?;
-    let mut inputs: Vec<Input<P>> = items
+    let mut inputs: Vec<Input<P, FileIdentity>> = items
         .into_iter()
         .filter_map(|item| prepare(item, how))
         .collect();
@@ -50,7 +50,7 @@ pub fn read_batch<P>(
 }
 
 /// One item as the core's input (`None` for an event that is only logged).
-pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P>> {
+pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P, FileIdentity>> {
     let target = how.target;
     match item {
         Item::Event(event @ TailEvent::PreviousGone { file, offset }) => Some(Input::Lost {
@@ -127,12 +127,12 @@ pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P>> 
 /// Looks at the inbox path without reading ([`Tailer::observe`]): the files a rotation queued,
 /// and the order of every file the tailer holds, as the core's inputs; `None` if nothing was
 /// queued.
-pub fn observe<P>(tailer: &mut Tailer) -> Option<Vec<Input<P>>> {
+pub fn observe<P>(tailer: &mut Tailer) -> Option<Vec<Input<P, FileIdentity>>> {
     let queued = tailer.observe();
     if queued.is_empty() {
         return None;
     }
-    let mut inputs: Vec<Input<P>> = queued.into_iter().map(Input::Queued).collect();
+    let mut inputs: Vec<Input<P, FileIdentity>> = queued.into_iter().map(Input::Queued).collect();
     inputs.push(Input::Order(tailer.order()));
     Some(inputs)
 }

@@ -22,7 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use super::StateError;
 use super::private::{create_private_dir, private_options};
-pub use notion_inbox_core::checkpoint::{CHECKPOINT_VERSION, Checkpoint, InFlight};
+use crate::inbox::FileIdentity;
+pub use notion_inbox_core::checkpoint::CHECKPOINT_VERSION;
+
+/// A target's durable progress: the core's, with a file as its segment.
+pub type Checkpoint = notion_inbox_core::checkpoint::Checkpoint<FileIdentity>;
+/// A record in flight when a checkpoint was written: the core's, with a file as its segment.
+pub type InFlight = notion_inbox_core::checkpoint::InFlight<FileIdentity>;
 
 /// Prefix of temporary files in the checkpoints directory.
 const TEMP_PREFIX: &str = ".tmp-";

@@ -105,16 +105,12 @@ impl DeadLetter {
 /// bytes, as record keys have. The hash keeps a new bad line at a reused offset (after a
 /// copytruncate) from being taken for an old entry.
 pub fn position_key(pos: &crate::inbox::LinePos, line: &[u8]) -> String {
-    format!(
-        "{}-{:016x}",
-        pos.key(),
-        notion_inbox_core::position::fnv1a64(line)
-    )
+    format!("{}-{:016x}", pos.key(), crate::hash::fnv1a64(line))
 }
 
 /// The entries for the core's dead-letter requests, with whether each may be in the file already.
 pub fn entries_for(
-    requests: Vec<notion_inbox_core::delivery::DeadLetterRequest>,
+    requests: Vec<notion_inbox_core::delivery::DeadLetterRequest<crate::inbox::FileIdentity>>,
     inbox: &Path,
 ) -> Vec<(DeadLetter, bool)> {
     requests

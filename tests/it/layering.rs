@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 /// The library's top-level modules, lowest layer first. A module may use the modules of the
 /// layers before its own, never one of its own layer or a later one.
 const LAYERS: &[&[&str]] = &[
-    &["text", "error", "exit", "inbox"],
+    &["text", "error", "exit", "hash"],
+    &["inbox"],
     &["state"],
     &["config"],
     &["notion"],

@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notion_inbox::inbox::{TailOptions, Tailer};
+use notion_inbox::inbox::look::Stamp;
+use notion_inbox::inbox::{FileIdentity, TailOptions, Tailer};
 use notion_inbox::record::prepare::{Preparation, observe, read_batch};
+use notion_inbox::state::checkpoint::Checkpoint;
 use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
 use notion_inbox_core::answer::Answer;
-use notion_inbox_core::checkpoint::Checkpoint;
 use notion_inbox_core::commit::Ticket;
 use notion_inbox_core::delivery::{Action, Core, CoreConfig, DeadLetterRequest, Event, LocalError};
 use notion_inbox_core::dormancy::{Dormant, Looks};
@@ -66,7 +67,7 @@ enum Req {
         cp: Checkpoint,
         durable: bool,
     },
-    Dead(Vec<DeadLetterRequest>),
+    Dead(Vec<DeadLetterRequest<FileIdentity>>),
 }
 
 /// The simulated Notion.
@@ -107,7 +108,7 @@ pub struct World {
     stats: Stats,
     /// How often the core asked to forget the cached resolution.
     forgotten: u64,
-    core: Option<Core<P>>,
+    core: Option<Core<P, FileIdentity>>,
     tailer: Option<Tailer>,
     dead: DeadLetterFile,
     pending: Vec<Req>,
@@ -134,7 +135,7 @@ pub struct World {
     /// The running target's looks (when it closes), or the closed target's.
     looks: Looks,
     /// The target is closed: no core, no tailer; what its looks remember.
-    dormant: Option<Dormant>,
+    dormant: Option<Dormant<Stamp>>,
     /// The stop in progress closes the target (it ends dormant, not in a restart).
     closing: bool,
     /// How often the target closed, and woke.
@@ -256,12 +257,12 @@ impl World {
         (self.closes, self.wakes)
     }
 
-    fn core(&mut self) -> &mut Core<P> {
+    fn core(&mut self) -> &mut Core<P, FileIdentity> {
         self.core.as_mut().expect("running")
     }
 
     /// Feeds one event and performs what the core asks for.
-    fn feed(&mut self, event: Event<P>) {
+    fn feed(&mut self, event: Event<P, FileIdentity>) {
         if self.dormant.is_some() {
             // A closed target has no core: it sees nothing until its looks wake it.
             return;
@@ -557,7 +558,7 @@ impl World {
         self.feed(event);
     }
 
-    fn answer(&mut self, req: Req) -> Event<P> {
+    fn answer(&mut self, req: Req) -> Event<P, FileIdentity> {
         match req {
             Req::Read { max } => self.read(max),
             Req::Save { cp, durable } => {
@@ -624,7 +625,7 @@ impl World {
         }
     }
 
-    fn read(&mut self, max: usize) -> Event<P> {
+    fn read(&mut self, max: usize) -> Event<P, FileIdentity> {
         let tailer = self.tailer.as_mut().expect("running");
         let mut payload = |record: &serde_json::Map<String, serde_json::Value>, key: &str| {
             let tweet = record["tweet"].as_str().unwrap_or_default().to_owned();

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::position::{LinePos, Position};
+use crate::position::{LinePos, Position, Segment};
 
 /// A handle to a registered record, to finish it with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,29 +27,29 @@ impl Ticket {
 
 /// Tracks records from registration to finish and derives the committed position.
 #[derive(Debug)]
-pub struct Commit<T> {
+pub struct Commit<T, S> {
     /// Registered records not yet covered by the committed position, in registration order.
-    entries: VecDeque<Entry<T>>,
+    entries: VecDeque<Entry<T, S>>,
     /// The ticket number of `entries[0]`.
     first: u64,
     /// Where delivery has committed, if anywhere yet.
-    committed: Option<Position>,
+    committed: Option<Position<S>>,
 }
 
 /// One registered record.
 #[derive(Debug)]
-struct Entry<T> {
+struct Entry<T, S> {
     /// Where it is in the inbox.
-    pos: LinePos,
+    pos: LinePos<S>,
     /// The caller's data (typically the record key).
     data: T,
     /// Whether it is in Notion or dead-lettered.
     done: bool,
 }
 
-impl<T> Commit<T> {
+impl<T, S: Segment> Commit<T, S> {
     /// Starts at `committed` (from the checkpoint, or `None` on a first start).
-    pub fn new(committed: Option<Position>) -> Commit<T> {
+    pub fn new(committed: Option<Position<S>>) -> Commit<T, S> {
         Commit {
             entries: VecDeque::new(),
             first: 0,
@@ -58,7 +58,7 @@ impl<T> Commit<T> {
     }
 
     /// Registers a record, in the order read.
-    pub fn begin(&mut self, pos: LinePos, data: T) -> Ticket {
+    pub fn begin(&mut self, pos: LinePos<S>, data: T) -> Ticket {
         let ticket = Ticket(self.first + self.entries.len() as u64);
         self.entries.push_back(Entry {
             pos,
@@ -113,14 +113,14 @@ impl<T> Commit<T> {
 
     /// Where delivery has committed.
     #[cfg(test)]
-    pub fn committed(&self) -> Option<Position> {
+    pub fn committed(&self) -> Option<Position<S>> {
         self.committed
     }
 
     /// Where a restart must resume: the committed position, or, before anything was committed, the
     /// start of the first registered record (so the checkpoint names the file being read even
     /// then, and a rotation before the first commit cannot make a restart skip that file).
-    pub fn resume_position(&self) -> Option<Position> {
+    pub fn resume_position(&self) -> Option<Position<S>> {
         self.committed.or_else(|| {
             self.entries.front().map(|e| Position {
                 file: e.pos.file,
@@ -130,7 +130,7 @@ impl<T> Commit<T> {
     }
 
     /// The registered records not finished yet, in order: the in-flight list of a checkpoint.
-    pub fn in_flight(&self) -> impl Iterator<Item = (&LinePos, &T)> {
+    pub fn in_flight(&self) -> impl Iterator<Item = (&LinePos<S>, &T)> {
         self.entries
             .iter()
             .filter(|e| !e.done)
@@ -151,17 +151,12 @@ impl<T> Commit<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::position::FileIdentity;
+    use crate::position::tests::TestFile;
     use proptest::prelude::*;
 
-    const FILE: FileIdentity = FileIdentity {
-        dev: 1,
-        ino: 2,
-        head_len: 3,
-        head_hash: 4,
-    };
+    const FILE: TestFile = TestFile(2);
 
-    fn at(offset: u64, end: u64) -> LinePos {
+    fn at(offset: u64, end: u64) -> LinePos<TestFile> {
         LinePos {
             file: FILE,
             offset,
@@ -171,7 +166,7 @@ mod tests {
 
     #[test]
     fn before_the_first_commit_the_resume_position_names_the_file() {
-        let mut c: Commit<&str> = Commit::new(None);
+        let mut c: Commit<&str, TestFile> = Commit::new(None);
         assert_eq!(c.resume_position(), None);
         let a = c.begin(at(0, 10), "a");
         c.begin(at(10, 20), "b");

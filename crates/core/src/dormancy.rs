@@ -1,16 +1,17 @@
 //! A target's life around delivery: when a running target closes (it has been quiet at every
-//! look for a while), what a closed target compares when it looks at its inbox, and when it
+//! look for a while), what a closed target compares when it looks at its source, and when it
 //! wakes. The runner (`notion_inbox::daemon::target`) and the simulator drive the same rules; the
 //! runner does the stats and the reads, passes the time in and performs what is decided.
 //!
 //! A closed target holds no checkpoint writer, token, connection or open file. It looks at its
-//! inbox path at each file event and at [`Looks`]' slowing interval. A look either compares one
-//! `stat` of the path with what the last look saw ([`Stamp`]), or is whole: the checkpoint
-//! against the file at the path ([`nothing_to_deliver`]). [`Dormant`] says which: whole at the
-//! first look, at every file event (something happened: a stat that looks the same, say a file
-//! rewritten to the same length within one tick of the file system's clock, must not hide it),
-//! when the stat differs, and at least every [`WHOLE_LOOK_EVERY`] looks, so that a change no stat
-//! shows and no event reported wakes the target within a bounded time.
+//! source at each file event and at [`Looks`]' slowing interval. A look either compares a cheap
+//! view of the source with what the last look saw (for the file tailer, one `stat` of the inbox
+//! path), or is whole: the checkpoint against the source ([`nothing_to_deliver`]). [`Dormant`]
+//! says which: whole at the first look, at every file event (something happened: a stat that
+//! looks the same, say a file rewritten to the same length within one tick of the file system's
+//! clock, must not hide it), when the cheap view differs, and at least every
+//! [`WHOLE_LOOK_EVERY`] looks, so that a change no stat shows and no event reported wakes the
+//! target within a bounded time.
 
 use std::time::Duration;
 
@@ -18,26 +19,13 @@ use rand::Rng;
 
 use crate::checkpoint::Checkpoint;
 use crate::delivery::Now;
+use crate::position::{Position, Segment};
 
 /// The longest an idle target goes without looking at its inbox.
 pub const IDLE_LOOK_MAX: Duration = Duration::from_secs(60);
 
 /// A closed target's looks without a file event that may compare a stat only, in a row.
 pub const WHOLE_LOOK_EVERY: u32 = 10;
-
-/// What one `stat` of the inbox path (not following a symlink) shows; `None` in the looks when
-/// nothing is there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    /// The inode.
-    pub ino: u64,
-    /// The length.
-    pub len: u64,
-    /// The modification time, in nanoseconds.
-    pub modified_ns: i128,
-    /// The status change time, in nanoseconds.
-    pub changed_ns: i128,
-}
 
 /// Why a closed target looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,68 +38,53 @@ pub enum Cause {
     Timer,
 }
 
-/// What is at the inbox path, as a whole look found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AtPath {
-    /// Nothing.
-    Missing,
-    /// Something that cannot be read as an inbox (a FIFO, a symlink, an error): preparing the
-    /// target reports it.
-    Unusable,
-    /// A regular file.
-    File {
-        /// Its inode.
-        ino: u64,
-        /// Its length.
-        len: u64,
-        /// Its first bytes (at least the checkpoint's head length when the file is as long).
-        head: Vec<u8>,
-    },
-}
-
-/// Whether `checkpoint` covers everything at the inbox path: the file there is the
-/// checkpoint's file, at the committed offset, with nothing in flight and no other file to drain;
-/// or there is no checkpoint and the path is missing or empty. Anything else is work (a damaged
+/// Whether `checkpoint` covers everything there is: nothing was in flight and no other segment
+/// waits to be drained, and the source is `caught_up` with the checkpoint's position (the
+/// source's comparison: for the file tailer, `notion_inbox::inbox::look::covers`, the file at the
+/// inbox path against the checkpoint's file and offset). Anything else is work (a damaged
 /// checkpoint is the caller's to treat as work: preparing the target reports what is wrong).
-pub fn nothing_to_deliver(checkpoint: Option<&Checkpoint>, at_path: &AtPath) -> bool {
+pub fn nothing_to_deliver<S: Segment>(
+    checkpoint: Option<&Checkpoint<S>>,
+    caught_up: impl FnOnce(Option<Position<S>>) -> bool,
+) -> bool {
     if checkpoint.is_some_and(|c| !c.next.is_empty() || !c.in_flight.is_empty()) {
         return false;
     }
-    let position = checkpoint.and_then(Checkpoint::position);
-    match (at_path, position) {
-        // No file: idle unless the checkpoint's file was moved away (a rotation to drain).
-        (AtPath::Missing, position) => position.is_none(),
-        (AtPath::Unusable, _) => false,
-        (AtPath::File { len, .. }, None) => *len == 0,
-        (AtPath::File { ino, len, head }, Some(p)) => {
-            let want = (p.file.head_len as usize).min(head.len());
-            *ino == p.file.ino && *len == p.offset && p.file.matches_head(&head[..want])
-        }
-    }
+    caught_up(checkpoint.and_then(Checkpoint::position))
 }
 
-/// What a closed target remembers between its looks.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Dormant {
-    /// What the last look's stat showed (`Some(None)`: nothing at the path).
-    seen: Option<Option<Stamp>>,
+/// What a closed target remembers between its looks. `T` is what the source's cheap look shows
+/// (for the file tailer, one `stat` of the inbox path: `notion_inbox::inbox::look::Stamp`).
+#[derive(Debug, Clone, Copy)]
+pub struct Dormant<T> {
+    /// What the last cheap look showed (`Some(None)`: nothing at the path).
+    seen: Option<Option<T>>,
     /// Looks since the last whole one.
     since_whole: u32,
 }
 
-impl Dormant {
+impl<T: Copy + PartialEq> Default for Dormant<T> {
+    fn default() -> Self {
+        Dormant {
+            seen: None,
+            since_whole: 0,
+        }
+    }
+}
+
+impl<T: Copy + PartialEq> Dormant<T> {
     /// A target that has just closed, or a daemon that has just started: its first look is whole.
-    pub fn new() -> Dormant {
+    pub fn new() -> Dormant<T> {
         Dormant::default()
     }
 
-    /// Whether the look for `cause`, whose stat shows `now`, must be whole.
-    pub fn whole_look(&self, cause: Cause, now: Option<Stamp>) -> bool {
+    /// Whether the look for `cause`, whose cheap look shows `now`, must be whole.
+    pub fn whole_look(&self, cause: Cause, now: Option<T>) -> bool {
         cause != Cause::Timer || self.seen != Some(now) || self.since_whole + 1 >= WHOLE_LOOK_EVERY
     }
 
-    /// A look happened (whole or not), its stat showing `now`.
-    pub fn looked(&mut self, now: Option<Stamp>, whole: bool) {
+    /// A look happened (whole or not), its cheap look showing `now`.
+    pub fn looked(&mut self, now: Option<T>, whole: bool) {
         self.seen = Some(now);
         self.since_whole = if whole { 0 } else { self.since_whole + 1 };
         debug_assert!(self.since_whole < WHOLE_LOOK_EVERY);
@@ -188,20 +161,17 @@ impl Looks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::position::{FileIdentity, Position};
+    use crate::checkpoint::InFlight;
+    use crate::position::tests::TestFile;
 
-    fn stamp(len: u64, modified_ns: i128) -> Option<Stamp> {
-        Some(Stamp {
-            ino: 7,
-            len,
-            modified_ns,
-            changed_ns: modified_ns,
-        })
+    /// A cheap look's view: a length and a modification time.
+    fn stamp(len: u64, modified_ns: i128) -> Option<(u64, i128)> {
+        Some((len, modified_ns))
     }
 
     #[test]
     fn a_look_is_whole_first_at_an_event_on_a_change_and_every_tenth_time() {
-        let mut d = Dormant::new();
+        let mut d: Dormant<(u64, i128)> = Dormant::new();
         assert!(d.whole_look(Cause::Timer, stamp(10, 1)), "the first look");
         d.looked(stamp(10, 1), true);
         assert!(!d.whole_look(Cause::Timer, stamp(10, 1)));
@@ -222,41 +192,36 @@ mod tests {
     }
 
     #[test]
-    fn only_a_checkpoint_at_the_end_of_the_file_at_the_path_is_nothing_to_deliver() {
-        let head = b"{\"a\":1}\n".to_vec();
-        let file = FileIdentity::from_start(1, 7, &head).unwrap();
+    fn a_checkpoint_with_work_in_it_is_never_nothing_to_deliver() {
+        let file = TestFile(1);
         let at = |offset| Checkpoint::new(Some(Position { file, offset }), vec![]);
-        let there = |ino, len| AtPath::File {
-            ino,
-            len,
-            head: head.clone(),
-        };
-        assert!(nothing_to_deliver(None, &AtPath::Missing));
-        assert!(nothing_to_deliver(None, &there(7, 0)));
-        assert!(!nothing_to_deliver(None, &there(7, 8)));
-        assert!(nothing_to_deliver(Some(&at(8)), &there(7, 8)));
-        assert!(!nothing_to_deliver(Some(&at(8)), &there(7, 16)), "appended");
-        assert!(
-            !nothing_to_deliver(Some(&at(8)), &there(8, 8)),
-            "another file"
-        );
-        assert!(
-            !nothing_to_deliver(Some(&at(8)), &AtPath::Missing),
-            "rotated away"
-        );
-        assert!(!nothing_to_deliver(Some(&at(8)), &AtPath::Unusable));
-        let rewritten = AtPath::File {
-            ino: 7,
-            len: 8,
-            head: b"{\"b\":2}\n".to_vec(),
-        };
-        assert!(
-            !nothing_to_deliver(Some(&at(8)), &rewritten),
-            "the same length, another head"
-        );
+        let mut asked = None;
+        assert!(nothing_to_deliver(Some(&at(8)), |p| {
+            asked = Some(p);
+            true
+        }));
+        assert_eq!(asked, Some(Some(Position { file, offset: 8 })));
+        assert!(!nothing_to_deliver(Some(&at(8)), |_| false));
+        assert!(nothing_to_deliver::<TestFile>(None, |p| p.is_none()));
         let mut queued = at(8);
-        queued.next.push(file);
-        assert!(!nothing_to_deliver(Some(&queued), &there(7, 8)));
+        queued.next.push(TestFile(2));
+        assert!(
+            !nothing_to_deliver(Some(&queued), |_| true),
+            "a segment to drain"
+        );
+        let in_flight = Checkpoint::new(
+            Some(Position { file, offset: 8 }),
+            vec![InFlight {
+                key: "k".into(),
+                file,
+                offset: 8,
+                end: 9,
+            }],
+        );
+        assert!(
+            !nothing_to_deliver(Some(&in_flight), |_| true),
+            "a record in flight"
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use notion_inbox::inbox::look::{at_path, stamp};
+use notion_inbox::inbox::look::{nothing_to_deliver, stamp};
+use notion_inbox::state::checkpoint::Checkpoint;
 use notion_inbox_core::delivery::Event;
-use notion_inbox_core::dormancy::{Cause, Dormant, Looks, nothing_to_deliver};
+use notion_inbox_core::dormancy::{Cause, Dormant, Looks};
 use rand::Rng;
 
 use super::{Kind, World};
@@ -108,7 +109,7 @@ impl World {
         let now_stamp = stamp(&self.inbox);
         let whole = dormant.whole_look(cause, now_stamp);
         let checkpoint = self.closed_checkpoint();
-        let idle = !whole || nothing_to_deliver(checkpoint.as_ref(), &at_path(&self.inbox));
+        let idle = !whole || nothing_to_deliver(checkpoint.as_ref(), &self.inbox);
         dormant.looked(now_stamp, whole);
         self.dormant = Some(dormant);
         if idle {
@@ -129,14 +130,13 @@ impl World {
     }
 
     /// What a closed target resumes from: its final checkpoint (the newest).
-    fn closed_checkpoint(&self) -> Option<notion_inbox_core::checkpoint::Checkpoint> {
+    fn closed_checkpoint(&self) -> Option<Checkpoint> {
         self.volatile.clone().or_else(|| self.durable.clone())
     }
 
     /// Whether a closed target has nothing to deliver (the end of a schedule may stop there).
     pub(super) fn dormant_and_done(&self) -> bool {
-        self.dormant.is_some()
-            && nothing_to_deliver(self.closed_checkpoint().as_ref(), &at_path(&self.inbox))
+        self.dormant.is_some() && nothing_to_deliver(self.closed_checkpoint().as_ref(), &self.inbox)
     }
 
     /// copytruncate, then new records until the file is exactly as long as before: a stat that

@@ -4,8 +4,9 @@
 use super::{CheckResult, Core, SendResult};
 use crate::answer::{Answer, DEFAULT_WAIT, ErrorAnswer, Meaning, Reply, meaning};
 use crate::delivery::NotionErrorInfo;
+use crate::position::Segment;
 
-impl<P> Core<P> {
+impl<P, S: Segment> Core<P, S> {
     /// What the answer to a create means. A refusal that may come from a stale view of the
     /// database (403, 404, the trash, a record refused) also asks the runner to forget its cached
     /// resolution ([`super::Action::ForgetResolution`]).

@@ -8,7 +8,7 @@ use super::RefreshResult;
 use crate::answer::Reply;
 use crate::checkpoint::Checkpoint;
 use crate::commit::Ticket;
-use crate::position::{FileIdentity, LinePos};
+use crate::position::LinePos;
 
 /// What the core needs to know about its target.
 #[derive(Debug, Clone)]
@@ -27,11 +27,11 @@ pub struct CoreConfig {
 
 /// A line read from the inbox, prepared by the runner (parsed, keyed and mapped off the core).
 #[derive(Debug)]
-pub enum Input<P> {
+pub enum Input<P, S> {
     /// A record ready to send.
     Record {
         /// Where its line is.
-        pos: LinePos,
+        pos: LinePos<S>,
         /// Its key.
         key: String,
         /// What to send (the page body).
@@ -42,7 +42,7 @@ pub enum Input<P> {
     /// A line that can never become a row.
     Bad {
         /// Where it is.
-        pos: LinePos,
+        pos: LinePos<S>,
         /// Its bytes (empty when too long to keep).
         line: Vec<u8>,
         /// Why, and the fix.
@@ -52,18 +52,18 @@ pub enum Input<P> {
     /// dead-letter file and in the target's health.
     Lost {
         /// The file.
-        file: FileIdentity,
+        file: S,
         /// Everything before this offset was finished.
         offset: u64,
         /// What happened and what to do.
         reason: String,
     },
     /// The tailer will read this file after the ones before it (a rotation seen while behind).
-    Queued(FileIdentity),
+    Queued(S),
     /// The order in which the tailer will read the files it holds (sent with [`Input::Queued`]):
     /// a file rewritten in place gets a new identity but keeps its place, which noting files in
     /// the order they are reported would not give.
-    Order(Vec<FileIdentity>),
+    Order(Vec<S>),
 }
 
 /// Why the runner could not carry out a local action: read the inbox, write the checkpoint, or
@@ -115,18 +115,18 @@ pub enum LocalError {
 
 /// What happened, for [`Core::handle`].
 #[derive(Debug)]
-pub enum Event<P> {
+pub enum Event<P, S> {
     /// The answer to [`Action::Read`]. `caught_up`: the reader reached the end of what is there.
     Read {
         /// What was read, in order.
-        inputs: Vec<Input<P>>,
+        inputs: Vec<Input<P, S>>,
         /// Whether the end was reached.
         caught_up: bool,
     },
     /// [`Action::Read`] failed.
     ReadFailed(LocalError),
     /// Inputs observed without a read (files queued by a rotation), or a file event.
-    Observed(Vec<Input<P>>),
+    Observed(Vec<Input<P, S>>),
     /// The inbox may have grown.
     Wake,
     /// The answer to [`Action::Send`]: the new page's id, or what went wrong.
@@ -151,7 +151,7 @@ pub enum Event<P> {
 
 /// What the runner must do.
 #[derive(Debug)]
-pub enum Action<P> {
+pub enum Action<P, S> {
     /// Read at most this many lines and answer with [`Event::Read`].
     Read {
         /// The room in the window.
@@ -178,14 +178,14 @@ pub enum Action<P> {
         sent_with: u64,
     },
     /// Append these entries durably; answer with [`Event::DeadLettered`].
-    DeadLetter(Vec<DeadLetterRequest>),
+    DeadLetter(Vec<DeadLetterRequest<S>>),
     /// Forget the cached resolution of the destination: Notion refused a row in a way a stale
     /// view of the database explains (403, 404, the trash, a refused record). No answer.
     ForgetResolution,
     /// Write this checkpoint (fsynced when `durable`); answer with [`Event::Saved`].
     Save {
         /// The checkpoint.
-        checkpoint: Checkpoint,
+        checkpoint: Checkpoint<S>,
         /// Whether it must survive a power loss.
         durable: bool,
     },
@@ -193,9 +193,9 @@ pub enum Action<P> {
 
 /// A dead-letter entry to write.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetterRequest {
+pub struct DeadLetterRequest<S> {
     /// Where the line is.
-    pub pos: LinePos,
+    pub pos: LinePos<S>,
     /// Its bytes.
     pub line: Vec<u8>,
     /// Why, and the fix.

@@ -8,7 +8,7 @@ use super::NotionErrorInfo;
 use super::{Action, Auth, Core, Now};
 use crate::backoff::Backoff;
 use crate::commit::Ticket;
-use crate::position::LinePos;
+use crate::position::{LinePos, Segment};
 
 /// How a page create ended, as [`Core`] read the answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,9 +96,9 @@ pub(super) enum Step {
 
 /// A registered record that is not finished yet.
 #[derive(Debug)]
-pub(super) struct Flight<P> {
+pub(super) struct Flight<P, S> {
     pub key: String,
-    pub pos: LinePos,
+    pub pos: LinePos<S>,
     pub payload: Option<Arc<P>>,
     /// The original line (kept for the dead-letter file).
     pub line: Vec<u8>,
@@ -117,21 +117,17 @@ pub(super) struct Flight<P> {
     pub error: Option<NotionErrorInfo>,
 }
 
-impl<P> Flight<P> {
-    fn new(key: String, payload: Option<Arc<P>>, line: Vec<u8>, step: Step) -> Flight<P> {
+impl<P, S: Segment> Flight<P, S> {
+    fn new(
+        key: String,
+        pos: LinePos<S>,
+        payload: Option<Arc<P>>,
+        line: Vec<u8>,
+        step: Step,
+    ) -> Flight<P, S> {
         Flight {
             key,
-            // Set by the core when it registers the flight.
-            pos: LinePos {
-                file: crate::position::FileIdentity {
-                    dev: 0,
-                    ino: 0,
-                    head_len: 0,
-                    head_hash: 0,
-                },
-                offset: 0,
-                end: 0,
-            },
+            pos,
             payload,
             line,
             maybe_sent: false,
@@ -145,21 +141,21 @@ impl<P> Flight<P> {
     }
 
     /// A record to send.
-    pub(super) fn record(key: String, payload: P, line: Vec<u8>) -> Flight<P> {
-        Flight::new(key, Some(Arc::new(payload)), line, Step::Ready)
+    pub(super) fn record(key: String, pos: LinePos<S>, payload: P, line: Vec<u8>) -> Flight<P, S> {
+        Flight::new(key, pos, Some(Arc::new(payload)), line, Step::Ready)
     }
 
     /// A line for the dead-letter file.
-    pub(super) fn bad(line: Vec<u8>, reason: String) -> Flight<P> {
-        let mut f = Flight::new(String::new(), None, line, Step::DeadLettering);
+    pub(super) fn bad(pos: LinePos<S>, line: Vec<u8>, reason: String) -> Flight<P, S> {
+        let mut f = Flight::new(String::new(), pos, None, line, Step::DeadLettering);
         f.dead = Some(reason);
         f
     }
 }
 
-impl<P> Core<P> {
+impl<P, S: Segment> Core<P, S> {
     /// The next create or check to send, if the window, the token and the pause allow one.
-    pub(super) fn poll_send(&mut self, _now: Now) -> Option<Action<P>> {
+    pub(super) fn poll_send(&mut self, _now: Now) -> Option<Action<P, S>> {
         if !self.promised || !matches!(self.auth, Auth::Ok) || self.pause_until.is_some() {
             return None;
         }
@@ -207,7 +203,7 @@ impl<P> Core<P> {
     }
 
     /// The refresh to start, if a request was refused.
-    pub(super) fn poll_refresh(&mut self, _now: Now) -> Option<Action<P>> {
+    pub(super) fn poll_refresh(&mut self, _now: Now) -> Option<Action<P, S>> {
         let Auth::Refresh { sent_with } = self.auth else {
             return None;
         };

@@ -38,7 +38,7 @@ use crate::backoff::Backoff;
 use crate::checkpoint::Checkpoint;
 use crate::commit::{Commit, Ticket};
 use crate::health::{Health, Stats};
-use crate::position::FileIdentity;
+use crate::position::Segment;
 
 pub use events::{
     Action, CoreConfig, DeadLetterRequest, Event, Input, LocalError, NotionErrorInfo,
@@ -58,22 +58,22 @@ pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// A save being written, and what it promises once it is on disk.
 #[derive(Debug)]
-struct SaveInFlight {
+struct SaveInFlight<S> {
     durable: bool,
     /// Records committed when it was built.
     committed: u64,
     /// The files it names.
-    files: Vec<FileIdentity>,
+    files: Vec<S>,
 }
 
 /// The delivery state machine of one target. See the module docs.
-pub struct Core<P> {
+pub struct Core<P, S> {
     cfg: CoreConfig,
     /// What was counted since the runner last took it ([`Core::take_stats`]).
     stats: Stats,
     rng: StdRng,
     /// Every registered record not yet covered by the committed position.
-    commit: Commit<Flight<P>>,
+    commit: Commit<Flight<P, S>, S>,
     /// Records registered in this run.
     registered: u64,
     /// Records committed as of the last durable checkpoint (the window is counted from it).
@@ -85,9 +85,9 @@ pub struct Core<P> {
     /// Whether a durable checkpoint promising `persisted_window` is on disk.
     promised: bool,
     /// The files from the resume position's on, in reading order.
-    files: VecDeque<FileIdentity>,
+    files: VecDeque<S>,
     /// The files the last durable checkpoint names.
-    durable_files: Vec<FileIdentity>,
+    durable_files: Vec<S>,
     /// Records ready to go out, in order.
     ready: VecDeque<Ticket>,
     /// Records waiting for a time, earliest first.
@@ -98,10 +98,10 @@ pub struct Core<P> {
     reading: bool,
     /// Dead letters waiting to be written, and the batch being written.
     /// (A report of a lost file has no ticket: it holds no position back.)
-    dead_queue: Vec<(Option<Ticket>, DeadLetterRequest)>,
+    dead_queue: Vec<(Option<Ticket>, DeadLetterRequest<S>)>,
     dead_busy: Vec<Option<Ticket>>,
     dead_retry: Retry,
-    saving: Option<SaveInFlight>,
+    saving: Option<SaveInFlight<S>>,
     save_retry: Retry,
     /// A durable save is needed (window held back, a new file, the first promise).
     want_durable: bool,
@@ -187,13 +187,13 @@ impl Retry {
     }
 }
 
-impl<P> Core<P> {
+impl<P, S: Segment> Core<P, S> {
     /// A core resuming from `loaded` (the checkpoint on disk, if any), with a seeded rng (the
     /// runner seeds it from the OS, the simulator from its schedule).
-    pub fn new(cfg: CoreConfig, loaded: Option<&Checkpoint>, seed: u64) -> Core<P> {
+    pub fn new(cfg: CoreConfig, loaded: Option<&Checkpoint<S>>, seed: u64) -> Core<P, S> {
         let start = loaded.and_then(Checkpoint::position);
         let restart_window = loaded.map_or(0, |c| c.window);
-        let mut files: VecDeque<FileIdentity> = start.iter().map(|p| p.file).collect();
+        let mut files: VecDeque<S> = start.iter().map(|p| p.file).collect();
         files.extend(loaded.map(|c| c.next.clone()).unwrap_or_default());
         Core {
             persisted_window: (cfg.window as u32).max(restart_window),
@@ -284,10 +284,8 @@ impl<P> Core<P> {
 
     /// A one-line summary of the core's state, for diagnostics (the simulator prints it).
     pub fn summary(&self) -> String {
-        let inos = |files: &mut dyn Iterator<Item = &FileIdentity>| {
-            files
-                .map(|f| format!("{}/{:x}", f.ino, f.head_hash & 0xfff))
-                .collect::<Vec<_>>()
+        let inos = |files: &mut dyn Iterator<Item = &S>| {
+            files.map(Segment::key_prefix).collect::<Vec<_>>()
         };
         format!(
             "requests {} registered {} persisted {} unfinished {} files {:?} durable {:?} want_durable {} stopping {} final_save {} auth {:?} pause {:?}",
@@ -307,7 +305,7 @@ impl<P> Core<P> {
 
     /// The files the checkpoint would name now, in reading order.
     #[cfg(test)]
-    pub fn files(&self) -> impl Iterator<Item = &FileIdentity> {
+    pub fn files(&self) -> impl Iterator<Item = &S> {
         self.files.iter()
     }
 
@@ -343,7 +341,7 @@ impl<P> Core<P> {
     }
 
     /// Feeds one event in.
-    pub fn handle(&mut self, now: Now, event: Event<P>) {
+    pub fn handle(&mut self, now: Now, event: Event<P, S>) {
         match event {
             Event::Read { inputs, caught_up } => {
                 self.reading = false;
@@ -398,7 +396,7 @@ impl<P> Core<P> {
     }
 
     /// The next thing to do, if any. Call until `None` after each [`Core::handle`].
-    pub fn poll_action(&mut self, now: Now) -> Option<Action<P>> {
+    pub fn poll_action(&mut self, now: Now) -> Option<Action<P, S>> {
         self.fire_timers(now);
         if std::mem::take(&mut self.resolution_stale) {
             return Some(Action::ForgetResolution);
@@ -440,7 +438,7 @@ impl<P> Core<P> {
         self.registered - self.commit.len() as u64
     }
 
-    fn poll_read(&mut self) -> Option<Action<P>> {
+    fn poll_read(&mut self) -> Option<Action<P, S>> {
         let room = self.room();
         if self.reading || self.caught_up || room == 0 || !self.promised {
             return None;
@@ -452,7 +450,7 @@ impl<P> Core<P> {
     }
 
     /// Registers what was read: records become flights, bad lines dead letters.
-    fn register(&mut self, now: Now, inputs: Vec<Input<P>>) {
+    fn register(&mut self, now: Now, inputs: Vec<Input<P, S>>) {
         for input in inputs {
             let (pos, flight) = match input {
                 Input::Queued(file) => {
@@ -468,8 +466,8 @@ impl<P> Core<P> {
                     key,
                     payload,
                     line,
-                } => (pos, Flight::record(key, payload, line)),
-                Input::Bad { pos, line, reason } => (pos, Flight::bad(line, reason)),
+                } => (pos, Flight::record(key, pos, payload, line)),
+                Input::Bad { pos, line, reason } => (pos, Flight::bad(pos, line, reason)),
                 Input::Lost {
                     file,
                     offset,
@@ -482,7 +480,6 @@ impl<P> Core<P> {
             self.note_file(pos.file);
             self.registered += 1;
             let mut flight = flight;
-            flight.pos = pos;
             if self.unchecked_left > 0 {
                 self.unchecked_left -= 1;
                 flight.maybe_sent = true;
@@ -527,11 +524,11 @@ impl<P> Core<P> {
     /// reading order, filled in the tailer's order (a file rewritten in place has a new identity
     /// but is read where the old one was). Files the tailer does not hold (read already, or named
     /// by the checkpoint and not found) keep their places.
-    fn reorder(&mut self, order: Vec<FileIdentity>) {
+    fn reorder(&mut self, order: Vec<S>) {
         for file in &order {
             self.note_file(*file);
         }
-        let slots: Vec<FileIdentity> = order.clone();
+        let slots: Vec<S> = order.clone();
         let mut held = order.into_iter();
         for slot in self.files.iter_mut() {
             if slots.contains(slot) {
@@ -541,7 +538,7 @@ impl<P> Core<P> {
     }
 
     /// Adds a file to the reading order; a file the durable checkpoint does not name needs one.
-    fn note_file(&mut self, file: FileIdentity) {
+    fn note_file(&mut self, file: S) {
         if !self.files.contains(&file) {
             self.files.push_back(file);
         }
@@ -551,7 +548,7 @@ impl<P> Core<P> {
     }
 
     /// Whether a record of `file` may go out: the durable checkpoint names it.
-    fn file_promised(&self, file: &FileIdentity) -> bool {
+    fn file_promised(&self, file: &S) -> bool {
         self.durable_files.contains(file)
     }
 

@@ -5,13 +5,13 @@ use super::flight::Step;
 use super::{Action, CHECKPOINT_EVERY, Core, DeadLetterRequest, LocalError, Now, SaveInFlight};
 use crate::checkpoint::{Checkpoint, InFlight};
 use crate::commit::Ticket;
-use crate::position::{FileIdentity, LinePos};
+use crate::position::{LinePos, Segment};
 
-impl<P> Core<P> {
+impl<P, S: Segment> Core<P, S> {
     /// A file the checkpoint named is gone: say so (health, log, and an entry in the dead-letter
     /// file, named by its position so that a restart finding the same loss writes no second one),
     /// and forget the file. The entry holds no position back: it is not a record.
-    pub(super) fn lost_file(&mut self, file: FileIdentity, offset: u64, reason: String) {
+    pub(super) fn lost_file(&mut self, file: S, offset: u64, reason: String) {
         tracing::error!(target_name = %self.cfg.name, "{reason}");
         self.stats.error(reason.clone());
         self.lost = Some(reason.clone());
@@ -33,7 +33,7 @@ impl<P> Core<P> {
         self.dead_queue.push((None, request));
     }
 
-    pub(super) fn checkpoint(&self) -> Checkpoint {
+    pub(super) fn checkpoint(&self) -> Checkpoint<S> {
         let in_flight = self
             .commit
             .in_flight()
@@ -92,7 +92,7 @@ impl<P> Core<P> {
             && (self.commit.is_empty() || self.grace_over)
     }
 
-    pub(super) fn poll_save(&mut self, now: Now) -> Option<Action<P>> {
+    pub(super) fn poll_save(&mut self, now: Now) -> Option<Action<P, S>> {
         if self.saving.is_some() || self.finished || !self.save_retry.may_try(now) {
             return None;
         }
@@ -210,7 +210,7 @@ impl<P> Core<P> {
         self.dead_queue.push((Some(ticket), request));
     }
 
-    pub(super) fn poll_dead_letters(&mut self, now: Now) -> Option<Action<P>> {
+    pub(super) fn poll_dead_letters(&mut self, now: Now) -> Option<Action<P, S>> {
         if self.dead_queue.is_empty() || !self.dead_busy.is_empty() || !self.dead_retry.may_try(now)
         {
             return None;

@@ -7,21 +7,12 @@ use super::*;
 use crate::answer::{Answer, ErrorAnswer, Reply};
 use crate::health::Health;
 use crate::position::LinePos;
+use crate::position::tests::TestFile;
 
-const A: FileIdentity = FileIdentity {
-    dev: 1,
-    ino: 10,
-    head_len: 4,
-    head_hash: 0xa,
-};
-const B: FileIdentity = FileIdentity {
-    dev: 1,
-    ino: 11,
-    head_len: 4,
-    head_hash: 0xb,
-};
+const A: TestFile = TestFile(10);
+const B: TestFile = TestFile(11);
 
-fn core() -> Core<u32> {
+fn core() -> Core<u32, TestFile> {
     let cfg = CoreConfig {
         name: "t".into(),
         window: 4,
@@ -54,7 +45,7 @@ fn created() -> Reply<String> {
     }
 }
 
-fn record(file: FileIdentity, offset: u64) -> Input<u32> {
+fn record(file: TestFile, offset: u64) -> Input<u32, TestFile> {
     Input::Record {
         pos: LinePos {
             file,
@@ -69,7 +60,11 @@ fn record(file: FileIdentity, offset: u64) -> Input<u32> {
 
 /// Performs every save and read at once (saves succeed, reads return `inputs` once), and returns
 /// the sends and checks asked for.
-fn run(core: &mut Core<u32>, now: Now, mut inputs: Vec<Input<u32>>) -> Vec<Action<u32>> {
+fn run(
+    core: &mut Core<u32, TestFile>,
+    now: Now,
+    mut inputs: Vec<Input<u32, TestFile>>,
+) -> Vec<Action<u32, TestFile>> {
     let mut out = Vec::new();
     while let Some(action) = core.poll_action(now) {
         match action {
@@ -88,7 +83,7 @@ fn run(core: &mut Core<u32>, now: Now, mut inputs: Vec<Input<u32>>) -> Vec<Actio
     out
 }
 
-fn ticket_of(actions: &[Action<u32>]) -> Ticket {
+fn ticket_of(actions: &[Action<u32, TestFile>]) -> Ticket {
     match &actions[0] {
         Action::Send { ticket, .. } | Action::Check { ticket, .. } => *ticket,
         other => panic!("not a request: {other:?}"),
@@ -297,10 +292,7 @@ fn a_file_rewritten_in_place_keeps_its_place_before_the_files_queued_behind_it()
     let mut c = core();
     run(&mut c, Now::ZERO, vec![record(A, 0)]);
     // B is queued behind A; then A is rewritten in place (a new identity, same place).
-    let rewritten = FileIdentity {
-        head_hash: 0xaa,
-        ..A
-    };
+    let rewritten = TestFile(12);
     c.handle(
         Now::ZERO,
         Event::Observed(vec![Input::Queued(B), Input::Order(vec![A, B])]),
@@ -312,6 +304,6 @@ fn a_file_rewritten_in_place_keeps_its_place_before_the_files_queued_behind_it()
             Input::Order(vec![rewritten, B]),
         ]),
     );
-    let order: Vec<FileIdentity> = c.files().copied().collect();
+    let order: Vec<TestFile> = c.files().copied().collect();
     assert_eq!(order, vec![A, rewritten, B]);
 }
