@@ -113,7 +113,7 @@ pub enum LocalError {
     },
 }
 
-/// What happened, for [`Core::handle`].
+/// What happened, for [`Core::handle`](super::Core::handle).
 #[derive(Debug)]
 pub enum Event<P, S> {
     /// The answer to [`Action::Read`]. `caught_up`: the reader reached the end of what is there.
@@ -141,7 +141,7 @@ pub enum Event<P, S> {
     DeadLettered(Result<(), LocalError>),
     /// The answer to [`Action::Save`].
     Saved(Result<(), LocalError>),
-    /// Time passed (see [`Core::next_deadline`]).
+    /// Time passed (see [`Core::next_deadline`](super::Core::next_deadline)).
     Tick,
     /// Stop: read nothing more; what was read is still delivered until [`Event::GraceOver`].
     Stop,
