@@ -240,9 +240,6 @@ pub enum RefreshError {
     },
 }
 
-/// The OAuth error codes that refuse a grant for good (RFC 6749 §5.2).
-const REFUSALS: [&str; 3] = ["invalid_grant", "invalid_client", "unauthorized_client"];
-
 impl RefreshError {
     /// Whether a person must authorize again (or fix the client credentials): true only for
     /// [`RefreshError::Refused`]. A transient failure never de-authorizes a target.
@@ -250,18 +247,16 @@ impl RefreshError {
         matches!(self, Self::Refused { .. })
     }
 
-    /// Classifies a failed request to the token endpoint. Only a 400 or 401 carrying one of
-    /// `invalid_grant`, `invalid_client` or `unauthorized_client` is a refusal; any other status
-    /// (5xx, 429, another 4xx), a transport failure or an unreadable answer is transient: retrying
-    /// does no harm (at worst it meets the refusal then), and de-authorizing would need a person.
+    /// Classifies a failed request to the token endpoint. Which error answers refuse the refresh
+    /// is the core's reading (`notion_inbox_core::answer::refresh_refused`); a transport failure
+    /// or an unreadable answer is transient: retrying does no harm (at worst it meets the refusal
+    /// then), and de-authorizing would need a person.
     /// A [`NotionError::Token`] here means the OAuth client credentials are missing: refused. A
     /// [`NotionError::Local`] means the client secret's file cannot be used:
     /// [`RefreshError::ClientSecret`].
     pub fn from_token_endpoint(error: NotionError) -> RefreshError {
         let what = match &error {
-            NotionError::Api(api)
-                if matches!(api.status, 400 | 401) && REFUSALS.contains(&api.code.as_str()) =>
-            {
+            NotionError::Api(api) if notion_inbox_core::answer::refresh_refused(&api.wire()) => {
                 let reason = if api.code == ErrorCode::InvalidGrant {
                     "Notion refused the refresh token (invalid_grant: it was used, revoked or has expired); run `notion-inbox authorize` for this target again"
                 } else {

@@ -107,6 +107,18 @@ pub fn meaning(e: &ErrorAnswer) -> Meaning {
     }
 }
 
+/// The OAuth error codes that refuse a grant for good (RFC 6749 §5.2).
+const REFUSALS: [&str; 3] = ["invalid_grant", "invalid_client", "unauthorized_client"];
+
+/// Whether the token endpoint's error answer refuses a refresh for good, so that a person must
+/// authorize again (or fix the client credentials): only a 400 or 401 carrying `invalid_grant`,
+/// `invalid_client` or `unauthorized_client`. Any other status (5xx, 429, another 4xx) is
+/// transient: retrying does no harm (at worst it meets the refusal then), and de-authorizing
+/// would need a person.
+pub fn refresh_refused(e: &ErrorAnswer) -> bool {
+    matches!(e.status, 400 | 401) && REFUSALS.contains(&e.code.as_str())
+}
+
 /// What came back for a request sent with the token of `generation`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply<T> {
@@ -170,5 +182,16 @@ mod tests {
         slow.retry_after = Some(Duration::from_secs(7));
         assert_eq!(meaning(&slow).wait(), Some(Duration::from_secs(7)));
         assert_eq!(Meaning::Forbidden.wait(), None);
+    }
+
+    #[test]
+    fn only_a_grant_refused_by_its_code_refuses_a_refresh() {
+        assert!(refresh_refused(&answer(400, "invalid_grant", "m")));
+        assert!(refresh_refused(&answer(401, "invalid_client", "m")));
+        assert!(refresh_refused(&answer(400, "unauthorized_client", "m")));
+        assert!(!refresh_refused(&answer(400, "invalid_request", "m")));
+        assert!(!refresh_refused(&answer(500, "invalid_grant", "m")));
+        assert!(!refresh_refused(&answer(429, "rate_limited", "m")));
+        assert!(!refresh_refused(&answer(503, "service_unavailable", "m")));
     }
 }
