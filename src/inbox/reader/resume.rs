@@ -64,19 +64,8 @@ impl Tailer {
         }
         match self.search_dir(id)? {
             InDir::Found(_, file) => Ok(Some(file)),
-            InDir::Other(found) => {
-                self.events.push(TailEvent::OverwrittenElsewhere {
-                    file: *id,
-                    offset: 0,
-                    found,
-                });
-                Ok(None)
-            }
-            InDir::Absent => {
-                self.events.push(TailEvent::PreviousGone {
-                    file: *id,
-                    offset: 0,
-                });
+            missing => {
+                self.events.push(missing.not_found(*id, 0));
                 Ok(None)
             }
         }
@@ -132,19 +121,8 @@ impl Tailer {
         }
         let (found, file) = match self.search_dir(&id)? {
             InDir::Found(found, file) => (found, file),
-            InDir::Other(found) => {
-                self.events.push(TailEvent::OverwrittenElsewhere {
-                    file: id,
-                    offset: start.offset,
-                    found,
-                });
-                return Ok(());
-            }
-            InDir::Absent => {
-                self.events.push(TailEvent::PreviousGone {
-                    file: id,
-                    offset: start.offset,
-                });
+            missing => {
+                self.events.push(missing.not_found(id, start.offset));
                 return Ok(());
             }
         };
@@ -213,11 +191,26 @@ impl Tailer {
 }
 
 /// Where a file is in the inbox's directory.
-pub(super) enum InDir {
+enum InDir {
     /// Under this name.
     Found(PathBuf, File),
     /// Its inode is under this name, holding another file (another first line).
     Other(PathBuf),
     /// Nowhere.
     Absent,
+}
+
+impl InDir {
+    /// What the tailer reports for a file it did not find (`offset`: what was read of it).
+    fn not_found(self, file: FileIdentity, offset: u64) -> TailEvent {
+        match self {
+            InDir::Other(found) => TailEvent::OverwrittenElsewhere {
+                file,
+                offset,
+                found,
+            },
+            // `Found` is never asked: the file is read.
+            InDir::Found(..) | InDir::Absent => TailEvent::PreviousGone { file, offset },
+        }
+    }
 }
