@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -466,8 +466,8 @@ fn start(
     watcher: &std::sync::Mutex<InboxWatcher>,
     running: &mut BTreeMap<String, Running>,
 ) {
-    let wake = Arc::new(Notify::new());
-    if let Err(e) = lock(watcher).watch_with(&target.inbox, wake.clone()) {
+    let inlet = Arc::new(crate::inbox::Inlet::new());
+    if let Err(e) = lock(watcher).watch_with(&target.inbox, inlet.clone()) {
         tracing::error!(target_name = %target.name, "{e}; the inbox is still checked every {:?}", config.daemon.reconcile_interval);
     }
     let state = Arc::new(TargetState::new(target.name.clone()));
@@ -476,7 +476,7 @@ fn start(
         config: config.clone(),
         target: target.clone(),
         client: client.clone(),
-        wake,
+        inlet,
         state: state.clone(),
     };
     match &target.chosen {

@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +13,7 @@ use crate::config::{Config, Target};
 use crate::daemon::health::{Health, TargetState};
 use crate::daemon::perform::{Io, Work};
 use crate::error::chain as error_chain;
-use crate::inbox::{FileIdentity, TailOptions, Tailer};
+use crate::inbox::{FileIdentity, Inlet, TailOptions, Tailer};
 use crate::notion::cache::ResolutionCache;
 use crate::notion::{NotionClient, NotionError, PageBody, Resolved, TokenHandle};
 use crate::record::Mapper;
@@ -32,8 +31,9 @@ pub struct TargetRunner {
     pub target: Target,
     /// The process's Notion client.
     pub client: NotionClient,
-    /// Woken by the file watcher when the inbox's directory changes.
-    pub wake: Arc<Notify>,
+    /// Woken by the file watcher when the inbox's directory changes; holds the files it opened
+    /// after they left the inbox path.
+    pub inlet: Arc<Inlet>,
     /// Shared health and counters.
     pub state: Arc<TargetState>,
 }
@@ -100,15 +100,19 @@ impl TargetRunner {
                 self.target.inbox.clone(),
             );
             let seen = dormant;
+            // Files the watcher opened after they left the inbox path are work, whatever the
+            // path shows.
+            let arrived = self.inlet.has_arrivals();
             // The look stats and may open the inbox path, which producers control: never on a
             // worker.
             let (idle, whole, now) = tokio::task::spawn_blocking(move || {
                 let now = crate::inbox::look::stamp(&inbox);
                 let whole = seen.whole_look(cause, now);
-                let idle = !whole || {
-                    let store = CheckpointStore::existing(&state_dir);
-                    super::idle::nothing_to_deliver(store.as_ref(), &name, &inbox)
-                };
+                let idle = !arrived
+                    && (!whole || {
+                        let store = CheckpointStore::existing(&state_dir);
+                        super::idle::nothing_to_deliver(store.as_ref(), &name, &inbox)
+                    });
                 (idle, whole, now)
             })
             .await
@@ -127,7 +131,7 @@ impl TargetRunner {
             }
             looks.looked(epoch.elapsed(), true, &mut rand::rng());
             cause = tokio::select! {
-                () = self.wake.notified() => Cause::FileEvent,
+                () = self.inlet.notified() => Cause::FileEvent,
                 () = tokio::time::sleep_until(epoch + looks.next()) => Cause::Timer,
                 () = stop.cancelled() => return false,
             };
@@ -138,7 +142,7 @@ impl TargetRunner {
     async fn pause(&self, stop: &CancellationToken, wait: Duration) -> bool {
         tokio::select! {
             () = tokio::time::sleep(wait) => true,
-            () = self.wake.notified() => true,
+            () = self.inlet.notified() => true,
             () = stop.cancelled() => false,
         }
     }
@@ -193,9 +197,11 @@ impl TargetRunner {
         // checkpoint, when there is none).
         let (tailer, held) = loop {
             let (inbox, next) = (self.target.inbox.clone(), next.clone());
+            let inlet = self.inlet.clone();
             // Opening touches the inbox's directory, which producers control: never on a worker.
             let opened = tokio::task::spawn_blocking(move || {
                 Tailer::resume_chain(inbox, opts, start, &next).map(|mut t| {
+                    t.attach(inlet);
                     t.observe();
                     let held = t.order();
                     (t, held)
@@ -543,7 +549,7 @@ impl TargetRunner {
                     Ok(event) => event,
                     Err(_) => continue,
                 },
-                () = self.wake.notified() => {
+                () = self.inlet.notified() => {
                     looks.active(epoch.elapsed());
                     look = true;
                     Event::Wake

@@ -64,6 +64,21 @@ impl FileIdentity {
         })
     }
 
+    /// What names, in its loss report, a file that was never opened (so its inode and head are
+    /// unknown): inode 0 and, in place of the head's hash, a hash of the report and of when it
+    /// was made, so that two such losses are two entries of the dead-letter file.
+    pub fn unopened(report: &str) -> FileIdentity {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        FileIdentity {
+            dev: 0,
+            ino: 0,
+            head_len: 0,
+            head_hash: fnv1a64(format!("{report}@{now}").as_bytes()),
+        }
+    }
+
     /// Whether `head` (the first `head_len` bytes of a file, or fewer if it is shorter) hashes to
     /// this identity's fingerprint. A file shorter than the head does not match.
     pub fn matches_head(&self, head: &[u8]) -> bool {

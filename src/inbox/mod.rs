@@ -24,7 +24,9 @@
 //! committed [`Position`] (the end of the longest finished prefix) is what goes into the checkpoint
 //! and what [`Tailer::new`] resumes from.
 
+pub mod follow;
 pub mod identity;
+pub mod inlet;
 pub mod look;
 pub mod reader;
 pub mod watch;
@@ -40,6 +42,7 @@ pub use identity::FileIdentity;
 pub type Position = notion_inbox_core::position::Position<FileIdentity>;
 /// Where one line of an inbox is: the core's, with a file as its segment.
 pub type LinePos = notion_inbox_core::position::LinePos<FileIdentity>;
+pub use inlet::{Arrival, Inlet};
 pub use reader::{Backlog, Tailer};
 pub use watch::InboxWatcher;
 
@@ -167,6 +170,14 @@ pub enum TailEvent {
         /// The new file.
         file: FileIdentity,
     },
+    /// A file that was at the inbox path left it by rename and was deleted, replaced or moved out
+    /// of the directory before the watcher could open it: whatever it held is not read.
+    LostUnopened {
+        /// The last name it had.
+        path: PathBuf,
+        /// What happened to it.
+        why: &'static str,
+    },
     /// The inbox path was deleted; the open handle is still read in case a writer holds it.
     Vanished {
         /// The inbox path.
@@ -245,6 +256,11 @@ impl fmt::Display for TailEvent {
             TailEvent::Queued { file } => write!(
                 f,
                 "a new file ({file}) is at the inbox path while an older one is still read; it is read next"
+            ),
+            TailEvent::LostUnopened { path, why } => write!(
+                f,
+                "a file rotated away from the inbox was {why} before it could be opened ({}): whatever it held was not read",
+                crate::text::untrusted(&path.to_string_lossy(), 300)
             ),
             TailEvent::Vanished { path } => write!(
                 f,

@@ -33,6 +33,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use memchr::memchr;
@@ -41,7 +42,8 @@ mod path;
 mod resume;
 
 use super::{
-    FileIdentity, InboxError, Item, LinePos, Position, TailEvent, TailOptions, open_inbox,
+    Arrival, FileIdentity, InboxError, Inlet, Item, LinePos, Position, TailEvent, TailOptions,
+    open_inbox,
 };
 
 /// Reads the complete lines of one inbox file. See the module docs.
@@ -69,6 +71,8 @@ pub struct Tailer {
     events: Vec<TailEvent>,
     /// The read buffer, reused while there is a backlog and freed when caught up.
     buf: Vec<u8>,
+    /// The watcher's inlet, which hands over the files that left the inbox path by rename.
+    inlet: Option<Arc<Inlet>>,
 }
 
 /// Unread bytes, for status reports.
@@ -233,12 +237,54 @@ impl Tailer {
             more: false,
             events: Vec::new(),
             buf: Vec::new(),
+            inlet: None,
         };
         tailer.check_dir()?;
         if let Some(start) = start {
             tailer.resume(start)?;
         }
         Ok(tailer)
+    }
+
+    /// Takes, from now on, the files the watcher opened for this inbox after they left its path
+    /// (see `inbox::follow`): each is queued behind the files held, unless it is one of them.
+    /// What the inlet holds already is taken at the next look.
+    pub fn attach(&mut self, inlet: Arc<Inlet>) {
+        self.inlet = Some(inlet);
+    }
+
+    /// Queues the files the watcher handed over; reports the ones it lost.
+    pub(super) fn take_arrivals(&mut self, out: &mut Vec<Item>) {
+        let Some(inlet) = &self.inlet else {
+            return;
+        };
+        for arrival in inlet.take() {
+            match arrival {
+                Arrival::File { path, file } => {
+                    let Ok(mut src) = Source::open(file, 0, None) else {
+                        continue;
+                    };
+                    if self.holds(src.dev, src.ino) {
+                        continue;
+                    }
+                    // Not at the path (it was renamed away): its quiet period runs from now,
+                    // beside the others'.
+                    match Retiring::new(&src.file) {
+                        Ok(r) => src.retiring = Some(r),
+                        Err(_) => continue,
+                    }
+                    tracing::debug!(
+                        "{}: holding {}, rotated away",
+                        self.path.display(),
+                        path.display()
+                    );
+                    self.queue.push_back(src);
+                }
+                Arrival::Lost { path, why } => {
+                    out.push(Item::Event(TailEvent::LostUnopened { path, why }));
+                }
+            }
+        }
     }
 
     /// Looks at the inbox path without reading lines: a new file there is opened and queued at
@@ -383,6 +429,7 @@ impl Tailer {
     pub fn settled(&self) -> bool {
         self.queue.is_empty()
             && self.events.is_empty()
+            && !self.inlet.as_ref().is_some_and(|i| i.has_arrivals())
             && self.backlog().is_ok_and(|b| b.bytes == 0 && !b.rotating)
     }
 

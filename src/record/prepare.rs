@@ -87,6 +87,13 @@ pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P, F
                 ),
             })
         }
+        Item::Event(event @ TailEvent::LostUnopened { .. }) => Some(Input::Lost {
+            file: FileIdentity::unopened(&event.to_string()),
+            offset: 0,
+            reason: format!(
+                "target {target}: {event}; keep rotated files in the inbox's directory until they are read"
+            ),
+        }),
         Item::Event(TailEvent::Queued { file }) => Some(Input::Queued(file)),
         Item::Event(event) => {
             tracing::info!(target_name = %target, "{event}");

@@ -61,6 +61,35 @@ impl Tailer {
 
     /// Compares the inbox path with the source and reacts (see the module docs).
     pub(super) fn check_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
+        self.take_arrivals(out);
+        self.look_at_path(out)?;
+        self.retire_queued()
+    }
+
+    /// Starts the quiet period of every queued file that the path no longer names, so that they
+    /// run side by side: K files rotated at once are retired in one quiet period, not in K.
+    fn retire_queued(&mut self) -> Result<(), InboxError> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        let at_path = fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        for queued in &mut self.queue {
+            if queued.retiring.is_none() && at_path != Some((queued.dev, queued.ino)) {
+                queued.retiring =
+                    Some(Retiring::new(&queued.file).map_err(|e| InboxError::Io {
+                        action: "stat",
+                        path: self.path.clone(),
+                        source: e,
+                    })?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares what is at the inbox path with the files held.
+    fn look_at_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
         // Not `metadata`: a symlink at the path is refused, not followed.
         let meta = match fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.is_file() => meta,
