@@ -27,6 +27,7 @@ mod push;
 mod recovery;
 mod requeue;
 mod resolution;
+mod rotation_patterns;
 mod sdk_conformance;
 mod systemd_notify;
 mod tenants;

@@ -5,20 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use notion_inbox::inbox::{InboxError, InboxWatcher};
-use tokio::sync::Notify;
+use notion_inbox::inbox::{InboxError, InboxWatcher, Inlet};
 
 use super::{Fixture, append, replace};
 
 /// Waits for a wake-up, with a generous deadline.
-async fn woken(wake: &Arc<Notify>) {
+async fn woken(wake: &Arc<Inlet>) {
     tokio::time::timeout(Duration::from_secs(20), wake.notified())
         .await
         .expect("no wake-up within 20 s");
 }
 
 /// Whether a wake-up is pending right now (consuming it).
-fn pending(wake: &Arc<Notify>) -> bool {
+fn pending(wake: &Arc<Inlet>) -> bool {
     wake.notified().now_or_never().is_some()
 }
 
