@@ -200,8 +200,7 @@ impl TargetRunner {
             let inlet = self.inlet.clone();
             // Opening touches the inbox's directory, which producers control: never on a worker.
             let opened = tokio::task::spawn_blocking(move || {
-                Tailer::resume_chain(inbox, opts, start, &next).map(|mut t| {
-                    t.attach(inlet);
+                Tailer::resume_attached(inbox, opts, start, &next, Some(inlet)).map(|mut t| {
                     t.observe();
                     let held = t.order();
                     (t, held)

@@ -7,17 +7,35 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Waits like `wait_until`, with an explicit deadline (for what must be quick, not only happen).
-#[track_caller]
-fn wait_within(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+/// Polls `cond` every 20 ms until it holds (true) or `deadline` passes (false): for what must be
+/// quick, not only happen; the caller asserts, with what it knows.
+fn within(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while !cond() {
         if start.elapsed() > deadline {
-            eprintln!("timed out after {deadline:?} waiting for: {what}");
-            return;
+            return false;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
+}
+
+/// Asserts that every handle in `all` is a row, naming the missing ones and the daemon's log.
+#[track_caller]
+fn assert_all_arrived(w: &World, all: &[String]) {
+    let got = w.handles();
+    let missing: Vec<&String> = all.iter().filter(|h| !got.contains(h)).collect();
+    let logs = w.logs();
+    let log: Vec<&str> = logs
+        .lines()
+        .filter(|l| !l.contains("delivered target_name"))
+        .collect();
+    let log = log.join("\n");
+    assert!(
+        missing.is_empty(),
+        "{} rows; missing {missing:?}\n{log}",
+        got.len()
+    );
 }
 
 fn world(close_idle: bool) -> World {
@@ -71,13 +89,8 @@ fn rotated_back_to_back(k: usize, deadline: Duration) {
         all.extend(hs);
     }
     let want = all.len();
-    let done = |w: &World| w.pages().len() >= want;
-    if !done(&w) {
-        wait_within(deadline, &format!("{want} rows"), || done(&w));
-    }
-    let got = w.handles();
-    let missing: Vec<&String> = all.iter().filter(|h| !got.contains(h)).collect();
-    assert!(missing.is_empty(), "{} of {want} rows; missing {missing:?}\n{}", got.len(), w.logs().lines().filter(|l| !l.contains("delivered target_name")).collect::<Vec<_>>().join("\n"));
+    within(deadline, || w.pages().len() >= want);
+    assert_all_arrived(&w, &all);
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &all);
 }
@@ -128,7 +141,8 @@ fn an_idle_inbox_rotated_twice_in_a_row_loses_no_file_and_a_restart_repeats_noth
     std::fs::rename(&inbox, w.path("spool/t.jsonl.1")).unwrap();
     std::fs::write(&inbox, text_c).unwrap();
     let all: Vec<String> = a.into_iter().chain(b).chain(c).collect();
-    wait_until("b's and c's rows", || w.pages().len() >= all.len());
+    within(DEADLINE, || w.pages().len() >= all.len());
+    assert_all_arrived(&w, &all);
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &all);
     w.start();
@@ -153,9 +167,9 @@ fn directory_replaced(replace: impl FnOnce(&World)) {
     let (after, text) = three("after");
     w.append(&inbox, &text);
     let all: Vec<String> = first.into_iter().chain(after).collect();
-    wait_within(Duration::from_secs(3), "the row in the new directory", || {
-        w.pages().len() >= all.len()
-    });
+    let quick = within(Duration::from_secs(3), || w.pages().len() >= all.len());
+    assert_all_arrived(&w, &all);
+    assert!(quick, "the rows in the new directory took more than 3 s");
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &all);
 }

@@ -20,7 +20,21 @@ impl Tailer {
         start: Option<Position>,
         next: &[FileIdentity],
     ) -> Result<Tailer, InboxError> {
+        Tailer::resume_attached(path, opts, start, next, None)
+    }
+
+    /// [`Tailer::resume_chain`], attached to the watcher's `inlet` before the first look at the
+    /// path (see [`Tailer::attach`]): the files that left the path while the target was closed
+    /// are older than the one there now, and are read before it.
+    pub fn resume_attached(
+        path: PathBuf,
+        opts: TailOptions,
+        start: Option<Position>,
+        next: &[FileIdentity],
+        inlet: Option<std::sync::Arc<crate::inbox::Inlet>>,
+    ) -> Result<Tailer, InboxError> {
         let mut tailer = Tailer::new(path, opts, start)?;
+        tailer.inlet = inlet;
         for id in next {
             if let Some(file) = tailer.locate(id)? {
                 let src =
