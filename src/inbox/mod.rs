@@ -158,6 +158,19 @@ pub enum TailEvent {
         /// Its length now.
         len: u64,
     },
+    /// The file was truncated or rewritten under the reader while it was behind: bytes `from..to`
+    /// (at least; more may have been written after the last read) were in the file and were not
+    /// read. Lost: a copy (`copytruncate`'s) is not read.
+    CutUnread {
+        /// The file.
+        file: FileIdentity,
+        /// The read position.
+        from: u64,
+        /// The furthest end a read had seen.
+        to: u64,
+        /// Its length now.
+        len: u64,
+    },
     /// The file's head changed on the same inode (rewritten in place, or an inode reused after a
     /// deletion): read again from 0.
     Rewritten {
@@ -248,6 +261,15 @@ impl fmt::Display for TailEvent {
             TailEvent::Truncated { ino, at, len } => write!(
                 f,
                 "inbox truncated (inode {ino}: length {len} < position {at}); reading again from the start"
+            ),
+            TailEvent::CutUnread {
+                file,
+                from,
+                to,
+                len,
+            } => write!(
+                f,
+                "the inbox ({file}) was truncated or rewritten (length now {len}) while bytes {from}..{to} (at least) were not read yet: they are lost"
             ),
             TailEvent::Rewritten { ino } => write!(
                 f,

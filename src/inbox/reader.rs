@@ -101,6 +101,9 @@ struct Source {
     pos: u64,
     /// The oversized line being skipped, if any.
     skipping: Option<Skipping>,
+    /// The furthest end of the file a read has seen: what lies between `pos` and it was there and
+    /// not read yet (lost if the file is cut or rewritten under it).
+    seen_end: u64,
     /// Set when the inbox path no longer names this file.
     retiring: Option<Retiring>,
     /// Whether its identity was handed out in a [`TailEvent::Queued`] (or came from the checkpoint).
@@ -184,6 +187,7 @@ impl Source {
             identity,
             pos,
             skipping: None,
+            seen_end: pos,
             retiring: None,
             reported: identity.is_some(),
         })
@@ -194,6 +198,7 @@ impl Source {
         self.pos = 0;
         self.identity = None;
         self.skipping = None;
+        self.seen_end = 0;
         // Its new identity is reported in its place in the reading order, before the files queued
         // behind it (they wait for it to settle).
         self.reported = false;
@@ -529,6 +534,7 @@ fn read_lines(
         buf.resize(have + opts.chunk.max(1), 0);
         let n = read_at(&src.file, &mut buf[have..], src.pos + have as u64)?;
         buf.truncate(have + n);
+        src.seen_end = src.seen_end.max(src.pos + (have + n) as u64);
         budget.scan = budget.scan.saturating_sub(n);
         if n == 0 {
             return Ok(Read::Eof);

@@ -477,10 +477,10 @@ impl Registry {
         }
         let p = self.parents.remove(parent).expect("looked up above");
         // The same watch, if the parent is an inbox directory too, stays for it.
-        if !self
+        if self
             .dirs
             .get(parent)
-            .is_some_and(|d| d.wd.as_ref() == Some(&p.wd))
+            .is_none_or(|d| d.wd.as_ref() != Some(&p.wd))
         {
             self.by_wd.remove(&p.wd);
             let _ = self.watches.remove(p.wd);

@@ -94,6 +94,13 @@ pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P, F
                 "target {target}: {event}; keep rotated files in the inbox's directory until they are read"
             ),
         }),
+        Item::Event(event @ TailEvent::CutUnread { file, from, .. }) => Some(Input::Lost {
+            file,
+            offset: from,
+            reason: format!(
+                "target {target}: {event}; with logrotate, rotate by rename (no copytruncate); if a copy holds them, deliver them with `notion-inbox push --target {target}`"
+            ),
+        }),
         Item::Event(TailEvent::Queued { file }) => Some(Input::Queued(file)),
         Item::Event(event) => {
             tracing::info!(target_name = %target, "{event}");

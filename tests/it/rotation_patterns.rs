@@ -193,3 +193,22 @@ fn an_inbox_directory_moved_away_and_created_again_is_watched_again_at_once() {
         std::fs::set_permissions(w.path("spool"), meta.permissions()).unwrap();
     });
 }
+
+#[test]
+fn an_idle_inbox_rewritten_with_as_many_bytes_is_delivered() {
+    let mut w = world(true);
+    let inbox = w.inbox("t");
+    std::fs::write(&inbox, rec("@first-aa", "x")).unwrap();
+    w.start();
+    wait_until("the first row", || w.pages().len() == 1);
+    wait_closed(&w);
+    // The same inode, the same length, another record (as `printf ... > inbox` does).
+    let second = rec("@other-bb", "x");
+    assert_eq!(second.len(), rec("@first-aa", "x").len());
+    std::fs::write(&inbox, second).unwrap();
+    let all = ["@first-aa".to_string(), "@other-bb".to_string()];
+    within(DEADLINE, || w.pages().len() >= 2);
+    assert_all_arrived(&w, &all);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &all);
+}

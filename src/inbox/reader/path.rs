@@ -123,7 +123,19 @@ impl Tailer {
                 })?,
                 None => false,
             };
-            if meta.len() < src.pos {
+            let cut = meta.len() < src.pos;
+            if (cut || rewritten)
+                && src.seen_end > src.pos
+                && let Some(file) = src.identity
+            {
+                out.push(Item::Event(TailEvent::CutUnread {
+                    file,
+                    from: src.pos,
+                    to: src.seen_end,
+                    len: meta.len(),
+                }));
+            }
+            if cut {
                 out.push(Item::Event(TailEvent::Truncated {
                     ino: src.ino,
                     at: src.pos,

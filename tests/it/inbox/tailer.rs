@@ -635,3 +635,57 @@ fn an_unsettled_queued_file_does_not_hide_the_next() {
     );
     assert_eq!(t.order(), vec![first[0], queued[0]]);
 }
+
+#[test]
+fn a_truncation_under_a_reader_that_is_behind_reports_the_unread_bytes_as_lost() {
+    let fx = Fixture::new();
+    let lines: String = (0..10).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    append(&fx.path, lines.as_bytes());
+    let mut t = fx.tailer();
+    // Two lines read; the reader's window is full, the other eight wait in the file.
+    let first = t.next_batch(2, 1 << 20).unwrap();
+    assert_eq!(texts(&first).len(), 2);
+    let read = (2 * "{\"n\":0}\n".len()) as u64;
+    // copytruncate: the unread lines now exist only in the copy.
+    fs::copy(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&fx.path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&fx.path, b"{\"after\":1}\n");
+    let items = drain(&mut t);
+    let cut: Vec<TailEvent> = events(&items)
+        .into_iter()
+        .filter(|e| matches!(e, TailEvent::CutUnread { .. }))
+        .collect();
+    assert!(
+        matches!(cut[..], [TailEvent::CutUnread { from, to, .. }] if from == read && to > read),
+        "{items:?}"
+    );
+    assert_eq!(texts(&items), vec!["{\"after\":1}".to_string()]);
+}
+
+#[test]
+fn a_truncation_under_a_reader_that_had_read_everything_is_no_loss() {
+    let fx = Fixture::new();
+    append(&fx.path, b"{\"n\":1}\n");
+    let mut t = fx.tailer();
+    assert_eq!(texts(&drain(&mut t)).len(), 1);
+    OpenOptions::new()
+        .write(true)
+        .open(&fx.path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&fx.path, b"{\"n\":2}\n");
+    let items = drain(&mut t);
+    assert!(
+        !events(&items)
+            .iter()
+            .any(|e| matches!(e, TailEvent::CutUnread { .. })),
+        "{items:?}"
+    );
+    assert_eq!(texts(&items), vec!["{\"n\":2}".to_string()]);
+}
