@@ -8,6 +8,16 @@ use notion_inbox::inbox::{InboxError, Item, LinePos, Position, TailEvent, TailOp
 
 use super::{Fixture, append, drain, drain_with, events, quick, replace, texts};
 
+/// Cuts the file at `path` to 0 bytes in place (the second half of a copytruncate).
+fn truncate(path: &std::path::Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 /// The position after the last record in `items`.
 fn last_position(items: &[Item]) -> Position {
     let pos: &LinePos = items
@@ -175,12 +185,7 @@ fn copytruncate_starts_again_at_zero() {
     let mut t = fx.tailer();
     assert_eq!(texts(&drain(&mut t)), ["a", "b"]);
     fs::copy(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&fx.path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&fx.path);
     append(&fx.path, b"c\n");
     let items = drain(&mut t);
     assert_eq!(texts(&items), ["c"]);
@@ -374,12 +379,7 @@ fn resume_after_truncation_starts_at_zero() {
     let fx = Fixture::new();
     append(&fx.path, b"aaaa\nbbbb\n");
     let committed = last_position(&drain(&mut fx.tailer()));
-    OpenOptions::new()
-        .write(true)
-        .open(&fx.path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&fx.path);
     append(&fx.path, b"aaaa\n");
     let mut t = Tailer::new(fx.path.clone(), quick(), Some(committed)).unwrap();
     let items = drain(&mut t);
@@ -648,12 +648,7 @@ fn a_truncation_under_a_reader_that_is_behind_reports_the_unread_bytes_as_lost()
     let read = (2 * "{\"n\":0}\n".len()) as u64;
     // copytruncate: the unread lines now exist only in the copy.
     fs::copy(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&fx.path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&fx.path);
     append(&fx.path, b"{\"after\":1}\n");
     let items = drain(&mut t);
     let cut: Vec<TailEvent> = events(&items)
@@ -673,12 +668,7 @@ fn a_truncation_under_a_reader_that_had_read_everything_is_no_loss() {
     append(&fx.path, b"{\"n\":1}\n");
     let mut t = fx.tailer();
     assert_eq!(texts(&drain(&mut t)).len(), 1);
-    OpenOptions::new()
-        .write(true)
-        .open(&fx.path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&fx.path);
     append(&fx.path, b"{\"n\":2}\n");
     let items = drain(&mut t);
     assert!(
