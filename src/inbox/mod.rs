@@ -171,6 +171,20 @@ pub enum TailEvent {
         /// Its length now.
         len: u64,
     },
+    /// The file was truncated or rewritten under the reader, and a file in the inbox's directory
+    /// starts as it did and holds what was not read yet (the copy logrotate's `copytruncate` just
+    /// made): the rest of the file is read from that copy, under the file's identity, and then the
+    /// truncated file from 0.
+    ReadFromCopy {
+        /// The file.
+        file: FileIdentity,
+        /// The read position, where reading goes on in the copy.
+        from: u64,
+        /// The copy.
+        copy: PathBuf,
+        /// The copy's length.
+        len: u64,
+    },
     /// The file's head changed on the same inode (rewritten in place, or an inode reused after a
     /// deletion): read again from 0.
     Rewritten {
@@ -270,6 +284,16 @@ impl fmt::Display for TailEvent {
             } => write!(
                 f,
                 "the inbox ({file}) was truncated or rewritten (length now {len}) while bytes {from}..{to} (at least) were not read yet: they are lost"
+            ),
+            TailEvent::ReadFromCopy {
+                file,
+                from,
+                copy,
+                len,
+            } => write!(
+                f,
+                "the inbox ({file}) was truncated or rewritten before bytes {from}..{len} were read: they are read from its copy {}",
+                crate::text::untrusted(&copy.to_string_lossy(), 300)
             ),
             TailEvent::Rewritten { ino } => write!(
                 f,

@@ -38,6 +38,7 @@ use std::time::Instant;
 
 use memchr::memchr;
 
+mod copy;
 mod path;
 mod resume;
 
@@ -108,6 +109,9 @@ struct Source {
     retiring: Option<Retiring>,
     /// Whether its identity was handed out in a [`TailEvent::Queued`] (or came from the checkpoint).
     reported: bool,
+    /// The last line handed out, as `(start, end, FNV-1a of its bytes)`: what a copy of the file
+    /// must hold at the same place to be taken for one (see `reader::copy`).
+    last_line: Option<(u64, u64, u64)>,
 }
 
 /// A line longer than the limit, being scanned for its end without being kept.
@@ -131,6 +135,8 @@ struct Retiring {
     last_len: u64,
     /// When that length was first seen.
     quiet_since: Instant,
+    /// No writer holds it (a copy the tailer found): it is done once read to its end.
+    no_writer: bool,
 }
 
 /// How many bytes one [`Tailer::next_batch`] reads at most, lines or not. A file of NULs or of
@@ -190,6 +196,7 @@ impl Source {
             seen_end: pos,
             retiring: None,
             reported: identity.is_some(),
+            last_line: None,
         })
     }
 
@@ -199,6 +206,7 @@ impl Source {
         self.identity = None;
         self.skipping = None;
         self.seen_end = 0;
+        self.last_line = None;
         // Its new identity is reported in its place in the reading order, before the files queued
         // behind it (they wait for it to settle).
         self.reported = false;
@@ -491,7 +499,8 @@ impl Tailer {
             retiring.quiet_since = now;
             return Ok(AtEof::Again);
         }
-        let quiet = now.duration_since(retiring.quiet_since) >= self.opts.rotate_grace;
+        let quiet = retiring.no_writer
+            || now.duration_since(retiring.quiet_since) >= self.opts.rotate_grace;
         // With nothing at the path and nothing queued, keep the old handle: a writer may still
         // hold it.
         if !quiet || (self.queue.is_empty() && fs::symlink_metadata(&self.path).is_err()) {
@@ -512,6 +521,7 @@ impl Retiring {
         Ok(Retiring {
             last_len: file.metadata()?.len(),
             quiet_since: Instant::now(),
+            no_writer: false,
         })
     }
 }
@@ -580,13 +590,24 @@ fn read_lines(
             None
         };
         let at = match file {
-            Some(file) => match take_lines(src, file, buf, opts, out, budget) {
-                Ok(at) => at,
-                Err(at) => {
-                    src.pos += at as u64;
-                    return Ok(Read::Full);
+            Some(file) => {
+                let mut last = None;
+                let taken = take_lines(src, file, buf, opts, out, budget, &mut last);
+                if let Some((start, end)) = last {
+                    src.last_line = Some((
+                        src.pos + start as u64,
+                        src.pos + end as u64,
+                        crate::hash::fnv1a64(&buf[start..end]),
+                    ));
                 }
-            },
+                match taken {
+                    Ok(at) => at,
+                    Err(at) => {
+                        src.pos += at as u64;
+                        return Ok(Read::Full);
+                    }
+                }
+            }
             // No line end in the buffer: still skip a leading NUL run.
             None => buf.iter().position(|&b| b != 0).unwrap_or(buf.len()),
         };
@@ -604,8 +625,9 @@ fn read_lines(
     }
 }
 
-/// Hands out the complete lines in `buf` (which starts at `src.pos`). Returns how many bytes were
-/// consumed: `Ok` when the buffer holds no further line end, `Err` when the budget ran out.
+/// Hands out the complete lines in `buf` (which starts at `src.pos`), setting `last` to the range
+/// in `buf` of the last one handed out (with its `\n`). Returns how many bytes were consumed: `Ok`
+/// when the buffer holds no further line end, `Err` when the budget ran out.
 fn take_lines(
     src: &Source,
     file: FileIdentity,
@@ -613,6 +635,7 @@ fn take_lines(
     opts: &TailOptions,
     out: &mut Vec<Item>,
     budget: &mut Budget,
+    last: &mut Option<(usize, usize)>,
 ) -> Result<usize, usize> {
     let mut at = 0;
     loop {
@@ -644,6 +667,7 @@ fn take_lines(
             let text = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
             budget.take(text.len());
             out.push(Item::Line { pos, text });
+            *last = Some((at - i - 1, at));
         }
         if budget.full() {
             return Err(at);

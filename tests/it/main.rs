@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod connect_page;
 mod connected;
+mod copytruncate;
 mod daemon;
 mod discovery;
 mod dist;

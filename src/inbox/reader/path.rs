@@ -5,6 +5,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 
+use super::copy::Wanted;
 use super::{Retiring, Source, Tailer};
 use crate::inbox::{InboxError, Item, TailEvent, open_inbox};
 
@@ -124,27 +125,17 @@ impl Tailer {
                 None => false,
             };
             let cut = meta.len() < src.pos;
-            if (cut || rewritten)
-                && src.seen_end > src.pos
-                && let Some(file) = src.identity
-            {
-                out.push(Item::Event(TailEvent::CutUnread {
-                    file,
-                    from: src.pos,
-                    to: src.seen_end,
-                    len: meta.len(),
-                }));
-            }
-            if cut {
-                out.push(Item::Event(TailEvent::Truncated {
-                    ino: src.ino,
-                    at: src.pos,
-                    len: meta.len(),
-                }));
-                src.restart();
-            } else if rewritten {
-                out.push(Item::Event(TailEvent::Rewritten { ino: src.ino }));
-                src.restart();
+            if cut || rewritten {
+                let event = if cut {
+                    TailEvent::Truncated {
+                        ino: src.ino,
+                        at: src.pos,
+                        len: meta.len(),
+                    }
+                } else {
+                    TailEvent::Rewritten { ino: src.ino }
+                };
+                return self.cut_under_reader(out, event, meta.len());
             }
         } else {
             if src.retiring.is_none() {
@@ -162,6 +153,46 @@ impl Tailer {
                 self.queue_path()?;
             }
         }
+        Ok(())
+    }
+
+    /// The file being read was truncated or rewritten (`event` says which; `len` is its length
+    /// now): what it held past the read position is read from its copy, if one is in the
+    /// directory, or else reported lost if the reader had seen it; then it is read from 0.
+    fn cut_under_reader(
+        &mut self,
+        out: &mut Vec<Item>,
+        event: TailEvent,
+        len: u64,
+    ) -> Result<(), InboxError> {
+        let src = self.src.as_mut().expect("a file is being read");
+        let Some(id) = src.identity else {
+            // Nothing of it was handed out (its head never settled): nothing to go on from.
+            out.push(Item::Event(event));
+            src.restart();
+            return Ok(());
+        };
+        let (pos, seen_end) = (src.pos, src.seen_end);
+        let want = Wanted {
+            id,
+            pos,
+            min_len: seen_end.max(pos + 1),
+            last_line: src.last_line,
+        };
+        if let Some(copy) = self.find_copy(&want) {
+            return self.read_on_from_copy(out, copy, event);
+        }
+        let src = self.src.as_mut().expect("a file is being read");
+        if seen_end > pos {
+            out.push(Item::Event(TailEvent::CutUnread {
+                file: id,
+                from: pos,
+                to: seen_end,
+                len,
+            }));
+        }
+        out.push(Item::Event(event));
+        src.restart();
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::PathBuf;
 
+use super::copy::Wanted;
 use super::{Retiring, Source, Tailer};
 use crate::inbox::{FileIdentity, InboxError, Item, Position, TailEvent, TailOptions, open_inbox};
 
@@ -120,7 +121,10 @@ impl Tailer {
                 }
                 if same_ino {
                     // Same inode, another head: rewritten in place or a reused inode. The old file
-                    // cannot exist elsewhere in this directory.
+                    // cannot exist elsewhere in this directory, but a copy of it may.
+                    if self.resume_in_copy(start)? {
+                        return Ok(());
+                    }
                     self.events.push(TailEvent::Overwritten {
                         file: id,
                         offset: start.offset,
@@ -135,6 +139,7 @@ impl Tailer {
         }
         let (found, file) = match self.search_dir(&id)? {
             InDir::Found(found, file) => (found, file),
+            _ if self.resume_in_copy(start)? => return Ok(()),
             missing => {
                 self.events.push(missing.not_found(id, start.offset));
                 return Ok(());
@@ -164,6 +169,37 @@ impl Tailer {
         src.retiring = Some(Retiring::new(&src.file).map_err(stat_err)?);
         self.src = Some(src);
         Ok(())
+    }
+
+    /// The checkpoint's file is gone or overwritten: resumes in a copy of it (see `reader::copy`),
+    /// if the directory holds one. Whether it did.
+    fn resume_in_copy(&mut self, start: Position) -> Result<bool, InboxError> {
+        let want = Wanted {
+            id: start.file,
+            pos: start.offset,
+            min_len: start.offset,
+            last_line: None,
+        };
+        let Some((found, file, len)) = self.find_copy(&want) else {
+            return Ok(false);
+        };
+        let stat_err = |e| InboxError::Io {
+            action: "stat",
+            path: found.clone(),
+            source: e,
+        };
+        let mut src = Source::open(file, start.offset, Some(start.file)).map_err(stat_err)?;
+        let mut retiring = Retiring::new(&src.file).map_err(stat_err)?;
+        retiring.no_writer = true;
+        src.retiring = Some(retiring);
+        self.events.push(TailEvent::ReadFromCopy {
+            file: start.file,
+            from: start.offset,
+            copy: found.clone(),
+            len,
+        });
+        self.src = Some(src);
+        Ok(true)
     }
 
     /// Looks in the inbox's directory (not at its path) for the file with this identity.

@@ -4,7 +4,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::time::Duration;
 
-use notion_inbox::inbox::{InboxError, Item, LinePos, Position, TailEvent, TailOptions, Tailer};
+use notion_inbox::inbox::{FileIdentity, InboxError, Item, LinePos, Position, TailEvent, TailOptions, Tailer};
 
 use super::{Fixture, append, drain, drain_with, events, quick, replace, texts};
 
@@ -636,30 +636,111 @@ fn an_unsettled_queued_file_does_not_hide_the_next() {
     assert_eq!(t.order(), vec![first[0], queued[0]]);
 }
 
-#[test]
-fn a_truncation_under_a_reader_that_is_behind_reports_the_unread_bytes_as_lost() {
-    let fx = Fixture::new();
+/// Ten lines, two of them read: the reader is behind when the file is cut.
+fn behind(fx: &Fixture) -> (Tailer, String) {
     let lines: String = (0..10).map(|i| format!("{{\"n\":{i}}}\n")).collect();
     append(&fx.path, lines.as_bytes());
     let mut t = fx.tailer();
-    // Two lines read; the reader's window is full, the other eight wait in the file.
     let first = t.next_batch(2, 1 << 20).unwrap();
     assert_eq!(texts(&first).len(), 2);
-    let read = (2 * "{\"n\":0}\n".len()) as u64;
+    (t, lines)
+}
+
+fn cut_unread(items: &[Item]) -> Vec<TailEvent> {
+    events(items)
+        .into_iter()
+        .filter(|e| matches!(e, TailEvent::CutUnread { .. }))
+        .collect()
+}
+
+#[test]
+fn a_truncation_under_a_reader_that_is_behind_reads_the_rest_from_the_copy_once() {
+    let fx = Fixture::new();
+    let (mut t, lines) = behind(&fx);
     // copytruncate: the unread lines now exist only in the copy.
     fs::copy(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
     truncate(&fx.path);
     append(&fx.path, b"{\"after\":1}\n");
     let items = drain(&mut t);
-    let cut: Vec<TailEvent> = events(&items)
-        .into_iter()
-        .filter(|e| matches!(e, TailEvent::CutUnread { .. }))
+    assert!(cut_unread(&items).is_empty(), "{items:?}");
+    let want: Vec<String> = lines
+        .lines()
+        .skip(2)
+        .map(String::from)
+        .chain(["{\"after\":1}".to_string()])
         .collect();
+    assert_eq!(texts(&items), want);
+    // The copy's lines keep the truncated file's identity (and so their keys).
+    let ids: Vec<FileIdentity> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Line { pos, .. } => Some(pos.file),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids[0], ids[7]);
+    assert_ne!(ids[7], ids[8], "the truncated file is a new file");
+    // The copy is read once: nothing more comes of it.
+    assert!(texts(&drain(&mut t)).is_empty());
+}
+
+#[test]
+fn a_truncation_under_a_reader_that_is_behind_without_a_copy_reports_the_unread_bytes_as_lost() {
+    let fx = Fixture::new();
+    let (mut t, _) = behind(&fx);
+    let read = (2 * "{\"n\":0}\n".len()) as u64;
+    truncate(&fx.path);
+    append(&fx.path, b"{\"after\":1}\n");
+    let items = drain(&mut t);
+    let cut = cut_unread(&items);
     assert!(
         matches!(cut[..], [TailEvent::CutUnread { from, to, .. }] if from == read && to > read),
         "{items:?}"
     );
     assert_eq!(texts(&items), vec!["{\"after\":1}".to_string()]);
+}
+
+#[test]
+fn a_file_with_the_same_head_but_not_the_line_last_read_is_not_taken_for_the_copy() {
+    let fx = Fixture::new();
+    let (mut t, lines) = behind(&fx);
+    // Another file of the directory starts alike (a CSV header would) and is long enough, but
+    // holds something else where the reader's last line was.
+    let other = lines.replace("{\"n\":1}", "{\"m\":1}");
+    fs::write(fx.at("other.jsonl"), other).unwrap();
+    truncate(&fx.path);
+    append(&fx.path, b"{\"after\":1}\n");
+    let items = drain(&mut t);
+    assert_eq!(cut_unread(&items).len(), 1, "{items:?}");
+    assert_eq!(texts(&items), vec!["{\"after\":1}".to_string()]);
+}
+
+#[test]
+fn a_restart_after_a_copytruncate_resumes_in_the_copy_unless_two_files_could_be_it() {
+    for copies in [1, 2] {
+        let fx = Fixture::new();
+        let (mut t, lines) = behind(&fx);
+        let at = last_position(&t.next_batch(1, 1 << 20).unwrap());
+        drop(t);
+        for i in 0..copies {
+            fs::copy(&fx.path, fx.at(&format!("inbox.jsonl.{i}"))).unwrap();
+        }
+        truncate(&fx.path);
+        append(&fx.path, b"{\"after\":1}\n");
+        let mut t = Tailer::new(fx.path.clone(), quick(), Some(at)).unwrap();
+        let items = drain(&mut t);
+        let overwritten = events(&items)
+            .iter()
+            .any(|e| matches!(e, TailEvent::Overwritten { .. }));
+        if copies == 1 {
+            let want: Vec<String> = lines.lines().skip(3).map(String::from).collect();
+            assert_eq!(texts(&items)[..7], want[..], "{items:?}");
+            assert!(!overwritten, "{items:?}");
+        } else {
+            assert!(overwritten, "two candidates: no copy is guessed: {items:?}");
+            assert_eq!(texts(&items), vec!["{\"after\":1}".to_string()]);
+        }
+    }
 }
 
 #[test]
