@@ -195,6 +195,13 @@ impl TargetRunner {
         let next = loaded.as_ref().map(|c| c.next.clone()).unwrap_or_default();
         // With the files it holds, in reading order, once their identities settled (for a first
         // checkpoint, when there is none).
+        // Files rotated away while no run held them are looked for (see `inbox::reader::scan`).
+        if let Some(since) = writer.loaded_written() {
+            self.inlet.push(crate::inbox::Arrival::Rescan {
+                since,
+                restart: true,
+            });
+        }
         let (tailer, held) = loop {
             let (inbox, next) = (self.target.inbox.clone(), next.clone());
             let inlet = self.inlet.clone();

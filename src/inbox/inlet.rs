@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
@@ -32,6 +33,16 @@ pub enum Arrival {
         path: PathBuf,
         /// What happened to it.
         why: &'static str,
+    },
+    /// Files may have left the inbox path unseen since this time: the kernel's event queue
+    /// overflowed, or (with `restart`) the daemon was not running. The tailer scans the directory
+    /// (see `reader::scan`); after a restart only if the checkpoint's file is no longer at the
+    /// path (a file can be born at the path only once it left).
+    Rescan {
+        /// Every file born before it was known.
+        since: SystemTime,
+        /// Said by a restart rather than an overflow.
+        restart: bool,
     },
 }
 
@@ -66,6 +77,23 @@ impl Inlet {
                 path,
                 why: "not kept: more rotated files were waiting for the target than it may hold",
             },
+            Arrival::Rescan { since, restart } => {
+                // One scan covers them all: the earliest time, an overflow's unconditional scan.
+                for waiting in arrivals.iter_mut() {
+                    if let Arrival::Rescan {
+                        since: s,
+                        restart: r,
+                    } = waiting
+                    {
+                        *s = (*s).min(since);
+                        *r &= restart;
+                        drop(arrivals);
+                        self.wake();
+                        return;
+                    }
+                }
+                Arrival::Rescan { since, restart }
+            }
             other => other,
         };
         // Losses are kept past the bound: each is a line of text, and each must be reported.

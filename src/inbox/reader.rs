@@ -41,6 +41,7 @@ use memchr::memchr;
 mod copy;
 mod path;
 mod resume;
+mod scan;
 
 use super::{
     Arrival, FileIdentity, InboxError, Inlet, Item, LinePos, Position, TailEvent, TailOptions,
@@ -296,6 +297,11 @@ impl Tailer {
                 Arrival::Lost { path, why } => {
                     out.push(Item::Event(TailEvent::LostUnopened { path, why }));
                 }
+                Arrival::Rescan { since, restart } => {
+                    if !restart || !self.first_held_at_path() {
+                        self.scan_since(since);
+                    }
+                }
             }
         }
     }
@@ -362,6 +368,16 @@ impl Tailer {
             .chain(self.queue.iter())
             .filter_map(|s| s.identity)
             .collect()
+    }
+
+    /// Whether the file being read is the one at the inbox path.
+    fn first_held_at_path(&self) -> bool {
+        let Some(src) = &self.src else {
+            return false;
+        };
+        src.retiring.is_none()
+            && fs::symlink_metadata(&self.path)
+                .is_ok_and(|m| (m.dev(), m.ino()) == (src.dev, src.ino))
     }
 
     /// Whether the file `(dev, ino)` is being read or queued.

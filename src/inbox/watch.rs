@@ -37,6 +37,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 
@@ -120,6 +121,8 @@ struct Registry {
     /// The inbox directories whose follower has something (so that the end of a buffer does not
     /// go through 10 000 directories).
     following: BTreeSet<PathBuf>,
+    /// Every event before this time was read (less a second, for the clocks' granularity).
+    known_until: SystemTime,
 }
 
 /// A file to open for some targets, once the registry is unlocked.
@@ -136,10 +139,23 @@ impl Registry {
         }
     }
 
+    /// The kernel dropped events: renames out of any inbox path since `since` may be unknown, so
+    /// every target scans its directory for files born since (see `reader::scan`).
+    fn overflowed(&mut self, since: SystemTime) {
+        tracing::warn!(
+            "the kernel's file event queue overflowed; scanning every inbox's directory for files rotated away unseen"
+        );
+        for inlet in self.dirs.values().flat_map(|d| d.names.values().flatten()) {
+            inlet.push(Arrival::Rescan {
+                since,
+                restart: false,
+            });
+        }
+    }
+
     fn handle(&mut self, wd: &WatchDescriptor, mask: EventMask, cookie: u32, name: Option<&OsStr>) {
         if mask.contains(EventMask::Q_OVERFLOW) {
-            self.wake_all();
-            return;
+            return self.overflowed(self.known_until);
         }
         let Some(path) = self.by_wd.get(wd).cloned() else {
             return;
@@ -375,6 +391,7 @@ impl InboxWatcher {
             by_wd: HashMap::new(),
             missing: BTreeSet::new(),
             following: BTreeSet::new(),
+            known_until: SystemTime::now(),
         }));
         let shared = Arc::clone(&registry);
         std::thread::Builder::new()
@@ -497,6 +514,7 @@ fn lock(registry: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
 fn read_events(mut inotify: Inotify, stop: &OwnedFd, registry: &Mutex<Registry>) {
     let mut buffer = [0u8; 16 * 1024];
     let mut missing = false;
+    let mut known_until = SystemTime::now() - Duration::from_secs(1);
     loop {
         let mut fds = [
             libc::pollfd {
@@ -524,9 +542,11 @@ fn read_events(mut inotify: Inotify, stop: &OwnedFd, registry: &Mutex<Registry>)
         if fds[1].revents != 0 {
             return;
         }
+        let read_at = SystemTime::now();
         let opens = match inotify.read_events(&mut buffer) {
             Ok(events) => {
                 let mut registry = lock(registry);
+                registry.known_until = known_until;
                 for event in events {
                     registry.handle(&event.wd, event.mask, event.cookie, event.name);
                 }
@@ -539,6 +559,7 @@ fn read_events(mut inotify: Inotify, stop: &OwnedFd, registry: &Mutex<Registry>)
                 Vec::new()
             }
         };
+        known_until = read_at - Duration::from_secs(1);
         let not_there = open_all(opens);
         let mut registry = lock(registry);
         for (dir, name) in not_there {

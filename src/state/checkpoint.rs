@@ -177,10 +177,10 @@ impl CheckpointStore {
                 })?;
             }
         }
-        let (seq, durable_slot, checkpoint) = match found {
-            Some((slot, i)) => (slot.seq, i, Some(slot.checkpoint)),
+        let (seq, durable_slot, checkpoint, loaded_written) = match found {
+            Some((slot, i)) => (slot.seq, i, Some(slot.checkpoint), Some(slot.updated)),
             // The first write goes to the first slot, `<target>.json`.
-            None => (0, 1, None),
+            None => (0, 1, None, None),
         };
         let writer = CheckpointWriter {
             dir: self.dir.clone(),
@@ -190,6 +190,7 @@ impl CheckpointStore {
             durable_slot,
             lens: [None, None],
             dir_unsynced: false,
+            loaded_written,
         };
         Ok((checkpoint, writer))
     }
@@ -227,9 +228,17 @@ pub struct CheckpointWriter {
     /// A slot file was created and the directory not fsynced since: the next durable save does
     /// it (its name must survive a power loss, whichever save created it).
     dir_unsynced: bool,
+    /// When the checkpoint it continues from was written.
+    loaded_written: Option<DateTime<Utc>>,
 }
 
 impl CheckpointWriter {
+    /// When the checkpoint this writer continues from was written (`None` on a first start): a
+    /// file born in the inbox's directory since then was not held when it was written.
+    pub fn loaded_written(&self) -> Option<std::time::SystemTime> {
+        self.loaded_written.map(std::time::SystemTime::from)
+    }
+
     /// Writes `checkpoint`; `durable` adds the fsync, so that it also survives a power loss, not
     /// only a crash.
     pub fn save(&mut self, checkpoint: &Checkpoint, durable: bool) -> Result<(), StateError> {

@@ -100,7 +100,10 @@ fn a_restart_while_the_copy_is_being_read_goes_on_from_the_copy() {
     // Stop while the copy is still being read (at 10 rows a second, seconds of it are left).
     wait_until("some of the copy delivered", || w.pages().len() >= 12);
     assert_eq!(w.stop(), Some(0));
-    assert!(w.pages().len() < 1 + BACKLOG, "the copy was read before the stop");
+    assert!(
+        w.pages().len() < 1 + BACKLOG,
+        "the copy was read before the stop"
+    );
     w.emu.set_faults(Faults::default());
     w.start();
     let all: Vec<String> = std::iter::once("@warm".to_owned())
@@ -138,5 +141,9 @@ fn a_copytruncate_whose_copy_is_deleted_at_once_reports_the_unread_range_as_lost
     assert_eq!(lost.len(), 1, "one report of the loss: {lost:?}");
     let offset = lost[0]["offset"].as_u64().expect("an offset");
     let read = (rec("@warm", "x") + &lines(&backlog[..delivered])).len() as u64;
-    assert_eq!(offset, read, "the loss starts where delivery stopped: {:?}", lost[0]);
+    assert_eq!(
+        offset, read,
+        "the loss starts where delivery stopped: {:?}",
+        lost[0]
+    );
 }

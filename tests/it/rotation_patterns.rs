@@ -212,3 +212,47 @@ fn an_idle_inbox_rewritten_with_as_many_bytes_is_delivered() {
     assert_eq!(w.stop(), Some(0));
     assert_rows_once(&w, &all);
 }
+
+/// Rotated twice while the daemon is down (logrotate's numbering: `t.jsonl` → `.1`, a new file,
+/// `.1` → `.2` and `.1` again): the file written and rotated away meanwhile, which no run ever
+/// saw, is found by the scan at start and read between the other two. A restart after repeats
+/// nothing; a compressed old file and an unrelated file of the directory are not read.
+#[test]
+fn files_rotated_while_the_daemon_was_down_are_found_at_start() {
+    let mut w = world(false);
+    let inbox = w.inbox("t");
+    let (a, text) = three("a");
+    std::fs::write(&inbox, text).unwrap();
+    // Older than the checkpoint: already read in its time (or not ours), never read now.
+    std::fs::write(w.path("spool/t.jsonl.9"), rec("@old", "x")).unwrap();
+    w.start();
+    wait_until("a's rows", || w.pages().len() >= 3);
+    assert_eq!(w.stop(), Some(0));
+    let (a2, text_a2) = three("a2");
+    let (b, text_b) = three("b");
+    let (c, text_c) = three("c");
+    w.append(&inbox, &text_a2);
+    std::fs::rename(&inbox, w.path("spool/t.jsonl.1")).unwrap();
+    std::fs::write(&inbox, text_b).unwrap();
+    std::fs::rename(w.path("spool/t.jsonl.1"), w.path("spool/t.jsonl.2")).unwrap();
+    std::fs::rename(&inbox, w.path("spool/t.jsonl.1")).unwrap();
+    std::fs::write(&inbox, text_c).unwrap();
+    std::fs::write(w.path("spool/t.jsonl.3.gz"), b"\x1f\x8b\x08\x00binary").unwrap();
+    std::fs::write(w.path("spool/other.jsonl"), rec("@other", "x")).unwrap();
+    w.start();
+    let all: Vec<String> = [a, a2, b, c].concat();
+    within(DEADLINE, || w.pages().len() >= all.len());
+    assert_all_arrived(&w, &all);
+    assert_eq!(w.stop(), Some(0));
+    assert_rows_once(&w, &all);
+    w.start();
+    w.append(&inbox, &rec("@last", "x"));
+    wait_until("the last row", || {
+        w.handles().contains(&"@last".to_string())
+    });
+    assert_eq!(w.stop(), Some(0));
+    let all: Vec<String> = all.into_iter().chain(["@last".to_string()]).collect();
+    assert_rows_once(&w, &all);
+    assert!(w.lost_reports("t").is_empty(), "{:?}", w.lost_reports("t"));
+    assert!(w.dead_letters("t").is_empty(), "{:?}", w.dead_letters("t"));
+}

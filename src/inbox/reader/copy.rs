@@ -104,7 +104,9 @@ impl Tailer {
             source: e,
         };
         let mut orig = self.src.take().expect("a file is being read");
-        let id = orig.identity.expect("a copy is looked for only with a known identity");
+        let id = orig
+            .identity
+            .expect("a copy is looked for only with a known identity");
         let mut copy = Source::open(file, orig.pos, Some(id)).map_err(stat)?;
         copy.skipping = orig.skipping;
         copy.reported = orig.reported;

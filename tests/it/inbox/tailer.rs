@@ -4,7 +4,9 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::time::Duration;
 
-use notion_inbox::inbox::{FileIdentity, InboxError, Item, LinePos, Position, TailEvent, TailOptions, Tailer};
+use notion_inbox::inbox::{
+    FileIdentity, InboxError, Item, LinePos, Position, TailEvent, TailOptions, Tailer,
+};
 
 use super::{Fixture, append, drain, drain_with, events, quick, replace, texts};
 
@@ -759,4 +761,37 @@ fn a_truncation_under_a_reader_that_had_read_everything_is_no_loss() {
         "{items:?}"
     );
     assert_eq!(texts(&items), vec!["{\"n\":2}".to_string()]);
+}
+
+#[test]
+fn a_rescan_after_an_overflow_queues_the_files_born_since_and_only_those() {
+    use notion_inbox::inbox::{Arrival, Inlet};
+    let fx = Fixture::new();
+    append(&fx.path, b"{\"a\":1}\n");
+    fs::write(fx.at("inbox.jsonl.old"), b"{\"old\":1}\n").unwrap();
+    let mut t = fx.tailer();
+    let inlet = std::sync::Arc::new(Inlet::new());
+    t.attach(inlet.clone());
+    assert_eq!(texts(&drain(&mut t)).len(), 1);
+    // Birth times are compared with the time of the overflow: wait until the clock has moved.
+    let since = std::time::SystemTime::now();
+    while std::time::SystemTime::now() <= since {}
+    // Renamed away unseen (the events were dropped): the held file, then a file born since.
+    fs::rename(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
+    append(&fx.path, b"{\"b\":1}\n");
+    fs::rename(&fx.path, fx.at("inbox.jsonl.2")).unwrap();
+    append(&fx.path, b"{\"c\":1}\n");
+    fs::write(fx.at("inbox.jsonl.3.gz"), b"\x1f\x8b\x08\x00\x00\n").unwrap();
+    fs::copy(fx.at("inbox.jsonl.1"), fx.at("inbox.jsonl.copy")).unwrap();
+    fs::write(fx.at("unrelated.jsonl"), b"{\"u\":1}\n").unwrap();
+    inlet.push(Arrival::Rescan {
+        since,
+        restart: false,
+    });
+    let items = drain(&mut t);
+    assert_eq!(
+        texts(&items),
+        vec!["{\"b\":1}".to_string(), "{\"c\":1}".to_string()],
+        "{items:?}"
+    );
 }
