@@ -196,6 +196,7 @@ impl TargetRunner {
         // With the files it holds, in reading order, once their identities settled (for a first
         // checkpoint, when there is none).
         // Files rotated away while no run held them are looked for (see `inbox::reader::scan`).
+        // Files rotated away while no run held them are looked for (see `inbox::reader::scan`).
         if let Some(since) = writer.loaded_written() {
             self.inlet.push(crate::inbox::Arrival::Rescan {
                 since,

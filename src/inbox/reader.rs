@@ -75,7 +75,17 @@ pub struct Tailer {
     buf: Vec<u8>,
     /// The watcher's inlet, which hands over the files that left the inbox path by rename.
     inlet: Option<Arc<Inlet>>,
+    /// When the last few looks at the path began, oldest first: a file born before one of them
+    /// was held from it on, or had left the path before it (see `reader::scan`).
+    looks: VecDeque<std::time::SystemTime>,
+    /// The files retired last (device, inode, identity): the watcher may hand one over again
+    /// when it is renamed once more (it follows a file one buffer past its opening), and it
+    /// must not be read twice.
+    retired: VecDeque<(u64, u64, Option<FileIdentity>)>,
 }
+
+/// How many retired files the tailer remembers.
+const RETIRED_KEPT: usize = 256;
 
 /// Unread bytes, for status reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +262,8 @@ impl Tailer {
             events: Vec::new(),
             buf: Vec::new(),
             inlet: None,
+            looks: VecDeque::new(),
+            retired: VecDeque::new(),
         };
         tailer.check_dir()?;
         if let Some(start) = start {
@@ -278,31 +290,56 @@ impl Tailer {
                     let Ok(mut src) = Source::open(file, 0, None) else {
                         continue;
                     };
-                    if self.holds(src.dev, src.ino) {
-                        continue;
-                    }
                     // Not at the path (it was renamed away): its quiet period runs from now,
                     // beside the others'.
-                    match Retiring::new(&src.file) {
-                        Ok(r) => src.retiring = Some(r),
-                        Err(_) => continue,
+                    let Ok(retiring) = Retiring::new(&src.file) else {
+                        continue;
+                    };
+                    if let Some(held) = self
+                        .src
+                        .iter_mut()
+                        .chain(self.queue.iter_mut())
+                        .find(|s| (s.dev, s.ino) == (src.dev, src.ino))
+                    {
+                        // Held already, from the path: it left, so what leaves after it comes
+                        // after it.
+                        held.retiring.get_or_insert(retiring);
+                        continue;
                     }
+                    if self.was_retired(&src) {
+                        continue;
+                    }
+                    src.retiring = Some(retiring);
                     tracing::debug!(
                         "{}: holding {}, rotated away",
                         self.path.display(),
                         path.display()
                     );
-                    self.queue.push_back(src);
+                    // Behind the files that left the path before it, before the one still there.
+                    let at = self
+                        .queue
+                        .iter()
+                        .position(|s| s.retiring.is_none())
+                        .unwrap_or(self.queue.len());
+                    self.queue.insert(at, src);
                 }
                 Arrival::Lost { path, why } => {
                     out.push(Item::Event(TailEvent::LostUnopened { path, why }));
                 }
                 Arrival::Rescan { since, restart } => {
                     if !restart || !self.first_held_at_path() {
-                        self.scan_since(since);
+                        // From the last look before it: a file born since may have left the path
+                        // unseen (one born before was at the path at that look, or had left it
+                        // before, and was followed).
+                        let from = self.looks.iter().rev().find(|t| **t <= since);
+                        self.scan_since(from.copied().unwrap_or(since));
                     }
                 }
             }
+        }
+        // What left the path is older than what is there now.
+        if self.src.is_none() {
+            self.src = self.queue.pop_front();
         }
     }
 
@@ -370,6 +407,15 @@ impl Tailer {
             .collect()
     }
 
+    /// Whether `src` is a file this tailer has read to its end and retired (the same inode with the
+    /// same head: a reused inode holds another file).
+    fn was_retired(&self, src: &Source) -> bool {
+        self.retired.iter().any(|(dev, ino, id)| {
+            (*dev, *ino) == (src.dev, src.ino)
+                && super::identity::of(&src.file).is_ok_and(|now| now == *id)
+        })
+    }
+
     /// Whether the file being read is the one at the inbox path.
     fn first_held_at_path(&self) -> bool {
         let Some(src) = &self.src else {
@@ -415,7 +461,10 @@ impl Tailer {
         self.more = false;
         self.check_path(&mut out)?;
         self.report_settled(&mut out, false);
-        while let Some(src) = self.src.as_mut() {
+        while self.src.is_some() {
+            // A file no look compares (it left the path) may be cut under the reader too.
+            self.cut_while_retiring(&mut out)?;
+            let src = self.src.as_mut().expect("checked above");
             let read = read_lines(src, &mut self.buf, &self.opts, &mut out, &mut budget)
                 .map_err(|e| self.io_error("read", e))?;
             if let Read::Full = read {
@@ -527,6 +576,10 @@ impl Tailer {
             old_ino: src.ino,
             dropped_tail: len.saturating_sub(tail_start),
         }));
+        if self.retired.len() == RETIRED_KEPT {
+            self.retired.pop_front();
+        }
+        self.retired.push_back((src.dev, src.ino, src.identity));
         self.src = self.queue.pop_front();
         Ok(AtEof::Switched)
     }

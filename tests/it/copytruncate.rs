@@ -44,6 +44,12 @@ fn assert_rows_once(w: &World, expected: &[String]) {
 /// reads no further ahead than that), then copies the inbox to `t.jsonl.1` and truncates it, as
 /// `copytruncate` does. Returns the backlog's handles, in order.
 fn behind_then_copytruncate(w: &mut World) -> Vec<String> {
+    behind_then_cut(w, true)
+}
+
+/// [`behind_then_copytruncate`], with the copy deleted before the truncation if not `keep_copy`
+/// (as if deleted at once: the daemon cannot look between the two).
+fn behind_then_cut(w: &mut World, keep_copy: bool) -> Vec<String> {
     let inbox = w.inbox("t");
     w.start();
     append_bytes(&inbox, rec("@warm", "x").as_bytes());
@@ -56,6 +62,9 @@ fn behind_then_copytruncate(w: &mut World) -> Vec<String> {
     append_bytes(&inbox, lines(&backlog).as_bytes());
     wait_until("the backlog's first row", || w.pages().len() >= 2);
     std::fs::copy(&inbox, w.path("spool/t.jsonl.1")).unwrap();
+    if !keep_copy {
+        std::fs::remove_file(w.path("spool/t.jsonl.1")).unwrap();
+    }
     std::fs::OpenOptions::new()
         .write(true)
         .open(&inbox)
@@ -119,8 +128,7 @@ fn a_restart_while_the_copy_is_being_read_goes_on_from_the_copy() {
 #[test]
 fn a_copytruncate_whose_copy_is_deleted_at_once_reports_the_unread_range_as_lost() {
     let mut w = world();
-    let backlog = behind_then_copytruncate(&mut w);
-    std::fs::remove_file(w.path("spool/t.jsonl.1")).unwrap();
+    let backlog = behind_then_cut(&mut w, false);
     let after = handles("after", 3);
     append_bytes(&w.inbox("t"), lines(&after).as_bytes());
     wait_until("the new lines are rows and the loss is reported", || {

@@ -34,6 +34,14 @@ fn env(name: &str) -> Option<u64> {
 
 fn run_seeds(dedupe: bool) {
     if let Some(seed) = env("SIM_SEED") {
+        if std::env::var("SIM_TRACE").is_ok() {
+            // The tailer's events, as the daemon logs them.
+            let _ = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(std::io::stderr)
+                .without_time()
+                .try_init();
+        }
         let (closes, wakes) = World::new(seed, dedupe).run();
         eprintln!("sim: seed {seed} closed {closes} times, woke {wakes} times");
         return;

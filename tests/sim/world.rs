@@ -3,14 +3,15 @@
 mod dormant;
 mod end;
 mod notion;
+mod watcher;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use notion_inbox::inbox::look::Stamp;
-use notion_inbox::inbox::{FileIdentity, TailOptions, Tailer};
+use notion_inbox::inbox::{Arrival, FileIdentity, TailOptions, Tailer};
 use notion_inbox::record::prepare::{Preparation, observe, read_batch};
 use notion_inbox::state::checkpoint::Checkpoint;
 use notion_inbox::state::deadletter::{DeadLetterFile, entries_for};
@@ -32,6 +33,8 @@ const FULL: &str = "No space left on device (simulated)";
 type P = (String, String);
 
 const WINDOW: usize = 8;
+/// Whether the producer copytruncates while the daemon may be behind.
+const COPYTRUNCATE_WHILE_RUNNING: bool = false;
 const SETTLE: Duration = Duration::from_millis(500);
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -145,11 +148,26 @@ pub struct World {
     /// rotated away before it woke (their lines may be lost, with a report: see `dormant`).
     rewritten_while_closed: std::collections::BTreeSet<usize>,
     lost_ok: std::collections::BTreeSet<usize>,
-    /// Files created while the target was closed, and those of them renamed away before it woke:
-    /// the documented limit (README, "What is not promised"): never held, they are not read, and
-    /// nothing reports them.
-    created_while_closed: std::collections::BTreeSet<usize>,
+    /// The daemon process's watcher of the inbox's directory.
+    watch: watcher::SimWatch,
+    /// How likely the watcher's queue overflows at an event, in this schedule.
+    overflow: f64,
+    /// When the durable and the newer checkpoint were written (real time: birth times of real
+    /// files are compared with it).
+    durable_at: Option<SystemTime>,
+    volatile_at: Option<SystemTime>,
+    /// When the newest file of the directory was created (real time).
+    last_birth: Option<SystemTime>,
+    /// Files created while the target was closed and rotated away when the daemon restarted:
+    /// the watcher that held them died, so if they are deleted before the target wakes, nothing
+    /// can read them and nothing reports them (README, "What is not promised").
     unseen_ok: std::collections::BTreeSet<usize>,
+    /// Files rotated away while the daemon was stopping, not held: the final checkpoint does not
+    /// name them, and a restart scans only for files created after it (README, "What is not
+    /// promised").
+    stop_window: std::collections::BTreeSet<usize>,
+    /// Files created since the target closed.
+    created_while_closed: std::collections::BTreeSet<usize>,
     /// Steps left in which the producer writes nothing.
     lull: u32,
     /// Something was written since the target closed (copytruncate would race it).
@@ -209,10 +227,20 @@ impl World {
             lull: 0,
             rewritten_while_closed: Default::default(),
             lost_ok: Default::default(),
-            created_while_closed: Default::default(),
+            watch: watcher::SimWatch::new(0.0),
+            overflow: 0.0,
+            durable_at: None,
+            volatile_at: None,
+            last_birth: None,
             unseen_ok: Default::default(),
+            stop_window: Default::default(),
+            created_while_closed: Default::default(),
             grace_sent: false,
         };
+        if w.rng.random_bool(0.1) {
+            w.overflow = 0.05;
+        }
+        w.watch = watcher::SimWatch::new(w.overflow);
         w.start(None);
         w
     }
@@ -236,13 +264,33 @@ impl World {
             chunk: 64,
             rotate_grace: Duration::ZERO,
         };
+        // As the daemon's prepare: files rotated away while no run held them are looked for.
+        if let Some(since) = loaded.as_ref().and_then(|c| self.written_at(c)) {
+            self.watch.inlet.push(Arrival::Rescan {
+                since,
+                restart: true,
+            });
+        }
         let start = loaded.as_ref().and_then(Checkpoint::position);
         let next = loaded.map(|c| c.next).unwrap_or_default();
-        self.tailer = Some(Tailer::resume_chain(self.inbox.clone(), opts, start, &next).unwrap());
+        let inlet = Some(self.watch.inlet.clone());
+        self.tailer =
+            Some(Tailer::resume_attached(self.inbox.clone(), opts, start, &next, inlet).unwrap());
         self.stopping = None;
         self.grace_sent = false;
         // Each run opens the dead-letter file afresh, as the daemon does.
         self.dead = DeadLetterFile::new(self.dead_path.clone());
+    }
+
+    /// When `cp` (the durable or the newer checkpoint) was written.
+    fn written_at(&self, cp: &Checkpoint) -> Option<SystemTime> {
+        if self.volatile.as_ref() == Some(cp) {
+            self.volatile_at
+        } else if self.durable.as_ref() == Some(cp) {
+            self.durable_at
+        } else {
+            None
+        }
     }
 
     /// Runs the schedule and checks the invariants; returns how often the target closed and
@@ -347,7 +395,10 @@ impl World {
             // Known limit (README): a restart forgets the files seen since the last durable
             // checkpoint (milliseconds, or as long as the state disk is full); a file rotated away
             // in that time is not read again.
-            80..=81 if self.core().files_saved() => self.crash(),
+            // The same window holds the files the watcher opened and not handed over yet, and the
+            // files created since (a restart scans for those from the checkpoint's writing, and
+            // would read one already read and rotated in that window again).
+            80..=81 if self.crash_forgets_nothing() => self.crash(),
             // (A stop while the state disk stays full past the grace period is the same limit.)
             82 if !self.disk_full => self.begin_stop(),
             // A close waits for its final save, so the disk may free meanwhile.
@@ -375,6 +426,7 @@ impl World {
             if self.dormant.is_some() {
                 self.created_while_closed.insert(self.deleted.len() - 1);
             }
+            self.last_birth = Some(SystemTime::now());
             if std::env::var("SIM_TRACE").is_ok() {
                 std::fs::write(&self.inbox, b"").unwrap();
                 use std::os::unix::fs::MetadataExt;
@@ -453,22 +505,51 @@ impl World {
             if self.rewritten_while_closed.contains(&file) {
                 self.lost_ok.insert(file);
             }
-            if self.created_while_closed.contains(&file) {
-                self.unseen_ok.insert(file);
+            let from = self.inbox.clone();
+            self.watch_renamed(&from, &to);
+            if self.stopping.is_some() && !self.closing {
+                self.stop_window.insert(file);
             }
             self.rotated.push((to, file));
             if self.rng.random_bool(0.2) {
                 self.plant();
+            }
+        } else if op < 88 && !self.rotated.is_empty() {
+            // A rotated file renamed again (logrotate shifts `.1` to `.2`).
+            let i = self.rng.random_range(0..self.rotated.len());
+            let to = self
+                .inbox
+                .with_extension(format!("jsonl.{}", self.next_rotation));
+            self.next_rotation += 1;
+            let from = std::mem::replace(&mut self.rotated[i].0, to.clone());
+            std::fs::rename(&from, &to).unwrap();
+            self.watch_renamed(&from, &to);
+            if std::env::var("SIM_TRACE").is_ok() {
+                eprintln!(
+                    "{:?} rename {} to {}",
+                    self.now,
+                    from.display(),
+                    to.display()
+                );
             }
         } else if op < 92 && !self.rotated.is_empty() {
             // Compress-and-delete of a rotated file (logrotate without delaycompress).
             let i = self.rng.random_range(0..self.rotated.len());
             let (path, file) = self.rotated.remove(i);
             std::fs::remove_file(&path).unwrap();
+            self.watch_deleted(&path);
             if std::env::var("SIM_TRACE").is_ok() {
                 eprintln!("{:?} delete file {file} at {}", self.now, path.display());
             }
             self.deleted[file] = true;
+        } else if op < 96
+            && COPYTRUNCATE_WHILE_RUNNING
+            && !self.planted
+            && self.partial.is_none()
+            && self.dormant.is_none()
+            && self.inbox.exists()
+        {
+            self.copytruncate_while_running();
         } else if !self.planted && self.inbox.exists() && self.everything_read() {
             // copytruncate, once everything in the file was delivered (otherwise copytruncate
             // itself loses what was written between its copy and its truncation).
@@ -477,6 +558,7 @@ impl World {
                 .with_extension(format!("jsonl.{}", self.next_rotation));
             self.next_rotation += 1;
             std::fs::copy(&self.inbox, &to).unwrap();
+            self.last_birth = Some(SystemTime::now());
             std::fs::OpenOptions::new()
                 .write(true)
                 .truncate(true)
@@ -495,8 +577,45 @@ impl World {
                 self.rewritten_while_closed.insert(file);
             }
         }
+        // The tailer looks when its wake-up comes; several changes may come first.
+        if self.rng.random_bool(0.6) {
+            self.observe();
+            self.feed(Event::Wake);
+        }
+    }
+
+    /// copytruncate while the daemon may be behind: what it had not read is in the copy, and is
+    /// read from there (the copy's lines belong to the file they were written to; if the copy
+    /// is deleted before they are read, they are lost, with a report).
+    fn copytruncate_while_running(&mut self) {
+        // The file has been there long enough to be held (logrotate runs daily; a file created
+        // and copytruncated within a millisecond, before any look, is not read: nothing knew it).
         self.observe();
         self.feed(Event::Wake);
+        if self.dormant.is_some() || self.tailer.is_none() {
+            return;
+        }
+        let to = self
+            .inbox
+            .with_extension(format!("jsonl.{}", self.next_rotation));
+        self.next_rotation += 1;
+        std::fs::copy(&self.inbox, &to).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&self.inbox)
+            .unwrap();
+        self.last_birth = Some(SystemTime::now());
+        if std::env::var("SIM_TRACE").is_ok() {
+            eprintln!("{:?} copytruncate (running) to {}", self.now, to.display());
+        }
+        let Some(file) = self.current else {
+            return;
+        };
+        self.rotated.push((to, file));
+        // What is written next is another file for the check.
+        self.deleted.push(false);
+        self.current = Some(self.deleted.len() - 1);
     }
 
     /// Puts a symlink to the secret file, or a FIFO, where the inbox was.
@@ -521,6 +640,8 @@ impl World {
     }
 
     fn observe(&mut self) {
+        // The watcher's thread reads its events within milliseconds: before any look.
+        self.watch_batch();
         let Some(tailer) = self.tailer.as_mut() else {
             return;
         };
@@ -570,9 +691,11 @@ impl World {
                 }
                 if durable {
                     self.durable = Some(cp);
+                    self.durable_at = Some(SystemTime::now());
                     self.volatile = None;
                 } else {
                     self.volatile = Some(cp);
+                    self.volatile_at = Some(SystemTime::now());
                 }
                 Event::Saved(Ok(()))
             }
@@ -626,6 +749,7 @@ impl World {
     }
 
     fn read(&mut self, max: usize) -> Event<P, FileIdentity> {
+        self.watch_batch();
         let tailer = self.tailer.as_mut().expect("running");
         let mut payload = |record: &serde_json::Map<String, serde_json::Value>, key: &str| {
             let tweet = record["tweet"].as_str().unwrap_or_default().to_owned();
@@ -647,6 +771,16 @@ impl World {
 
     // ---- crashes and stops --------------------------------------------------------------------
 
+    /// Whether a crash now falls outside the documented window (see `step`).
+    fn crash_forgets_nothing(&mut self) -> bool {
+        self.watch_batch();
+        self.core().files_saved()
+            && !self.watch.inlet.has_arrivals()
+            && self
+                .last_birth
+                .is_none_or(|b| self.durable_at.is_some_and(|d| d > b))
+    }
+
     fn crash(&mut self) {
         self.crashes += 1;
         self.closing = false;
@@ -665,6 +799,8 @@ impl World {
         self.abandon_in_flight();
         self.core = None;
         self.tailer = None;
+        // A new process: a new watcher, which follows nothing yet.
+        self.watch = watcher::SimWatch::new(self.overflow);
         self.now += Duration::from_secs(1);
         let loaded = self.loaded_after_crash();
         self.start(loaded);
@@ -745,6 +881,7 @@ impl World {
         self.abandon_in_flight();
         self.core = None;
         self.tailer = None;
+        self.watch = watcher::SimWatch::new(self.overflow);
         // After a clean stop, the final checkpoint (if it was written) is the newest.
         let loaded = self.volatile.clone().or_else(|| self.durable.clone());
         self.start(loaded);

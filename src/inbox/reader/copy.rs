@@ -121,8 +121,8 @@ impl Tailer {
             copy: path,
             len,
         }));
+        // It keeps its place: at the path, or retiring.
         orig.restart();
-        orig.retiring = None;
         self.src = Some(copy);
         self.queue.push_front(orig);
         Ok(())

@@ -9,6 +9,9 @@ use super::copy::Wanted;
 use super::{Retiring, Source, Tailer};
 use crate::inbox::{InboxError, Item, TailEvent, open_inbox};
 
+/// How many looks' times the tailer keeps for a rescan (see `reader::scan`).
+const LOOKS_KEPT: usize = 8;
+
 impl Tailer {
     pub(super) fn check_dir(&self) -> Result<(), InboxError> {
         match fs::metadata(&self.dir) {
@@ -63,6 +66,10 @@ impl Tailer {
     /// Compares the inbox path with the source and reacts (see the module docs).
     pub(super) fn check_path(&mut self, out: &mut Vec<Item>) -> Result<(), InboxError> {
         self.take_arrivals(out);
+        if self.looks.len() == LOOKS_KEPT {
+            self.looks.pop_front();
+        }
+        self.looks.push_back(std::time::SystemTime::now());
         self.look_at_path(out)?;
         self.retire_queued()
     }
@@ -156,6 +163,36 @@ impl Tailer {
         Ok(())
     }
 
+    /// A retiring file (no longer at the path, so no look compares it) truncated or rewritten
+    /// under the reader is treated as one at the path is (see [`Tailer::cut_under_reader`]).
+    /// Whether it was.
+    pub(super) fn cut_while_retiring(&mut self, out: &mut Vec<Item>) -> Result<bool, InboxError> {
+        let Some(src) = self.src.as_mut().filter(|s| s.retiring.is_some()) else {
+            return Ok(false);
+        };
+        let io = |e| InboxError::Io {
+            action: "read",
+            path: self.path.clone(),
+            source: e,
+        };
+        let len = src.file.metadata().map_err(io)?.len();
+        let event = if len < src.pos {
+            TailEvent::Truncated {
+                ino: src.ino,
+                at: src.pos,
+                len,
+            }
+        } else if let Some(id) = src.identity
+            && !crate::inbox::identity::head_matches(&id, &src.file).map_err(io)?
+        {
+            TailEvent::Rewritten { ino: src.ino }
+        } else {
+            return Ok(false);
+        };
+        self.cut_under_reader(out, event, len)?;
+        Ok(true)
+    }
+
     /// The file being read was truncated or rewritten (`event` says which; `len` is its length
     /// now): what it held past the read position is read from its copy, if one is in the
     /// directory, or else reported lost if the reader had seen it; then it is read from 0.
@@ -183,11 +220,18 @@ impl Tailer {
             return self.read_on_from_copy(out, copy, event);
         }
         let src = self.src.as_mut().expect("a file is being read");
-        if seen_end > pos {
+        // A file with a settled identity held a complete line: from its start, that much at
+        // least was there unread.
+        let to = if pos == 0 {
+            seen_end.max(u64::from(id.head_len))
+        } else {
+            seen_end
+        };
+        if to > pos {
             out.push(Item::Event(TailEvent::CutUnread {
                 file: id,
                 from: pos,
-                to: seen_end,
+                to,
                 len,
             }));
         }

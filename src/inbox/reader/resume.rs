@@ -37,10 +37,12 @@ impl Tailer {
         let mut tailer = Tailer::new(path, opts, start)?;
         tailer.inlet = inlet;
         for id in next {
-            if let Some(file) = tailer.locate(id)? {
+            for (file, identity) in tailer.locate(id)? {
                 let src =
-                    Source::open(file, 0, Some(*id)).map_err(|e| tailer.io_error("stat", e))?;
-                tailer.queue.push_back(src);
+                    Source::open(file, 0, identity).map_err(|e| tailer.io_error("stat", e))?;
+                if !tailer.holds(src.dev, src.ino) {
+                    tailer.queue.push_back(src);
+                }
             }
         }
         if tailer.src.is_none() {
@@ -62,7 +64,12 @@ impl Tailer {
     /// Finds the file with identity `id` at the inbox path or elsewhere in its directory.
     /// If it is not there, says why in an event (a file from the start of which nothing was read is
     /// reported at offset 0).
-    pub(super) fn locate(&mut self, id: &FileIdentity) -> Result<Option<File>, InboxError> {
+    /// Returns the file to read for it (with `id`), or its copy (with `id`) and, behind it, what
+    /// its inode holds now (a new file).
+    pub(super) fn locate(
+        &mut self,
+        id: &FileIdentity,
+    ) -> Result<Vec<(File, Option<FileIdentity>)>, InboxError> {
         match open_inbox(&self.path) {
             Ok(file) => {
                 let meta = file.metadata().map_err(|e| self.io_error("stat", e))?;
@@ -70,20 +77,40 @@ impl Tailer {
                     && crate::inbox::identity::head_matches(id, &file)
                         .map_err(|e| self.io_error("read", e))?
                 {
-                    return Ok(Some(file));
+                    return Ok(vec![(file, Some(*id))]);
                 }
             }
             Err(InboxError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             Err(InboxError::NotAFile { .. }) => {}
             Err(e) => return Err(e),
         }
-        match self.search_dir(id)? {
-            InDir::Found(_, file) => Ok(Some(file)),
-            missing => {
-                self.events.push(missing.not_found(*id, 0));
-                Ok(None)
-            }
+        let found = self.search_dir(id)?;
+        if let InDir::Found(_, file) = found {
+            return Ok(vec![(file, Some(*id))]);
         }
+        let want = Wanted {
+            id: *id,
+            pos: 0,
+            min_len: 0,
+            last_line: None,
+        };
+        // Truncated or rewritten before it was read: a copy of it is read in its place, then
+        // what its inode holds now.
+        let Some((copy, file, len)) = self.find_copy(&want) else {
+            self.events.push(found.not_found(*id, 0));
+            return Ok(Vec::new());
+        };
+        self.events.push(TailEvent::ReadFromCopy {
+            file: *id,
+            from: 0,
+            copy,
+            len,
+        });
+        let mut files = vec![(file, Some(*id))];
+        if let InDir::Other(now) = &found {
+            files.extend(rewritten_inode(now).map(|f| (f, None)));
+        }
+        Ok(files)
     }
 
     /// Positions the tailer at a checkpoint (see [`Tailer::new`]).
@@ -139,7 +166,14 @@ impl Tailer {
         }
         let (found, file) = match self.search_dir(&id)? {
             InDir::Found(found, file) => (found, file),
-            _ if self.resume_in_copy(start)? => return Ok(()),
+            InDir::Other(now) if self.resume_in_copy(start)? => {
+                if let Some(file) = rewritten_inode(&now) {
+                    let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
+                    self.queue.push_back(src);
+                }
+                return Ok(());
+            }
+            InDir::Absent if self.resume_in_copy(start)? => return Ok(()),
             missing => {
                 self.events.push(missing.not_found(id, start.offset));
                 return Ok(());
@@ -263,4 +297,13 @@ impl InDir {
             InDir::Found(..) | InDir::Absent => TailEvent::PreviousGone { file, offset },
         }
     }
+}
+
+/// The file at `path`, which holds the inode of a file that was truncated or rewritten and of
+/// which a copy was found: it is read as a new file if it starts with text (a compressed file
+/// that reused the inode does not).
+fn rewritten_inode(path: &std::path::Path) -> Option<File> {
+    let file = open_inbox(path).ok()?;
+    let id = crate::inbox::identity::of(&file).ok()??;
+    super::scan::text_head(&file, id.head_len).then_some(file)
 }

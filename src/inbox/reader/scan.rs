@@ -100,7 +100,7 @@ fn same_head(a: &crate::inbox::FileIdentity, b: &crate::inbox::FileIdentity) -> 
 
 /// Whether the file's first `len` bytes are text: no NUL, UTF-8 (a character cut at the end of
 /// a 256-byte head is allowed).
-fn text_head(file: &File, len: u32) -> bool {
+pub(super) fn text_head(file: &File, len: u32) -> bool {
     let mut head = [0u8; HEAD_MAX as usize];
     let want = (len as usize).min(head.len());
     let Ok(n) = read_full_at(file, &mut head[..want], 0) else {

@@ -81,8 +81,15 @@ impl World {
                 }
             }
             38..=41 => {
-                // The daemon restarts: the target's first look is whole.
+                // The daemon restarts: the target's first look is whole; the new watcher follows
+                // nothing yet.
                 self.crashes += 1;
+                self.watch = super::watcher::SimWatch::new(self.overflow);
+                for (_, file) in &self.rotated {
+                    if self.created_while_closed.contains(file) {
+                        self.unseen_ok.insert(*file);
+                    }
+                }
                 self.dormant = Some(Dormant::new());
                 self.looks = Looks::new(LOOK_EVERY, self.now);
                 self.dormant_look(Cause::First);
@@ -106,10 +113,13 @@ impl World {
         let Some(mut dormant) = self.dormant else {
             return;
         };
+        self.watch_batch();
         let now_stamp = stamp(&self.inbox);
         let whole = dormant.whole_look(cause, now_stamp);
         let checkpoint = self.closed_checkpoint();
-        let idle = !whole || nothing_to_deliver(checkpoint.as_ref(), &self.inbox);
+        // Files the watcher opened after they left the path are work, as in the daemon.
+        let idle = !self.watch.inlet.has_arrivals()
+            && (!whole || nothing_to_deliver(checkpoint.as_ref(), &self.inbox));
         dormant.looked(now_stamp, whole);
         self.dormant = Some(dormant);
         if idle {

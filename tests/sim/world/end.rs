@@ -116,7 +116,10 @@ impl World {
             );
             match kind {
                 Kind::Record => {
-                    if n == 0 && !self.unseen_ok.contains(file) {
+                    if n == 0
+                        && !self.stop_window.contains(file)
+                        && !(self.unseen_ok.contains(file) && in_deleted)
+                    {
                         assert!(in_deleted && lost > 0, "lost without a trace: {ctx}");
                     }
                     if self.dedupe {
@@ -127,7 +130,10 @@ impl World {
                 }
                 Kind::Reject | Kind::Bad => {
                     assert_eq!(n, 0, "a refused line became a row: {ctx}");
-                    if dead_entries == 0 && !self.unseen_ok.contains(file) {
+                    if dead_entries == 0
+                        && !self.stop_window.contains(file)
+                        && !(self.unseen_ok.contains(file) && in_deleted)
+                    {
                         assert!(in_deleted && lost > 0, "lost without a trace: {ctx}");
                     }
                     assert!(dead_entries <= 1, "{dead_entries} dead letters: {ctx}");
