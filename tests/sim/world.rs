@@ -554,7 +554,7 @@ impl World {
             && self.inbox.exists()
         {
             self.copytruncate_while_running();
-        } else if !self.planted && self.inbox.exists() && self.everything_read() {
+        } else if !self.planted && self.inbox.exists() && self.looked_and_everything_read() {
             // copytruncate, once everything in the file was delivered (otherwise copytruncate
             // itself loses what was written between its copy and its truncation).
             let to = self
@@ -632,6 +632,16 @@ impl World {
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         }
         self.planted = true;
+    }
+
+    /// [`World::everything_read`], after the look a change of the file brings (the tailer wakes
+    /// within milliseconds of a write; a copytruncate does not come between them).
+    fn looked_and_everything_read(&mut self) -> bool {
+        if self.dormant.is_none() {
+            self.observe();
+            self.feed(Event::Wake);
+        }
+        self.dormant.is_none() == self.tailer.is_some() && self.everything_read()
     }
 
     fn everything_read(&mut self) -> bool {
