@@ -517,8 +517,11 @@ impl World {
 
     fn dead_letter_file(&self, name: &str) -> Vec<serde_json::Value> {
         let path = self.path(&format!("state/dead-letter/{name}.jsonl"));
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        // Read while the daemon may be appending: only lines with their `\n` are entries (a
+        // large entry is more than one write).
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
