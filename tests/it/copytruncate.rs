@@ -2,7 +2,6 @@
 //! read yet exist only in the copy. They are read from the copy, once; with the copy deleted at
 //! once, their loss is reported with its range. A restart in between finds the copy too.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::*;
@@ -28,16 +27,6 @@ fn handles(prefix: &str, n: usize) -> Vec<String> {
 
 fn lines(hs: &[String]) -> String {
     hs.iter().map(|h| rec(h, "x")).collect()
-}
-
-#[track_caller]
-fn assert_rows_once(w: &World, expected: &[String]) {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for h in w.handles() {
-        *counts.entry(h).or_default() += 1;
-    }
-    let want: BTreeMap<String, usize> = expected.iter().map(|h| (h.clone(), 1)).collect();
-    assert_eq!(counts, want, "rows differ\nlogs:\n{}", w.logs());
 }
 
 /// Makes the daemon fall behind on `t`'s inbox (each request takes 400 ms, 4 at a time, and it

@@ -1,8 +1,6 @@
 //! `notion-inbox run` end to end: the real binary against the emulator. Every test asserts on the
 //! rows the emulator stored (and the dead-letter files), not on logs.
 
-use std::collections::BTreeMap;
-
 use crate::support::*;
 use notion_emulator::{EmulatorOptions, Faults};
 
@@ -29,22 +27,6 @@ impl FastConfig for World {
     fn write_config_fast(&self, targets: &[TargetSpec]) {
         self.write_config_with(targets, "requests_per_second = 50\nburst = 50\n", FAST);
     }
-}
-
-/// Asserts that the rows are exactly `expected` (as a multiset: each exactly once).
-#[track_caller]
-fn assert_rows_once(w: &World, expected: &[String]) {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for h in w.handles() {
-        *counts.entry(h).or_default() += 1;
-    }
-    let want: BTreeMap<String, usize> = expected.iter().map(|h| (h.clone(), 1)).collect();
-    assert_eq!(
-        counts,
-        want,
-        "rows differ from the records appended\nlogs:\n{}",
-        w.logs()
-    );
 }
 
 fn handles(prefix: &str, n: usize) -> Vec<String> {

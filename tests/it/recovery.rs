@@ -5,7 +5,6 @@
 //! with a deadline; every outcome is asserted on the emulator's rows, the dead-letter files and
 //! the status the daemon publishes.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,22 +25,6 @@ fn append_all(w: &World, inbox: &Path, hs: &[String]) {
     for h in hs {
         w.append(inbox, &rec(h, &format!("tweet of {h}")));
     }
-}
-
-/// Asserts that the rows are exactly `expected` (as a multiset: each exactly once).
-#[track_caller]
-fn assert_rows_once(w: &World, expected: &[String]) {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for h in w.handles() {
-        *counts.entry(h).or_default() += 1;
-    }
-    let want: BTreeMap<String, usize> = expected.iter().map(|h| (h.clone(), 1)).collect();
-    assert_eq!(
-        counts,
-        want,
-        "rows differ from the records appended\nlogs:\n{}",
-        w.logs()
-    );
 }
 
 /// How many distinct handles are rows.

@@ -2,7 +2,6 @@
 //! daemon looks, an idle inbox rotated twice in a row, and the inbox's directory deleted or moved
 //! away and created again. Every line must become a row once, promptly.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -58,16 +57,6 @@ fn three(prefix: &str) -> (Vec<String>, String) {
     let hs: Vec<String> = (0..3).map(|i| format!("@{prefix}-{i}")).collect();
     let text = hs.iter().map(|h| rec(h, "x")).collect();
     (hs, text)
-}
-
-#[track_caller]
-fn assert_rows_once(w: &World, expected: &[String]) {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for h in w.handles() {
-        *counts.entry(h).or_default() += 1;
-    }
-    let want: BTreeMap<String, usize> = expected.iter().map(|h| (h.clone(), 1)).collect();
-    assert_eq!(counts, want, "rows differ\nlogs:\n{}", w.logs());
 }
 
 /// K files written at the inbox path and renamed to unique names back to back, while the daemon

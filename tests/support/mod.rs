@@ -580,6 +580,23 @@ pub async fn consent_in(
     r.headers()["location"].to_str().unwrap().to_owned()
 }
 
+/// Asserts that the rows are exactly `expected` (as a multiset: each exactly once).
+#[track_caller]
+pub fn assert_rows_once(w: &World, expected: &[String]) {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for h in w.handles() {
+        *counts.entry(h).or_default() += 1;
+    }
+    let want: std::collections::BTreeMap<String, usize> =
+        expected.iter().map(|h| (h.clone(), 1)).collect();
+    assert_eq!(
+        counts,
+        want,
+        "rows differ from the records appended\nlogs:\n{}",
+        w.logs()
+    );
+}
+
 /// Appends with one write() on an O_APPEND descriptor, as producers should.
 pub fn append_bytes(path: &Path, bytes: &[u8]) {
     let mut f = std::fs::OpenOptions::new()
