@@ -90,6 +90,19 @@ impl Io {
                 move |io| io.read(max_items),
                 Event::ReadFailed,
             ),
+            // A look that crashed found nothing: the files it would have queued are read all the
+            // same (the tailer holds them), only a restart before then would not know them.
+            Action::Look => local(
+                io,
+                "reader",
+                |io| {
+                    let mut tailer = lock(&io.tailer);
+                    Event::Looked(
+                        crate::record::prepare::observe(&mut tailer, &io.name).unwrap_or_default(),
+                    )
+                },
+                |_| Event::Looked(Vec::new()),
+            ),
             Action::Save {
                 checkpoint,
                 durable,

@@ -196,7 +196,6 @@ impl TargetRunner {
         // With the files it holds, in reading order, once their identities settled (for a first
         // checkpoint, when there is none).
         // Files rotated away while no run held them are looked for (see `inbox::reader::scan`).
-        // Files rotated away while no run held them are looked for (see `inbox::reader::scan`).
         if let Some(since) = writer.loaded_written() {
             self.inlet.push(crate::inbox::Arrival::Rescan {
                 since,
@@ -623,7 +622,8 @@ impl TargetRunner {
         move || {
             let mut tailer = io.tailer.lock().unwrap_or_else(|e| e.into_inner());
             // Nothing queued is a plain wake-up (the inbox may have grown).
-            crate::record::prepare::observe(&mut tailer).map_or(Event::Wake, Event::Observed)
+            crate::record::prepare::observe(&mut tailer, &io.name)
+                .map_or(Event::Wake, Event::Observed)
         }
     }
 

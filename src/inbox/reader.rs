@@ -365,6 +365,16 @@ impl Tailer {
         queued
     }
 
+    /// Takes the reports of files the watcher lost before it could open them, which otherwise
+    /// wait for the next batch: they name no position, so they need not come in reading order.
+    pub fn take_unopened(&mut self) -> Vec<TailEvent> {
+        let (lost, kept) = std::mem::take(&mut self.events)
+            .into_iter()
+            .partition(|e| matches!(e, TailEvent::LostUnopened { .. }));
+        self.events = kept;
+        lost
+    }
+
     /// Reports, in reading order, the files whose identity has settled since last asked, up to
     /// the first that has not (so the order handed out is the reading order), passing over
     /// a rotated file that has not: it holds no complete line, and were it to get one before it

@@ -53,59 +53,7 @@ pub fn read_batch<P>(
 pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P, FileIdentity>> {
     let target = how.target;
     match item {
-        Item::Event(event @ TailEvent::PreviousGone { file, offset }) => Some(Input::Lost {
-            file,
-            offset,
-            reason: format!(
-                "target {target}: {event}; keep rotated files until they are read (logrotate: delaycompress, no olddir)"
-            ),
-        }),
-        // The same inode with another head: a copytruncate, or the file deleted and its inode
-        // reused. Either way what it held after the offset cannot be read: report it.
-        Item::Event(event @ TailEvent::Overwritten { file, offset }) => Some(Input::Lost {
-            file,
-            offset,
-            reason: format!(
-                "target {target}: {event}; if nothing was appended to it after everything was delivered, nothing is missing"
-            ),
-        }),
-        Item::Event(event @ TailEvent::OverwrittenElsewhere { .. }) => {
-            let TailEvent::OverwrittenElsewhere {
-                file,
-                offset,
-                ref found,
-            } = event
-            else {
-                unreachable!("matched above")
-            };
-            Some(Input::Lost {
-                file,
-                offset,
-                reason: format!(
-                    "target {target}: {event}; if it holds inbox lines, deliver them with `notion-inbox push --target {target} < {}`",
-                    found.display()
-                ),
-            })
-        }
-        Item::Event(event @ TailEvent::LostUnopened { .. }) => Some(Input::Lost {
-            file: FileIdentity::unopened(&event.to_string()),
-            offset: 0,
-            reason: format!(
-                "target {target}: {event}; keep rotated files in the inbox's directory until they are read"
-            ),
-        }),
-        Item::Event(event @ TailEvent::CutUnread { file, from, .. }) => Some(Input::Lost {
-            file,
-            offset: from,
-            reason: format!(
-                "target {target}: {event}; with logrotate, rotate by rename (no copytruncate); if a copy holds them, deliver them with `notion-inbox push --target {target}`"
-            ),
-        }),
-        Item::Event(TailEvent::Queued { file }) => Some(Input::Queued(file)),
-        Item::Event(event) => {
-            tracing::info!(target_name = %target, "{event}");
-            None
-        }
+        Item::Event(event) => event_input(event, target),
         Item::Oversized { pos, len } => Some(Input::Bad {
             pos,
             line: Vec::new(),
@@ -138,15 +86,80 @@ pub fn prepare<P>(item: Item, how: &mut Preparation<'_, P>) -> Option<Input<P, F
     }
 }
 
-/// Looks at the inbox path without reading ([`Tailer::observe`]): the files a rotation queued,
-/// and the order of every file the tailer holds, as the core's inputs; `None` if nothing was
-/// queued.
-pub fn observe<P>(tailer: &mut Tailer) -> Option<Vec<Input<P, FileIdentity>>> {
-    let queued = tailer.observe();
-    if queued.is_empty() {
-        return None;
+/// A tailer's event as the core's input: a loss report, a queued file, or `None` for an event
+/// that is only logged.
+fn event_input<P>(event: TailEvent, target: &str) -> Option<Input<P, FileIdentity>> {
+    match event {
+        event @ TailEvent::PreviousGone { file, offset } => Some(Input::Lost {
+            file,
+            offset,
+            reason: format!(
+                "target {target}: {event}; keep rotated files until they are read (logrotate: delaycompress, no olddir)"
+            ),
+        }),
+        // The same inode with another head: a copytruncate, or the file deleted and its inode
+        // reused. Either way what it held after the offset cannot be read: report it.
+        event @ TailEvent::Overwritten { file, offset } => Some(Input::Lost {
+            file,
+            offset,
+            reason: format!(
+                "target {target}: {event}; if nothing was appended to it after everything was delivered, nothing is missing"
+            ),
+        }),
+        event @ TailEvent::OverwrittenElsewhere { .. } => {
+            let TailEvent::OverwrittenElsewhere {
+                file,
+                offset,
+                ref found,
+            } = event
+            else {
+                unreachable!("matched above")
+            };
+            Some(Input::Lost {
+                file,
+                offset,
+                reason: format!(
+                    "target {target}: {event}; if it holds inbox lines, deliver them with `notion-inbox push --target {target} < {}`",
+                    found.display()
+                ),
+            })
+        }
+        event @ TailEvent::LostUnopened { .. } => Some(Input::Lost {
+            file: FileIdentity::unopened(&event.to_string()),
+            offset: 0,
+            reason: format!(
+                "target {target}: {event}; keep rotated files in the inbox's directory until they are read"
+            ),
+        }),
+        event @ TailEvent::CutUnread { file, from, .. } => Some(Input::Lost {
+            file,
+            offset: from,
+            reason: format!(
+                "target {target}: {event}; with logrotate, rotate by rename (no copytruncate); if a copy holds them, deliver them with `notion-inbox push --target {target}`"
+            ),
+        }),
+        TailEvent::Queued { file } => Some(Input::Queued(file)),
+        event => {
+            tracing::info!(target_name = %target, "{event}");
+            None
+        }
     }
-    let mut inputs: Vec<Input<P, FileIdentity>> = queued.into_iter().map(Input::Queued).collect();
-    inputs.push(Input::Order(tailer.order()));
-    Some(inputs)
+}
+
+/// Looks at the inbox path without reading ([`Tailer::observe`]): the files a rotation queued,
+/// with the order of every file the tailer holds, and the files the watcher lost before it could
+/// open them (reported now: no read may come before a stop), as the core's inputs; `None` if
+/// there is nothing.
+pub fn observe<P>(tailer: &mut Tailer, target: &str) -> Option<Vec<Input<P, FileIdentity>>> {
+    let queued = tailer.observe();
+    let mut inputs: Vec<Input<P, FileIdentity>> = tailer
+        .take_unopened()
+        .into_iter()
+        .filter_map(|event| event_input(event, target))
+        .collect();
+    if !queued.is_empty() {
+        inputs.extend(queued.into_iter().map(Input::Queued));
+        inputs.push(Input::Order(tailer.order()));
+    }
+    (!inputs.is_empty()).then_some(inputs)
 }

@@ -70,6 +70,7 @@ enum Req {
     Read {
         max: usize,
     },
+    Look,
     Save {
         cp: Checkpoint,
         durable: bool,
@@ -350,6 +351,7 @@ impl World {
         while let Some(action) = self.core().poll_action(now) {
             let req = match action {
                 Action::Read { max_items } => Req::Read { max: max_items },
+                Action::Look => Req::Look,
                 Action::Send { ticket, payload } => Req::Send {
                     ticket,
                     payload,
@@ -659,7 +661,7 @@ impl World {
         let Some(tailer) = self.tailer.as_mut() else {
             return;
         };
-        if let Some(inputs) = observe(tailer) {
+        if let Some(inputs) = observe(tailer, "sim") {
             if std::env::var("SIM_TRACE").is_ok() {
                 eprintln!("{:?} queued {}", self.now, inputs.len() - 1);
             }
@@ -696,6 +698,12 @@ impl World {
     fn answer(&mut self, req: Req) -> Event<P, FileIdentity> {
         match req {
             Req::Read { max } => self.read(max),
+            Req::Look => {
+                // The watcher's thread reads its events within milliseconds: before any look.
+                self.watch_batch();
+                let tailer = self.tailer.as_mut().expect("a running target looks");
+                Event::Looked(observe(tailer, "sim").unwrap_or_default())
+            }
             Req::Save { cp, durable } => {
                 if self.faults && self.disk_full {
                     return Event::Saved(Err(LocalError::Save {
@@ -727,7 +735,7 @@ impl World {
                             "{:?} dead-letter {:?} at {}:{} maybe_written {}",
                             self.now,
                             String::from_utf8_lossy(&r.line),
-                            r.pos.file.ino,
+                            notion_inbox_core::position::Segment::key_prefix(&r.pos.file),
                             r.pos.offset,
                             r.maybe_written
                         );

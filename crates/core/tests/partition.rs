@@ -93,6 +93,8 @@ impl Log {
                 }
                 Action::Check { ticket, key } => self.checks.push((ticket, key)),
                 Action::DeadLetter(_) => core.handle(now, Event::DeadLettered(Ok(()))),
+                // A partition has no rotation: a look finds nothing queued.
+                Action::Look => core.handle(now, Event::Looked(Vec::new())),
                 Action::Refresh { .. } | Action::ForgetResolution => {}
             }
         }

@@ -151,3 +151,26 @@ fn a_missing_directory_is_a_clear_error() {
     let err = watcher.watch(&fx.at("missing/inbox.jsonl")).unwrap_err();
     assert!(matches!(err, InboxError::DirectoryMissing { .. }), "{err}");
 }
+
+/// Found by the simulator (SIM_SEED=1847 without dedupe): a rotated file was deleted before the
+/// watcher could open it, and the report waited for the next read, which never came (the window
+/// was full, then the daemon stopped): a restart forgot it. A look reports it at once.
+#[test]
+fn a_file_lost_before_the_watcher_opened_it_is_reported_by_a_look() {
+    use notion_inbox::inbox::Arrival;
+    use notion_inbox_core::delivery::Input;
+    let fx = Fixture::new();
+    append(&fx.path, b"{\"a\":1}\n");
+    let mut t = fx.tailer();
+    let inlet = Arc::new(Inlet::new());
+    t.attach(inlet.clone());
+    inlet.push(Arrival::Lost {
+        path: fx.at("inbox.jsonl.5"),
+        why: "deleted",
+    });
+    let inputs = notion_inbox::record::prepare::observe::<()>(&mut t, "t").unwrap_or_default();
+    let reported = inputs
+        .iter()
+        .any(|i| matches!(i, Input::Lost { reason, .. } if reason.contains("inbox.jsonl.5")));
+    assert!(reported, "{inputs:?}");
+}

@@ -76,6 +76,7 @@ impl World {
                     Req::Check { .. } => "check",
                     Req::Refresh { .. } => "refresh",
                     Req::Read { .. } => "read",
+                    Req::Look => "look",
                     Req::Save { .. } => "save",
                     Req::Dead(_) => "dead",
                 })

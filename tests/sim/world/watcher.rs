@@ -94,6 +94,9 @@ impl World {
     fn outcomes(&mut self, out: Vec<Outcome>) {
         let dir = self.inbox.parent().unwrap().to_path_buf();
         for outcome in out {
+            if std::env::var("SIM_TRACE").is_ok() {
+                eprintln!("{:?} watcher: {outcome:?}", self.now);
+            }
             match outcome {
                 Outcome::Open { name, .. } => self.watch.to_open.push(name),
                 Outcome::Lost { name, why, .. } => self.watch.inlet.push(Arrival::Lost {

@@ -127,6 +127,8 @@ pub enum Event<P, S> {
     ReadFailed(LocalError),
     /// Inputs observed without a read (files queued by a rotation), or a file event.
     Observed(Vec<Input<P, S>>),
+    /// The answer to [`Action::Look`]: what the look found (empty if nothing was queued).
+    Looked(Vec<Input<P, S>>),
     /// The inbox may have grown.
     Wake,
     /// The answer to [`Action::Send`]: the new page's id, or what went wrong.
@@ -182,6 +184,9 @@ pub enum Action<P, S> {
     /// Forget the cached resolution of the destination: Notion refused a row in a way a stale
     /// view of the database explains (403, 404, the trash, a refused record). No answer.
     ForgetResolution,
+    /// Look at the inbox for files a rotation queued, without reading; answer with
+    /// [`Event::Looked`]. A stopping core asks once, before its final checkpoint.
+    Look,
     /// Write this checkpoint (fsynced when `durable`); answer with [`Event::Saved`].
     Save {
         /// The checkpoint.

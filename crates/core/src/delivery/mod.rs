@@ -129,6 +129,9 @@ pub struct Core<P, S> {
     read_error: Option<LocalError>,
     stopping: bool,
     grace_over: bool,
+    /// The stop's last look at the inbox is in flight / done.
+    looking: bool,
+    looked: bool,
     final_save: bool,
     finished: bool,
 }
@@ -233,6 +236,8 @@ impl<P, S: Segment> Core<P, S> {
             read_error: None,
             stopping: false,
             grace_over: false,
+            looking: false,
+            looked: false,
             final_save: false,
             finished: false,
         }
@@ -360,6 +365,12 @@ impl<P, S: Segment> Core<P, S> {
                 self.read_error = Some(error);
             }
             Event::Observed(inputs) => self.register(now, inputs),
+            Event::Looked(inputs) => {
+                debug_assert!(self.looking, "a look answered that was not asked for");
+                self.looking = false;
+                self.looked = true;
+                self.register(now, inputs);
+            }
             Event::Wake => self.caught_up = false,
             Event::Sent(ticket, reply) => {
                 let result = self.classify_send(reply);
@@ -400,6 +411,9 @@ impl<P, S: Segment> Core<P, S> {
         self.fire_timers(now);
         if std::mem::take(&mut self.resolution_stale) {
             return Some(Action::ForgetResolution);
+        }
+        if let Some(look) = self.poll_last_look() {
+            return Some(look);
         }
         if let Some(save) = self.poll_save(now) {
             return Some(save);

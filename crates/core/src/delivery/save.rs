@@ -87,9 +87,22 @@ impl<P, S: Segment> Core<P, S> {
     pub(super) fn quiescent(&self) -> bool {
         self.requests == 0
             && !self.reading
+            && !self.looking
             && self.dead_busy.is_empty()
             && (self.dead_queue.is_empty() || self.grace_over)
             && (self.commit.is_empty() || self.grace_over)
+    }
+
+    /// Once a stopping core is quiet, it looks at the inbox once more before its final
+    /// checkpoint: a file rotated away just before the stop, held by the tailer but not reported
+    /// yet, is then named in it. (A restart looks for files born after the checkpoint was written,
+    /// not before.)
+    pub(super) fn poll_last_look(&mut self) -> Option<Action<P, S>> {
+        if !self.stopping || self.looked || self.finished || !self.quiescent() {
+            return None;
+        }
+        self.looking = true;
+        Some(Action::Look)
     }
 
     pub(super) fn poll_save(&mut self, now: Now) -> Option<Action<P, S>> {
@@ -97,8 +110,9 @@ impl<P, S: Segment> Core<P, S> {
             return None;
         }
         let durable = if self.stopping {
-            // The last checkpoint: once everything read is finished, or the grace period is over.
-            if self.final_save || !self.quiescent() {
+            // The last checkpoint: once everything read is finished, or the grace period is over,
+            // and the last look is in.
+            if self.final_save || !self.looked || !self.quiescent() {
                 return None;
             }
             self.final_save = true;

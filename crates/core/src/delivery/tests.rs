@@ -307,3 +307,36 @@ fn a_file_rewritten_in_place_keeps_its_place_before_the_files_queued_behind_it()
     let order: Vec<TestFile> = c.files().copied().collect();
     assert_eq!(order, vec![A, rewritten, B]);
 }
+
+#[test]
+fn a_stopping_core_looks_at_the_inbox_once_more_before_its_final_checkpoint() {
+    let mut c = core();
+    let sends = run(&mut c, Now::ZERO, vec![record(A, 0)]);
+    c.handle(Now::ZERO, Event::Sent(ticket_of(&sends), created()));
+    // B was rotated into place just before the stop; the tailer holds it, and the core does not
+    // know it yet.
+    c.handle(Now::ZERO, Event::Stop);
+    let Some(Action::Look) = c.poll_action(Now::ZERO) else {
+        panic!("the last look comes before the final checkpoint");
+    };
+    assert!(c.poll_action(Now::ZERO).is_none(), "one look at a time");
+    c.handle(
+        Now::ZERO,
+        Event::Looked(vec![Input::Queued(B), Input::Order(vec![A, B])]),
+    );
+    let Some(Action::Save {
+        checkpoint,
+        durable,
+    }) = c.poll_action(Now::ZERO)
+    else {
+        panic!("the final checkpoint after the look");
+    };
+    assert!(durable);
+    assert!(
+        checkpoint.file == Some(B) || checkpoint.next.contains(&B),
+        "the final checkpoint names the file the last look found: {checkpoint:?}"
+    );
+    c.handle(Now::ZERO, Event::Saved(Ok(())));
+    assert!(c.finished());
+    assert!(c.poll_action(Now::ZERO).is_none(), "one look per stop");
+}
