@@ -106,10 +106,12 @@ impl Tailer {
             copy,
             len,
         });
+        let rewritten = match &found {
+            InDir::Other(now) => rewritten_inode(now, &file),
+            _ => None,
+        };
         let mut files = vec![(file, Some(*id))];
-        if let InDir::Other(now) = &found {
-            files.extend(rewritten_inode(now).map(|f| (f, None)));
-        }
+        files.extend(rewritten.map(|f| (f, None)));
         Ok(files)
     }
 
@@ -167,7 +169,8 @@ impl Tailer {
         let (found, file) = match self.search_dir(&id)? {
             InDir::Found(found, file) => (found, file),
             InDir::Other(now) if self.resume_in_copy(start)? => {
-                if let Some(file) = rewritten_inode(&now) {
+                let copy = &self.src.as_ref().expect("resumed in the copy").file;
+                if let Some(file) = rewritten_inode(&now, copy) {
                     let src = Source::open(file, 0, None).map_err(|e| self.io_error("stat", e))?;
                     self.queue.push_back(src);
                 }
@@ -300,10 +303,19 @@ impl InDir {
 }
 
 /// The file at `path`, which holds the inode of a file that was truncated or rewritten and of
-/// which a copy was found: it is read as a new file if it starts with text (a compressed file
-/// that reused the inode does not).
-fn rewritten_inode(path: &std::path::Path) -> Option<File> {
+/// which `copy` is a copy: it is read as the file's continuation if it starts with text (a
+/// compressed file that reused the inode does not) and was born no later than the copy. A file
+/// born after the copy got the inode once the truncated file was deleted: it is newer than the
+/// files queued behind this one, and a rescan or the path finds it in its place. (Without birth
+/// times it is taken.)
+fn rewritten_inode(path: &std::path::Path, copy: &File) -> Option<File> {
     let file = open_inbox(path).ok()?;
+    let born = |f: &File| f.metadata().and_then(|m| m.created()).ok();
+    if let (Some(now), Some(copied)) = (born(&file), born(copy))
+        && now > copied
+    {
+        return None;
+    }
     let id = crate::inbox::identity::of(&file).ok()??;
     super::scan::text_head(&file, id.head_len).then_some(file)
 }

@@ -1,5 +1,6 @@
 //! Tests of the inbox reader and watcher with real files in temporary directories.
 
+mod copies;
 mod props;
 mod tailer;
 mod watch;
@@ -9,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notion_inbox::inbox::{Item, TailEvent, TailOptions, Tailer};
+use notion_inbox::inbox::{Item, LinePos, Position, TailEvent, TailOptions, Tailer};
 
 /// A temporary inbox directory with `inbox.jsonl` (not created).
 pub struct Fixture {
@@ -110,4 +111,30 @@ pub fn events(items: &[Item]) -> Vec<TailEvent> {
             _ => None,
         })
         .collect()
+}
+
+/// Cuts the file at `path` to 0 bytes in place (the second half of a copytruncate).
+pub fn truncate(path: &std::path::Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+/// The position after the last record in `items`.
+pub fn last_position(items: &[Item]) -> Position {
+    let pos: &LinePos = items
+        .iter()
+        .rev()
+        .find_map(|item| match item {
+            Item::Line { pos, .. } | Item::Oversized { pos, .. } => Some(pos),
+            Item::Event(_) => None,
+        })
+        .expect("a record");
+    Position {
+        file: pos.file,
+        offset: pos.end,
+    }
 }
