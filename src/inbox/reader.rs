@@ -82,6 +82,9 @@ pub struct Tailer {
     /// when it is renamed once more (it follows a file one buffer past its opening), and it
     /// must not be read twice.
     retired: VecDeque<(u64, u64, Option<FileIdentity>)>,
+    /// The files the last batch retired, in order: the order handed out after it keeps them in
+    /// their place (one may have settled and been reported in the same batch).
+    retired_in_batch: Vec<FileIdentity>,
 }
 
 /// How many retired files the tailer remembers.
@@ -264,6 +267,7 @@ impl Tailer {
             inlet: None,
             looks: VecDeque::new(),
             retired: VecDeque::new(),
+            retired_in_batch: Vec::new(),
         };
         tailer.check_dir()?;
         if let Some(start) = start {
@@ -349,6 +353,7 @@ impl Tailer {
     /// out with the next batch.
     pub fn observe(&mut self) -> Vec<FileIdentity> {
         let mut out = Vec::new();
+        self.retired_in_batch.clear();
         if let Err(e) = self.check_path(&mut out) {
             // The next read reports it, with the health that goes with it.
             tracing::debug!("observing {}: {e}", self.path.display());
@@ -408,12 +413,14 @@ impl Tailer {
         }
     }
 
-    /// The files being read and queued whose identity is known, in reading order.
+    /// The files being read and queued whose identity is known, in reading order, after the files
+    /// the last batch (or look) finished.
     pub fn order(&self) -> Vec<FileIdentity> {
-        self.src
+        let held = self.src.iter().chain(self.queue.iter());
+        self.retired_in_batch
             .iter()
-            .chain(self.queue.iter())
-            .filter_map(|s| s.identity)
+            .copied()
+            .chain(held.filter_map(|s| s.identity))
             .collect()
     }
 
@@ -463,6 +470,7 @@ impl Tailer {
         max_bytes: usize,
     ) -> Result<Vec<Item>, InboxError> {
         let mut out: Vec<Item> = self.events.drain(..).map(Item::Event).collect();
+        self.retired_in_batch.clear();
         let mut budget = Budget {
             items: max_items.max(1),
             bytes: max_bytes.max(1),
@@ -590,6 +598,7 @@ impl Tailer {
             self.retired.pop_front();
         }
         self.retired.push_back((src.dev, src.ino, src.identity));
+        self.retired_in_batch.extend(src.identity);
         self.src = self.queue.pop_front();
         Ok(AtEof::Switched)
     }

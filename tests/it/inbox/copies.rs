@@ -142,9 +142,12 @@ fn a_rescan_after_an_overflow_queues_the_files_born_since_and_only_those() {
     let inlet = std::sync::Arc::new(Inlet::new());
     t.attach(inlet.clone());
     assert_eq!(texts(&drain(&mut t)).len(), 1);
-    // Birth times are compared with the time of the overflow: wait until the clock has moved.
-    let since = std::time::SystemTime::now();
-    while std::time::SystemTime::now() <= since {}
+    // Birth times are stamped with the kernel's coarse clock: `since` is a birth time, and the
+    // files below are created once births have moved past it.
+    let probe = fx.at("probe");
+    fs::write(&probe, b"").unwrap();
+    let since = fs::metadata(&probe).unwrap().created().unwrap();
+    create_born_after(&fx.at("probe2"), b"", &probe);
     // Renamed away unseen (the events were dropped): the held file, then a file born since.
     fs::rename(&fx.path, fx.at("inbox.jsonl.1")).unwrap();
     append(&fx.path, b"{\"b\":1}\n");

@@ -76,7 +76,17 @@ impl<P, S: Segment> Core<P, S> {
             self.commit
                 .in_flight()
                 .all(|(pos, _)| cp.file == Some(pos.file) || cp.next.contains(&pos.file)),
-            "a checkpoint that does not name the file of a record in flight"
+            "a checkpoint that does not name the file of a record in flight: in flight {:?}, checkpoint {:?} then {:?}, files {:?}",
+            self.commit
+                .in_flight()
+                .map(|(pos, _)| pos.file.key_prefix())
+                .collect::<Vec<_>>(),
+            cp.file.map(|f| f.key_prefix()),
+            cp.next.iter().map(Segment::key_prefix).collect::<Vec<_>>(),
+            self.files
+                .iter()
+                .map(Segment::key_prefix)
+                .collect::<Vec<_>>(),
         );
         cp
     }
